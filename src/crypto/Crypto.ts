@@ -1,0 +1,75 @@
+/**
+ * The `Crypto` service: every primitive the protocol uses, behind one tag, so that the handshake can
+ * run on `node:crypto` in production and on a deterministic variant for golden transcripts.
+ *
+ * Sizes are fixed by PROTOCOL.md §1: P-521 public keys are 133-byte uncompressed SEC1 points, shared
+ * secrets are the 66-byte x-coordinate, AES-256-GCM keys are 32 bytes, nonces 12 bytes, tags 16 bytes.
+ */
+import { Context, Schema } from "effect"
+import type { Effect, Either } from "effect"
+
+export const PUBLIC_KEY_LENGTH = 133
+export const SHARED_SECRET_LENGTH = 66
+export const AEAD_KEY_LENGTH = 32
+export const AEAD_NONCE_LENGTH = 12
+export const AEAD_TAG_LENGTH = 16
+export const SHA256_LENGTH = 32
+
+/**
+ * A primitive refused its input. Decryption failures (`DecryptFailed`) deliberately say nothing more.
+ */
+export class CryptoError extends Schema.TaggedError<CryptoError>()("CryptoError", {
+  reason: Schema.Literal("InvalidPublicKey", "InvalidLength", "DecryptFailed", "Internal"),
+  detail: Schema.optional(Schema.String)
+}) {}
+
+/** An ephemeral P-521 key pair; the private half never leaves the service as bytes. */
+export interface EcdhKeyPair {
+  /** Uncompressed SEC1 point `04 ‖ X ‖ Y`, 133 bytes. */
+  readonly publicKey: Uint8Array
+  /** Opaque to callers: only the `Crypto` implementation that made it can use it. */
+  readonly privateKey: unknown
+}
+
+/** A peer's public key that passed full validation (on the curve, not the identity, right length). */
+export interface EcdhPublicKey {
+  readonly raw: Uint8Array
+  readonly handle: unknown
+}
+
+/**
+ * AES-256-GCM bound to one key, synchronous because it sits on the hot path of every frame
+ * (DESIGN.md §7: no per-message Effects). It never throws: wrong lengths and bad tags come back as
+ * `Left`.
+ */
+export interface Aead {
+  /** Returns `ciphertext ‖ tag`. */
+  readonly seal: (nonce: Uint8Array, aad: Uint8Array, plaintext: Uint8Array) => Either.Either<Uint8Array, CryptoError>
+  /** Takes `ciphertext ‖ tag`; returns the plaintext, or `Left(DecryptFailed)` without detail. */
+  readonly open: (nonce: Uint8Array, aad: Uint8Array, sealed: Uint8Array) => Either.Either<Uint8Array, CryptoError>
+}
+
+export interface CryptoService {
+  /** A fresh ephemeral P-521 key pair, generated off the event loop. */
+  readonly generateKeyPair: Effect.Effect<EcdhKeyPair, CryptoError>
+  /** Imports a peer's raw SEC1 point, rejecting anything that is not a valid uncompressed P-521 point. */
+  readonly importPublicKey: (raw: Uint8Array) => Effect.Effect<EcdhPublicKey, CryptoError>
+  /** ECDH: the 66-byte big-endian x-coordinate of `private · peer`, computed off the event loop. */
+  readonly deriveSharedSecret: (own: EcdhKeyPair, peer: EcdhPublicKey) => Effect.Effect<Uint8Array, CryptoError>
+  /** HKDF-SHA256 (RFC 5869), extract then expand. */
+  readonly hkdf: (
+    ikm: Uint8Array,
+    salt: Uint8Array,
+    info: Uint8Array,
+    length: number
+  ) => Effect.Effect<Uint8Array, CryptoError>
+  /** AES-256-GCM with a 32-byte key; fails with `InvalidLength` for any other key size. */
+  readonly aead: (key: Uint8Array) => Effect.Effect<Aead, CryptoError>
+  readonly sha256: (data: Uint8Array) => Uint8Array
+  readonly hmacSha256: (key: Uint8Array, data: Uint8Array) => Uint8Array
+  readonly randomBytes: (length: number) => Effect.Effect<Uint8Array>
+  /** Constant-time equality; different lengths compare unequal without leaking where they differ. */
+  readonly timingSafeEqual: (a: Uint8Array, b: Uint8Array) => boolean
+}
+
+export class Crypto extends Context.Tag("cvg-core/Crypto")<Crypto, CryptoService>() {}

@@ -1,0 +1,94 @@
+/**
+ * Every failure cvg-core reports, as `Schema.TaggedError`s that travel in the error channel.
+ *
+ * Families with several causes carry a `reason` literal, as `@effect/platform`'s `SocketError` does.
+ * Decryption failures carry no detail at all (PROTOCOL.md §6): an attacker learns only that a frame
+ * was rejected.
+ */
+import { Schema } from "effect"
+
+/** An encryption policy (PROTOCOL.md §4). */
+export const EncryptionPolicy = Schema.Literal("required", "preferred", "disabled")
+export type EncryptionPolicy = typeof EncryptionPolicy.Type
+
+/** The client's and the server's policies cannot agree (PROTOCOL.md §4): the table has no cell for them. */
+export class EncryptionMismatch extends Schema.TaggedError<EncryptionMismatch>()("EncryptionMismatch", {
+  client: EncryptionPolicy,
+  server: EncryptionPolicy
+}) {
+  override get message(): string {
+    return `encryption policies do not agree: client ${this.client}, server ${this.server}`
+  }
+}
+
+/**
+ * Password authentication failed (PROTOCOL.md §5).
+ * - `MissingPassword`: the server requires a password and the client has none.
+ * - `WrongPassword`: the client's proof did not verify (on the client: the server denied it).
+ * - `ServerUnproven`: the server did not prove knowledge of the password the client holds.
+ */
+export class AuthFailed extends Schema.TaggedError<AuthFailed>()("AuthFailed", {
+  reason: Schema.Literal("MissingPassword", "WrongPassword", "ServerUnproven")
+}) {
+  override get message(): string {
+    return `authentication failed: ${this.reason}`
+  }
+}
+
+/** The handshake failed before a secure channel existed (PROTOCOL.md §3). */
+export class HandshakeError extends Schema.TaggedError<HandshakeError>()("HandshakeError", {
+  reason: Schema.Literal("Version", "Malformed", "InvalidPublicKey", "KeyConfirmation", "Timeout", "Aborted"),
+  detail: Schema.optional(Schema.String)
+}) {
+  override get message(): string {
+    return this.detail === undefined ? `handshake failed: ${this.reason}` : `handshake failed: ${this.reason}: ${this.detail}`
+  }
+}
+
+/** The peer broke the wire protocol after or during framing (PROTOCOL.md §2, §6, §8). */
+export class ProtocolError extends Schema.TaggedError<ProtocolError>()("ProtocolError", {
+  reason: Schema.Literal(
+    "FrameTooLarge",
+    "Malformed",
+    "DecryptFailed",
+    "MessageTooLarge",
+    "StreamIntegrity",
+    "UnexpectedMessage",
+    "LimitExceeded",
+    "Timeout"
+  ),
+  detail: Schema.optional(Schema.String)
+}) {
+  override get message(): string {
+    return this.detail === undefined ? `protocol error: ${this.reason}` : `protocol error: ${this.reason}: ${this.detail}`
+  }
+}
+
+/** What a `receive` asked for. */
+export const PacketFilter = Schema.Struct({
+  type: Schema.optional(Schema.Number),
+  id: Schema.optional(Schema.Number)
+})
+
+/** The next packet did not match what the caller expected (the seed used an `assert` here). */
+export class UnexpectedPacket extends Schema.TaggedError<UnexpectedPacket>()("UnexpectedPacket", {
+  expected: PacketFilter,
+  received: Schema.Struct({ type: Schema.Number, id: Schema.Number })
+}) {
+  override get message(): string {
+    return `unexpected packet: expected ${JSON.stringify(this.expected)}, received ${JSON.stringify(this.received)}`
+  }
+}
+
+/**
+ * The connection is over.
+ * - `Closed`: the peer sent the orderly close message (PROTOCOL.md §7), or we closed it ourselves.
+ * - `Cut`: the transport ended without a close message.
+ */
+export class ConnectionClosed extends Schema.TaggedError<ConnectionClosed>()("ConnectionClosed", {
+  reason: Schema.Literal("Closed", "Cut")
+}) {
+  override get message(): string {
+    return this.reason === "Closed" ? "connection closed" : "connection cut without a close message"
+  }
+}
