@@ -63,8 +63,11 @@ export interface CryptoService {
     info: Uint8Array,
     length: number
   ) => Effect.Effect<Uint8Array, CryptoError>
-  /** AES-256-GCM with a 32-byte key; fails with `InvalidLength` for any other key size. */
-  readonly aead: (key: Uint8Array) => Effect.Effect<Aead, CryptoError>
+  /**
+   * AES-256-GCM with a 32-byte key; `Left(InvalidLength)` for any other key size. Synchronous because
+   * a key update installs a new key inside the frame path (PROTOCOL.md §7.2).
+   */
+  readonly aead: (key: Uint8Array) => Either.Either<Aead, CryptoError>
   readonly sha256: (data: Uint8Array) => Uint8Array
   readonly hmacSha256: (key: Uint8Array, data: Uint8Array) => Uint8Array
   readonly randomBytes: (length: number) => Effect.Effect<Uint8Array>

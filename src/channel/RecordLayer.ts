@@ -1,0 +1,122 @@
+/**
+ * The record layer (PROTOCOL.md §4.4, §7.2): turns messages into frames and back, synchronously.
+ *
+ * In encrypted mode every frame is `len ‖ 0x17 ‖ AES-256-GCM(type ‖ body)` under the direction's key,
+ * with the 5-byte frame header as associated data and `iv xor sequence` as nonce. Sequence numbers
+ * are implicit, so a replayed, reordered, dropped or truncated frame fails to open. A sender rekeys
+ * in-band before its counter reaches the limit; a receiver refuses a peer that does not.
+ * In plaintext mode frames are `len ‖ type ‖ body` and nothing is checked beyond the framing.
+ */
+import { Either } from "effect"
+import type { Aead, CryptoService } from "../crypto/Crypto.js"
+import { AEAD_TAG_LENGTH } from "../crypto/Crypto.js"
+import { ProtocolError } from "../errors.js"
+import { nextTrafficKeys, recordNonce, type TrafficKeys } from "../handshake/KeySchedule.js"
+import { encodeFrame, FRAME_HEADER_LENGTH, writeFrameHeader } from "../wire/Frame.js"
+import { MessageType } from "../wire/Messages.js"
+
+/** Hard cap on records under one key (PROTOCOL.md §7.2), as TLS 1.3 recommends for AES-GCM. */
+export const MAX_RECORDS_PER_KEY = 2 ** 24
+
+export type Deliver = (type: number, body: Uint8Array) => void
+
+export interface RecordLayer {
+  readonly encrypted: boolean
+  /** Frames one message (and a KEY_UPDATE before it when the key is due) and passes the frames to `emit`. */
+  readonly write: (type: number, body: Uint8Array, emit: (frame: Uint8Array) => void) => void
+  /** Opens one received frame and delivers the message inside; key updates are consumed here. */
+  readonly read: (outerType: number, header: Uint8Array, body: Uint8Array, deliver: Deliver) => ProtocolError | undefined
+}
+
+const EMPTY = new Uint8Array(0)
+const decryptFailed = new ProtocolError({ reason: "DecryptFailed" })
+
+export const plaintextRecordLayer: RecordLayer = {
+  encrypted: false,
+  write: (type, body, emit) => emit(encodeFrame(type, body)),
+  read: (outerType, _header, body, deliver) => {
+    if (outerType === MessageType.ENCRYPTED || outerType === MessageType.KEY_UPDATE) {
+      return new ProtocolError({ reason: "UnexpectedMessage", detail: "sealed frame in plaintext mode" })
+    }
+    deliver(outerType, body)
+    return undefined
+  }
+}
+
+interface Direction {
+  keys: TrafficKeys
+  aead: Aead
+  sequence: number
+}
+
+const direction = (crypto: CryptoService, keys: TrafficKeys): Either.Either<Direction, ProtocolError> =>
+  crypto.aead(keys.key).pipe(
+    Either.map((aead) => ({ keys, aead, sequence: 0 })),
+    Either.mapLeft(() => new ProtocolError({ reason: "Malformed", detail: "traffic key" }))
+  )
+
+export const makeEncryptedRecordLayer = (
+  crypto: CryptoService,
+  sendKeys: TrafficKeys,
+  receiveKeys: TrafficKeys,
+  rekeyAfter: number
+): Either.Either<RecordLayer, ProtocolError> =>
+  Either.gen(function*() {
+    const limit = Math.max(2, Math.min(rekeyAfter, MAX_RECORDS_PER_KEY))
+    const send = yield* direction(crypto, sendKeys)
+    const receive = yield* direction(crypto, receiveKeys)
+    const sendNonce = new Uint8Array(12)
+    const receiveNonce = new Uint8Array(12)
+
+    const seal = (type: number, body: Uint8Array): Uint8Array => {
+      const inner = new Uint8Array(1 + body.length)
+      inner[0] = type
+      inner.set(body, 1)
+      const sealedLength = inner.length + AEAD_TAG_LENGTH
+      const frame = new Uint8Array(FRAME_HEADER_LENGTH + sealedLength)
+      writeFrameHeader(frame, 0, MessageType.ENCRYPTED, sealedLength)
+      const header = frame.subarray(0, FRAME_HEADER_LENGTH)
+      const sealed = send.aead.seal(recordNonce(send.keys.iv, send.sequence++, sendNonce), header, inner)
+      // Sealing only fails on wrong lengths, which this function never produces.
+      if (Either.isRight(sealed)) frame.set(sealed.right, FRAME_HEADER_LENGTH)
+      return frame
+    }
+
+    const installNext = (dir: Direction): boolean => {
+      const next = direction(crypto, nextTrafficKeys(crypto, dir.keys))
+      if (Either.isLeft(next)) return false
+      dir.keys = next.right.keys
+      dir.aead = next.right.aead
+      dir.sequence = 0
+      return true
+    }
+
+    return {
+      encrypted: true,
+      write: (type, body, emit) => {
+        // The KEY_UPDATE takes the last sequence number of the old key, so the counter never wraps.
+        if (send.sequence === limit - 1) {
+          emit(seal(MessageType.KEY_UPDATE, EMPTY))
+          installNext(send)
+        }
+        emit(seal(type, body))
+      },
+      read: (outerType, header, body, deliver) => {
+        if (outerType !== MessageType.ENCRYPTED) return decryptFailed
+        if (receive.sequence >= MAX_RECORDS_PER_KEY) {
+          return new ProtocolError({ reason: "LimitExceeded", detail: "peer did not update its key" })
+        }
+        const opened = receive.aead.open(recordNonce(receive.keys.iv, receive.sequence++, receiveNonce), header, body)
+        if (Either.isLeft(opened) || opened.right.length === 0) return decryptFailed
+        const inner = opened.right
+        const type = inner[0]!
+        if (type === MessageType.KEY_UPDATE) {
+          if (inner.length !== 1) return new ProtocolError({ reason: "Malformed", detail: "key update" })
+          if (!installNext(receive)) return decryptFailed
+          return undefined
+        }
+        deliver(type, inner.subarray(1))
+        return undefined
+      }
+    }
+  })

@@ -1,0 +1,228 @@
+/**
+ * The secure channel: what a successful handshake turns into (PROTOCOL.md §7).
+ *
+ * Only the handshake constructs one, so nothing can be sent before keys are confirmed and the
+ * password checked. It owns the record layer, answers CLOSE and ALERT itself, and tells a finished
+ * connection (CLOSE received) from a cut one (end of stream without CLOSE).
+ */
+import type * as Socket from "@effect/platform/Socket"
+import { Effect } from "effect"
+import type { EncryptionPolicy } from "../errors.js"
+import { AuthFailed, ConnectionClosed, EncryptionMismatch, HandshakeError, ProtocolError } from "../errors.js"
+import type { Framed, ReadEnd } from "../transport/Framed.js"
+import { type AlertCode, AlertCode as Codes, decodeAlert, encodeAlert, Alert, MessageType } from "../wire/Messages.js"
+import type { RecordLayer } from "./RecordLayer.js"
+
+export type ChannelError = ProtocolError | ConnectionClosed | Socket.SocketError
+
+export interface ChannelInfo {
+  /** Records are sealed with AES-256-GCM. */
+  readonly encrypted: boolean
+  /** Both sides proved knowledge of the password (PROTOCOL.md §5). */
+  readonly authenticated: boolean
+  readonly localPolicy: EncryptionPolicy
+  readonly peerPolicy: EncryptionPolicy
+  /** Human-readable cipher suite, e.g. `ECDHE-P521+HKDF-SHA256+AES-256-GCM`. */
+  readonly suite: string
+}
+
+export interface ChannelHandler {
+  /** Application messages (PACKET, CHUNK_*, STREAM_CREDIT), in arrival order. */
+  readonly onMessage: (type: number, body: Uint8Array) => void
+  /** Called once, when the channel can no longer receive. */
+  readonly onEnd: (error: ChannelError) => void
+}
+
+export interface SecureChannel {
+  readonly info: ChannelInfo
+  /** Frames, seals and queues one message; synchronous, in call order. No-op once closed. */
+  readonly write: (type: number, body: Uint8Array) => void
+  /** Waits while the outgoing queue is above its high-water mark (back-pressure). */
+  readonly awaitWritable: Effect.Effect<void>
+  /** Starts delivering messages; frames that arrived earlier are delivered first. */
+  readonly listen: (handler: ChannelHandler) => void
+  /** Orderly close: sends CLOSE, flushes and ends the write side. Idempotent. */
+  readonly close: Effect.Effect<void>
+  /** Sends an alert, then closes without waiting for the peer (PROTOCOL.md §6). */
+  readonly abort: (code: AlertCode) => Effect.Effect<void>
+  /** The error the channel ended with, if it has. */
+  readonly ended: () => ChannelError | undefined
+}
+
+/** What an alert from the peer means on this side (PROTOCOL.md §6). */
+export const alertToError = (
+  code: AlertCode,
+  policies?: { readonly client: EncryptionPolicy; readonly server: EncryptionPolicy }
+): AuthFailed | HandshakeError | ProtocolError | EncryptionMismatch => {
+  switch (code) {
+    case Codes.VERSION:
+      return new HandshakeError({ reason: "Version", detail: "peer does not speak this version" })
+    case Codes.MALFORMED:
+      return new HandshakeError({ reason: "Malformed", detail: "peer rejected a message" })
+    case Codes.KEY_CONFIRMATION:
+      return new HandshakeError({ reason: "KeyConfirmation", detail: "peer saw a different transcript" })
+    case Codes.MISSING_PASSWORD:
+      return new AuthFailed({ reason: "MissingPassword" })
+    case Codes.WRONG_PASSWORD:
+      return new AuthFailed({ reason: "WrongPassword" })
+    case Codes.SERVER_UNPROVEN:
+      return new AuthFailed({ reason: "ServerUnproven" })
+    case Codes.ENCRYPTION_MISMATCH:
+      return policies === undefined
+        ? new HandshakeError({ reason: "Aborted", detail: "encryption mismatch" })
+        : new EncryptionMismatch(policies)
+    case Codes.DECRYPT_FAILED:
+      return new ProtocolError({ reason: "DecryptFailed" })
+    case Codes.LIMIT_EXCEEDED:
+      return new ProtocolError({ reason: "LimitExceeded", detail: "peer reported a limit" })
+    case Codes.TIMEOUT:
+      return new HandshakeError({ reason: "Timeout", detail: "peer timed out" })
+    case Codes.INTERNAL:
+      return new HandshakeError({ reason: "Aborted", detail: "peer aborted" })
+  }
+}
+
+/** The alert that tells the peer why we are closing. */
+export const errorToAlert = (error: ChannelError | HandshakeError | AuthFailed | EncryptionMismatch): AlertCode => {
+  switch (error._tag) {
+    case "HandshakeError":
+      return error.reason === "Version"
+        ? Codes.VERSION
+        : error.reason === "KeyConfirmation"
+        ? Codes.KEY_CONFIRMATION
+        : error.reason === "Timeout"
+        ? Codes.TIMEOUT
+        : error.reason === "Malformed" || error.reason === "InvalidPublicKey"
+        ? Codes.MALFORMED
+        : Codes.INTERNAL
+    case "AuthFailed":
+      return error.reason === "MissingPassword"
+        ? Codes.MISSING_PASSWORD
+        : error.reason === "WrongPassword"
+        ? Codes.WRONG_PASSWORD
+        : Codes.SERVER_UNPROVEN
+    case "EncryptionMismatch":
+      return Codes.ENCRYPTION_MISMATCH
+    case "ProtocolError":
+      return error.reason === "DecryptFailed"
+        ? Codes.DECRYPT_FAILED
+        : error.reason === "LimitExceeded" || error.reason === "MessageTooLarge" || error.reason === "FrameTooLarge"
+        ? Codes.LIMIT_EXCEEDED
+        : error.reason === "Timeout"
+        ? Codes.TIMEOUT
+        : Codes.MALFORMED
+    default:
+      return Codes.INTERNAL
+  }
+}
+
+/** Maps how the transport's read side ended to the channel's error (PROTOCOL.md §7.1). */
+export const readEndToError = (end: ReadEnd): ChannelError =>
+  end._tag === "Eof"
+    ? new ConnectionClosed({ reason: "Cut" })
+    : end.error
+
+export const makeSecureChannel = (
+  framed: Framed,
+  records: RecordLayer,
+  info: ChannelInfo
+): SecureChannel => {
+  let ended: ChannelError | undefined
+  let closing = false
+  let handler: ChannelHandler | undefined
+  const emit = framed.enqueue
+
+  const write = (type: number, body: Uint8Array) => {
+    if (closing || ended !== undefined) return
+    records.write(type, body, emit)
+  }
+
+  const finish = (error: ChannelError) => {
+    if (ended !== undefined) return
+    ended = error
+    handler?.onEnd(error)
+  }
+
+  const sendClose = () => {
+    if (closing) return
+    records.write(MessageType.CLOSE, new Uint8Array(0), emit)
+    closing = true
+  }
+
+  const fail = (error: ProtocolError) => {
+    if (!closing && ended === undefined) {
+      records.write(MessageType.ALERT, encodeAlert(new Alert({ code: errorToAlert(error) })), emit)
+      closing = true
+    }
+    finish(error)
+  }
+
+  const deliver = (type: number, body: Uint8Array) => {
+    if (ended !== undefined) return
+    switch (type) {
+      case MessageType.CLOSE: {
+        // Answer the peer's CLOSE with ours, like TLS close_notify, then stop.
+        sendClose()
+        finish(new ConnectionClosed({ reason: "Closed" }))
+        return
+      }
+      case MessageType.ALERT: {
+        const alert = decodeAlert(body)
+        finish(alert._tag === "Right" ? toChannelError(alertToError(alert.right.code)) : alert.left)
+        return
+      }
+      case MessageType.PACKET:
+      case MessageType.CHUNK_START:
+      case MessageType.CHUNK_DATA:
+      case MessageType.CHUNK_END:
+      case MessageType.STREAM_CREDIT:
+        handler?.onMessage(type, body)
+        return
+      default:
+        fail(new ProtocolError({ reason: "UnexpectedMessage", detail: `message type ${type}` }))
+    }
+  }
+
+  const listen = (next: ChannelHandler) => {
+    handler = next
+    if (ended !== undefined) {
+      next.onEnd(ended)
+      return
+    }
+    framed.setSink({
+      onFrame: (type, header, body) => {
+        if (ended !== undefined) return
+        const error = records.read(type, header, body, deliver)
+        if (error !== undefined) fail(error)
+      },
+      onEnd: (end) => finish(readEndToError(end))
+    })
+  }
+
+  const shutdown = Effect.zipRight(framed.endWrite, framed.stopReading)
+
+  return {
+    info,
+    write,
+    awaitWritable: framed.awaitWritable,
+    listen,
+    close: Effect.suspend(() => {
+      sendClose()
+      finish(new ConnectionClosed({ reason: "Closed" }))
+      return shutdown
+    }),
+    abort: (code) =>
+      Effect.suspend(() => {
+        if (!closing && ended === undefined) {
+          records.write(MessageType.ALERT, encodeAlert(new Alert({ code })), emit)
+          closing = true
+        }
+        return shutdown
+      }),
+    ended: () => ended
+  }
+}
+
+/** After the handshake only protocol-level alerts make sense; anything else is the peer aborting. */
+const toChannelError = (error: AuthFailed | HandshakeError | ProtocolError | EncryptionMismatch): ChannelError =>
+  error._tag === "ProtocolError" ? error : new ProtocolError({ reason: "UnexpectedMessage", detail: error.message })

@@ -1,0 +1,389 @@
+/**
+ * The handshake, one program per role, in the order of PROTOCOL.md §3:
+ *
+ *   client                                   server
+ *   ClientHello  (policy, nonce, P-521 key) →
+ *                                          ← ServerHello (policy, password?, nonce, P-521 key)
+ *   [both: negotiate §4.1, ECDH, key schedule §4.2; records sealed from here when encrypted]
+ *                                          ← ServerFinished (MAC over both hellos)
+ *   ClientFinished (MAC, password proof?)  →
+ *                                          ← ServerAccept (server's password proof?)
+ *
+ * Each returns a `SecureChannel`, which exists only once every check has passed.
+ */
+import * as Socket from "@effect/platform/Socket"
+import { Duration, Effect, Either, Option, Redacted } from "effect"
+import type { Scope } from "effect"
+import type { CryptoService, EcdhKeyPair } from "../crypto/Crypto.js"
+import { Crypto } from "../crypto/Crypto.js"
+import {
+  AuthFailed,
+  ConnectionClosed,
+  EncryptionMismatch,
+  type EncryptionPolicy,
+  HandshakeError,
+  type ProtocolError
+} from "../errors.js"
+import { makeEncryptedRecordLayer, MAX_RECORDS_PER_KEY, plaintextRecordLayer, type RecordLayer } from "../channel/RecordLayer.js"
+import { alertToError, errorToAlert, makeSecureChannel, type SecureChannel } from "../channel/SecureChannel.js"
+import { makeFramed, type Framed, type ReadEnd } from "../transport/Framed.js"
+import { encodeFrame } from "../wire/Frame.js"
+import {
+  Alert,
+  ClientHello,
+  decodeAlert,
+  decodeClientHello,
+  decodeMacs,
+  decodeServerHello,
+  encodeAlert,
+  encodeClientHello,
+  encodeServerHello,
+  helloVersion,
+  MAC_LENGTH,
+  MessageType,
+  NONCE_LENGTH,
+  PROTOCOL_VERSION,
+  ServerHello
+} from "../wire/Messages.js"
+import { deriveHandshakeSecrets, type HandshakeSecrets, Labels, passwordProof } from "./KeySchedule.js"
+import { negotiate } from "./Negotiation.js"
+import { Transcript } from "./Transcript.js"
+
+/** A password as the user may give it; kept `Redacted` from the moment it enters (PROTOCOL.md §5). */
+export type PasswordInput = string | Uint8Array | Redacted.Redacted<string> | Redacted.Redacted<Uint8Array>
+
+export interface HandshakeOptions {
+  /** Default `"required"` (PROTOCOL.md §4.1). */
+  readonly encryption?: EncryptionPolicy | undefined
+  /** When set on the server, clients must prove it; when set on the client, the server must prove it. */
+  readonly password?: PasswordInput | undefined
+  /** Default 10 seconds. */
+  readonly handshakeTimeout?: Duration.DurationInput | undefined
+  /** Largest frame body accepted, in bytes. Default 1 MiB + 64 (one chunk plus headers). */
+  readonly maxFrameSize?: number | undefined
+  /** Records sealed under one key before an in-band key update. Default and maximum 2^24. */
+  readonly rekeyAfter?: number | undefined
+  /** Queued outgoing bytes above which senders wait. Default 4 MiB. */
+  readonly highWaterMark?: number | undefined
+}
+
+export type HandshakeFailure =
+  | EncryptionMismatch
+  | AuthFailed
+  | HandshakeError
+  | ProtocolError
+  | ConnectionClosed
+  | Socket.SocketError
+
+export const DEFAULT_MAX_FRAME_SIZE = 1024 * 1024 + 64
+export const DEFAULT_HANDSHAKE_TIMEOUT = Duration.seconds(10)
+export const SUITE = "ECDHE-P521+HKDF-SHA256+AES-256-GCM"
+export const PLAINTEXT_SUITE = "ECDHE-P521+HKDF-SHA256+NONE"
+
+const encoder = new TextEncoder()
+
+/** The password's bytes, still redacted; strings are UTF-8. */
+export const redactPassword = (input: PasswordInput | undefined): Option.Option<Redacted.Redacted<Uint8Array>> => {
+  if (input === undefined) return Option.none()
+  const value: string | Uint8Array = Redacted.isRedacted(input) ? Redacted.value<string | Uint8Array>(input) : input
+  return Option.some(Redacted.make(typeof value === "string" ? encoder.encode(value) : value))
+}
+
+const malformed = (detail: string) => new HandshakeError({ reason: "Malformed", detail })
+
+/** Shared state of one side during the handshake. */
+interface Context {
+  readonly crypto: CryptoService
+  readonly framed: Framed
+  readonly transcript: Transcript
+  records: RecordLayer | undefined
+}
+
+/** Sends a handshake message, through the record layer once there is one, and records it. */
+const send = (ctx: Context, type: number, body: Uint8Array): Uint8Array => {
+  const frame = encodeFrame(type, body)
+  if (ctx.records === undefined) ctx.framed.enqueue(frame)
+  else ctx.records.write(type, body, ctx.framed.enqueue)
+  ctx.transcript.add(frame)
+  return frame
+}
+
+const readEndError = (end: ReadEnd): HandshakeFailure =>
+  end._tag === "Eof"
+    ? new ConnectionClosed({ reason: "Cut" })
+    : end._tag === "ProtocolError"
+    ? malformed(end.error.message)
+    : end.error
+
+/**
+ * Reads the next message and insists on its type. An alert from the peer becomes the error it
+ * stands for; anything else unexpected is `Malformed`.
+ */
+const receive = (
+  ctx: Context,
+  expected: number,
+  policies?: { readonly client: EncryptionPolicy; readonly server: EncryptionPolicy }
+): Effect.Effect<Uint8Array, HandshakeFailure> =>
+  Effect.gen(function*() {
+    const [outerType, header, frameBody] = yield* Effect.mapError(ctx.framed.nextFrame, readEndError)
+    let message: readonly [number, Uint8Array] | undefined
+    if (ctx.records === undefined) {
+      message = [outerType, frameBody]
+    } else {
+      const error = ctx.records.read(outerType, header, frameBody, (type, body) => {
+        message = [type, body]
+      })
+      if (error !== undefined) return yield* Effect.fail(error.reason === "DecryptFailed" ? error : malformed(error.message))
+    }
+    if (message === undefined) return yield* receive(ctx, expected, policies)
+    const [type, body] = message
+    if (type === MessageType.ALERT) {
+      const alert = decodeAlert(body)
+      return yield* Effect.fail(Either.isRight(alert) ? alertToError(alert.right.code, policies) : malformed("alert"))
+    }
+    if (type !== expected) return yield* Effect.fail(malformed(`expected message ${expected}, got ${type}`))
+    ctx.transcript.add(encodeFrame(type, body))
+    return body
+  })
+
+/** Tells the peer why we stop (PROTOCOL.md §6), then fails with the same error. */
+const abort = <E extends HandshakeFailure>(ctx: Context, error: E): Effect.Effect<never, E> =>
+  Effect.suspend(() => {
+    if (error._tag !== "ConnectionClosed" && error._tag !== "SocketError" && error._tag !== "EncryptionMismatch") {
+      const body = encodeAlert(new Alert({ code: errorToAlert(error) }))
+      if (ctx.records === undefined) ctx.framed.enqueue(encodeFrame(MessageType.ALERT, body))
+      else ctx.records.write(MessageType.ALERT, body, ctx.framed.enqueue)
+    }
+    return Effect.zipRight(Effect.ignore(Effect.timeout(ctx.framed.endWrite, "1 second")), Effect.fail(error))
+  })
+
+const importAndDerive = (ctx: Context, own: EcdhKeyPair, peerKey: Uint8Array) =>
+  Effect.gen(function*() {
+    const peer = yield* Effect.mapError(
+      ctx.crypto.importPublicKey(peerKey),
+      () => new HandshakeError({ reason: "InvalidPublicKey" })
+    )
+    return yield* Effect.mapError(
+      ctx.crypto.deriveSharedSecret(own, peer),
+      () => new HandshakeError({ reason: "InvalidPublicKey" })
+    )
+  })
+
+const installRecords = (
+  ctx: Context,
+  encrypted: boolean,
+  secrets: HandshakeSecrets,
+  role: "client" | "server",
+  rekeyAfter: number
+): Effect.Effect<void, HandshakeError> =>
+  Effect.suspend(() => {
+    if (!encrypted) {
+      ctx.records = plaintextRecordLayer
+      return Effect.void
+    }
+    const [sendKeys, receiveKeys] = role === "client"
+      ? [secrets.clientTraffic, secrets.serverTraffic]
+      : [secrets.serverTraffic, secrets.clientTraffic]
+    const records = makeEncryptedRecordLayer(ctx.crypto, sendKeys, receiveKeys, rekeyAfter)
+    if (Either.isLeft(records)) return Effect.fail(new HandshakeError({ reason: "Aborted", detail: "key schedule" }))
+    ctx.records = records.right
+    return Effect.void
+  })
+
+const setup = (socket: Socket.Socket, options: HandshakeOptions) =>
+  Effect.gen(function*() {
+    const crypto = yield* Crypto
+    const framed = yield* makeFramed(socket, {
+      maxFrameSize: options.maxFrameSize ?? DEFAULT_MAX_FRAME_SIZE,
+      ...(options.highWaterMark === undefined ? {} : { highWaterMark: options.highWaterMark })
+    })
+    const ctx: Context = { crypto, framed, transcript: new Transcript(crypto), records: undefined }
+    return ctx
+  })
+
+const withTimeout = (options: HandshakeOptions) =>
+  Effect.timeoutFail({
+    duration: options.handshakeTimeout ?? DEFAULT_HANDSHAKE_TIMEOUT,
+    onTimeout: () => new HandshakeError({ reason: "Timeout" })
+  })
+
+/** The client's side of PROTOCOL.md §3. */
+export const clientHandshake = (
+  options: HandshakeOptions = {}
+): Effect.Effect<SecureChannel, HandshakeFailure, Socket.Socket | Crypto | Scope.Scope> =>
+  Effect.gen(function*() {
+    const socket = yield* Socket.Socket
+    const ctx = yield* setup(socket, options)
+    const { crypto } = ctx
+    const policy = options.encryption ?? "required"
+    const password = redactPassword(options.password)
+
+    // §3.1 ClientHello: our policy, a fresh nonce and an ephemeral key.
+    const keyPair = yield* Effect.mapError(crypto.generateKeyPair, (e) => new HandshakeError({ reason: "Aborted", detail: e.message }))
+    const nonce = yield* crypto.randomBytes(NONCE_LENGTH)
+    const hello = new ClientHello({ version: PROTOCOL_VERSION, policy, nonce, publicKey: keyPair.publicKey })
+    send(ctx, MessageType.CLIENT_HELLO, encodeClientHello(hello))
+
+    // §3.2 ServerHello.
+    const serverHelloBody = yield* receive(ctx, MessageType.SERVER_HELLO)
+    const version = helloVersion(serverHelloBody)
+    if (Either.isRight(version) && version.right !== PROTOCOL_VERSION) {
+      return yield* abort(ctx, new HandshakeError({ reason: "Version", detail: `server speaks version ${version.right}` }))
+    }
+    const serverHello = decodeServerHello(serverHelloBody)
+    if (Either.isLeft(serverHello)) return yield* abort(ctx, malformed(serverHello.left.message))
+    const policies = { client: policy, server: serverHello.right.policy }
+
+    // §4.1 Negotiation: both sides compute the same cell of the table from the two hellos.
+    const encrypted = negotiate(policies.client, policies.server)
+    if (encrypted === undefined) return yield* abort(ctx, new EncryptionMismatch(policies))
+
+    // §4.2 Key schedule, salted with the hash of both hellos.
+    const shared = yield* importAndDerive(ctx, keyPair, serverHello.right.publicKey).pipe(
+      Effect.catchAll((e) => abort(ctx, e))
+    )
+    const secrets = deriveHandshakeSecrets(crypto, shared, ctx.transcript.hash())
+    yield* installRecords(ctx, encrypted, secrets, "client", options.rekeyAfter ?? MAX_RECORDS_PER_KEY)
+
+    // §3.3 ServerFinished: the server saw the same hellos, policies included.
+    const expectedServerMac = crypto.hmacSha256(secrets.serverFinishedKey, ctx.transcript.hash())
+    const serverFinished = yield* receive(ctx, MessageType.SERVER_FINISHED, policies).pipe(
+      Effect.catchAll((e) => abort(ctx, e))
+    )
+    const [serverMac] = yield* Effect.mapError(decodeMacs(serverFinished, 1), (e) => malformed(e.message))
+    if (serverMac === undefined || !crypto.timingSafeEqual(serverMac, expectedServerMac)) {
+      return yield* abort(ctx, new HandshakeError({ reason: "KeyConfirmation" }))
+    }
+
+    // §5 Who proves what: a client holding a password insists that the server prove it too.
+    if (serverHello.right.passwordRequired && Option.isNone(password)) {
+      return yield* abort(ctx, new AuthFailed({ reason: "MissingPassword" }))
+    }
+    if (!serverHello.right.passwordRequired && Option.isSome(password)) {
+      return yield* abort(ctx, new AuthFailed({ reason: "ServerUnproven" }))
+    }
+
+    // §3.4 ClientFinished: our MAC over everything so far, and the password proof.
+    const beforeClientFinished = ctx.transcript.hash()
+    const clientMac = crypto.hmacSha256(secrets.clientFinishedKey, beforeClientFinished)
+    const proof = Option.match(password, {
+      onNone: () => new Uint8Array(0),
+      onSome: (p) => passwordProof(crypto, secrets.authKey, Redacted.value(p), Labels.clientProof, beforeClientFinished)
+    })
+    send(ctx, MessageType.CLIENT_FINISHED, concat(clientMac, proof))
+
+    // §3.5 ServerAccept: the server's own proof, over the transcript including our proof.
+    const beforeAccept = ctx.transcript.hash()
+    const accept = yield* receive(ctx, MessageType.SERVER_ACCEPT, policies)
+    const [serverProof] = yield* Effect.mapError(decodeMacs(accept, Option.isSome(password) ? 1 : 0), (e) => malformed(e.message))
+    if (Option.isSome(password)) {
+      const expected = passwordProof(crypto, secrets.authKey, Redacted.value(password.value), Labels.serverProof, beforeAccept)
+      if (serverProof === undefined || !crypto.timingSafeEqual(serverProof, expected)) {
+        return yield* abort(ctx, new AuthFailed({ reason: "ServerUnproven" }))
+      }
+    }
+
+    return makeSecureChannel(ctx.framed, ctx.records ?? plaintextRecordLayer, {
+      encrypted,
+      authenticated: Option.isSome(password),
+      localPolicy: policy,
+      peerPolicy: policies.server,
+      suite: encrypted ? SUITE : PLAINTEXT_SUITE
+    })
+  }).pipe(withTimeout(options))
+
+/** The server's side of PROTOCOL.md §3. */
+export const serverHandshake = (
+  options: HandshakeOptions = {}
+): Effect.Effect<SecureChannel, HandshakeFailure, Socket.Socket | Crypto | Scope.Scope> =>
+  Effect.gen(function*() {
+    const socket = yield* Socket.Socket
+    const ctx = yield* setup(socket, options)
+    const { crypto } = ctx
+    const policy = options.encryption ?? "required"
+    const password = redactPassword(options.password)
+
+    // §3.1 ClientHello. The version is checked before the layout, so a newer client hears `Version`.
+    const clientHelloBody = yield* receive(ctx, MessageType.CLIENT_HELLO).pipe(Effect.catchAll((e) => abort(ctx, e)))
+    const version = helloVersion(clientHelloBody)
+    if (Either.isLeft(version)) return yield* abort(ctx, malformed(version.left.message))
+    if (version.right !== PROTOCOL_VERSION) {
+      return yield* abort(ctx, new HandshakeError({ reason: "Version", detail: `client speaks version ${version.right}` }))
+    }
+    const clientHello = decodeClientHello(clientHelloBody)
+    if (Either.isLeft(clientHello)) return yield* abort(ctx, malformed(clientHello.left.message))
+
+    // §3.2 ServerHello, sent even when the policies clash so that the client can name both.
+    const keyPair = yield* Effect.mapError(crypto.generateKeyPair, (e) => new HandshakeError({ reason: "Aborted", detail: e.message }))
+    const nonce = yield* crypto.randomBytes(NONCE_LENGTH)
+    const hello = new ServerHello({
+      version: PROTOCOL_VERSION,
+      policy,
+      passwordRequired: Option.isSome(password),
+      nonce,
+      publicKey: keyPair.publicKey
+    })
+    send(ctx, MessageType.SERVER_HELLO, encodeServerHello(hello))
+    const policies = { client: clientHello.right.policy, server: policy }
+
+    // §4.1 Negotiation.
+    const encrypted = negotiate(policies.client, policies.server)
+    if (encrypted === undefined) return yield* abort(ctx, new EncryptionMismatch(policies))
+
+    // §4.2 Key schedule.
+    const shared = yield* importAndDerive(ctx, keyPair, clientHello.right.publicKey).pipe(
+      Effect.catchAll((e) => abort(ctx, e))
+    )
+    const secrets = deriveHandshakeSecrets(crypto, shared, ctx.transcript.hash())
+    yield* installRecords(ctx, encrypted, secrets, "server", options.rekeyAfter ?? MAX_RECORDS_PER_KEY)
+
+    // §3.3 ServerFinished.
+    send(ctx, MessageType.SERVER_FINISHED, crypto.hmacSha256(secrets.serverFinishedKey, ctx.transcript.hash()))
+
+    // §3.4 ClientFinished: key confirmation first, then the password proof.
+    const beforeClientFinished = ctx.transcript.hash()
+    const clientFinished = yield* receive(ctx, MessageType.CLIENT_FINISHED, policies).pipe(
+      Effect.catchAll((e) => abort(ctx, e))
+    )
+    const macs = decodeMacs(clientFinished, Option.isSome(password) ? 2 : 1)
+    if (Either.isLeft(macs)) return yield* abort(ctx, malformed(macs.left.message))
+    const [clientMac, clientProof] = macs.right
+    const expectedClientMac = crypto.hmacSha256(secrets.clientFinishedKey, beforeClientFinished)
+    if (clientMac === undefined || !crypto.timingSafeEqual(clientMac, expectedClientMac)) {
+      return yield* abort(ctx, new HandshakeError({ reason: "KeyConfirmation" }))
+    }
+    if (Option.isSome(password)) {
+      const expected = passwordProof(crypto, secrets.authKey, Redacted.value(password.value), Labels.clientProof, beforeClientFinished)
+      if (clientProof === undefined || !crypto.timingSafeEqual(clientProof, expected)) {
+        return yield* abort(ctx, new AuthFailed({ reason: "WrongPassword" }))
+      }
+    }
+
+    // §3.5 ServerAccept, with our proof over the transcript that includes the client's.
+    const beforeAccept = ctx.transcript.hash()
+    send(
+      ctx,
+      MessageType.SERVER_ACCEPT,
+      Option.match(password, {
+        onNone: () => new Uint8Array(0),
+        onSome: (p) => passwordProof(crypto, secrets.authKey, Redacted.value(p), Labels.serverProof, beforeAccept)
+      })
+    )
+
+    return makeSecureChannel(ctx.framed, ctx.records ?? plaintextRecordLayer, {
+      encrypted,
+      authenticated: Option.isSome(password),
+      localPolicy: policy,
+      peerPolicy: policies.client,
+      suite: encrypted ? SUITE : PLAINTEXT_SUITE
+    })
+  }).pipe(withTimeout(options))
+
+const concat = (a: Uint8Array, b: Uint8Array): Uint8Array => {
+  const out = new Uint8Array(a.length + b.length)
+  out.set(a)
+  out.set(b, a.length)
+  return out
+}
+
+export { MAC_LENGTH }

@@ -1,0 +1,98 @@
+/**
+ * The key schedule (PROTOCOL.md §4.2), written as RFC 5869 HKDF on top of the service's HMAC-SHA256.
+ *
+ * Every output is at most one SHA-256 block, so HKDF-Expand is a single HMAC: `T(1) = HMAC(prk, info ‖ 0x01)`.
+ * Writing it that way keeps the whole schedule synchronous, which matters for key updates: they
+ * happen inside the frame path, where no Effect may run (DESIGN.md §7).
+ */
+import type { CryptoService } from "../crypto/Crypto.js"
+import { concatBytes } from "../wire/Messages.js"
+
+const encoder = new TextEncoder()
+const label = (name: string): Uint8Array => encoder.encode(`cvg1 ${name}`)
+
+export const Labels = {
+  clientTraffic: label("c2s traffic"),
+  serverTraffic: label("s2c traffic"),
+  serverFinished: label("s finished"),
+  clientFinished: label("c finished"),
+  auth: label("auth"),
+  key: label("key"),
+  iv: label("iv"),
+  update: label("update"),
+  clientProof: label("client proof"),
+  serverProof: label("server proof")
+} as const
+
+/** HKDF-Extract (RFC 5869 §2.2). */
+export const extract = (crypto: CryptoService, salt: Uint8Array, ikm: Uint8Array): Uint8Array =>
+  crypto.hmacSha256(salt, ikm)
+
+/** HKDF-Expand (RFC 5869 §2.3) for lengths up to 32 bytes. */
+export const expand = (crypto: CryptoService, prk: Uint8Array, info: Uint8Array, length: number): Uint8Array =>
+  crypto.hmacSha256(prk, concatBytes(info, Uint8Array.of(1))).subarray(0, length)
+
+/** One direction's AEAD key and static IV, from its traffic secret (PROTOCOL.md §4.3). */
+export interface TrafficKeys {
+  readonly secret: Uint8Array
+  readonly key: Uint8Array
+  readonly iv: Uint8Array
+}
+
+export const trafficKeys = (crypto: CryptoService, secret: Uint8Array): TrafficKeys => ({
+  secret,
+  key: expand(crypto, secret, Labels.key, 32),
+  iv: expand(crypto, secret, Labels.iv, 12)
+})
+
+/** The next generation after a KEY_UPDATE (PROTOCOL.md §7.2): the old secret is never used again. */
+export const nextTrafficKeys = (crypto: CryptoService, current: TrafficKeys): TrafficKeys =>
+  trafficKeys(crypto, expand(crypto, current.secret, Labels.update, 32))
+
+/** Everything the handshake derives from the ECDH secret and the hello transcript. */
+export interface HandshakeSecrets {
+  readonly clientTraffic: TrafficKeys
+  readonly serverTraffic: TrafficKeys
+  readonly clientFinishedKey: Uint8Array
+  readonly serverFinishedKey: Uint8Array
+  readonly authKey: Uint8Array
+}
+
+export const deriveHandshakeSecrets = (
+  crypto: CryptoService,
+  sharedSecret: Uint8Array,
+  helloTranscriptHash: Uint8Array
+): HandshakeSecrets => {
+  const prk = extract(crypto, helloTranscriptHash, sharedSecret)
+  return {
+    clientTraffic: trafficKeys(crypto, expand(crypto, prk, Labels.clientTraffic, 32)),
+    serverTraffic: trafficKeys(crypto, expand(crypto, prk, Labels.serverTraffic, 32)),
+    clientFinishedKey: expand(crypto, prk, Labels.clientFinished, 32),
+    serverFinishedKey: expand(crypto, prk, Labels.serverFinished, 32),
+    authKey: expand(crypto, prk, Labels.auth, 32)
+  }
+}
+
+/**
+ * The password proof (PROTOCOL.md §5): `HMAC(HMAC(authKey, password), label ‖ transcriptHash)`.
+ * The inner HMAC binds the password to this handshake's ECDH secret, so a passive observer cannot
+ * test guesses against a captured proof.
+ */
+export const passwordProof = (
+  crypto: CryptoService,
+  authKey: Uint8Array,
+  password: Uint8Array,
+  proofLabel: Uint8Array,
+  transcriptHash: Uint8Array
+): Uint8Array => crypto.hmacSha256(crypto.hmacSha256(authKey, password), concatBytes(proofLabel, transcriptHash))
+
+/** Per-record nonce (PROTOCOL.md §4.4): the static IV xor the 64-bit big-endian sequence number. */
+export const recordNonce = (iv: Uint8Array, sequence: number, out: Uint8Array): Uint8Array => {
+  out.set(iv)
+  // Sequence numbers stay below 2^32 (PROTOCOL.md §7.2 caps them at 2^24), so the top four bytes are the IV's.
+  out[8]! ^= (sequence >>> 24) & 0xff
+  out[9]! ^= (sequence >>> 16) & 0xff
+  out[10]! ^= (sequence >>> 8) & 0xff
+  out[11]! ^= sequence & 0xff
+  return out
+}

@@ -1,0 +1,230 @@
+/**
+ * A framed connection over an `@effect/platform` `Socket` (PROTOCOL.md §2).
+ *
+ * Reading: one `socket.run` whose handler decodes frames synchronously and hands each to the
+ * current `FrameSink`, with no fiber per chunk (DESIGN.md §7). The handshake installs a mailbox sink
+ * it can await; the session then swaps in its own dispatcher, and frames that already arrived are
+ * replayed into it, in order.
+ *
+ * Writing: frames are queued synchronously and one writer fiber drains the queue, coalescing
+ * everything queued while the previous write was in flight into one socket write.
+ */
+import type * as Socket from "@effect/platform/Socket"
+import { Effect, ExecutionStrategy, Exit, Fiber, Scope } from "effect"
+import { ProtocolError } from "../errors.js"
+import { makeFrameDecoder } from "../wire/Frame.js"
+
+/** How the reading side ended. */
+export type ReadEnd =
+  | { readonly _tag: "Eof" }
+  | { readonly _tag: "SocketError"; readonly error: Socket.SocketError }
+  | { readonly _tag: "ProtocolError"; readonly error: ProtocolError }
+
+export interface FrameSink {
+  readonly onFrame: (type: number, header: Uint8Array, body: Uint8Array) => void
+  readonly onEnd: (end: ReadEnd) => void
+}
+
+export interface Framed {
+  /** The next frame, for the handshake; only valid until `setSink` is called. */
+  readonly nextFrame: Effect.Effect<Frame, ReadEnd>
+  /** Installs the sink; frames received but not yet pulled are delivered to it first, in order. */
+  readonly setSink: (sink: FrameSink) => void
+  /** Queues one encoded frame; never blocks. Frames go out in the order they were queued. */
+  readonly enqueue: (frame: Uint8Array) => void
+  /** Bytes queued but not yet handed to the socket. */
+  readonly pendingBytes: () => number
+  /** Waits until queued bytes drop below the high-water mark. */
+  readonly awaitWritable: Effect.Effect<void>
+  /** Flushes the queue, then ends our write side (the peer sees end of stream). */
+  readonly endWrite: Effect.Effect<void>
+  /** Stops reading early (used after a fatal error) so the run fiber does not outlive its purpose. */
+  readonly stopReading: Effect.Effect<void>
+  /** The read side's end, once known. */
+  readonly readEnd: () => ReadEnd | undefined
+}
+
+export interface FramedOptions {
+  readonly maxFrameSize: number
+  /** Queue size above which `awaitWritable` waits. */
+  readonly highWaterMark?: number
+}
+
+const DEFAULT_HIGH_WATER_MARK = 4 * 1024 * 1024
+
+export type Frame = readonly [type: number, header: Uint8Array, body: Uint8Array]
+
+const isFrame = (item: Frame | ReadEnd): item is Frame => Array.isArray(item)
+
+/**
+ * Holds frames until a sink is installed, and lets the handshake pull them one at a time. The frame
+ * decoder hands out views it never reuses, so keeping them is safe.
+ */
+const makeMailbox = () => {
+  const frames: Array<Frame> = []
+  let end: ReadEnd | undefined
+  let waiter: ((frame: Frame | ReadEnd) => void) | undefined
+  const sink: FrameSink = {
+    onFrame: (type, header, body) => {
+      const frame: Frame = [type, header, body]
+      if (waiter !== undefined) {
+        const resume = waiter
+        waiter = undefined
+        resume(frame)
+      } else {
+        frames.push(frame)
+      }
+    },
+    onEnd: (e) => {
+      end = e
+      if (waiter !== undefined) {
+        const resume = waiter
+        waiter = undefined
+        resume(e)
+      }
+    }
+  }
+  const next: Effect.Effect<Frame, ReadEnd> = Effect.async<Frame, ReadEnd>((resume) => {
+    const settle = (item: Frame | ReadEnd) => resume(isFrame(item) ? Effect.succeed(item) : Effect.fail(item))
+    const frame = frames.shift()
+    if (frame !== undefined) return settle(frame)
+    if (end !== undefined) return settle(end)
+    waiter = settle
+    return Effect.sync(() => {
+      waiter = undefined
+    })
+  })
+  return { sink, frames, next, end: () => end }
+}
+
+export const makeFramed = (
+  socket: Socket.Socket,
+  options: FramedOptions
+): Effect.Effect<Framed, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const scope = yield* Effect.scope
+    const highWaterMark = options.highWaterMark ?? DEFAULT_HIGH_WATER_MARK
+
+    // --- reading -----------------------------------------------------------------------------
+    const mailbox = makeMailbox()
+    let buffered = true
+    let sink: FrameSink = mailbox.sink
+    let readEnd: ReadEnd | undefined
+    const decoder = makeFrameDecoder(options.maxFrameSize)
+    const onFrame = (type: number, header: Uint8Array, body: Uint8Array) => sink.onFrame(type, header, body)
+    const finishReading = (end: ReadEnd) => {
+      if (readEnd !== undefined) return
+      readEnd = end
+      sink.onEnd(end)
+    }
+
+    const reader = yield* socket.run((chunk) => {
+      if (readEnd !== undefined) return
+      const error = decoder.push(chunk, onFrame)
+      // Failing the handler's Effect ends `run`; only the failing chunk pays for an Effect.
+      if (error !== undefined) return Effect.fail(error)
+    }).pipe(
+      Effect.exit,
+      Effect.flatMap((exit) =>
+        Effect.sync(() => {
+          if (Exit.isSuccess(exit)) {
+            const truncated = decoder.end()
+            finishReading(truncated === undefined ? { _tag: "Eof" } : { _tag: "ProtocolError", error: truncated })
+          } else {
+            const failure = exit.cause._tag === "Fail" ? exit.cause.error : undefined
+            if (failure instanceof ProtocolError) finishReading({ _tag: "ProtocolError", error: failure })
+            else if (failure !== undefined) finishReading({ _tag: "SocketError", error: failure })
+            else finishReading({ _tag: "Eof" })
+          }
+        })
+      ),
+      Effect.forkIn(scope)
+    )
+
+    const setSink = (next: FrameSink) => {
+      sink = next
+      if (buffered) {
+        buffered = false
+        for (const [type, header, body] of mailbox.frames.splice(0)) next.onFrame(type, header, body)
+        const end = mailbox.end()
+        if (end !== undefined) next.onEnd(end)
+      } else if (readEnd !== undefined) {
+        next.onEnd(readEnd)
+      }
+    }
+
+    // --- writing -----------------------------------------------------------------------------
+    const writerScope = yield* Scope.fork(scope, ExecutionStrategy.sequential)
+    const write = yield* Scope.extend(socket.writer, writerScope)
+    let queue: Array<Uint8Array> = []
+    let queued = 0
+    let inFlight = 0
+    let ending = false
+    let writeFailed = false
+    const wake = yield* Effect.makeLatch(false)
+    const drained = yield* Effect.makeLatch(true)
+
+    const takeBatch = (): Uint8Array => {
+      const batch = queue
+      queue = []
+      inFlight = queued
+      queued = 0
+      if (batch.length === 1) return batch[0]!
+      const out = new Uint8Array(inFlight)
+      let offset = 0
+      for (const frame of batch) {
+        out.set(frame, offset)
+        offset += frame.length
+      }
+      return out
+    }
+
+    const writerDone = yield* Effect.makeLatch(false)
+    yield* Effect.gen(function*() {
+      while (true) {
+        yield* wake.await
+        wake.unsafeClose()
+        if (queue.length === 0) {
+          if (ending) break
+          continue
+        }
+        const exit = yield* Effect.exit(write(takeBatch()))
+        inFlight = 0
+        if (queued < highWaterMark) drained.unsafeOpen()
+        if (Exit.isFailure(exit)) {
+          writeFailed = true
+          break
+        }
+      }
+    }).pipe(
+      Effect.ensuring(Effect.zipRight(writerDone.open, drained.open)),
+      Effect.forkIn(scope)
+    )
+
+    const enqueue = (frame: Uint8Array) => {
+      if (ending || writeFailed) return
+      queue.push(frame)
+      queued += frame.length
+      if (queued >= highWaterMark) drained.unsafeClose()
+      wake.unsafeOpen()
+    }
+
+    const endWrite = Effect.suspend(() => {
+      if (!ending) {
+        ending = true
+        wake.unsafeOpen()
+      }
+      return writerDone.await
+    }).pipe(Effect.zipRight(Scope.close(writerScope, Exit.void)))
+
+    return {
+      nextFrame: mailbox.next,
+      setSink,
+      enqueue,
+      pendingBytes: () => queued + inFlight,
+      awaitWritable: drained.await,
+      endWrite,
+      stopReading: Effect.asVoid(Fiber.interruptFork(reader)),
+      readEnd: () => readEnd
+    }
+  })

@@ -1,0 +1,189 @@
+/**
+ * Length-prefixed frames (PROTOCOL.md §2): `length: u32 big-endian ‖ type: u8 ‖ body[length]`.
+ *
+ * `length` counts only the body. The seed had no framing at all and assumed one `recv(4096)` was one
+ * packet (DESIGN.md §2); a stream transport may split or coalesce writes anywhere, so every frame says
+ * how long it is, and the decoder reassembles frames whatever the chunk boundaries.
+ *
+ * This is the hot path for bulk transfers (DESIGN.md §7): no per-byte work on bodies, no allocation per
+ * frame when a frame arrives whole, and one exact-size allocation when it arrives in pieces.
+ */
+import { ProtocolError } from "../errors.js"
+
+/** The 4 length bytes and the type byte. */
+export const FRAME_HEADER_LENGTH = 5
+
+/** The largest length the 4-byte prefix can state. */
+export const MAX_FRAME_LENGTH = 0xffffffff
+
+/**
+ * Writes a frame header at `offset` and returns the offset just past it, where the body goes. The caller
+ * guarantees room and a body length within the limit the peer enforces (PROTOCOL.md §2).
+ */
+export const writeFrameHeader = (buf: Uint8Array, offset: number, type: number, bodyLength: number): number => {
+  buf[offset] = bodyLength >>> 24
+  buf[offset + 1] = bodyLength >>> 16
+  buf[offset + 2] = bodyLength >>> 8
+  buf[offset + 3] = bodyLength
+  buf[offset + 4] = type
+  return offset + FRAME_HEADER_LENGTH
+}
+
+/** A frame header on its own, for writers that send the body from its own buffer (or authenticate it). */
+export const frameHeader = (type: number, bodyLength: number): Uint8Array => {
+  const buf = new Uint8Array(FRAME_HEADER_LENGTH)
+  writeFrameHeader(buf, 0, type, bodyLength)
+  return buf
+}
+
+/** A whole frame in one allocation. */
+export const encodeFrame = (type: number, body: Uint8Array): Uint8Array => {
+  const buf = new Uint8Array(FRAME_HEADER_LENGTH + body.length)
+  writeFrameHeader(buf, 0, type, body.length)
+  buf.set(body, FRAME_HEADER_LENGTH)
+  return buf
+}
+
+/**
+ * Receives one frame. `header` is the 5 raw header bytes (the record layer authenticates them as AEAD
+ * associated data, PROTOCOL.md §2). `header` and `body` may be views into the chunk that was pushed, so
+ * they stay valid only as long as the pusher leaves that chunk alone. It must not throw or call `push`.
+ */
+export type FrameHandler = (type: number, header: Uint8Array, body: Uint8Array) => void
+
+export interface FrameDecoder {
+  /**
+   * Feeds bytes, delivering every frame they complete, synchronously and in order. Returns the error that
+   * stopped decoding, if any; once failed, the decoder stays failed and returns that same error.
+   */
+  readonly push: (chunk: Uint8Array, onFrame: FrameHandler) => ProtocolError | undefined
+  /** Bytes held for an incomplete frame (header included). */
+  readonly pending: () => number
+  /**
+   * Says the input is over. A frame cut short is `Malformed` with detail "truncated frame" (PROTOCOL.md §2),
+   * so a cut connection is never mistaken for a finished one; after an earlier failure, that failure.
+   * `undefined` means the input ended on a frame boundary.
+   */
+  readonly end: () => ProtocolError | undefined
+}
+
+const readU32 = (bytes: Uint8Array, offset: number): number =>
+  ((bytes[offset]! << 24) | (bytes[offset + 1]! << 16) | (bytes[offset + 2]! << 8) | bytes[offset + 3]!) >>> 0
+
+/**
+ * A decoder that refuses any frame whose declared body length exceeds `maxFrameSize`, as soon as the 4
+ * length bytes are in and before a single body byte is buffered (PROTOCOL.md §2, DESIGN.md §5), so a peer
+ * cannot make us allocate more than `maxFrameSize + 5` bytes for one frame.
+ *
+ * `maxFrameSize` must be an integer from 0 to 2^32 - 1; anything else is a programming error (RangeError).
+ */
+export const makeFrameDecoder = (maxFrameSize: number): FrameDecoder => {
+  if (!Number.isInteger(maxFrameSize) || maxFrameSize < 0 || maxFrameSize > MAX_FRAME_LENGTH) {
+    throw new RangeError(`maxFrameSize must be an integer from 0 to ${MAX_FRAME_LENGTH}, got ${maxFrameSize}`)
+  }
+
+  // A header split across chunks is gathered here until its length is known; then the whole frame,
+  // header included, moves to `frame`, allocated once at its exact size (never grown by concatenation).
+  const head = new Uint8Array(FRAME_HEADER_LENGTH)
+  let headFill = 0
+  let frame: Uint8Array | undefined = undefined
+  let frameFill = 0
+  let failed: ProtocolError | undefined = undefined
+
+  const fail = (error: ProtocolError): ProtocolError => {
+    failed = error
+    frame = undefined
+    frameFill = 0
+    headFill = 0
+    return error
+  }
+
+  const tooLarge = (length: number): ProtocolError =>
+    fail(
+      new ProtocolError({
+        reason: "FrameTooLarge",
+        detail: `declared length ${length} exceeds maxFrameSize ${maxFrameSize}`
+      })
+    )
+
+  // Copies what `frame` still lacks from `chunk` at `offset`; returns the new offset.
+  const fill = (chunk: Uint8Array, offset: number): number => {
+    const target = frame!
+    const take = Math.min(target.length - frameFill, chunk.length - offset)
+    target.set(chunk.subarray(offset, offset + take), frameFill)
+    frameFill += take
+    return offset + take
+  }
+
+  // Hands over a completed `frame`; its buffer belongs to the handler from here on.
+  const deliver = (onFrame: FrameHandler): void => {
+    const done = frame!
+    frame = undefined
+    frameFill = 0
+    onFrame(done[4]!, done.subarray(0, FRAME_HEADER_LENGTH), done.subarray(FRAME_HEADER_LENGTH))
+  }
+
+  const push = (chunk: Uint8Array, onFrame: FrameHandler): ProtocolError | undefined => {
+    if (failed !== undefined) return failed
+    const n = chunk.length
+    let off = 0
+
+    // First finish whatever the previous chunks left incomplete.
+    if (frame !== undefined) {
+      off = fill(chunk, off)
+      if (frameFill < frame.length) return undefined
+      deliver(onFrame)
+    } else if (headFill > 0) {
+      while (headFill < FRAME_HEADER_LENGTH && off < n) head[headFill++] = chunk[off++]!
+      if (headFill < 4) return undefined
+      const length = readU32(head, 0)
+      if (length > maxFrameSize) return tooLarge(length)
+      if (headFill < FRAME_HEADER_LENGTH) return undefined
+      headFill = 0
+      frame = new Uint8Array(FRAME_HEADER_LENGTH + length)
+      frame.set(head, 0)
+      frameFill = FRAME_HEADER_LENGTH
+      off = fill(chunk, off)
+      if (frameFill < frame.length) return undefined
+      deliver(onFrame)
+    }
+
+    // Then whole frames straight out of the chunk, as views; the common case for bulk data.
+    for (;;) {
+      const rest = n - off
+      if (rest < 4) {
+        if (rest > 0) {
+          head.set(chunk.subarray(off), 0)
+          headFill = rest
+        }
+        return undefined
+      }
+      const length = readU32(chunk, off)
+      if (length > maxFrameSize) return tooLarge(length)
+      if (rest < FRAME_HEADER_LENGTH) {
+        head.set(chunk.subarray(off), 0)
+        headFill = rest
+        return undefined
+      }
+      const bodyEnd = off + FRAME_HEADER_LENGTH + length
+      if (bodyEnd > n) {
+        frame = new Uint8Array(FRAME_HEADER_LENGTH + length)
+        frame.set(chunk.subarray(off), 0)
+        frameFill = rest
+        return undefined
+      }
+      onFrame(chunk[off + 4]!, chunk.subarray(off, off + FRAME_HEADER_LENGTH), chunk.subarray(off + FRAME_HEADER_LENGTH, bodyEnd))
+      off = bodyEnd
+    }
+  }
+
+  const pending = (): number => (frame !== undefined ? frameFill : headFill)
+
+  const end = (): ProtocolError | undefined => {
+    if (failed !== undefined) return failed
+    if (pending() === 0) return undefined
+    return fail(new ProtocolError({ reason: "Malformed", detail: "truncated frame" }))
+  }
+
+  return { push, pending, end }
+}

@@ -1,0 +1,184 @@
+/**
+ * Control messages: the handshake (PROTOCOL.md §3), alerts (§6), key update (§7) and close (§7).
+ *
+ * Each is a `Schema` class for users and tests, with a strict hand codec: exact lengths, no trailing
+ * bytes, known enum values only. Handshake messages are not on the hot path, but strictness matters
+ * more there than anywhere: they are what an attacker controls before any key exists.
+ */
+import { Either, Schema } from "effect"
+import { EncryptionPolicy } from "../errors.js"
+import { ProtocolError } from "../errors.js"
+
+/** Message types (PROTOCOL.md §2.2). `ENCRYPTED` only ever appears as the outer type of a sealed frame. */
+export const MessageType = {
+  CLIENT_HELLO: 0x01,
+  SERVER_HELLO: 0x02,
+  SERVER_FINISHED: 0x03,
+  CLIENT_FINISHED: 0x04,
+  SERVER_ACCEPT: 0x05,
+  PACKET: 0x10,
+  CHUNK_START: 0x11,
+  CHUNK_DATA: 0x12,
+  CHUNK_END: 0x13,
+  STREAM_CREDIT: 0x14,
+  ALERT: 0x15,
+  ENCRYPTED: 0x17,
+  KEY_UPDATE: 0x20,
+  CLOSE: 0x21
+} as const
+export type MessageType = (typeof MessageType)[keyof typeof MessageType]
+
+/** "CVG" opens every hello, so that a stray client of another protocol fails as `Malformed` at once. */
+export const MAGIC = Uint8Array.of(0x43, 0x56, 0x47)
+export const PROTOCOL_VERSION = 1
+export const NONCE_LENGTH = 32
+export const PUBLIC_KEY_LENGTH = 133
+export const MAC_LENGTH = 32
+
+const policyCodes: ReadonlyArray<EncryptionPolicy> = ["required", "preferred", "disabled"]
+export const policyCode = (policy: EncryptionPolicy): number => policyCodes.indexOf(policy)
+
+const malformed = (detail: string) => new ProtocolError({ reason: "Malformed", detail })
+
+const Bytes = (length: number) =>
+  Schema.Uint8ArrayFromSelf.pipe(Schema.filter((b) => b.length === length || `expected ${length} bytes`))
+
+export class ClientHello extends Schema.Class<ClientHello>("ClientHello")({
+  version: Schema.Number,
+  policy: EncryptionPolicy,
+  nonce: Bytes(NONCE_LENGTH),
+  publicKey: Bytes(PUBLIC_KEY_LENGTH)
+}) {}
+
+export class ServerHello extends Schema.Class<ServerHello>("ServerHello")({
+  version: Schema.Number,
+  policy: EncryptionPolicy,
+  passwordRequired: Schema.Boolean,
+  nonce: Bytes(NONCE_LENGTH),
+  publicKey: Bytes(PUBLIC_KEY_LENGTH)
+}) {}
+
+/** Where a hello's fixed fields start: `magic[3] ‖ version u8`, then the rest. */
+const HELLO_PREFIX = MAGIC.length + 1
+export const CLIENT_HELLO_LENGTH = HELLO_PREFIX + 1 + NONCE_LENGTH + PUBLIC_KEY_LENGTH
+export const SERVER_HELLO_LENGTH = HELLO_PREFIX + 2 + NONCE_LENGTH + PUBLIC_KEY_LENGTH
+
+export const encodeClientHello = (hello: ClientHello): Uint8Array => {
+  const out = new Uint8Array(CLIENT_HELLO_LENGTH)
+  out.set(MAGIC, 0)
+  out[3] = hello.version
+  out[4] = policyCode(hello.policy)
+  out.set(hello.nonce, 5)
+  out.set(hello.publicKey, 5 + NONCE_LENGTH)
+  return out
+}
+
+export const encodeServerHello = (hello: ServerHello): Uint8Array => {
+  const out = new Uint8Array(SERVER_HELLO_LENGTH)
+  out.set(MAGIC, 0)
+  out[3] = hello.version
+  out[4] = policyCode(hello.policy)
+  out[5] = hello.passwordRequired ? 1 : 0
+  out.set(hello.nonce, 6)
+  out.set(hello.publicKey, 6 + NONCE_LENGTH)
+  return out
+}
+
+/**
+ * The version is read before the length is checked: a future version may change the layout, and
+ * the peer deserves `Version` rather than `Malformed` for that (PROTOCOL.md §3.1).
+ */
+export const helloVersion = (body: Uint8Array): Either.Either<number, ProtocolError> => {
+  if (body.length < HELLO_PREFIX || body[0] !== MAGIC[0] || body[1] !== MAGIC[1] || body[2] !== MAGIC[2]) {
+    return Either.left(malformed("not a cvg hello"))
+  }
+  return Either.right(body[3]!)
+}
+
+const decodePolicy = (code: number | undefined): Either.Either<EncryptionPolicy, ProtocolError> => {
+  const policy = code === undefined ? undefined : policyCodes[code]
+  return policy === undefined ? Either.left(malformed("unknown encryption policy")) : Either.right(policy)
+}
+
+export const decodeClientHello = (body: Uint8Array): Either.Either<ClientHello, ProtocolError> =>
+  Either.gen(function*() {
+    const version = yield* helloVersion(body)
+    if (body.length !== CLIENT_HELLO_LENGTH) return yield* Either.left(malformed("client hello length"))
+    const policy = yield* decodePolicy(body[4])
+    return new ClientHello({
+      version,
+      policy,
+      nonce: body.slice(5, 5 + NONCE_LENGTH),
+      publicKey: body.slice(5 + NONCE_LENGTH)
+    })
+  })
+
+export const decodeServerHello = (body: Uint8Array): Either.Either<ServerHello, ProtocolError> =>
+  Either.gen(function*() {
+    const version = yield* helloVersion(body)
+    if (body.length !== SERVER_HELLO_LENGTH) return yield* Either.left(malformed("server hello length"))
+    const policy = yield* decodePolicy(body[4])
+    const flag = body[5]
+    if (flag !== 0 && flag !== 1) return yield* Either.left(malformed("password flag"))
+    return new ServerHello({
+      version,
+      policy,
+      passwordRequired: flag === 1,
+      nonce: body.slice(6, 6 + NONCE_LENGTH),
+      publicKey: body.slice(6 + NONCE_LENGTH)
+    })
+  })
+
+/** Alert codes (PROTOCOL.md §6): why the sender is about to close. */
+export const AlertCode = {
+  VERSION: 0x01,
+  MALFORMED: 0x02,
+  KEY_CONFIRMATION: 0x03,
+  MISSING_PASSWORD: 0x04,
+  WRONG_PASSWORD: 0x05,
+  SERVER_UNPROVEN: 0x06,
+  DECRYPT_FAILED: 0x07,
+  ENCRYPTION_MISMATCH: 0x08,
+  LIMIT_EXCEEDED: 0x09,
+  TIMEOUT: 0x0a,
+  INTERNAL: 0x0b
+} as const
+export type AlertCode = (typeof AlertCode)[keyof typeof AlertCode]
+const alertCodes: ReadonlySet<number> = new Set(Object.values(AlertCode))
+
+export class Alert extends Schema.Class<Alert>("Alert")({
+  code: Schema.Literal(...Object.values(AlertCode))
+}) {}
+
+export const encodeAlert = (alert: Alert): Uint8Array => Uint8Array.of(alert.code)
+
+export const decodeAlert = (body: Uint8Array): Either.Either<Alert, ProtocolError> => {
+  const code = body[0]
+  if (body.length !== 1 || code === undefined || !alertCodes.has(code)) {
+    return Either.left(malformed("alert"))
+  }
+  return Either.right(new Alert({ code: code as AlertCode }))
+}
+
+/** A MAC of exactly 32 bytes, optionally followed by a second one (ClientFinished with a password). */
+export const decodeMacs = (
+  body: Uint8Array,
+  count: 0 | 1 | 2
+): Either.Either<ReadonlyArray<Uint8Array>, ProtocolError> => {
+  if (body.length !== count * MAC_LENGTH) return Either.left(malformed("handshake message length"))
+  const macs: Array<Uint8Array> = []
+  for (let i = 0; i < count; i++) macs.push(body.subarray(i * MAC_LENGTH, (i + 1) * MAC_LENGTH))
+  return Either.right(macs)
+}
+
+export const concatBytes = (...parts: ReadonlyArray<Uint8Array>): Uint8Array => {
+  let length = 0
+  for (const part of parts) length += part.length
+  const out = new Uint8Array(length)
+  let offset = 0
+  for (const part of parts) {
+    out.set(part, offset)
+    offset += part.length
+  }
+  return out
+}

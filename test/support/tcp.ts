@@ -1,0 +1,27 @@
+/**
+ * A connected pair of real loopback TCP sockets, as `@effect/platform` `Socket`s.
+ *
+ * `NodeSocket.makeNet` connects lazily, when its `run` starts, so the server's side is an Effect
+ * that completes once the client has connected.
+ */
+import { NodeSocket, NodeSocketServer } from "@effect/platform-node"
+import type * as Socket from "@effect/platform/Socket"
+import { Deferred, Effect } from "effect"
+import type { Scope } from "effect"
+
+export interface TcpPair {
+  readonly client: Socket.Socket
+  readonly server: Effect.Effect<Socket.Socket>
+  readonly port: number
+}
+
+export const tcpPair: Effect.Effect<TcpPair, unknown, Scope.Scope> = Effect.gen(function*() {
+  const server = yield* NodeSocketServer.make({ port: 0, host: "127.0.0.1" })
+  const accepted = yield* Deferred.make<Socket.Socket>()
+  yield* server.run((socket) => Effect.zipRight(Deferred.succeed(accepted, socket), Effect.never)).pipe(
+    Effect.forkScoped
+  )
+  const port = server.address._tag === "TcpAddress" ? server.address.port : 0
+  const client = yield* NodeSocket.makeNet({ host: "127.0.0.1", port })
+  return { client, server: Deferred.await(accepted), port }
+})
