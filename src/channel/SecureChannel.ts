@@ -39,12 +39,21 @@ export interface SecureChannel {
   readonly write: (type: number, body: Uint8Array) => void
   /** Waits while the outgoing queue is above its high-water mark (back-pressure). */
   readonly awaitWritable: Effect.Effect<void>
+  /** Bytes queued for the socket and not yet written. */
+  readonly pendingBytes: () => number
   /** Starts delivering messages; frames that arrived earlier are delivered first. */
   readonly listen: (handler: ChannelHandler) => void
   /** Orderly close: sends CLOSE, flushes and ends the write side. Idempotent. */
   readonly close: Effect.Effect<void>
   /** Sends an alert, then closes without waiting for the peer (PROTOCOL.md §6). */
   readonly abort: (code: AlertCode) => Effect.Effect<void>
+  /**
+   * Ends the channel with `error` from inside the frame path: queues the matching alert and tells
+   * the handler. The transport is released by `shutdown`, which the owner runs.
+   */
+  readonly fail: (error: ProtocolError) => void
+  /** Flushes what is queued, ends the write side and stops reading. */
+  readonly shutdown: Effect.Effect<void>
   /** The error the channel ended with, if it has. */
   readonly ended: () => ChannelError | undefined
 }
@@ -172,6 +181,7 @@ export const makeSecureChannel = (
         return
       }
       case MessageType.PACKET:
+      case MessageType.REPLY:
       case MessageType.CHUNK_START:
       case MessageType.CHUNK_DATA:
       case MessageType.CHUNK_END:
@@ -205,6 +215,7 @@ export const makeSecureChannel = (
     info,
     write,
     awaitWritable: framed.awaitWritable,
+    pendingBytes: framed.pendingBytes,
     listen,
     close: Effect.suspend(() => {
       sendClose()
@@ -219,6 +230,8 @@ export const makeSecureChannel = (
         }
         return shutdown
       }),
+    fail,
+    shutdown,
     ended: () => ended
   }
 }

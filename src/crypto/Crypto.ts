@@ -49,6 +49,11 @@ export interface Aead {
   readonly open: (nonce: Uint8Array, aad: Uint8Array, sealed: Uint8Array) => Either.Either<Uint8Array, CryptoError>
 }
 
+export interface Sha256Hasher {
+  readonly update: (data: Uint8Array) => void
+  readonly digest: () => Uint8Array
+}
+
 export interface CryptoService {
   /** A fresh ephemeral P-521 key pair, generated off the event loop. */
   readonly generateKeyPair: Effect.Effect<EcdhKeyPair, CryptoError>
@@ -69,6 +74,8 @@ export interface CryptoService {
    */
   readonly aead: (key: Uint8Array) => Either.Either<Aead, CryptoError>
   readonly sha256: (data: Uint8Array) => Uint8Array
+  /** Incremental SHA-256, for payloads that arrive in pieces (PROTOCOL.md §9.2). */
+  readonly sha256Hasher: () => Sha256Hasher
   readonly hmacSha256: (key: Uint8Array, data: Uint8Array) => Uint8Array
   readonly randomBytes: (length: number) => Effect.Effect<Uint8Array>
   /** Constant-time equality; different lengths compare unequal without leaking where they differ. */

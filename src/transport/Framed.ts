@@ -182,10 +182,11 @@ export const makeFramed = (
     const writerDone = yield* Effect.makeLatch(false)
     yield* Effect.gen(function*() {
       while (true) {
-        yield* wake.await
-        wake.unsafeClose()
+        // Check before sleeping: frames queued while the last write was in flight are already here.
         if (queue.length === 0) {
           if (ending) break
+          yield* wake.await
+          wake.unsafeClose()
           continue
         }
         const exit = yield* Effect.exit(write(takeBatch()))

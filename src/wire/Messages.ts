@@ -22,6 +22,7 @@ export const MessageType = {
   CHUNK_END: 0x13,
   STREAM_CREDIT: 0x14,
   ALERT: 0x15,
+  REPLY: 0x16,
   ENCRYPTED: 0x17,
   KEY_UPDATE: 0x20,
   CLOSE: 0x21

@@ -1,0 +1,78 @@
+/**
+ * Client entry points: `connect` for plain programs, `connectScoped` and `layer` for Effect apps,
+ * and `session` for tests that bring their own `Socket` and `Crypto` Layers.
+ */
+import { NodeSocket } from "@effect/platform-node"
+import * as Socket from "@effect/platform/Socket"
+import { Context, Duration, Effect, Exit, Layer, Option, Scope } from "effect"
+import { Crypto } from "../crypto/Crypto.js"
+import * as NodeCrypto from "../crypto/NodeCrypto.js"
+import { clientHandshake, type HandshakeFailure, type HandshakeOptions } from "../handshake/Handshake.js"
+import { makeSession, type Session, type SessionOptions } from "../session/Session.js"
+
+export interface ConnectOptions extends HandshakeOptions, SessionOptions {
+  /** Default `"127.0.0.1"`. */
+  readonly host?: string | undefined
+  readonly port: number
+  /** Time allowed for the TCP connection to open. Default 10 seconds. */
+  readonly connectTimeout?: Duration.DurationInput | undefined
+}
+
+export type ConnectError = HandshakeFailure
+
+/** Handshake, then a session, over whatever `Socket` and `Crypto` the context provides. */
+export const session = (
+  options: HandshakeOptions & SessionOptions & { readonly peer?: string | undefined } = {}
+): Effect.Effect<Session, HandshakeFailure, Socket.Socket | Crypto | Scope.Scope> =>
+  Effect.gen(function*() {
+    const channel = yield* clientHandshake(options)
+    const crypto = yield* Crypto
+    return yield* makeSession(channel, crypto, options)
+  })
+
+/** The `Crypto` from the context when there is one, else `node:crypto`. */
+export const withDefaultCrypto = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, Exclude<R, Crypto>> =>
+  Effect.flatMap(Effect.serviceOption(Crypto), (crypto) =>
+    Option.match(crypto, {
+      onNone: () => Effect.provide(effect, NodeCrypto.layer),
+      onSome: (service) => Effect.provideService(effect, Crypto, service)
+    }))
+
+/** Connects over TCP; the session lives as long as the scope. */
+export const connectScoped = (options: ConnectOptions): Effect.Effect<Session, ConnectError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const host = options.host ?? "127.0.0.1"
+    const socket = yield* NodeSocket.makeNet({
+      host,
+      port: options.port,
+      openTimeout: options.connectTimeout ?? Duration.seconds(10)
+    })
+    return yield* session({ ...options, peer: `${host}:${options.port}` }).pipe(
+      Effect.provideService(Socket.Socket, socket),
+      withDefaultCrypto
+    )
+  })
+
+/**
+ * Connects over TCP and returns a session the caller closes with `session.close`; resources are
+ * also released once the session has ended by itself. `Effect.runPromise(connect({...}))` works as is.
+ */
+export const connect = (options: ConnectOptions): Effect.Effect<Session, ConnectError> =>
+  Effect.gen(function*() {
+    const scope = yield* Scope.make()
+    const opened = yield* Effect.exit(Scope.extend(connectScoped(options), scope))
+    if (Exit.isFailure(opened)) {
+      yield* Scope.close(scope, opened)
+      return yield* opened
+    }
+    const session = opened.value
+    const release = Scope.close(scope, Exit.void)
+    yield* Effect.forkDaemon(Effect.zipRight(session.closed, release))
+    return { ...session, close: Effect.zipRight(session.close, release) }
+  })
+
+/** The client session as a service. */
+export class Client extends Context.Tag("cvg-core/Client")<Client, Session>() {}
+
+export const layer = (options: ConnectOptions): Layer.Layer<Client, ConnectError> =>
+  Layer.scoped(Client, connectScoped(options))

@@ -1,0 +1,251 @@
+/**
+ * The `Crypto` service on `node:crypto` (OpenSSL). No primitive is written by hand here.
+ *
+ * P-521 work goes through WebCrypto (`crypto.subtle`) because Node runs its `generateKey` and
+ * `deriveBits` as jobs on the libuv threadpool, whereas `crypto.diffieHellman` and `ECDH.computeSecret`
+ * hold the event loop for the whole scalar multiplication (DESIGN.md §7). Measured on Node 20.20, 2
+ * cores: 20 sequential `deriveBits` left a 1 ms timer ticking ~92% of the time, 20 `diffieHellman`
+ * calls let it tick 0 times. WebCrypto's derive costs ~5.7 ms of CPU against ~2.7 ms for the
+ * synchronous call, and derives that share a key are serialised by a per-key lock in Node, but the
+ * event loop stays free. Everything on the per-frame path is synchronous instead, because a
+ * threadpool hop costs more than the work itself.
+ */
+import * as NodeCrypto from "node:crypto"
+import { types as nodeTypes } from "node:util"
+import { Effect, Either, Layer } from "effect"
+import {
+  AEAD_KEY_LENGTH,
+  AEAD_NONCE_LENGTH,
+  AEAD_TAG_LENGTH,
+  Crypto,
+  CryptoError,
+  PUBLIC_KEY_LENGTH,
+  SHARED_SECRET_LENGTH
+} from "./Crypto.js"
+import type { Aead, CryptoService, EcdhKeyPair, EcdhPublicKey, Sha256Hasher } from "./Crypto.js"
+
+type WebCryptoKey = NodeCrypto.webcrypto.CryptoKey
+
+const subtle = NodeCrypto.webcrypto.subtle
+const ECDH_P521 = { name: "ECDH", namedCurve: "P-521" } as const
+/** P-521 field elements and scalars are 521 bits, i.e. 66 bytes. */
+const SCALAR_LENGTH = 66
+/** RFC 5869 §2.3: L <= 255 * HashLen. */
+const HKDF_MAX_LENGTH = 255 * 32
+/**
+ * Node refuses `info` above 1024 bytes (an OpenSSL provider limit, not RFC 5869's); we report it as
+ * `InvalidLength` rather than let it throw. The protocol's labels are far shorter.
+ */
+const HKDF_MAX_INFO_LENGTH = 1024
+/** @internal Order of the P-521 base point (SEC 2 §2.6.1). */
+export const P521_ORDER =
+  0x01fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffa51868783bf2f966b7fcc0148f709a5d03bb5c9b8899c47aebb6fb71e91386409n
+
+const internal = (detail: string) => new CryptoError({ reason: "Internal", detail })
+const invalidLength = (detail: string) => new CryptoError({ reason: "InvalidLength", detail })
+const invalidPublicKey = (detail: string) => new CryptoError({ reason: "InvalidPublicKey", detail })
+/** Shared instance: a decryption failure carries nothing that depends on the input. */
+const decryptFailed = Either.left(new CryptoError({ reason: "DecryptFailed" }))
+
+const messageOf = (cause: unknown): string => (cause instanceof Error ? cause.message : String(cause))
+
+const isEcdhKey = (value: unknown, type: "private" | "public"): value is WebCryptoKey =>
+  nodeTypes.isCryptoKey(value) && value.type === type && value.algorithm.name === "ECDH"
+
+const exportRawPublicKey = (publicKey: WebCryptoKey) =>
+  Effect.tryPromise({
+    try: () => subtle.exportKey("raw", publicKey),
+    catch: (cause) => internal(`export public key: ${messageOf(cause)}`)
+  }).pipe(Effect.map((buffer) => new Uint8Array(buffer)))
+
+const generateKeyPair: Effect.Effect<EcdhKeyPair, CryptoError> = Effect.gen(function*() {
+  // Not extractable: the private scalar never exists as bytes outside OpenSSL.
+  const pair = yield* Effect.tryPromise({
+    try: () => subtle.generateKey(ECDH_P521, false, ["deriveBits"]),
+    catch: (cause) => internal(`generate key pair: ${messageOf(cause)}`)
+  })
+  const publicKey = yield* exportRawPublicKey(pair.publicKey)
+  return { publicKey, privateKey: pair.privateKey }
+})
+
+const importPublicKey = (raw: Uint8Array): Effect.Effect<EcdhPublicKey, CryptoError> =>
+  Effect.suspend(() => {
+    // OpenSSL would also take compressed (0x02/0x03) and hybrid (0x06/0x07) encodings; the protocol
+    // carries only uncompressed points, so anything else is refused before OpenSSL sees it.
+    if (raw.length !== PUBLIC_KEY_LENGTH || raw[0] !== 0x04) {
+      return Effect.fail(invalidPublicKey("expected a 133-byte uncompressed P-521 point"))
+    }
+    // Copy so that later mutation of the caller's buffer cannot change what we validated.
+    const copy = Uint8Array.from(raw)
+    // OpenSSL's point decoding rejects coordinates >= p and points off the curve; the identity has no
+    // uncompressed encoding, and P-521's cofactor is 1, so every point that passes is in the group.
+    return Effect.tryPromise({
+      try: () => subtle.importKey("raw", copy, ECDH_P521, true, []),
+      catch: () => invalidPublicKey("not a point on P-521")
+    }).pipe(Effect.map((handle): EcdhPublicKey => ({ raw: copy, handle })))
+  })
+
+const deriveSharedSecret = (own: EcdhKeyPair, peer: EcdhPublicKey): Effect.Effect<Uint8Array, CryptoError> =>
+  Effect.suspend(() => {
+    const privateKey = own.privateKey
+    const publicKey = peer.handle
+    if (!isEcdhKey(privateKey, "private")) {
+      return Effect.fail(internal("key pair was not made by this Crypto implementation"))
+    }
+    if (!isEcdhKey(publicKey, "public")) {
+      return Effect.fail(invalidPublicKey("public key was not imported by this Crypto implementation"))
+    }
+    return Effect.tryPromise({
+      try: () => subtle.deriveBits({ name: "ECDH", public: publicKey }, privateKey, SHARED_SECRET_LENGTH * 8),
+      catch: (cause) => internal(`derive: ${messageOf(cause)}`)
+    }).pipe(Effect.map((bits) => new Uint8Array(bits)))
+  })
+
+const hkdf = (ikm: Uint8Array, salt: Uint8Array, info: Uint8Array, length: number) =>
+  Effect.suspend((): Effect.Effect<Uint8Array, CryptoError> => {
+    if (!Number.isSafeInteger(length) || length < 0 || length > HKDF_MAX_LENGTH) {
+      return Effect.fail(invalidLength(`HKDF-SHA256 output must be 0..${HKDF_MAX_LENGTH} bytes`))
+    }
+    if (info.length > HKDF_MAX_INFO_LENGTH) {
+      return Effect.fail(invalidLength(`HKDF info must be at most ${HKDF_MAX_INFO_LENGTH} bytes`))
+    }
+    // Synchronous on purpose: it costs microseconds, while the async variant would queue behind
+    // milliseconds-long P-521 jobs on the same threadpool during a burst of handshakes.
+    return Effect.try({
+      try: () => new Uint8Array(NodeCrypto.hkdfSync("sha256", ikm, salt, info, length)),
+      catch: (cause) => internal(`hkdf: ${messageOf(cause)}`)
+    })
+  })
+
+/**
+ * Results are Buffers, possibly views into Node's shared allocation pool for small sizes: use them
+ * as `Uint8Array`s (offset and length included), never through their `.buffer` alone.
+ */
+const makeAead = (key: NodeCrypto.KeyObject): Aead => ({
+  seal: (nonce, aad, plaintext) => {
+    if (nonce.length !== AEAD_NONCE_LENGTH) return Either.left(invalidLength("AES-GCM nonce must be 12 bytes"))
+    try {
+      const cipher = NodeCrypto.createCipheriv("aes-256-gcm", key, nonce, { authTagLength: AEAD_TAG_LENGTH })
+      cipher.setAAD(aad)
+      const body = cipher.update(plaintext)
+      // GCM is a stream mode: `final` yields no bytes, so one concat is the only copy.
+      const tail = cipher.final()
+      const tag = cipher.getAuthTag()
+      return Either.right(tail.length === 0 ? Buffer.concat([body, tag]) : Buffer.concat([body, tail, tag]))
+    } catch (cause) {
+      return Either.left(internal(`seal: ${messageOf(cause)}`))
+    }
+  },
+  open: (nonce, aad, sealed) => {
+    if (nonce.length !== AEAD_NONCE_LENGTH) return Either.left(invalidLength("AES-GCM nonce must be 12 bytes"))
+    if (sealed.length < AEAD_TAG_LENGTH) return decryptFailed
+    try {
+      const split = sealed.length - AEAD_TAG_LENGTH
+      const decipher = NodeCrypto.createDecipheriv("aes-256-gcm", key, nonce, { authTagLength: AEAD_TAG_LENGTH })
+      decipher.setAuthTag(sealed.subarray(split))
+      decipher.setAAD(aad)
+      const body = decipher.update(sealed.subarray(0, split))
+      // `final` is where the tag is checked; `body` is released unread if it throws.
+      const tail = decipher.final()
+      return Either.right(tail.length === 0 ? body : Buffer.concat([body, tail]))
+    } catch {
+      return decryptFailed
+    }
+  }
+})
+
+const aead = (key: Uint8Array): Either.Either<Aead, CryptoError> => {
+  if (key.length !== AEAD_KEY_LENGTH) return Either.left(invalidLength("AES-256-GCM key must be 32 bytes"))
+  // One KeyObject per key, so no frame copies the key into OpenSSL again.
+  return Either.try({
+    try: () => makeAead(NodeCrypto.createSecretKey(key)),
+    catch: (cause) => internal(`aead: ${messageOf(cause)}`)
+  })
+}
+
+const sha256 = (data: Uint8Array): Uint8Array => NodeCrypto.createHash("sha256").update(data).digest()
+
+const sha256Hasher = (): Sha256Hasher => {
+  const hash = NodeCrypto.createHash("sha256")
+  return { update: (data) => void hash.update(data), digest: () => hash.digest() }
+}
+
+const hmacSha256 = (key: Uint8Array, data: Uint8Array): Uint8Array =>
+  NodeCrypto.createHmac("sha256", key).update(data).digest()
+
+/** A negative or fractional length is a programming error and dies, as the signature has no error. */
+const randomBytes = (length: number): Effect.Effect<Uint8Array> => Effect.sync(() => NodeCrypto.randomBytes(length))
+
+/**
+ * On a length mismatch `a` is still compared, with itself, so the time spent depends only on
+ * `a.length` (which the caller already knows) and not on whether or where the contents differ.
+ * Lengths themselves are not hidden: in the protocol every compared value has a public, fixed size.
+ */
+const timingSafeEqual = (a: Uint8Array, b: Uint8Array): boolean => {
+  if (a.length !== b.length) {
+    NodeCrypto.timingSafeEqual(a, a)
+    return false
+  }
+  return NodeCrypto.timingSafeEqual(a, b)
+}
+
+const service: CryptoService = {
+  generateKeyPair,
+  importPublicKey,
+  deriveSharedSecret,
+  hkdf,
+  aead,
+  sha256,
+  sha256Hasher,
+  hmacSha256,
+  randomBytes,
+  timingSafeEqual
+}
+
+export const make: Effect.Effect<CryptoService> = Effect.succeed(service)
+
+export const layer: Layer.Layer<Crypto> = Layer.effect(Crypto, make)
+
+/**
+ * @internal Builds a key pair from a given 66-byte big-endian private scalar in [1, n-1], for the
+ * deterministic layer and the known-answer tests. Not for production: the scalar passes through JS
+ * memory, and computing its public key blocks the event loop.
+ */
+export const keyPairFromPrivateScalar = (scalar: Uint8Array): Effect.Effect<EcdhKeyPair, CryptoError> =>
+  Effect.gen(function*() {
+    if (scalar.length !== SCALAR_LENGTH) {
+      return yield* Effect.fail(invalidLength("P-521 private scalar must be 66 bytes"))
+    }
+    const value = BigInt(`0x${Buffer.from(scalar).toString("hex")}`)
+    if (value < 1n || value >= P521_ORDER) {
+      return yield* Effect.fail(internal("P-521 private scalar out of range [1, n-1]"))
+    }
+    const publicKey = yield* Effect.try({
+      try: () => {
+        const ecdh = NodeCrypto.createECDH("secp521r1")
+        ecdh.setPrivateKey(scalar)
+        return new Uint8Array(ecdh.getPublicKey(undefined, "uncompressed"))
+      },
+      catch: (cause) => internal(`public key from scalar: ${messageOf(cause)}`)
+    })
+    const b64 = (bytes: Uint8Array) => Buffer.from(bytes).toString("base64url")
+    // JWK is the one WebCrypto import format that takes a bare scalar without DER plumbing.
+    const privateKey = yield* Effect.tryPromise({
+      try: () =>
+        subtle.importKey(
+          "jwk",
+          {
+            kty: "EC",
+            crv: "P-521",
+            d: b64(scalar),
+            x: b64(publicKey.subarray(1, 1 + SCALAR_LENGTH)),
+            y: b64(publicKey.subarray(1 + SCALAR_LENGTH))
+          },
+          ECDH_P521,
+          false,
+          ["deriveBits"]
+        ),
+      catch: (cause) => internal(`import private scalar: ${messageOf(cause)}`)
+    })
+    return { publicKey, privateKey }
+  })

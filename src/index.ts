@@ -1,0 +1,32 @@
+/**
+ * cvg-core: a typed, encrypted packet protocol over sockets, on Effect.
+ *
+ * Start with `connect` (client) and `serve` (server); `PROTOCOL.md` specifies the bytes.
+ */
+export { connect, connectScoped, Client, type ConnectError, type ConnectOptions } from "./client/Client.js"
+export * as ClientSession from "./client/Client.js"
+export { listen, serve, type ServeOptions, type Server } from "./server/Server.js"
+export * as ServerSession from "./server/Server.js"
+export type {
+  IncomingStream,
+  PacketFilter,
+  Session,
+  SessionError,
+  SessionInfo,
+  SessionOptions
+} from "./session/Session.js"
+export type { HandshakeFailure, HandshakeOptions, PasswordInput } from "./handshake/Handshake.js"
+export { Packet, PacketFromBytes, decodePacket, encodePacket } from "./wire/Packet.js"
+export { PacketType, PacketTypeSchema, packetTypeName } from "./wire/PacketType.js"
+export {
+  AuthFailed,
+  ConnectionClosed,
+  EncryptionMismatch,
+  EncryptionPolicy,
+  HandshakeError,
+  ProtocolError,
+  UnexpectedPacket
+} from "./errors.js"
+export { Crypto, CryptoError, type CryptoService } from "./crypto/Crypto.js"
+export * as NodeCrypto from "./crypto/NodeCrypto.js"
+export * as DeterministicCrypto from "./crypto/DeterministicCrypto.js"

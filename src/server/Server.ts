@@ -1,0 +1,119 @@
+/**
+ * The server: listens on TCP, runs one handshake per connection in its own fiber under the
+ * handshake timeout, then hands the session to the user's handler.
+ *
+ * A connection's failure is logged with the peer's address and touches no other connection. When
+ * the server is interrupted, the listener closes and every open session is sent CLOSE
+ * (PROTOCOL.md §7.1) before its socket is released.
+ */
+import { NodeSocket, NodeSocketServer } from "@effect/platform-node"
+import * as Socket from "@effect/platform/Socket"
+import type * as SocketServer from "@effect/platform/SocketServer"
+import { Effect, Layer, Option } from "effect"
+import type { Scope } from "effect"
+import type { Crypto } from "../crypto/Crypto.js"
+import { withDefaultCrypto } from "../client/Client.js"
+import { serverHandshake, type HandshakeFailure, type HandshakeOptions } from "../handshake/Handshake.js"
+import { makeSession, type Session, type SessionOptions } from "../session/Session.js"
+import { encodeFrame } from "../wire/Frame.js"
+import { AlertCode, MessageType } from "../wire/Messages.js"
+import { Crypto as CryptoTag } from "../crypto/Crypto.js"
+
+export interface ServeOptions extends HandshakeOptions, SessionOptions {
+  /** Default `"127.0.0.1"`. */
+  readonly host?: string | undefined
+  /** 0 picks a free port; `address` tells which. */
+  readonly port: number
+  /** Connections served at once; more are refused with an alert. Default 1024. */
+  readonly maxConnections?: number | undefined
+}
+
+export interface Server {
+  readonly address: SocketServer.TcpAddress
+  /** Serves connections until interrupted. */
+  readonly run: <E, R>(handler: (session: Session) => Effect.Effect<unknown, E, R>) => Effect.Effect<never, SocketServer.SocketServerError, Exclude<R, Scope.Scope>>
+}
+
+/** Handshake, then a session, over whatever `Socket` and `Crypto` the context provides. */
+export const session = (
+  options: HandshakeOptions & SessionOptions & { readonly peer?: string | undefined } = {}
+): Effect.Effect<Session, HandshakeFailure, Socket.Socket | Crypto | Scope.Scope> =>
+  Effect.gen(function*() {
+    const channel = yield* serverHandshake(options)
+    const crypto = yield* CryptoTag
+    return yield* makeSession(channel, crypto, options)
+  })
+
+const peerAddress = Effect.map(
+  Effect.serviceOption(NodeSocket.NetSocket),
+  Option.flatMap((conn) => Option.fromNullable(conn.remoteAddress === undefined ? undefined : `${conn.remoteAddress}:${conn.remotePort}`))
+)
+
+/** Refuses a connection over the limit: one plaintext alert, then the socket is released. */
+const refuse = (socket: Socket.Socket) =>
+  Effect.scoped(
+    Effect.flatMap(socket.writer, (write) => write(encodeFrame(MessageType.ALERT, Uint8Array.of(AlertCode.LIMIT_EXCEEDED))))
+  ).pipe(Effect.ignore)
+
+/** Binds the listener; the returned server serves once `run` is called. */
+export const listen = (options: ServeOptions): Effect.Effect<Server, SocketServer.SocketServerError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const listener = yield* NodeSocketServer.make({ host: options.host ?? "127.0.0.1", port: options.port })
+    const address = listener.address._tag === "TcpAddress"
+      ? listener.address
+      : { _tag: "TcpAddress" as const, hostname: "", port: 0 }
+    const slots = yield* Effect.makeSemaphore(options.maxConnections ?? 1024)
+
+    const run = <E, R>(handler: (session: Session) => Effect.Effect<unknown, E, R>) =>
+      listener.run((socket) =>
+        Effect.gen(function*() {
+          const peer = Option.getOrElse(yield* peerAddress, () => "unknown")
+          const admitted = yield* slots.withPermitsIfAvailable(1)(
+            Effect.scoped(
+              Effect.gen(function*() {
+                const session_ = yield* session({ ...options, peer }).pipe(
+                  Effect.provideService(Socket.Socket, socket),
+                  withDefaultCrypto
+                )
+                yield* handler(session_)
+              })
+            ).pipe(
+              Effect.catchAllCause((cause) =>
+                Effect.logWarning("cvg-core: connection failed", cause).pipe(Effect.annotateLogs({ peer }))
+              )
+            )
+          )
+          if (Option.isNone(admitted)) {
+            yield* Effect.logWarning("cvg-core: connection refused, limit reached").pipe(Effect.annotateLogs({ peer }))
+            yield* refuse(socket)
+          }
+        })
+      )
+
+    return { address, run }
+  })
+
+/** Listens and serves until interrupted. `onListen` learns the bound address (useful with port 0). */
+export const serve = <E, R>(
+  options: ServeOptions & { readonly onListen?: ((address: SocketServer.TcpAddress) => Effect.Effect<void>) | undefined },
+  handler: (session: Session) => Effect.Effect<unknown, E, R>
+): Effect.Effect<never, SocketServer.SocketServerError, Exclude<R, Scope.Scope>> =>
+  Effect.scoped(
+    Effect.gen(function*() {
+      const server = yield* listen(options)
+      if (options.onListen !== undefined) yield* options.onListen(server.address)
+      return yield* server.run(handler)
+    })
+  )
+
+/** The server as a Layer: it serves in the background for as long as the Layer is alive. */
+export const layer = <E, R>(
+  options: ServeOptions,
+  handler: (session: Session) => Effect.Effect<unknown, E, R>
+): Layer.Layer<never, SocketServer.SocketServerError, Exclude<R, Scope.Scope>> =>
+  Layer.scopedDiscard(
+    Effect.gen(function*() {
+      const server = yield* listen(options)
+      yield* Effect.forkScoped(server.run(handler))
+    })
+  )

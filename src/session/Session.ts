@@ -1,0 +1,660 @@
+/**
+ * A session: the seed's procedures on top of a secure channel (PROTOCOL.md §8, §9).
+ *
+ * Incoming messages are dispatched synchronously, in the channel's frame handler: packets go to the
+ * inbox (for `receive`, `respond`, `serve`), replies to the request waiting on their id, chunks into
+ * their reassembly buffer. Waiting is done with `Effect.async` callbacks, not Deferreds or fibers per
+ * message (DESIGN.md §7).
+ */
+import type * as Socket from "@effect/platform/Socket"
+import { Effect, Either, Exit, FiberSet, Option, Stream } from "effect"
+import type { Scope } from "effect"
+import type { CryptoService, Sha256Hasher } from "../crypto/Crypto.js"
+import { ConnectionClosed, ProtocolError, UnexpectedPacket } from "../errors.js"
+import type { ChannelInfo, SecureChannel } from "../channel/SecureChannel.js"
+import {
+  ChunkEndStatus,
+  ChunkFlags,
+  decodeChunkStart,
+  encodeChunkData,
+  encodeChunkEnd,
+  encodeChunkStart,
+  encodeStreamCredit,
+  readStreamId,
+  STREAM_ID_LENGTH
+} from "../wire/Chunks.js"
+import { MessageType } from "../wire/Messages.js"
+import { decodePacket, encodePacketInto, Packet, packetEncodedLength } from "../wire/Packet.js"
+import type { PacketType } from "../wire/PacketType.js"
+
+export type SessionError = ProtocolError | ConnectionClosed | Socket.SocketError
+
+export interface PacketFilter {
+  readonly type?: PacketType | undefined
+  readonly id?: number | undefined
+}
+
+export interface SessionOptions {
+  /** Payloads above this many bytes are chunked (PROTOCOL.md §9). Default 256 KiB. */
+  readonly chunkSize?: number | undefined
+  /** Largest chunked message accepted, checked before anything is allocated. Default 64 MiB. */
+  readonly maxMessageSize?: number | undefined
+  /** Requests this session may have in flight; more wait for a slot. Default 4096. */
+  readonly maxInFlight?: number | undefined
+  /** Received packets waiting for `receive`/`serve`; beyond that the peer is flooding. Default 65536. */
+  readonly maxQueuedPackets?: number | undefined
+  /** Chunked messages and streams the peer may have open at once. Default 64. */
+  readonly maxIncomingStreams?: number | undefined
+}
+
+export interface SessionInfo extends ChannelInfo {
+  /** The peer's address, when the transport knows it. */
+  readonly peer: Option.Option<string>
+}
+
+/** A stream of unknown length from the peer, paced by credit (PROTOCOL.md §9.3). */
+export interface IncomingStream {
+  readonly id: number
+  readonly type: PacketType
+  readonly data: Stream.Stream<Uint8Array, SessionError>
+}
+
+export interface Session {
+  readonly info: SessionInfo
+  /** Sends one packet; payloads above the chunk size are chunked transparently. */
+  readonly send: (packet: Packet) => Effect.Effect<void, SessionError>
+  /** The next packet; `UnexpectedPacket` (and the packet is consumed) when it does not match the filter. */
+  readonly receive: (filter?: PacketFilter) => Effect.Effect<Packet, SessionError | UnexpectedPacket>
+  /** Sends a request and waits for the reply with the same id; many may be in flight. */
+  readonly request: (
+    packet: Packet,
+    options?: { readonly expect?: PacketType | undefined }
+  ) => Effect.Effect<Packet, SessionError | UnexpectedPacket>
+  /** Receives a packet and answers it with `response` (its id set to the request's). Returns the request. */
+  readonly receiveAndSend: (
+    response: Packet,
+    filter?: PacketFilter
+  ) => Effect.Effect<Packet, SessionError | UnexpectedPacket>
+  /** Receives a packet, runs `handler`, and sends back what it returns. Returns the request. */
+  readonly respond: <E, R>(
+    filter: PacketFilter,
+    handler: (packet: Packet) => Effect.Effect<Packet | undefined, E, R>
+  ) => Effect.Effect<Packet, SessionError | UnexpectedPacket | E, R>
+  /** Answers every incoming packet concurrently until the peer closes; fails if a handler fails. */
+  readonly serve: <E, R>(
+    handler: (packet: Packet) => Effect.Effect<Packet | undefined, E, R>
+  ) => Effect.Effect<void, SessionError | E, R>
+  /** Sends a stream of unknown length with back-pressure from the peer's credit. */
+  readonly sendStream: <E, R>(
+    header: { readonly id: number; readonly type: PacketType },
+    data: Stream.Stream<Uint8Array, E, R>
+  ) => Effect.Effect<void, SessionError | E, R>
+  /** The next incoming stream (a plain packet arrives as a one-chunk stream). */
+  readonly receiveStream: (filter?: PacketFilter) => Effect.Effect<IncomingStream, SessionError | UnexpectedPacket>
+  /** An id no request of this session is using. */
+  readonly nextId: () => number
+  /** Orderly close (PROTOCOL.md §7.1). Idempotent. */
+  readonly close: Effect.Effect<void>
+  /** Completes when the session ends: with `ConnectionClosed("Closed")` after an orderly close. */
+  readonly closed: Effect.Effect<SessionError>
+}
+
+export const DEFAULT_CHUNK_SIZE = 256 * 1024
+export const DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
+/** Credit every stream starts with (PROTOCOL.md §9.3). */
+export const INITIAL_STREAM_CREDIT = 1024 * 1024
+
+// --- internal state --------------------------------------------------------------------------
+
+type Resume<A> = (exit: Exit.Exit<A, SessionError>) => void
+
+/** A chunked message being reassembled. */
+interface IncomingMessage {
+  readonly _tag: "Message"
+  readonly start: { readonly id: number; readonly type: PacketType; readonly reply: boolean }
+  readonly buffer: Uint8Array
+  offset: number
+}
+
+/** A stream being received: chunks wait here until the consumer pulls them. */
+interface IncomingStreamState {
+  readonly _tag: "Stream"
+  readonly streamId: number
+  readonly chunks: Array<Uint8Array>
+  /** Bytes received beyond what we have granted: must stay within the credit (PROTOCOL.md §9.3). */
+  outstanding: number
+  consumedSinceCredit: number
+  done: Exit.Exit<void, SessionError> | undefined
+  waiter: Resume<Option.Option<Uint8Array>> | undefined
+  hasher: Sha256Hasher | undefined
+}
+
+type InboxItem =
+  | { readonly _tag: "Packet"; readonly packet: Packet }
+  | { readonly _tag: "Stream"; readonly id: number; readonly type: PacketType; readonly state: IncomingStreamState }
+
+interface PendingRequest {
+  result: Exit.Exit<Packet, SessionError> | undefined
+  resume: Resume<Packet> | undefined
+}
+
+const malformed = (detail: string) => new ProtocolError({ reason: "Malformed", detail })
+
+const matches = (filter: PacketFilter | undefined, packet: { readonly id: number; readonly type: number }) =>
+  filter === undefined ||
+  ((filter.type === undefined || filter.type === packet.type) && (filter.id === undefined || filter.id === packet.id))
+
+const unexpected = (filter: PacketFilter | undefined, packet: { readonly id: number; readonly type: number }) =>
+  new UnexpectedPacket({
+    expected: { ...(filter?.type === undefined ? {} : { type: filter.type }), ...(filter?.id === undefined ? {} : { id: filter.id }) },
+    received: { type: packet.type, id: packet.id }
+  })
+
+export const makeSession = (
+  channel: SecureChannel,
+  crypto: CryptoService,
+  options: SessionOptions & { readonly peer?: string | undefined } = {}
+): Effect.Effect<Session, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE
+    const maxMessageSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE
+    const maxQueued = options.maxQueuedPackets ?? 65536
+    const maxIncoming = options.maxIncomingStreams ?? 64
+    const encrypted = channel.info.encrypted
+    const inFlight = yield* Effect.makeSemaphore(options.maxInFlight ?? 4096)
+    // Sealed chunks are already authenticated; plaintext ones get a digest of the whole (PROTOCOL.md §9.2).
+    const newHasher = (): Sha256Hasher | undefined => (encrypted ? undefined : crypto.sha256Hasher())
+
+    let ended: SessionError | undefined
+    const endWaiters: Array<(error: SessionError) => void> = []
+    const inbox: Array<InboxItem> = []
+    const takers: Array<Resume<InboxItem>> = []
+    const pending = new Map<number, PendingRequest>()
+    const incoming = new Map<number, IncomingMessage | IncomingStreamState>()
+    const outgoingCredit = new Map<number, { credit: number; wake: (() => void) | undefined }>()
+    let nextStreamId = 1
+    let nextRequestId = 1
+
+    // --- dispatch (synchronous, PROTOCOL.md §8-§9) --------------------------------------------
+
+    const fail = (error: ProtocolError) => {
+      channel.fail(error)
+    }
+
+    const deliverItem = (item: InboxItem) => {
+      const taker = takers.shift()
+      if (taker !== undefined) return taker(Exit.succeed(item))
+      if (inbox.length >= maxQueued) return fail(new ProtocolError({ reason: "LimitExceeded", detail: "too many queued packets" }))
+      inbox.push(item)
+    }
+
+    const deliverReply = (packet: Packet) => {
+      const request = pending.get(packet.id)
+      // A reply nobody waits for belongs to an interrupted request: dropped (PROTOCOL.md §8.2).
+      if (request === undefined) return
+      pending.delete(packet.id)
+      if (request.resume !== undefined) request.resume(Exit.succeed(packet))
+      else request.result = Exit.succeed(packet)
+    }
+
+    const deliverPacket = (packet: Packet, reply: boolean) => (reply ? deliverReply(packet) : deliverItem({ _tag: "Packet", packet }))
+
+    const onChunkStart = (body: Uint8Array) => {
+      const decoded = decodeChunkStart(body)
+      if (Either.isLeft(decoded)) return fail(decoded.left)
+      const start = decoded.right
+      if (incoming.has(start.streamId)) return fail(malformed("stream id reused"))
+      if (incoming.size >= maxIncoming) return fail(new ProtocolError({ reason: "LimitExceeded", detail: "too many open streams" }))
+      const reply = (start.flags & ChunkFlags.REPLY) !== 0
+      if ((start.flags & ChunkFlags.STREAM) !== 0) {
+        if (reply) return fail(malformed("streamed reply"))
+        const state: IncomingStreamState = {
+          _tag: "Stream",
+          streamId: start.streamId,
+          chunks: [],
+          outstanding: 0,
+          consumedSinceCredit: 0,
+          done: undefined,
+          waiter: undefined,
+          hasher: newHasher()
+        }
+        incoming.set(start.streamId, state)
+        return deliverItem({ _tag: "Stream", id: start.id, type: start.type, state })
+      }
+      // Refused before allocating (PROTOCOL.md §9.1).
+      if (start.total > maxMessageSize) {
+        return fail(new ProtocolError({ reason: "MessageTooLarge", detail: `${start.total} > ${maxMessageSize}` }))
+      }
+      incoming.set(start.streamId, {
+        _tag: "Message",
+        start: { id: start.id, type: start.type, reply },
+        buffer: new Uint8Array(start.total),
+        offset: 0
+      })
+    }
+
+    const onChunkData = (body: Uint8Array) => {
+      const streamId = readStreamId(body)
+      const state = streamId === undefined ? undefined : incoming.get(streamId)
+      if (state === undefined) return fail(malformed("data for unknown stream"))
+      const data = body.subarray(STREAM_ID_LENGTH)
+      if (state._tag === "Message") {
+        if (state.offset + data.length > state.buffer.length) return fail(new ProtocolError({ reason: "StreamIntegrity", detail: "more data than declared" }))
+        state.buffer.set(data, state.offset)
+        state.offset += data.length
+        return
+      }
+      state.outstanding += data.length
+      if (state.outstanding > INITIAL_STREAM_CREDIT) return fail(new ProtocolError({ reason: "LimitExceeded", detail: "stream credit exceeded" }))
+      state.hasher?.update(data)
+      // The body is a view into a frame buffer nobody reuses, so it can wait in the queue as is.
+      if (state.waiter !== undefined) {
+        const waiter = state.waiter
+        state.waiter = undefined
+        waiter(Exit.succeed(Option.some(data)))
+      } else {
+        state.chunks.push(data)
+      }
+    }
+
+    const verifyDigest = (hasher: Sha256Hasher | undefined, data: Uint8Array | undefined, trailer: Uint8Array): boolean => {
+      if (encrypted) return trailer.length === 0
+      if (trailer.length !== 32) return false
+      const digest = data === undefined ? hasher?.digest() : crypto.sha256(data)
+      return digest !== undefined && crypto.timingSafeEqual(digest, trailer)
+    }
+
+    const finishStream = (state: IncomingStreamState, exit: Exit.Exit<void, SessionError>) => {
+      state.done = exit
+      if (state.waiter !== undefined && state.chunks.length === 0) {
+        const waiter = state.waiter
+        state.waiter = undefined
+        waiter(Exit.isSuccess(exit) ? Exit.succeed(Option.none()) : Exit.failCause(exit.cause))
+      }
+    }
+
+    const onChunkEnd = (body: Uint8Array) => {
+      const streamId = readStreamId(body)
+      const state = streamId === undefined ? undefined : incoming.get(streamId)
+      if (streamId === undefined || state === undefined || body.length < 5) return fail(malformed("end of unknown stream"))
+      incoming.delete(streamId)
+      const status = body[4]
+      const trailer = body.subarray(5)
+      if (state._tag === "Message") {
+        if (status !== ChunkEndStatus.OK) return // the sender gave up; nothing was delivered
+        if (state.offset !== state.buffer.length || !verifyDigest(undefined, state.buffer, trailer)) {
+          return fail(new ProtocolError({ reason: "StreamIntegrity" }))
+        }
+        return deliverPacket(new Packet({ id: state.start.id, type: state.start.type, payload: state.buffer }, true), state.start.reply)
+      }
+      if (status !== ChunkEndStatus.OK) {
+        return finishStream(state, Exit.fail(new ProtocolError({ reason: "StreamIntegrity", detail: "sender aborted the stream" })))
+      }
+      if (!verifyDigest(state.hasher, undefined, trailer)) {
+        finishStream(state, Exit.fail(new ProtocolError({ reason: "StreamIntegrity" })))
+        return fail(new ProtocolError({ reason: "StreamIntegrity" }))
+      }
+      finishStream(state, Exit.void)
+    }
+
+    const onStreamCredit = (body: Uint8Array) => {
+      const streamId = readStreamId(body)
+      if (streamId === undefined || body.length !== 8) return fail(malformed("stream credit"))
+      const out = outgoingCredit.get(streamId)
+      if (out === undefined) return // the stream already ended
+      out.credit += ((body[4]! << 24) | (body[5]! << 16) | (body[6]! << 8) | body[7]!) >>> 0
+      const wake = out.wake
+      out.wake = undefined
+      wake?.()
+    }
+
+    const onEnd = (error: SessionError) => {
+      if (ended !== undefined) return
+      ended = error
+      const failure = Exit.fail(error)
+      for (const taker of takers.splice(0)) taker(failure)
+      for (const request of pending.values()) {
+        if (request.resume !== undefined) request.resume(failure)
+        else request.result = failure
+      }
+      pending.clear()
+      for (const state of incoming.values()) if (state._tag === "Stream") finishStream(state, failure)
+      incoming.clear()
+      for (const out of outgoingCredit.values()) out.wake?.()
+      for (const waiter of endWaiters.splice(0)) waiter(error)
+    }
+
+    channel.listen({
+      onMessage: (type, body) => {
+        switch (type) {
+          case MessageType.PACKET:
+          case MessageType.REPLY: {
+            const packet = decodePacket(body)
+            if (Either.isLeft(packet)) return fail(packet.left)
+            return deliverPacket(packet.right, type === MessageType.REPLY)
+          }
+          case MessageType.CHUNK_START:
+            return onChunkStart(body)
+          case MessageType.CHUNK_DATA:
+            return onChunkData(body)
+          case MessageType.CHUNK_END:
+            return onChunkEnd(body)
+          case MessageType.STREAM_CREDIT:
+            return onStreamCredit(body)
+        }
+      },
+      onEnd
+    })
+
+    // When the channel ends for any reason, release the transport too.
+    const closed: Effect.Effect<SessionError> = Effect.async<SessionError>((resume) => {
+      if (ended !== undefined) return resume(Effect.succeed(ended))
+      const waiter = (error: SessionError) => resume(Effect.succeed(error))
+      endWaiters.push(waiter)
+      return Effect.sync(() => {
+        const i = endWaiters.indexOf(waiter)
+        if (i >= 0) endWaiters.splice(i, 1)
+      })
+    })
+    yield* Effect.forkScoped(Effect.zipRight(closed, channel.shutdown))
+    yield* Effect.addFinalizer(() => channel.close)
+
+    // --- sending -------------------------------------------------------------------------------
+
+    const checkOpen: Effect.Effect<void, SessionError> = Effect.suspend(() =>
+      ended === undefined ? Effect.void : Effect.fail(ended)
+    )
+
+    const writeSmall = (type: number, id: number, packetType: number, payload: Uint8Array) => {
+      const body = new Uint8Array(packetEncodedLength(payload.length))
+      encodePacketInto(body, 0, id, packetType, payload)
+      channel.write(type, body)
+    }
+
+    /** Writes a packet as PACKET/REPLY or as chunks, yielding to back-pressure between chunks. */
+    const sendPacket = (packet: Packet, reply: boolean): Effect.Effect<void, SessionError> =>
+      Effect.suspend(() => {
+        if (ended !== undefined) return Effect.fail(ended)
+        const payload = packet.payload
+        if (payload.length <= chunkSize) {
+          writeSmall(reply ? MessageType.REPLY : MessageType.PACKET, packet.id, packet.type, payload)
+          return channel.pendingBytes() > 0 ? Effect.zipRight(channel.awaitWritable, checkOpen) : Effect.void
+        }
+        const streamId = nextStreamId++
+        channel.write(
+          MessageType.CHUNK_START,
+          encodeChunkStart({ streamId, flags: reply ? ChunkFlags.REPLY : 0, id: packet.id, type: packet.type, total: payload.length })
+        )
+        let offset = 0
+        const step: Effect.Effect<void, SessionError> = Effect.suspend(() => {
+          if (ended !== undefined) return Effect.fail(ended)
+          const end = Math.min(offset + chunkSize, payload.length)
+          channel.write(MessageType.CHUNK_DATA, encodeChunkData(streamId, payload.subarray(offset, end)))
+          offset = end
+          if (offset < payload.length) return Effect.zipRight(channel.awaitWritable, step)
+          channel.write(MessageType.CHUNK_END, encodeChunkEnd(streamId, ChunkEndStatus.OK, encrypted ? undefined : crypto.sha256(payload)))
+          return Effect.zipRight(channel.awaitWritable, checkOpen)
+        })
+        return step
+      })
+
+    // --- receiving -----------------------------------------------------------------------------
+
+    const takeItem: Effect.Effect<InboxItem, SessionError> = Effect.async<InboxItem, SessionError>((resume) => {
+      const item = inbox.shift()
+      if (item !== undefined) return resume(Effect.succeed(item))
+      if (ended !== undefined) return resume(Effect.fail(ended))
+      const taker: Resume<InboxItem> = (exit) => resume(exit)
+      takers.push(taker)
+      return Effect.sync(() => {
+        const i = takers.indexOf(taker)
+        if (i >= 0) takers.splice(i, 1)
+      })
+    })
+
+    const pullChunk = (state: IncomingStreamState): Effect.Effect<Option.Option<Uint8Array>, SessionError> =>
+      Effect.async<Option.Option<Uint8Array>, SessionError>((resume) => {
+        const chunk = state.chunks.shift()
+        if (chunk !== undefined) return resume(Effect.succeed(Option.some(chunk)))
+        if (state.done !== undefined) {
+          return resume(Exit.isSuccess(state.done) ? Effect.succeed(Option.none()) : Effect.failCause(state.done.cause))
+        }
+        state.waiter = (exit) => resume(exit)
+        return Effect.sync(() => {
+          state.waiter = undefined
+        })
+      })
+
+    /** Hands credit back once half the window is consumed, so the sender rarely stalls. */
+    const consumed = (state: IncomingStreamState, bytes: number) => {
+      state.outstanding -= bytes
+      state.consumedSinceCredit += bytes
+      if (state.done === undefined && state.consumedSinceCredit >= INITIAL_STREAM_CREDIT / 2) {
+        channel.write(MessageType.STREAM_CREDIT, encodeStreamCredit(state.streamId, state.consumedSinceCredit))
+        state.consumedSinceCredit = 0
+      }
+    }
+
+    const streamOf = (state: IncomingStreamState): Stream.Stream<Uint8Array, SessionError> =>
+      Stream.repeatEffectOption(
+        pullChunk(state).pipe(
+          Effect.mapError(Option.some),
+          Effect.flatMap(Option.match({
+            onNone: () => Effect.fail(Option.none()),
+            onSome: (chunk) =>
+              Effect.sync(() => {
+                consumed(state, chunk.length)
+                return chunk
+              })
+          }))
+        )
+      )
+
+    /** Collects a stream into one packet, bounded by `maxMessageSize`. */
+    const collect = (item: InboxItem): Effect.Effect<Packet, SessionError> =>
+      item._tag === "Packet"
+        ? Effect.succeed(item.packet)
+        : Stream.runFold(streamOf(item.state), [] as Array<Uint8Array>, (acc, chunk) => {
+          acc.push(chunk)
+          return acc
+        }).pipe(
+          Effect.flatMap((chunks) => {
+            let total = 0
+            for (const c of chunks) total += c.length
+            if (total > maxMessageSize) return Effect.fail(new ProtocolError({ reason: "MessageTooLarge" }))
+            const payload = new Uint8Array(total)
+            let offset = 0
+            for (const c of chunks) {
+              payload.set(c, offset)
+              offset += c.length
+            }
+            return Effect.succeed(new Packet({ id: item.id, type: item.type, payload }, true))
+          })
+        )
+
+    const receive = (filter?: PacketFilter): Effect.Effect<Packet, SessionError | UnexpectedPacket> =>
+      Effect.flatMap(takeItem, (item): Effect.Effect<Packet, SessionError | UnexpectedPacket> => {
+        const header = item._tag === "Packet" ? item.packet : item
+        if (!matches(filter, header)) return Effect.fail(unexpected(filter, header))
+        return collect(item)
+      })
+
+    const reply = (request: Packet, response: Packet): Effect.Effect<void, SessionError> =>
+      sendPacket(
+        response.id === request.id ? response : new Packet({ id: request.id, type: response.type, payload: response.payload }, true),
+        true
+      )
+
+    const awaitReply = (id: number, slot: PendingRequest): Effect.Effect<Packet, SessionError> =>
+      Effect.async<Packet, SessionError>((resume) => {
+        if (slot.result !== undefined) return resume(slot.result)
+        slot.resume = (exit) => resume(exit)
+        return Effect.sync(() => {
+          if (pending.get(id) === slot) pending.delete(id)
+        })
+      })
+
+    const request = (
+      packet: Packet,
+      requestOptions?: { readonly expect?: PacketType | undefined }
+    ): Effect.Effect<Packet, SessionError | UnexpectedPacket> =>
+      inFlight.withPermits(1)(
+        Effect.suspend(() => {
+          if (ended !== undefined) return Effect.fail(ended)
+          if (pending.has(packet.id)) {
+            return Effect.fail(new ProtocolError({ reason: "LimitExceeded", detail: `request id ${packet.id} is already in flight` }))
+          }
+          const slot: PendingRequest = { result: undefined, resume: undefined }
+          pending.set(packet.id, slot)
+          return sendPacket(packet, false).pipe(
+            Effect.zipRight(awaitReply(packet.id, slot)),
+            Effect.onExit(() =>
+              Effect.sync(() => {
+                if (pending.get(packet.id) === slot) pending.delete(packet.id)
+              })
+            ),
+            Effect.flatMap((answer) =>
+              requestOptions?.expect === undefined || answer.type === requestOptions.expect
+                ? Effect.succeed(answer)
+                : Effect.fail(unexpected({ type: requestOptions.expect, id: packet.id }, answer))
+            )
+          )
+        })
+      )
+
+    const respond = <E, R>(
+      filter: PacketFilter,
+      handler: (packet: Packet) => Effect.Effect<Packet | undefined, E, R>
+    ): Effect.Effect<Packet, SessionError | UnexpectedPacket | E, R> =>
+      Effect.gen(function*() {
+        const packet = yield* receive(filter)
+        const response = yield* handler(packet)
+        if (response !== undefined) yield* reply(packet, response)
+        return packet
+      })
+
+    const serve = <E, R>(
+      handler: (packet: Packet) => Effect.Effect<Packet | undefined, E, R>
+    ): Effect.Effect<void, SessionError | E, R> =>
+      Effect.scoped(
+        Effect.gen(function*() {
+          const handlers = yield* FiberSet.make<void, SessionError | E>()
+          const run = yield* FiberSet.runtime(handlers)<R>()
+          const loop = Effect.gen(function*() {
+            while (true) {
+              const item = yield* takeItem
+              run(
+                Effect.flatMap(collect(item), (packet) =>
+                  Effect.flatMap(handler(packet), (response) => (response === undefined ? Effect.void : reply(packet, response))))
+              )
+            }
+          })
+          const outcome = yield* Effect.raceFirst(Effect.either(loop), Effect.either(FiberSet.join(handlers)))
+          if (Either.isLeft(outcome)) {
+            const error = outcome.left
+            // An orderly close by the peer is how serving normally ends.
+            if (error instanceof ConnectionClosed && error.reason === "Closed") return
+            return yield* Effect.fail(error)
+          }
+        })
+      )
+
+    const sendStream = <E, R>(
+      header: { readonly id: number; readonly type: PacketType },
+      data: Stream.Stream<Uint8Array, E, R>
+    ): Effect.Effect<void, SessionError | E, R> =>
+      Effect.suspend(() => {
+        if (ended !== undefined) return Effect.fail(ended)
+        const streamId = nextStreamId++
+        const flow = { credit: INITIAL_STREAM_CREDIT, wake: undefined as (() => void) | undefined }
+        outgoingCredit.set(streamId, flow)
+        const hasher = newHasher()
+        channel.write(MessageType.CHUNK_START, encodeChunkStart({ streamId, flags: ChunkFlags.STREAM, id: header.id, type: header.type, total: 0 }))
+
+        const awaitCredit = (bytes: number): Effect.Effect<void, SessionError> =>
+          Effect.async<void, SessionError>((resume) => {
+            const check = () => {
+              if (ended !== undefined) return resume(Effect.fail(ended))
+              if (flow.credit >= bytes) return resume(Effect.void)
+              flow.wake = check
+            }
+            check()
+            return Effect.sync(() => {
+              flow.wake = undefined
+            })
+          })
+
+        const sendPiece = (piece: Uint8Array): Effect.Effect<void, SessionError> =>
+          Effect.suspend(() => {
+            if (ended !== undefined) return Effect.fail(ended)
+            if (flow.credit < piece.length) return Effect.zipRight(awaitCredit(piece.length), sendPiece(piece))
+            flow.credit -= piece.length
+            hasher?.update(piece)
+            channel.write(MessageType.CHUNK_DATA, encodeChunkData(streamId, piece))
+            return channel.pendingBytes() > 0 ? channel.awaitWritable : Effect.void
+          })
+
+        const pieceSize = Math.min(chunkSize, INITIAL_STREAM_CREDIT)
+        const sendChunk = (chunk: Uint8Array): Effect.Effect<void, SessionError> => {
+          if (chunk.length <= pieceSize) return sendPiece(chunk)
+          let offset = 0
+          return Effect.whileLoop({
+            while: () => offset < chunk.length,
+            body: () => {
+              const piece = chunk.subarray(offset, Math.min(offset + pieceSize, chunk.length))
+              offset += piece.length
+              return sendPiece(piece)
+            },
+            step: () => {}
+          })
+        }
+
+        return Stream.runForEach(data, sendChunk).pipe(
+          Effect.onExit((exit) =>
+            Effect.sync(() => {
+              outgoingCredit.delete(streamId)
+              const ok = Exit.isSuccess(exit)
+              channel.write(
+                MessageType.CHUNK_END,
+                encodeChunkEnd(streamId, ok ? ChunkEndStatus.OK : ChunkEndStatus.ABORTED, ok && hasher !== undefined ? hasher.digest() : undefined)
+              )
+            })
+          ),
+          Effect.zipRight(checkOpen)
+        )
+      })
+
+    const receiveStream = (filter?: PacketFilter): Effect.Effect<IncomingStream, SessionError | UnexpectedPacket> =>
+      Effect.flatMap(takeItem, (item): Effect.Effect<IncomingStream, UnexpectedPacket> => {
+        const header = item._tag === "Packet" ? item.packet : item
+        if (!matches(filter, header)) return Effect.fail(unexpected(filter, header))
+        return Effect.succeed<IncomingStream>(
+          item._tag === "Packet"
+            ? { id: item.packet.id, type: item.packet.type, data: Stream.make(item.packet.payload) }
+            : { id: item.id, type: item.type, data: streamOf(item.state) }
+        )
+      })
+
+    const nextId = () => {
+      while (pending.has(nextRequestId)) nextRequestId = (nextRequestId + 1) >>> 0
+      const id = nextRequestId
+      nextRequestId = (nextRequestId + 1) >>> 0
+      return id
+    }
+
+    return {
+      info: { ...channel.info, peer: Option.fromNullable(options.peer) },
+      send: (packet) => sendPacket(packet, false),
+      receive,
+      request,
+      receiveAndSend: (response, filter) =>
+        Effect.flatMap(receive(filter), (packet) => Effect.as(reply(packet, response), packet)),
+      respond,
+      serve,
+      sendStream,
+      receiveStream,
+      nextId,
+      close: channel.close,
+      closed
+    }
+  })

@@ -1,0 +1,92 @@
+/**
+ * Chunked messages and streams (PROTOCOL.md §9): a payload too large for one frame, or of unknown
+ * length, crosses as CHUNK_START, CHUNK_DATA…, CHUNK_END, all carrying the sender's stream id, so
+ * several can interleave. Streams of unknown length are paced by STREAM_CREDIT from the receiver.
+ *
+ * Hand codecs: CHUNK_DATA is on the bulk path.
+ */
+import { Either } from "effect"
+import { ProtocolError } from "../errors.js"
+import { isPacketType, type PacketType } from "./PacketType.js"
+
+export const ChunkFlags = {
+  /** The packet answers a request (sent as REPLY rather than PACKET, PROTOCOL.md §8.2). */
+  REPLY: 0x01,
+  /** Length unknown up front: a stream, paced by credit. `total` is 0. */
+  STREAM: 0x02
+} as const
+const KNOWN_FLAGS = ChunkFlags.REPLY | ChunkFlags.STREAM
+
+export const CHUNK_START_LENGTH = 18
+export const STREAM_ID_LENGTH = 4
+
+export interface ChunkStart {
+  readonly streamId: number
+  readonly flags: number
+  readonly id: number
+  readonly type: PacketType
+  /** Total payload bytes; 0 for streams. */
+  readonly total: number
+}
+
+const malformed = (detail: string) => new ProtocolError({ reason: "Malformed", detail })
+
+export const encodeChunkStart = (start: ChunkStart): Uint8Array => {
+  const out = new Uint8Array(CHUNK_START_LENGTH)
+  const view = new DataView(out.buffer)
+  view.setUint32(0, start.streamId)
+  out[4] = start.flags
+  view.setUint32(5, start.id)
+  out[9] = start.type
+  view.setBigUint64(10, BigInt(start.total))
+  return out
+}
+
+export const decodeChunkStart = (body: Uint8Array): Either.Either<ChunkStart, ProtocolError> => {
+  if (body.length !== CHUNK_START_LENGTH) return Either.left(malformed("chunk start length"))
+  const view = new DataView(body.buffer, body.byteOffset, body.byteLength)
+  const flags = body[4]!
+  const type = body[9]!
+  if ((flags & ~KNOWN_FLAGS) !== 0) return Either.left(malformed("chunk flags"))
+  if (!isPacketType(type)) return Either.left(malformed("packet type"))
+  const total = view.getBigUint64(10)
+  if (total > BigInt(Number.MAX_SAFE_INTEGER)) return Either.left(malformed("chunk total"))
+  return Either.right({ streamId: view.getUint32(0), flags, id: view.getUint32(5), type, total: Number(total) })
+}
+
+/** `streamId ‖ data`: the caller gets a view of the data, no copy. */
+export const encodeChunkData = (streamId: number, data: Uint8Array): Uint8Array => {
+  const out = new Uint8Array(STREAM_ID_LENGTH + data.length)
+  writeU32(out, 0, streamId)
+  out.set(data, STREAM_ID_LENGTH)
+  return out
+}
+
+/** Reads the leading stream id of CHUNK_DATA, CHUNK_END and STREAM_CREDIT bodies. */
+export const readStreamId = (body: Uint8Array): number | undefined =>
+  body.length < STREAM_ID_LENGTH ? undefined : ((body[0]! << 24) | (body[1]! << 16) | (body[2]! << 8) | body[3]!) >>> 0
+
+export const ChunkEndStatus = { OK: 0, ABORTED: 1 } as const
+
+/** `streamId ‖ status u8 ‖ digest?`: the SHA-256 digest of the whole payload, in plaintext mode only. */
+export const encodeChunkEnd = (streamId: number, status: number, digest: Uint8Array | undefined): Uint8Array => {
+  const out = new Uint8Array(STREAM_ID_LENGTH + 1 + (digest?.length ?? 0))
+  writeU32(out, 0, streamId)
+  out[4] = status
+  if (digest !== undefined) out.set(digest, 5)
+  return out
+}
+
+export const encodeStreamCredit = (streamId: number, bytes: number): Uint8Array => {
+  const out = new Uint8Array(8)
+  writeU32(out, 0, streamId)
+  writeU32(out, 4, bytes)
+  return out
+}
+
+export const writeU32 = (out: Uint8Array, offset: number, value: number): void => {
+  out[offset] = value >>> 24
+  out[offset + 1] = (value >>> 16) & 0xff
+  out[offset + 2] = (value >>> 8) & 0xff
+  out[offset + 3] = value & 0xff
+}
