@@ -127,7 +127,8 @@ const receive = (
   Effect.gen(function*() {
     const [outerType, header, frameBody] = yield* Effect.mapError(ctx.framed.nextFrame, readEndError)
     let message: readonly [number, Uint8Array] | undefined
-    if (ctx.records === undefined) {
+    // A peer that fails before it has keys alerts in plaintext (PROTOCOL.md §6), even once we have ours.
+    if (ctx.records === undefined || outerType === MessageType.ALERT) {
       message = [outerType, frameBody]
     } else {
       const error = ctx.records.read(outerType, header, frameBody, (type, body) => {
