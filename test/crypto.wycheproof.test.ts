@@ -12,10 +12,10 @@ import type { Layer } from "effect"
 import { createPublicKey } from "node:crypto"
 import { existsSync, readFileSync } from "node:fs"
 import { fileURLToPath } from "node:url"
-import { Crypto } from "../src/crypto/Crypto.ts"
-import type { EcdhKeyPair } from "../src/crypto/Crypto.ts"
-import * as DeterministicCrypto from "../src/crypto/DeterministicCrypto.ts"
-import * as NodeCrypto from "../src/crypto/NodeCrypto.ts"
+import { Crypto } from "../src/crypto/Crypto.js"
+import type { EcdhKeyPair } from "../src/crypto/Crypto.js"
+import * as DeterministicCrypto from "../src/crypto/DeterministicCrypto.js"
+import * as NodeCrypto from "../src/crypto/NodeCrypto.js"
 
 const VECTORS = new URL("../../shared/vectors/wycheproof/", import.meta.url)
 const VECTORS_PATH = fileURLToPath(VECTORS)

@@ -49,11 +49,19 @@ const peerAddress = Effect.map(
   Option.flatMap((conn) => Option.fromNullable(conn.remoteAddress === undefined ? undefined : `${conn.remoteAddress}:${conn.remotePort}`))
 )
 
-/** Refuses a connection over the limit: one plaintext alert, then the socket is released. */
+/**
+ * Refuses a connection over the limit: one plaintext alert (PROTOCOL.md §6), then the socket is
+ * released. A platform socket only writes while its `run` is going, hence the reader.
+ */
 const refuse = (socket: Socket.Socket) =>
   Effect.scoped(
-    Effect.flatMap(socket.writer, (write) => write(encodeFrame(MessageType.ALERT, Uint8Array.of(AlertCode.LIMIT_EXCEEDED))))
-  ).pipe(Effect.ignore)
+    Effect.gen(function*() {
+      const write = yield* socket.writer
+      yield* Effect.forkScoped(socket.run(() => {}))
+      yield* write(encodeFrame(MessageType.ALERT, Uint8Array.of(AlertCode.LIMIT_EXCEEDED)))
+      yield* write(new Socket.CloseEvent())
+    })
+  ).pipe(Effect.timeout("1 second"), Effect.ignore)
 
 /** Binds the listener; the returned server serves once `run` is called. */
 export const listen = (options: ServeOptions): Effect.Effect<Server, SocketServer.SocketServerError, Scope.Scope> =>

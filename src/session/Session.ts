@@ -7,7 +7,7 @@
  * message (DESIGN.md §7).
  */
 import type * as Socket from "@effect/platform/Socket"
-import { Effect, Either, Exit, FiberSet, Option, Stream } from "effect"
+import { Duration, Effect, Either, Exit, FiberSet, Option, Stream } from "effect"
 import type { Scope } from "effect"
 import type { CryptoService, Sha256Hasher } from "../crypto/Crypto.js"
 import { ConnectionClosed, ProtocolError, UnexpectedPacket } from "../errors.js"
@@ -45,6 +45,8 @@ export interface SessionOptions {
   readonly maxQueuedPackets?: number | undefined
   /** Chunked messages and streams the peer may have open at once. Default 64. */
   readonly maxIncomingStreams?: number | undefined
+  /** End the session with `ProtocolError("Timeout")` when nothing arrives for this long. Default: never. */
+  readonly idleTimeout?: Duration.DurationInput | undefined
 }
 
 export interface SessionInfo extends ChannelInfo {
@@ -166,6 +168,7 @@ export const makeSession = (
     const newHasher = (): Sha256Hasher | undefined => (encrypted ? undefined : crypto.sha256Hasher())
 
     let ended: SessionError | undefined
+    let received = 0
     const endWaiters: Array<(error: SessionError) => void> = []
     const inbox: Array<InboxItem> = []
     const takers: Array<Resume<InboxItem>> = []
@@ -326,6 +329,7 @@ export const makeSession = (
 
     channel.listen({
       onMessage: (type, body) => {
+        received++
         switch (type) {
           case MessageType.PACKET:
           case MessageType.REPLY: {
@@ -358,6 +362,25 @@ export const makeSession = (
     })
     yield* Effect.forkScoped(Effect.zipRight(closed, channel.shutdown))
     yield* Effect.addFinalizer(() => channel.close)
+
+    /**
+     * One fiber per session, not per message: it wakes once per period and fails the session if
+     * nothing arrived since the last wake, so the timeout fires between one and two periods of silence.
+     */
+    if (options.idleTimeout !== undefined) {
+      const period = Duration.decode(options.idleTimeout)
+      yield* Effect.forkScoped(Effect.gen(function*() {
+        let seen = -1
+        while (ended === undefined) {
+          if (seen === received) {
+            fail(new ProtocolError({ reason: "Timeout", detail: "idle timeout" }))
+            return
+          }
+          seen = received
+          yield* Effect.sleep(period)
+        }
+      }))
+    }
 
     // --- sending -------------------------------------------------------------------------------
 

@@ -118,29 +118,6 @@ export const makeFramed = (
       sink.onEnd(end)
     }
 
-    const reader = yield* socket.run((chunk) => {
-      if (readEnd !== undefined) return
-      const error = decoder.push(chunk, onFrame)
-      // Failing the handler's Effect ends `run`; only the failing chunk pays for an Effect.
-      if (error !== undefined) return Effect.fail(error)
-    }).pipe(
-      Effect.exit,
-      Effect.flatMap((exit) =>
-        Effect.sync(() => {
-          if (Exit.isSuccess(exit)) {
-            const truncated = decoder.end()
-            finishReading(truncated === undefined ? { _tag: "Eof" } : { _tag: "ProtocolError", error: truncated })
-          } else {
-            const failure = exit.cause._tag === "Fail" ? exit.cause.error : undefined
-            if (failure instanceof ProtocolError) finishReading({ _tag: "ProtocolError", error: failure })
-            else if (failure !== undefined) finishReading({ _tag: "SocketError", error: failure })
-            else finishReading({ _tag: "Eof" })
-          }
-        })
-      ),
-      Effect.forkIn(scope)
-    )
-
     const setSink = (next: FrameSink) => {
       sink = next
       if (buffered) {
@@ -180,7 +157,7 @@ export const makeFramed = (
     }
 
     const writerDone = yield* Effect.makeLatch(false)
-    yield* Effect.gen(function*() {
+    const writer = yield* Effect.gen(function*() {
       while (true) {
         // Check before sleeping: frames queued while the last write was in flight are already here.
         if (queue.length === 0) {
@@ -202,6 +179,13 @@ export const makeFramed = (
       Effect.forkIn(scope)
     )
 
+    const abandonWrites: Effect.Effect<void> = Effect.suspend(() => {
+      writeFailed = true
+      queue = []
+      queued = 0
+      return Effect.all([Fiber.interrupt(writer), writerDone.open, drained.open], { discard: true })
+    })
+
     const enqueue = (frame: Uint8Array) => {
       if (ending || writeFailed) return
       queue.push(frame)
@@ -217,6 +201,33 @@ export const makeFramed = (
       }
       return writerDone.await
     }).pipe(Effect.zipRight(Scope.close(writerScope, Exit.void)))
+
+    // Reading starts last, so that everything it may call on the writing side exists.
+    const reader = yield* socket.run((chunk) => {
+      if (readEnd !== undefined) return
+      const error = decoder.push(chunk, onFrame)
+      // Failing the handler's Effect ends `run`; only the failing chunk pays for an Effect.
+      if (error !== undefined) return Effect.fail(error)
+    }).pipe(
+      Effect.exit,
+      Effect.flatMap((exit) =>
+        Effect.sync(() => {
+          if (Exit.isSuccess(exit)) {
+            const truncated = decoder.end()
+            finishReading(truncated === undefined ? { _tag: "Eof" } : { _tag: "ProtocolError", error: truncated })
+          } else {
+            const failure = exit.cause._tag === "Fail" ? exit.cause.error : undefined
+            if (failure instanceof ProtocolError) finishReading({ _tag: "ProtocolError", error: failure })
+            else if (failure !== undefined) finishReading({ _tag: "SocketError", error: failure })
+            else finishReading({ _tag: "Eof" })
+          }
+        })
+      ),
+      // Once `run` has ended, a platform socket never completes another write (NodeSocket waits on
+      // a latch that stays closed), so the writer is released here instead of hanging a close.
+      Effect.zipRight(Effect.suspend(() => abandonWrites)),
+      Effect.forkIn(scope)
+    )
 
     return {
       nextFrame: mailbox.next,
