@@ -226,7 +226,7 @@ export const clientHandshake = (
     send(ctx, MessageType.CLIENT_HELLO, encodeClientHello(hello))
 
     // §3.2 ServerHello.
-    const serverHelloBody = yield* receive(ctx, MessageType.SERVER_HELLO)
+    const serverHelloBody = yield* receive(ctx, MessageType.SERVER_HELLO).pipe(Effect.catchAll((e) => abort(ctx, e)))
     const version = helloVersion(serverHelloBody)
     if (Either.isRight(version) && version.right !== PROTOCOL_VERSION) {
       return yield* abort(ctx, new HandshakeError({ reason: "Version", detail: `server speaks version ${version.right}` }))
@@ -251,7 +251,7 @@ export const clientHandshake = (
     const serverFinished = yield* receive(ctx, MessageType.SERVER_FINISHED, policies).pipe(
       Effect.catchAll((e) => abort(ctx, e))
     )
-    const [serverMac] = yield* Effect.mapError(decodeMacs(serverFinished, 1), (e) => malformed(e.message))
+    const [serverMac] = yield* decodeMacs(serverFinished, 1).pipe(Effect.catchAll((e) => abort(ctx, malformed(e.message))))
     if (serverMac === undefined || !crypto.timingSafeEqual(serverMac, expectedServerMac)) {
       return yield* abort(ctx, new HandshakeError({ reason: "KeyConfirmation" }))
     }
@@ -275,8 +275,10 @@ export const clientHandshake = (
 
     // §3.5 ServerAccept: the server's own proof, over the transcript including our proof.
     const beforeAccept = ctx.transcript.hash()
-    const accept = yield* receive(ctx, MessageType.SERVER_ACCEPT, policies)
-    const [serverProof] = yield* Effect.mapError(decodeMacs(accept, Option.isSome(password) ? 1 : 0), (e) => malformed(e.message))
+    const accept = yield* receive(ctx, MessageType.SERVER_ACCEPT, policies).pipe(Effect.catchAll((e) => abort(ctx, e)))
+    const [serverProof] = yield* decodeMacs(accept, Option.isSome(password) ? 1 : 0).pipe(
+      Effect.catchAll((e) => abort(ctx, malformed(e.message)))
+    )
     if (Option.isSome(password)) {
       const expected = passwordProof(crypto, secrets.authKey, Redacted.value(password.value), Labels.serverProof, beforeAccept)
       if (serverProof === undefined || !crypto.timingSafeEqual(serverProof, expected)) {

@@ -1,0 +1,439 @@
+/**
+ * The secure channel after the handshake (issue 3, "Must show": bad input and faults — a flipped
+ * ciphertext bit, a replayed, dropped, reordered or truncated frame, an oversized length — and
+ * rekey with a tiny interval), through the public session API on in-memory pairs whose relay
+ * rewrites whole frames, and over loopback TCP for rekey. The record layer's key update is also
+ * checked frame by frame against the key schedule.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { Effect, Either, Exit } from "effect"
+import { NodeCrypto, Packet, PacketType, type Session } from "../src/index.js"
+import { makeEncryptedRecordLayer } from "../src/channel/RecordLayer.js"
+import { nextTrafficKeys, recordNonce, type TrafficKeys, trafficKeys } from "../src/handshake/KeySchedule.js"
+import * as MemorySocket from "../src/transport/MemorySocket.js"
+import { MessageType } from "../src/wire/Messages.js"
+import { memory, noHang, type Options, runPair, succeeded, tagOf, transports, typedError, TYPED_TAGS } from "./support/pair.js"
+import { frameRelay, makeRecorder } from "./support/wire.js"
+
+const unhandled: Array<unknown> = []
+const onUnhandled = (reason: unknown) => void unhandled.push(reason)
+beforeAll(() => void process.on("unhandledRejection", onUnhandled))
+afterAll(() => {
+  process.off("unhandledRejection", onUnhandled)
+  expect(unhandled).toEqual([])
+})
+
+const encoder = new TextEncoder()
+const HANG_LIMIT = "5 seconds"
+
+/** Frames each direction carries during the handshake (no password): C->S 2, S->C 3. */
+const HANDSHAKE_FRAMES = { toServer: 2, toClient: 3 } as const
+
+const packet = (id: number, text = `packet ${id}`) => new Packet({ id, type: PacketType.COMMAND, payload: encoder.encode(text) })
+
+/** Bytes of the handshake in each direction, measured on a clean run. */
+const handshakeBytes = (options: Options) =>
+  Effect.gen(function*() {
+    const recorder = makeRecorder()
+    const result = yield* runPair(
+      memory({ clientToServer: { tap: recorder.tap("C->S") }, serverToClient: { tap: recorder.tap("S->C") } }),
+      options,
+      options
+    )
+    succeeded(result.client, "client")
+    succeeded(result.server, "server")
+    return { toServer: recorder.stream("C->S").length, toClient: recorder.stream("S->C").length }
+  }).pipe(Effect.scoped)
+
+/**
+ * The client sends `count` packets; the server receives until its session fails. Returns what the
+ * server received before that, the error its `receive` failed with, and how each session ended.
+ */
+const sendThroughFault = (faults: MemorySocket.FaultOptions, count: number, options: Options = {}) =>
+  Effect.gen(function*() {
+    const result = yield* runPair(memory(faults), options, options)
+    const client = succeeded(result.client, "client")
+    const server = succeeded(result.server, "server")
+    for (let id = 1; id <= count; id++) yield* Effect.ignore(client.send(packet(id)))
+    const received: Array<number> = []
+    let failure: unknown
+    while (failure === undefined) {
+      const next = yield* Effect.exit(server.receive())
+      if (Exit.isSuccess(next)) received.push(next.value.id)
+      else failure = typedError(next, "server receive")
+    }
+    const serverEnd = yield* server.closed
+    const clientEnd = yield* client.closed
+    for (const end of [serverEnd, clientEnd]) expect(TYPED_TAGS.has(end._tag), String(end)).toBe(true)
+    // Neither side may take a broken connection for an orderly close.
+    expect(serverEnd).not.toMatchObject({ _tag: "ConnectionClosed", reason: "Closed" })
+    return { received, failure, serverEnd, clientEnd }
+  }).pipe(Effect.scoped, noHang(HANG_LIMIT, "the faulty conversation"))
+
+const DECRYPT_FAILED = { _tag: "ProtocolError", reason: "DecryptFailed" }
+
+/** A relay on the data frames after the handshake (`index` 0 is the first data frame). */
+const afterHandshake = (handshakeFrames: number, relay: (frame: Uint8Array, index: number) => ReadonlyArray<Uint8Array>) =>
+  frameRelay((frame, index) => (index < handshakeFrames ? [frame] : relay(frame, index - handshakeFrames)))
+
+describe("faults after the handshake (encrypted)", () => {
+  it.live("a flipped ciphertext bit, client → server: DecryptFailed, told to the client", () =>
+    Effect.gen(function*() {
+      const sizes = yield* handshakeBytes({})
+      // Inside the first data frame's ciphertext: past its 5-byte header.
+      const outcome = yield* sendThroughFault({ clientToServer: { flipByte: sizes.toServer + 5 + 3 } }, 3)
+      expect(outcome.received).toEqual([])
+      expect(outcome.failure).toMatchObject(DECRYPT_FAILED)
+      expect(outcome.serverEnd).toMatchObject(DECRYPT_FAILED)
+      // The server's DECRYPT_FAILED alert reaches the client (or it sees the connection end).
+      expect(["ProtocolError", "ConnectionClosed", "SocketError"]).toContain(outcome.clientEnd._tag)
+    }))
+
+  for (const [what, offsetInFrame] of [
+    ["the authenticated header's type byte", 4],
+    ["the last tag byte", -1],
+    ["a ciphertext byte of the second data frame", "second"]
+  ] as const) {
+    it.live(`a flipped bit in ${what}: DecryptFailed`, () =>
+      Effect.gen(function*() {
+        const sizes = yield* handshakeBytes({})
+        // Every data frame carries packet(id): 5 + 1 + (5 + payload) + 16 bytes.
+        const frameLength = 5 + 1 + 5 + "packet 1".length + 16
+        const offset = offsetInFrame === "second"
+          ? sizes.toServer + frameLength + 7
+          : offsetInFrame === -1
+          ? sizes.toServer + frameLength - 1
+          : sizes.toServer + offsetInFrame
+        const outcome = yield* sendThroughFault({ clientToServer: { flipByte: { offset, mask: 0x80 } } }, 3)
+        expect(outcome.received).toEqual(offsetInFrame === "second" ? [1] : [])
+        expect(outcome.failure).toMatchObject(DECRYPT_FAILED)
+      }))
+  }
+
+  it.live("a flipped ciphertext bit, server → client: the client's request fails with DecryptFailed", () =>
+    Effect.gen(function*() {
+      const sizes = yield* handshakeBytes({})
+      const result = yield* runPair(memory({ serverToClient: { flipByte: sizes.toClient + 9 } }), {}, {})
+      const client = succeeded(result.client, "client")
+      const server = succeeded(result.server, "server")
+      const [reply] = yield* Effect.all([
+        Effect.exit(client.request(packet(1))),
+        Effect.exit(server.respond({}, (p) => Effect.succeed(new Packet({ id: p.id, type: PacketType.RESPONSE, payload: p.payload }))))
+      ], { concurrency: 2 })
+      expect(typedError(reply, "client request")).toMatchObject(DECRYPT_FAILED)
+      expect(yield* client.closed).toMatchObject(DECRYPT_FAILED)
+      expect(TYPED_TAGS.has((yield* server.closed)._tag)).toBe(true)
+    }).pipe(Effect.scoped, noHang(HANG_LIMIT, "the conversation")))
+
+  it.live("a replayed frame: the copy fails to open (DecryptFailed) after the original was delivered", () =>
+    Effect.gen(function*() {
+      const relay = afterHandshake(HANDSHAKE_FRAMES.toServer, (frame, index) => (index === 0 ? [frame, frame] : [frame]))
+      const outcome = yield* sendThroughFault({ clientToServer: { transform: relay } }, 3)
+      expect(outcome.received).toEqual([1])
+      expect(outcome.failure).toMatchObject(DECRYPT_FAILED)
+    }))
+
+  it.live("a replayed handshake frame (ClientFinished) after the handshake: DecryptFailed", () =>
+    Effect.gen(function*() {
+      let finished: Uint8Array | undefined
+      const relay = frameRelay((frame, index) => {
+        if (index === 1) finished = frame
+        return index === 3 && finished !== undefined ? [finished, frame] : [frame]
+      })
+      const outcome = yield* sendThroughFault({ clientToServer: { transform: relay } }, 3)
+      expect(outcome.received).toEqual([1])
+      expect(outcome.failure).toMatchObject(DECRYPT_FAILED)
+    }))
+
+  it.live("a dropped frame: the next one fails to open (DecryptFailed)", () =>
+    Effect.gen(function*() {
+      const relay = afterHandshake(HANDSHAKE_FRAMES.toServer, (frame, index) => (index === 1 ? [] : [frame]))
+      const outcome = yield* sendThroughFault({ clientToServer: { transform: relay } }, 4)
+      expect(outcome.received).toEqual([1])
+      expect(outcome.failure).toMatchObject(DECRYPT_FAILED)
+    }))
+
+  it.live("reordered frames: DecryptFailed at the first one out of place", () =>
+    Effect.gen(function*() {
+      let held: Uint8Array | undefined
+      const relay = afterHandshake(HANDSHAKE_FRAMES.toServer, (frame, index) => {
+        if (index === 1) {
+          held = frame
+          return []
+        }
+        if (index === 2 && held !== undefined) return [frame, held]
+        return [frame]
+      })
+      const outcome = yield* sendThroughFault({ clientToServer: { transform: relay } }, 4)
+      expect(outcome.received).toEqual([1])
+      expect(outcome.failure).toMatchObject(DECRYPT_FAILED)
+    }))
+
+  it.live("a frame truncated with a consistent length prefix: DecryptFailed", () =>
+    Effect.gen(function*() {
+      const relay = afterHandshake(HANDSHAKE_FRAMES.toServer, (frame, index) => {
+        if (index !== 0) return [frame]
+        const cut = frame.slice(0, frame.length - 4)
+        new DataView(cut.buffer).setUint32(0, cut.length - 5)
+        return [cut]
+      })
+      const outcome = yield* sendThroughFault({ clientToServer: { transform: relay } }, 2)
+      expect(outcome.received).toEqual([])
+      expect(outcome.failure).toMatchObject(DECRYPT_FAILED)
+    }))
+
+  it.live("a frame truncated by the end of the stream: Malformed (truncated frame), not an orderly close", () =>
+    Effect.gen(function*() {
+      // The relay passes half of the second data frame and nothing after it (not even CLOSE);
+      // then the client closes, so the server meets end of stream inside a frame.
+      const relay = afterHandshake(HANDSHAKE_FRAMES.toServer, (frame, index) =>
+        index === 0 ? [frame] : index === 1 ? [frame.slice(0, 12)] : [])
+      const result = yield* runPair(memory({ clientToServer: { transform: relay } }), {}, {})
+      const client = succeeded(result.client, "client")
+      const server = succeeded(result.server, "server")
+      yield* client.send(packet(1))
+      yield* client.send(packet(2))
+      expect((yield* server.receive()).id).toBe(1)
+      yield* client.close
+      const error = typedError(yield* Effect.exit(server.receive()), "server receive")
+      expect(error).toMatchObject({ _tag: "ProtocolError", reason: "Malformed", detail: "truncated frame" })
+      expect(yield* server.closed).toMatchObject({ _tag: "ProtocolError", reason: "Malformed" })
+    }).pipe(Effect.scoped, noHang(HANG_LIMIT, "the conversation")))
+
+  it.live("an oversized length prefix: FrameTooLarge before anything is buffered", () =>
+    Effect.gen(function*() {
+      const relay = afterHandshake(HANDSHAKE_FRAMES.toServer, (frame, index) => {
+        if (index !== 1) return [frame]
+        const bad = Uint8Array.from(frame)
+        new DataView(bad.buffer).setUint32(0, 0xfffffff0)
+        return [bad]
+      })
+      const outcome = yield* sendThroughFault({ clientToServer: { transform: relay } }, 3, { maxFrameSize: 64 * 1024 })
+      expect(outcome.received).toEqual([1])
+      expect(outcome.failure).toMatchObject({ _tag: "ProtocolError", reason: "FrameTooLarge" })
+    }))
+
+  it.live("a length just above maxFrameSize is refused; a frame at the limit is not", () =>
+    Effect.gen(function*() {
+      const limit = 200
+      const okPayload = "x".repeat(limit - (1 + 5 + 16))
+      const result = yield* runPair(memory(), { maxFrameSize: limit }, { maxFrameSize: limit })
+      const client = succeeded(result.client, "client")
+      const server = succeeded(result.server, "server")
+      yield* client.send(packet(1, okPayload))
+      expect((yield* server.receive()).payload.length).toBe(okPayload.length)
+      yield* client.send(packet(2, okPayload + "x"))
+      expect(typedError(yield* Effect.exit(server.receive()), "server")).toMatchObject({ _tag: "ProtocolError", reason: "FrameTooLarge" })
+    }).pipe(Effect.scoped, noHang(HANG_LIMIT, "the conversation")))
+})
+
+describe("faults after the handshake (plaintext)", () => {
+  const plaintext: Options = { encryption: "disabled" }
+
+  it.live("a sealed frame in plaintext mode: UnexpectedMessage", () =>
+    Effect.gen(function*() {
+      const relay = afterHandshake(HANDSHAKE_FRAMES.toServer, (frame, index) => {
+        if (index !== 0) return [frame]
+        const bad = Uint8Array.from(frame)
+        bad[4] = MessageType.ENCRYPTED
+        return [bad]
+      })
+      const outcome = yield* sendThroughFault({ clientToServer: { transform: relay } }, 2, plaintext)
+      expect(outcome.failure).toMatchObject({ _tag: "ProtocolError", reason: "UnexpectedMessage" })
+      // The server's alert tells the client.
+      expect(["ProtocolError", "ConnectionClosed", "SocketError"]).toContain(outcome.clientEnd._tag)
+    }))
+
+  it.live("a handshake message after the handshake: UnexpectedMessage", () =>
+    Effect.gen(function*() {
+      const relay = afterHandshake(HANDSHAKE_FRAMES.toServer, (frame, index) => {
+        if (index !== 0) return [frame]
+        const bad = Uint8Array.from(frame)
+        bad[4] = MessageType.CLIENT_FINISHED
+        return [bad]
+      })
+      const outcome = yield* sendThroughFault({ clientToServer: { transform: relay } }, 2, plaintext)
+      expect(outcome.failure).toMatchObject({ _tag: "ProtocolError", reason: "UnexpectedMessage" })
+    }))
+
+  it.live("an oversized length prefix in plaintext mode: FrameTooLarge", () =>
+    Effect.gen(function*() {
+      const relay = afterHandshake(HANDSHAKE_FRAMES.toServer, (frame, index) => {
+        if (index !== 0) return [frame]
+        const bad = Uint8Array.from(frame)
+        new DataView(bad.buffer).setUint32(0, 0x7fffffff)
+        return [bad]
+      })
+      const outcome = yield* sendThroughFault({ clientToServer: { transform: relay } }, 2, plaintext)
+      expect(outcome.failure).toMatchObject({ _tag: "ProtocolError", reason: "FrameTooLarge" })
+    }))
+})
+
+describe("close", () => {
+  for (const [transportName, transport] of transports) {
+    it.live(`${transportName}: an orderly close is Closed on both sides; a cut is not`, () =>
+      Effect.gen(function*() {
+        const result = yield* runPair(transport(), {}, {})
+        const client = succeeded(result.client, "client")
+        const server = succeeded(result.server, "server")
+        yield* client.close
+        expect(yield* server.closed).toMatchObject({ _tag: "ConnectionClosed", reason: "Closed" })
+        expect(yield* client.closed).toMatchObject({ _tag: "ConnectionClosed", reason: "Closed" })
+      }).pipe(Effect.scoped, noHang(HANG_LIMIT, "the close")))
+  }
+
+  it.live("memory: a cut connection is never reported as Closed", () =>
+    Effect.gen(function*() {
+      const [clientSocket, serverSocket] = yield* MemorySocket.makePair()
+      const result = yield* runPair(Effect.succeed({ client: clientSocket, server: Effect.succeed(serverSocket) }), {}, {})
+      const client = succeeded(result.client, "client")
+      const server = succeeded(result.server, "server")
+      yield* MemorySocket.cut(clientSocket)
+      for (const end of [yield* server.closed, yield* client.closed]) {
+        expect(TYPED_TAGS.has(end._tag)).toBe(true)
+        expect(end).not.toMatchObject({ _tag: "ConnectionClosed", reason: "Closed" })
+      }
+    }).pipe(Effect.scoped, noHang(HANG_LIMIT, "the cut")))
+})
+
+// ---------------------------------------------------------------------------------------------
+// Rekey (PROTOCOL.md §7.2)
+
+/** Key updates a sender with this interval inserts while sealing `messages` records. */
+const expectedKeyUpdates = (messages: number, rekeyAfter: number): number => {
+  const limit = Math.max(2, rekeyAfter)
+  let sequence = 0
+  let updates = 0
+  for (let i = 0; i < messages; i++) {
+    if (sequence === limit - 1) {
+      updates++
+      sequence = 0
+    }
+    sequence++
+  }
+  return updates
+}
+
+/** `count` requests from the client, each echoed by the server, `concurrency` in flight. */
+const echoMany = (client: Session, server: Session, count: number) =>
+  Effect.gen(function*() {
+    const serving = yield* Effect.fork(server.serve((p) => Effect.succeed(new Packet({ id: p.id, type: PacketType.RESPONSE, payload: p.payload }))))
+    const replies = yield* Effect.forEach(
+      Array.from({ length: count }, (_, i) => i + 1),
+      (id) => client.request(packet(id, `rekey ${id}`)),
+      { concurrency: 16 }
+    )
+    replies.forEach((reply, i) => {
+      expect(reply.id).toBe(i + 1)
+      expect(new TextDecoder().decode(reply.payload)).toBe(`rekey ${i + 1}`)
+    })
+    return serving
+  })
+
+describe("rekey with a tiny interval", () => {
+  const COUNT = 3000
+
+  it.live(`memory: ${COUNT} requests and ${COUNT} replies with rekeyAfter 3, key updates counted on the wire`, () =>
+    Effect.gen(function*() {
+      const recorder = makeRecorder()
+      const options: Options = { rekeyAfter: 3 }
+      const result = yield* runPair(
+        memory({ clientToServer: { tap: recorder.tap("C->S") }, serverToClient: { tap: recorder.tap("S->C") } }),
+        options,
+        options
+      )
+      const client = succeeded(result.client, "client")
+      const server = succeeded(result.server, "server")
+      yield* echoMany(client, server, COUNT)
+      yield* client.close
+      expect(yield* server.closed).toMatchObject({ _tag: "ConnectionClosed", reason: "Closed" })
+      expect(yield* client.closed).toMatchObject({ _tag: "ConnectionClosed", reason: "Closed" })
+      // Sealed records per direction: the Finished message(s) of the handshake, the packets, CLOSE.
+      const toServer = recorder.framesOf("C->S").slice(1)
+      const toClient = recorder.framesOf("S->C").slice(1)
+      expect(toServer.every((f) => f.type === MessageType.ENCRYPTED)).toBe(true)
+      expect(toClient.every((f) => f.type === MessageType.ENCRYPTED)).toBe(true)
+      const clientMessages = 1 + COUNT + 1 // ClientFinished, requests, CLOSE
+      const serverMessages = 2 + COUNT + 1 // ServerFinished, ServerAccept, replies, CLOSE
+      expect(toServer.length).toBe(clientMessages + expectedKeyUpdates(clientMessages, 3))
+      expect(toClient.length).toBe(serverMessages + expectedKeyUpdates(serverMessages, 3))
+      // About one key generation per two messages: well over a thousand key updates each way.
+      expect(expectedKeyUpdates(clientMessages, 3)).toBeGreaterThan(1000)
+    }).pipe(Effect.scoped, noHang("20 seconds", "the rekey run")), 30_000)
+
+  it.live(`tcp: ${COUNT} requests and replies with rekeyAfter 2 (the smallest) on both sides`, () =>
+    Effect.gen(function*() {
+      const options: Options = { rekeyAfter: 2 }
+      const result = yield* runPair(transports[1]![1](), options, options)
+      const client = succeeded(result.client, "client")
+      const server = succeeded(result.server, "server")
+      yield* echoMany(client, server, COUNT)
+      yield* client.close
+      expect(yield* server.closed).toMatchObject({ _tag: "ConnectionClosed", reason: "Closed" })
+    }).pipe(Effect.scoped, noHang("20 seconds", "the rekey run")), 30_000)
+
+  it.live("only one side rekeying often: the other side follows its key updates", () =>
+    Effect.gen(function*() {
+      const result = yield* runPair(memory(), { rekeyAfter: 5 }, {})
+      const client = succeeded(result.client, "client")
+      const server = succeeded(result.server, "server")
+      yield* echoMany(client, server, 1000)
+    }).pipe(Effect.scoped, noHang("10 seconds", "the rekey run")))
+})
+
+describe("record layer key update, frame by frame", () => {
+  /** Opens a sealed frame with explicit keys and sequence number. */
+  const open = (aead: { readonly open: (n: Uint8Array, a: Uint8Array, s: Uint8Array) => Either.Either<Uint8Array, unknown> }, keys: TrafficKeys, sequence: number, frame: Uint8Array) =>
+    aead.open(recordNonce(keys.iv, sequence, new Uint8Array(12)), frame.subarray(0, 5), frame.subarray(5))
+
+  for (const rekeyAfter of [1, 2, 3, 5]) {
+    it.effect(`rekeyAfter ${rekeyAfter}: KEY_UPDATE takes the last sequence number of each key, then generation n+1 starts at 0`, () =>
+      Effect.gen(function*() {
+        const crypto = yield* NodeCrypto.make
+        const first = trafficKeys(crypto, new Uint8Array(32).fill(7))
+        const other = trafficKeys(crypto, new Uint8Array(32).fill(9))
+        const sender = Either.getOrThrow(makeEncryptedRecordLayer(crypto, first, other, rekeyAfter))
+        const receiver = Either.getOrThrow(makeEncryptedRecordLayer(crypto, other, first, rekeyAfter))
+        const frames: Array<Uint8Array> = []
+        const MESSAGES = 40
+        for (let i = 0; i < MESSAGES; i++) sender.write(MessageType.PACKET, Uint8Array.of(0, 0, 0, i, 0xc0), (f) => frames.push(f))
+        // Decrypt independently, walking the key schedule by hand.
+        const limit = Math.max(2, rekeyAfter)
+        let keys = first
+        let aead = Either.getOrThrow(crypto.aead(keys.key))
+        let sequence = 0
+        const inner: Array<number> = []
+        for (const frame of frames) {
+          const opened = Either.getOrThrow(open(aead, keys, sequence, frame))
+          inner.push(opened[0]!)
+          if (opened[0] === MessageType.KEY_UPDATE) {
+            expect(sequence).toBe(limit - 1)
+            expect(opened.length).toBe(1)
+            keys = nextTrafficKeys(crypto, keys)
+            aead = Either.getOrThrow(crypto.aead(keys.key))
+            sequence = 0
+          } else {
+            sequence++
+            expect(sequence).toBeLessThan(limit)
+          }
+        }
+        expect(inner.filter((t) => t === MessageType.PACKET).length).toBe(MESSAGES)
+        expect(inner.filter((t) => t === MessageType.KEY_UPDATE).length).toBe(expectedKeyUpdates(MESSAGES, rekeyAfter))
+        // The peer's record layer follows and delivers every message in order, without the updates.
+        const delivered: Array<number> = []
+        for (const frame of frames) {
+          const error = receiver.read(frame[4]!, frame.subarray(0, 5), frame.subarray(5), (type, body) => {
+            expect(type).toBe(MessageType.PACKET)
+            delivered.push(body[3]!)
+          })
+          expect(error).toBeUndefined()
+        }
+        expect(delivered).toEqual(Array.from({ length: MESSAGES }, (_, i) => i))
+        // A frame from an old generation no longer opens.
+        const stale = frames[0]!
+        const error = receiver.read(stale[4]!, stale.subarray(0, 5), stale.subarray(5), () => {})
+        expect(tagOf(error)).toBe("ProtocolError")
+        expect(error).toMatchObject({ reason: "DecryptFailed" })
+      }))
+  }
+})

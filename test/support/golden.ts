@@ -1,0 +1,233 @@
+/**
+ * Golden transcripts (PROTOCOL.md §11): a complete conversation between a client on
+ * `DeterministicCrypto.layer("cvg-golden-client")` and a server on
+ * `DeterministicCrypto.layer("cvg-golden-server")`, over an in-memory pair whose taps record every
+ * byte in both directions:
+ *
+ *   handshake → client sends PACKET (id 1, COMMAND, "hello") → server answers (`respond`) with a
+ *   REPLY (RESPONSE, "world") → client closes → server answers CLOSE.
+ *
+ * The derived secrets are recomputed independently of the handshake code's internals: the
+ * deterministic streams are replayed (the private scalar is rebuilt from the stream as
+ * DeterministicCrypto documents it and checked against the public key on the wire), then the
+ * key schedule of PROTOCOL.md §4.2–4.3 is applied to the hello frames captured on the wire.
+ */
+import * as Socket from "@effect/platform/Socket"
+import { Effect, Fiber } from "effect"
+import {
+  ClientSession,
+  type CryptoService,
+  DeterministicCrypto,
+  type EncryptionPolicy,
+  NodeCrypto,
+  Packet,
+  PacketType,
+  ServerSession
+} from "../../src/index.js"
+import { deriveHandshakeSecrets, extract, passwordProof, Labels } from "../../src/handshake/KeySchedule.js"
+import * as MemorySocket from "../../src/transport/MemorySocket.js"
+import { concatBytes, makeRecorder, toHex, type WireFrame } from "./wire.js"
+
+export const GOLDEN_CLIENT_SEED = "cvg-golden-client"
+export const GOLDEN_SERVER_SEED = "cvg-golden-server"
+export const GOLDEN_PASSWORD = "golden-password"
+
+export interface GoldenScenario {
+  /** The fenced block's info string is `golden-<name>`. */
+  readonly name: string
+  readonly title: string
+  readonly policy: EncryptionPolicy
+  readonly password: string
+}
+
+export const GOLDEN_SCENARIOS: ReadonlyArray<GoldenScenario> = [
+  { name: "A", title: "encrypted (both `required`), password `golden-password`", policy: "required", password: GOLDEN_PASSWORD },
+  { name: "B", title: "plaintext (both `disabled`), password `golden-password`", policy: "disabled", password: GOLDEN_PASSWORD }
+]
+
+export interface GoldenTranscript {
+  readonly scenario: GoldenScenario
+  readonly frames: ReadonlyArray<WireFrame>
+  readonly keys: ReadonlyArray<readonly [name: string, value: Uint8Array]>
+}
+
+const encoder = new TextEncoder()
+
+/** The DeterministicCrypto stream, rebuilt from its documentation (src/crypto/DeterministicCrypto.ts). */
+const deterministicStream = (crypto: CryptoService, seed: string) => {
+  const prefix = concatBytes([encoder.encode("cvg-core/DeterministicCrypto/v1\u0000"), encoder.encode(seed)])
+  let counter = 0n
+  let pending: Uint8Array = new Uint8Array(0)
+  return (length: number): Uint8Array => {
+    const out = new Uint8Array(length)
+    let filled = 0
+    while (filled < length) {
+      if (pending.length === 0) {
+        const index = new Uint8Array(8)
+        new DataView(index.buffer).setBigUint64(0, counter)
+        counter += 1n
+        pending = crypto.sha256(concatBytes([prefix, index]))
+      }
+      const take = Math.min(pending.length, length - filled)
+      out.set(pending.subarray(0, take), filled)
+      pending = pending.subarray(take)
+      filled += take
+    }
+    return out
+  }
+}
+
+/** `d = (c mod (n - 1)) + 1` over the first 82 bytes of the stream, as 66 big-endian bytes. */
+const privateScalar = (crypto: CryptoService, seed: string): Uint8Array => {
+  const c = BigInt(`0x${toHex(deterministicStream(crypto, seed)(82))}`)
+  const d = (c % (NodeCrypto.P521_ORDER - 1n)) + 1n
+  return new Uint8Array(Buffer.from(d.toString(16).padStart(132, "0"), "hex"))
+}
+
+const bytesEqual = (a: Uint8Array, b: Uint8Array) => Buffer.compare(a, b) === 0
+
+/** Runs one scenario and returns its frames in wire order. */
+const runConversation = (scenario: GoldenScenario) =>
+  Effect.scoped(
+    Effect.gen(function*() {
+      const recorder = makeRecorder()
+      const [clientSocket, serverSocket] = yield* MemorySocket.makePair({
+        clientToServer: { tap: recorder.tap("C->S") },
+        serverToClient: { tap: recorder.tap("S->C") }
+      })
+      const options = { encryption: scenario.policy, password: scenario.password }
+      const server = yield* Effect.gen(function*() {
+        const session = yield* ServerSession.session(options)
+        yield* session.respond({}, () =>
+          Effect.succeed(new Packet({ id: 0, type: PacketType.RESPONSE, payload: encoder.encode("world") })))
+        return yield* session.closed
+      }).pipe(
+        Effect.provideService(Socket.Socket, serverSocket),
+        Effect.provide(DeterministicCrypto.layer(GOLDEN_SERVER_SEED)),
+        Effect.scoped,
+        Effect.fork
+      )
+      const client = yield* ClientSession.session(options).pipe(
+        Effect.provideService(Socket.Socket, clientSocket),
+        Effect.provide(DeterministicCrypto.layer(GOLDEN_CLIENT_SEED))
+      )
+      const reply = yield* client.request(new Packet({ id: 1, type: PacketType.COMMAND, payload: encoder.encode("hello") }))
+      if (reply.type !== PacketType.RESPONSE || new TextDecoder().decode(reply.payload) !== "world") {
+        return yield* Effect.dieMessage(`golden: unexpected reply ${reply.toString()}`)
+      }
+      yield* client.close
+      const serverEnd = yield* Fiber.join(server)
+      if (serverEnd._tag !== "ConnectionClosed" || serverEnd.reason !== "Closed") {
+        return yield* Effect.dieMessage(`golden: the server ended with ${serverEnd._tag}`)
+      }
+      // The client reads the server's CLOSE before its session ends.
+      yield* client.closed
+      return recorder.frames()
+    })
+  )
+
+/** Recomputes the secrets of PROTOCOL.md §4.2–4.3 and §5 from the deterministic streams and the hellos. */
+const deriveKeys = (scenario: GoldenScenario, frames: ReadonlyArray<WireFrame>) =>
+  Effect.gen(function*() {
+    const crypto = yield* NodeCrypto.make
+    const clientHello = frames.find((f) => f.direction === "C->S")
+    const serverHello = frames.find((f) => f.direction === "S->C")
+    if (clientHello === undefined || serverHello === undefined) return yield* Effect.dieMessage("golden: no hellos")
+    // ClientHello body: magic[3] version policy nonce[32] key[133]; ServerHello has one more byte.
+    const clientPublic = clientHello.bytes.subarray(5 + 5 + 32)
+    const serverPublic = serverHello.bytes.subarray(5 + 6 + 32)
+
+    const clientPrivate = privateScalar(crypto, GOLDEN_CLIENT_SEED)
+    const serverPrivate = privateScalar(crypto, GOLDEN_SERVER_SEED)
+    const clientPair = yield* NodeCrypto.keyPairFromPrivateScalar(clientPrivate)
+    const serverPair = yield* NodeCrypto.keyPairFromPrivateScalar(serverPrivate)
+    if (!bytesEqual(clientPair.publicKey, clientPublic) || !bytesEqual(serverPair.publicKey, serverPublic)) {
+      return yield* Effect.dieMessage("golden: the replayed deterministic key pairs do not match the hellos")
+    }
+    const shared = yield* crypto.deriveSharedSecret(clientPair, yield* crypto.importPublicKey(serverPublic))
+    const sharedCheck = yield* crypto.deriveSharedSecret(serverPair, yield* crypto.importPublicKey(clientPublic))
+    if (!bytesEqual(shared, sharedCheck)) return yield* Effect.dieMessage("golden: ECDH disagrees")
+
+    const h1 = crypto.sha256(concatBytes([clientHello.bytes, serverHello.bytes]))
+    const prk = extract(crypto, h1, shared)
+    const secrets = deriveHandshakeSecrets(crypto, shared, h1)
+    const pwKey = crypto.hmacSha256(secrets.authKey, encoder.encode(scenario.password))
+    const keys: Array<readonly [string, Uint8Array]> = [
+      ["client_private", clientPrivate],
+      ["server_private", serverPrivate],
+      ["shared_secret", shared],
+      ["transcript_hash_h1", h1],
+      ["prk", prk],
+      ["c2s_secret_0", secrets.clientTraffic.secret],
+      ["c2s_key_0", secrets.clientTraffic.key],
+      ["c2s_iv_0", secrets.clientTraffic.iv],
+      ["s2c_secret_0", secrets.serverTraffic.secret],
+      ["s2c_key_0", secrets.serverTraffic.key],
+      ["s2c_iv_0", secrets.serverTraffic.iv],
+      ["server_finished_key", secrets.serverFinishedKey],
+      ["client_finished_key", secrets.clientFinishedKey],
+      ["auth_key", secrets.authKey],
+      ["pw_key", pwKey]
+    ]
+    // Proofs, so that an implementer can check §5 step by step: H2 and H3 from the plaintext forms.
+    const plainFrame = (type: number, body: Uint8Array) => {
+      const out = new Uint8Array(5 + body.length)
+      new DataView(out.buffer).setUint32(0, body.length)
+      out[4] = type
+      out.set(body, 5)
+      return out
+    }
+    const serverFinished = crypto.hmacSha256(secrets.serverFinishedKey, h1)
+    const h2 = crypto.sha256(concatBytes([clientHello.bytes, serverHello.bytes, plainFrame(0x03, serverFinished)]))
+    const clientMac = crypto.hmacSha256(secrets.clientFinishedKey, h2)
+    const clientProof = passwordProof(crypto, secrets.authKey, encoder.encode(scenario.password), Labels.clientProof, h2)
+    const h3 = crypto.sha256(
+      concatBytes([clientHello.bytes, serverHello.bytes, plainFrame(0x03, serverFinished), plainFrame(0x04, concatBytes([clientMac, clientProof]))])
+    )
+    const serverProof = passwordProof(crypto, secrets.authKey, encoder.encode(scenario.password), Labels.serverProof, h3)
+    keys.push(
+      ["server_finished_mac", serverFinished],
+      ["transcript_hash_h2", h2],
+      ["client_finished_mac", clientMac],
+      ["client_proof", clientProof],
+      ["transcript_hash_h3", h3],
+      ["server_proof", serverProof]
+    )
+    return keys
+  })
+
+export const goldenTranscript = (scenario: GoldenScenario): Effect.Effect<GoldenTranscript, unknown> =>
+  Effect.gen(function*() {
+    const frames = yield* runConversation(scenario)
+    const keys = yield* deriveKeys(scenario, frames)
+    return { scenario, frames, keys }
+  })
+
+/** One fenced block: a line per frame in wire order, then the derived values. */
+export const renderBlock = (transcript: GoldenTranscript): string =>
+  [
+    "```golden-" + transcript.scenario.name,
+    ...transcript.frames.map((f) => `${f.direction} ${toHex(f.bytes)}`),
+    ...transcript.keys.map(([name, value]) => `key ${name} ${toHex(value)}`),
+    "```"
+  ].join("\n")
+
+/** The markdown that goes into PROTOCOL.md §11 in place of `<!-- golden vectors -->`. */
+export const goldenMarkdown: Effect.Effect<string, unknown> = Effect.gen(function*() {
+  const sections: Array<string> = []
+  for (const scenario of GOLDEN_SCENARIOS) {
+    const transcript = yield* goldenTranscript(scenario)
+    sections.push(`Scenario ${scenario.name}: ${scenario.title}.\n\n${renderBlock(transcript)}`)
+  }
+  return sections.join("\n\n")
+})
+
+/** Extracts the body of the fenced block with info string `info` from a markdown text. */
+export const fencedBlock = (markdown: string, info: string): string | undefined => {
+  const lines = markdown.split("\n")
+  const start = lines.findIndex((line) => line.trim() === "```" + info)
+  if (start < 0) return undefined
+  const end = lines.findIndex((line, i) => i > start && line.trim() === "```")
+  if (end < 0) return undefined
+  return lines.slice(start + 1, end).join("\n")
+}
