@@ -13,7 +13,7 @@ import { nextTrafficKeys, recordNonce, type TrafficKeys, trafficKeys } from "../
 import * as MemorySocket from "../src/transport/MemorySocket.js"
 import { MessageType } from "../src/wire/Messages.js"
 import { memory, noHang, type Options, runPair, succeeded, tagOf, transports, typedError, TYPED_TAGS } from "./support/pair.js"
-import { frameRelay, makeRecorder } from "./support/wire.js"
+import { concatBytes, frameRelay, makeRecorder, splitFrames } from "./support/wire.js"
 
 const unhandled: Array<unknown> = []
 const onUnhandled = (reason: unknown) => void unhandled.push(reason)
@@ -394,9 +394,12 @@ describe("record layer key update, frame by frame", () => {
         const other = trafficKeys(crypto, new Uint8Array(32).fill(9))
         const sender = Either.getOrThrow(makeEncryptedRecordLayer(crypto, first, other, rekeyAfter))
         const receiver = Either.getOrThrow(makeEncryptedRecordLayer(crypto, other, first, rekeyAfter))
-        const frames: Array<Uint8Array> = []
+        const parts: Array<Uint8Array> = []
         const MESSAGES = 40
-        for (let i = 0; i < MESSAGES; i++) sender.write(MessageType.PACKET, Uint8Array.of(0, 0, 0, i, 0xc0), (f) => frames.push(f))
+        for (let i = 0; i < MESSAGES; i++) {
+          sender.write(MessageType.PACKET, Uint8Array.of(0, 0, 0, i, 0xc0), new Uint8Array(0), (part) => parts.push(part))
+        }
+        const { frames } = splitFrames(concatBytes(parts))
         // Decrypt independently, walking the key schedule by hand.
         const limit = Math.max(2, rekeyAfter)
         let keys = first

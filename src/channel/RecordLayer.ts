@@ -12,7 +12,7 @@ import type { Aead, CryptoService } from "../crypto/Crypto.js"
 import { AEAD_TAG_LENGTH } from "../crypto/Crypto.js"
 import { ProtocolError } from "../errors.js"
 import { nextTrafficKeys, recordNonce, type TrafficKeys } from "../handshake/KeySchedule.js"
-import { encodeFrame, FRAME_HEADER_LENGTH, writeFrameHeader } from "../wire/Frame.js"
+import { frameHeader } from "../wire/Frame.js"
 import { MessageType } from "../wire/Messages.js"
 
 /** Hard cap on records under one key (PROTOCOL.md §7.2), as TLS 1.3 recommends for AES-GCM. */
@@ -22,8 +22,11 @@ export type Deliver = (type: number, body: Uint8Array) => void
 
 export interface RecordLayer {
   readonly encrypted: boolean
-  /** Frames one message (and a KEY_UPDATE before it when the key is due) and passes the frames to `emit`. */
-  readonly write: (type: number, body: Uint8Array, emit: (frame: Uint8Array) => void) => void
+  /**
+   * Frames one message whose body is `head ‖ data` (and a KEY_UPDATE before it when the key is due),
+   * passing the frame to `emit` in pieces: the body is never concatenated, only the writer's batch is.
+   */
+  readonly write: (type: number, head: Uint8Array, data: Uint8Array, emit: (part: Uint8Array) => void) => void
   /** Opens one received frame and delivers the message inside; key updates are consumed here. */
   readonly read: (outerType: number, header: Uint8Array, body: Uint8Array, deliver: Deliver) => ProtocolError | undefined
 }
@@ -33,7 +36,11 @@ const decryptFailed = new ProtocolError({ reason: "DecryptFailed" })
 
 export const plaintextRecordLayer: RecordLayer = {
   encrypted: false,
-  write: (type, body, emit) => emit(encodeFrame(type, body)),
+  write: (type, head, data, emit) => {
+    emit(frameHeader(type, head.length + data.length))
+    if (head.length > 0) emit(head)
+    if (data.length > 0) emit(data)
+  },
   read: (outerType, _header, body, deliver) => {
     if (outerType === MessageType.ENCRYPTED || outerType === MessageType.KEY_UPDATE) {
       return new ProtocolError({ reason: "UnexpectedMessage", detail: "sealed frame in plaintext mode" })
@@ -68,18 +75,18 @@ export const makeEncryptedRecordLayer = (
     const sendNonce = new Uint8Array(12)
     const receiveNonce = new Uint8Array(12)
 
-    const seal = (type: number, body: Uint8Array): Uint8Array => {
-      const inner = new Uint8Array(1 + body.length)
-      inner[0] = type
-      inner.set(body, 1)
-      const sealedLength = inner.length + AEAD_TAG_LENGTH
-      const frame = new Uint8Array(FRAME_HEADER_LENGTH + sealedLength)
-      writeFrameHeader(frame, 0, MessageType.ENCRYPTED, sealedLength)
-      const header = frame.subarray(0, FRAME_HEADER_LENGTH)
-      const sealed = send.aead.seal(recordNonce(send.keys.iv, send.sequence++, sendNonce), header, inner)
+    const seal = (type: number, head: Uint8Array, data: Uint8Array, emit: (part: Uint8Array) => void) => {
+      // The inner type byte travels with the head, so the bulk `data` is encrypted straight from the caller's bytes.
+      const prefix = new Uint8Array(1 + head.length)
+      prefix[0] = type
+      prefix.set(head, 1)
+      const header = frameHeader(MessageType.ENCRYPTED, prefix.length + data.length + AEAD_TAG_LENGTH)
+      const nonce = recordNonce(send.keys.iv, send.sequence++, sendNonce)
+      const sealed = send.aead.sealParts(nonce, header, data.length > 0 ? [prefix, data] : [prefix])
       // Sealing only fails on wrong lengths, which this function never produces.
-      if (Either.isRight(sealed)) frame.set(sealed.right, FRAME_HEADER_LENGTH)
-      return frame
+      if (Either.isLeft(sealed)) return
+      emit(header)
+      for (const part of sealed.right) emit(part)
     }
 
     const installNext = (dir: Direction): boolean => {
@@ -93,13 +100,13 @@ export const makeEncryptedRecordLayer = (
 
     return {
       encrypted: true,
-      write: (type, body, emit) => {
+      write: (type, head, data, emit) => {
         // The KEY_UPDATE takes the last sequence number of the old key, so the counter never wraps.
         if (send.sequence === limit - 1) {
-          emit(seal(MessageType.KEY_UPDATE, EMPTY))
+          seal(MessageType.KEY_UPDATE, EMPTY, EMPTY, emit)
           installNext(send)
         }
-        emit(seal(type, body))
+        seal(type, head, data, emit)
       },
       read: (outerType, header, body, deliver) => {
         if (outerType !== MessageType.ENCRYPTED) return decryptFailed

@@ -13,6 +13,8 @@ import type { Framed, ReadEnd } from "../transport/Framed.js"
 import { type AlertCode, AlertCode as Codes, decodeAlert, encodeAlert, Alert, MessageType } from "../wire/Messages.js"
 import type { RecordLayer } from "./RecordLayer.js"
 
+const EMPTY = new Uint8Array(0)
+
 export type ChannelError = ProtocolError | ConnectionClosed | Socket.SocketError
 
 export interface ChannelInfo {
@@ -35,8 +37,11 @@ export interface ChannelHandler {
 
 export interface SecureChannel {
   readonly info: ChannelInfo
-  /** Frames, seals and queues one message; synchronous, in call order. No-op once closed. */
-  readonly write: (type: number, body: Uint8Array) => void
+  /**
+   * Frames, seals and queues one message whose body is `head ‖ data`; synchronous, in call order.
+   * No-op once closed. `data` is not copied before it is sealed or queued: it must not change.
+   */
+  readonly write: (type: number, head: Uint8Array, data?: Uint8Array) => void
   /** Waits while the outgoing queue is above its high-water mark (back-pressure). */
   readonly awaitWritable: Effect.Effect<void>
   /** Bytes queued for the socket and not yet written. */
@@ -141,9 +146,9 @@ export const makeSecureChannel = (
   let handler: ChannelHandler | undefined
   const emit = framed.enqueue
 
-  const write = (type: number, body: Uint8Array) => {
+  const write = (type: number, head: Uint8Array, data: Uint8Array = EMPTY) => {
     if (closing || ended !== undefined) return
-    records.write(type, body, emit)
+    records.write(type, head, data, emit)
   }
 
   const finish = (error: ChannelError) => {
@@ -154,13 +159,13 @@ export const makeSecureChannel = (
 
   const sendClose = () => {
     if (closing) return
-    records.write(MessageType.CLOSE, new Uint8Array(0), emit)
+    records.write(MessageType.CLOSE, EMPTY, EMPTY, emit)
     closing = true
   }
 
   const fail = (error: ProtocolError) => {
     if (!closing && ended === undefined) {
-      records.write(MessageType.ALERT, encodeAlert(new Alert({ code: errorToAlert(error) })), emit)
+      records.write(MessageType.ALERT, encodeAlert(new Alert({ code: errorToAlert(error) })), EMPTY, emit)
       closing = true
     }
     finish(error)
@@ -225,7 +230,7 @@ export const makeSecureChannel = (
     abort: (code) =>
       Effect.suspend(() => {
         if (!closing && ended === undefined) {
-          records.write(MessageType.ALERT, encodeAlert(new Alert({ code })), emit)
+          records.write(MessageType.ALERT, encodeAlert(new Alert({ code })), EMPTY, emit)
           closing = true
         }
         return shutdown

@@ -45,6 +45,15 @@ export interface EcdhPublicKey {
 export interface Aead {
   /** Returns `ciphertext ‖ tag`. */
   readonly seal: (nonce: Uint8Array, aad: Uint8Array, plaintext: Uint8Array) => Either.Either<Uint8Array, CryptoError>
+  /**
+   * Seals the concatenation of `parts` without concatenating them first; returns the ciphertext in
+   * pieces followed by the 16-byte tag, ready to be written one after another.
+   */
+  readonly sealParts: (
+    nonce: Uint8Array,
+    aad: Uint8Array,
+    parts: ReadonlyArray<Uint8Array>
+  ) => Either.Either<ReadonlyArray<Uint8Array>, CryptoError>
   /** Takes `ciphertext ‖ tag`; returns the plaintext, or `Left(DecryptFailed)` without detail. */
   readonly open: (nonce: Uint8Array, aad: Uint8Array, sealed: Uint8Array) => Either.Either<Uint8Array, CryptoError>
 }

@@ -136,6 +136,21 @@ const makeAead = (key: NodeCrypto.KeyObject): Aead => ({
       return Either.left(internal(`seal: ${messageOf(cause)}`))
     }
   },
+  sealParts: (nonce, aad, parts) => {
+    if (nonce.length !== AEAD_NONCE_LENGTH) return Either.left(invalidLength("AES-GCM nonce must be 12 bytes"))
+    try {
+      const cipher = NodeCrypto.createCipheriv("aes-256-gcm", key, nonce, { authTagLength: AEAD_TAG_LENGTH })
+      cipher.setAAD(aad)
+      const out: Array<Uint8Array> = []
+      for (const part of parts) if (part.length > 0) out.push(cipher.update(part))
+      const tail = cipher.final()
+      if (tail.length > 0) out.push(tail)
+      out.push(cipher.getAuthTag())
+      return Either.right(out)
+    } catch (cause) {
+      return Either.left(internal(`seal: ${messageOf(cause)}`))
+    }
+  },
   open: (nonce, aad, sealed) => {
     if (nonce.length !== AEAD_NONCE_LENGTH) return Either.left(invalidLength("AES-GCM nonce must be 12 bytes"))
     if (sealed.length < AEAD_TAG_LENGTH) return decryptFailed

@@ -81,6 +81,7 @@ export const SUITE = "ECDHE-P521+HKDF-SHA256+AES-256-GCM"
 export const PLAINTEXT_SUITE = "ECDHE-P521+HKDF-SHA256+NONE"
 
 const encoder = new TextEncoder()
+const EMPTY = new Uint8Array(0)
 
 /** The password's bytes, still redacted; strings are UTF-8. */
 export const redactPassword = (input: PasswordInput | undefined): Option.Option<Redacted.Redacted<Uint8Array>> => {
@@ -103,7 +104,7 @@ interface Context {
 const send = (ctx: Context, type: number, body: Uint8Array): Uint8Array => {
   const frame = encodeFrame(type, body)
   if (ctx.records === undefined) ctx.framed.enqueue(frame)
-  else ctx.records.write(type, body, ctx.framed.enqueue)
+  else ctx.records.write(type, body, EMPTY, ctx.framed.enqueue)
   ctx.transcript.add(frame)
   return frame
 }
@@ -153,7 +154,7 @@ const abort = <E extends HandshakeFailure>(ctx: Context, error: E): Effect.Effec
     if (error._tag !== "ConnectionClosed" && error._tag !== "SocketError" && error._tag !== "EncryptionMismatch") {
       const body = encodeAlert(new Alert({ code: errorToAlert(error) }))
       if (ctx.records === undefined) ctx.framed.enqueue(encodeFrame(MessageType.ALERT, body))
-      else ctx.records.write(MessageType.ALERT, body, ctx.framed.enqueue)
+      else ctx.records.write(MessageType.ALERT, body, EMPTY, ctx.framed.enqueue)
     }
     return Effect.zipRight(Effect.ignore(Effect.timeout(ctx.framed.endWrite, "1 second")), Effect.fail(error))
   })

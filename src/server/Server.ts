@@ -114,14 +114,18 @@ export const serve = <E, R>(
     })
   )
 
-/** The server as a Layer: it serves in the background for as long as the Layer is alive. */
+/**
+ * The server as a Layer: it serves in the background for as long as the Layer is alive. `onListen`
+ * learns the bound address, as with `serve` (with port 0 there is no other way to know it).
+ */
 export const layer = <E, R>(
-  options: ServeOptions,
+  options: ServeOptions & { readonly onListen?: ((address: SocketServer.TcpAddress) => Effect.Effect<void>) | undefined },
   handler: (session: Session) => Effect.Effect<unknown, E, R>
 ): Layer.Layer<never, SocketServer.SocketServerError, Exclude<R, Scope.Scope>> =>
   Layer.scopedDiscard(
     Effect.gen(function*() {
       const server = yield* listen(options)
+      if (options.onListen !== undefined) yield* options.onListen(server.address)
       yield* Effect.forkScoped(server.run(handler))
     })
   )

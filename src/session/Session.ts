@@ -16,7 +16,7 @@ import {
   ChunkEndStatus,
   ChunkFlags,
   decodeChunkStart,
-  encodeChunkData,
+  encodeStreamHead,
   encodeChunkEnd,
   encodeChunkStart,
   encodeStreamCredit,
@@ -24,7 +24,7 @@ import {
   STREAM_ID_LENGTH
 } from "../wire/Chunks.js"
 import { MessageType } from "../wire/Messages.js"
-import { decodePacket, encodePacketInto, Packet, packetEncodedLength } from "../wire/Packet.js"
+import { decodePacket, encodePacketInto, Packet, PACKET_HEADER_LENGTH } from "../wire/Packet.js"
 import type { PacketType } from "../wire/PacketType.js"
 
 export type SessionError = ProtocolError | ConnectionClosed | Socket.SocketError
@@ -140,6 +140,7 @@ interface PendingRequest {
   resume: Resume<Packet> | undefined
 }
 
+const EMPTY = new Uint8Array(0)
 const malformed = (detail: string) => new ProtocolError({ reason: "Malformed", detail })
 
 const matches = (filter: PacketFilter | undefined, packet: { readonly id: number; readonly type: number }) =>
@@ -389,9 +390,10 @@ export const makeSession = (
     )
 
     const writeSmall = (type: number, id: number, packetType: number, payload: Uint8Array) => {
-      const body = new Uint8Array(packetEncodedLength(payload.length))
-      encodePacketInto(body, 0, id, packetType, payload)
-      channel.write(type, body)
+      // The payload goes to the record layer as is: only the 5-byte packet header is built here.
+      const head = new Uint8Array(PACKET_HEADER_LENGTH)
+      encodePacketInto(head, 0, id, packetType, EMPTY)
+      channel.write(type, head, payload)
     }
 
     /** Writes a packet as PACKET/REPLY or as chunks, yielding to back-pressure between chunks. */
@@ -404,21 +406,28 @@ export const makeSession = (
           return channel.pendingBytes() > 0 ? Effect.zipRight(channel.awaitWritable, checkOpen) : Effect.void
         }
         const streamId = nextStreamId++
+        const streamHead = encodeStreamHead(streamId)
         channel.write(
           MessageType.CHUNK_START,
           encodeChunkStart({ streamId, flags: reply ? ChunkFlags.REPLY : 0, id: packet.id, type: packet.type, total: payload.length })
         )
         let offset = 0
+        let finished = false
         const step: Effect.Effect<void, SessionError> = Effect.suspend(() => {
           if (ended !== undefined) return Effect.fail(ended)
           const end = Math.min(offset + chunkSize, payload.length)
-          channel.write(MessageType.CHUNK_DATA, encodeChunkData(streamId, payload.subarray(offset, end)))
+          channel.write(MessageType.CHUNK_DATA, streamHead, payload.subarray(offset, end))
           offset = end
           if (offset < payload.length) return Effect.zipRight(channel.awaitWritable, step)
           channel.write(MessageType.CHUNK_END, encodeChunkEnd(streamId, ChunkEndStatus.OK, encrypted ? undefined : crypto.sha256(payload)))
+          finished = true
           return Effect.zipRight(channel.awaitWritable, checkOpen)
         })
-        return step
+        // Interrupted mid-way (a request or reply given up): tell the peer, so it frees its buffer.
+        return Effect.onExit(step, () =>
+          Effect.sync(() => {
+            if (!finished) channel.write(MessageType.CHUNK_END, encodeChunkEnd(streamId, ChunkEndStatus.ABORTED, undefined))
+          }))
       })
 
     // --- receiving -----------------------------------------------------------------------------
@@ -589,6 +598,7 @@ export const makeSession = (
       Effect.suspend(() => {
         if (ended !== undefined) return Effect.fail(ended)
         const streamId = nextStreamId++
+        const streamHead = encodeStreamHead(streamId)
         const flow = { credit: INITIAL_STREAM_CREDIT, wake: undefined as (() => void) | undefined }
         outgoingCredit.set(streamId, flow)
         const hasher = newHasher()
@@ -613,7 +623,7 @@ export const makeSession = (
             if (flow.credit < piece.length) return Effect.zipRight(awaitCredit(piece.length), sendPiece(piece))
             flow.credit -= piece.length
             hasher?.update(piece)
-            channel.write(MessageType.CHUNK_DATA, encodeChunkData(streamId, piece))
+            channel.write(MessageType.CHUNK_DATA, streamHead, piece)
             return channel.pendingBytes() > 0 ? channel.awaitWritable : Effect.void
           })
 

@@ -30,7 +30,10 @@ export interface Framed {
   readonly nextFrame: Effect.Effect<Frame, ReadEnd>
   /** Installs the sink; frames received but not yet pulled are delivered to it first, in order. */
   readonly setSink: (sink: FrameSink) => void
-  /** Queues one encoded frame; never blocks. Frames go out in the order they were queued. */
+  /**
+   * Queues bytes (a frame, or one piece of a frame); never blocks. Pieces go out in the order they
+   * were queued, concatenated into one socket write per batch.
+   */
   readonly enqueue: (frame: Uint8Array) => void
   /** Bytes queued but not yet handed to the socket. */
   readonly pendingBytes: () => number
@@ -147,7 +150,8 @@ export const makeFramed = (
       inFlight = queued
       queued = 0
       if (batch.length === 1) return batch[0]!
-      const out = new Uint8Array(inFlight)
+      // Every byte is overwritten below, so the allocation skips zero-filling.
+      const out = Buffer.allocUnsafe(inFlight)
       let offset = 0
       for (const frame of batch) {
         out.set(frame, offset)

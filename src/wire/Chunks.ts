@@ -54,11 +54,10 @@ export const decodeChunkStart = (body: Uint8Array): Either.Either<ChunkStart, Pr
   return Either.right({ streamId: view.getUint32(0), flags, id: view.getUint32(5), type, total: Number(total) })
 }
 
-/** `streamId ‖ data`: the caller gets a view of the data, no copy. */
-export const encodeChunkData = (streamId: number, data: Uint8Array): Uint8Array => {
-  const out = new Uint8Array(STREAM_ID_LENGTH + data.length)
+/** The `streamId` that opens a CHUNK_DATA body; the data follows it without being copied next to it. */
+export const encodeStreamHead = (streamId: number): Uint8Array => {
+  const out = new Uint8Array(STREAM_ID_LENGTH)
   writeU32(out, 0, streamId)
-  out.set(data, STREAM_ID_LENGTH)
   return out
 }
 
