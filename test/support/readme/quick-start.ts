@@ -1,0 +1,17 @@
+// A README.md snippet, verbatim: test/readme.test.ts checks that it stays so, and `tsc --noEmit`
+// type-checks it ("cvg-core" resolves to this package through its own `exports`). Never run.
+
+import { Effect } from "effect"
+import { connect, Packet, PacketType } from "cvg-core"
+
+const program = Effect.gen(function*() {
+  const session = yield* connect({ host: "127.0.0.1", port: 5000, password: "secret" })
+  const answer = yield* session.request(
+    new Packet({ id: session.nextId(), type: PacketType.COMMAND, payload: new TextEncoder().encode("hello") }),
+    { expect: PacketType.RESPONSE }
+  )
+  console.log(String(answer))
+  yield* session.close
+})
+
+Effect.runPromise(program)
