@@ -5,7 +5,7 @@
  * rewrites whole frames, and over loopback TCP for rekey. The record layer's key update is also
  * checked frame by frame against the key schedule.
  */
-import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { describe, expect, it } from "@effect/vitest"
 import { Effect, Either, Exit } from "effect"
 import { NodeCrypto, Packet, PacketType, type Session } from "../src/index.js"
 import { makeEncryptedRecordLayer } from "../src/channel/RecordLayer.js"
@@ -14,14 +14,9 @@ import * as MemorySocket from "../src/transport/MemorySocket.js"
 import { MessageType } from "../src/wire/Messages.js"
 import { memory, noHang, type Options, runPair, succeeded, tagOf, transports, typedError, TYPED_TAGS } from "./support/pair.js"
 import { concatBytes, frameRelay, makeRecorder, splitFrames } from "./support/wire.js"
+import { failOnUnhandledRejections } from "./support/unhandled.js"
 
-const unhandled: Array<unknown> = []
-const onUnhandled = (reason: unknown) => void unhandled.push(reason)
-beforeAll(() => void process.on("unhandledRejection", onUnhandled))
-afterAll(() => {
-  process.off("unhandledRejection", onUnhandled)
-  expect(unhandled).toEqual([])
-})
+failOnUnhandledRejections()
 
 const encoder = new TextEncoder()
 const HANG_LIMIT = "5 seconds"

@@ -6,7 +6,7 @@
  * handshake step) and version mismatch. Faults after the handshake and rekey: test/channel.test.ts.
  */
 import * as Socket from "@effect/platform/Socket"
-import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { describe, expect, it } from "@effect/vitest"
 import { Cause, Chunk, Deferred, Effect, Exit, Fiber, Logger, Option, Redacted, TestClock } from "effect"
 import {
   AuthFailed,
@@ -39,15 +39,9 @@ import {
 } from "./support/pair.js"
 import { makeReusingCrypto, reusingCryptoLayer } from "./support/fastCrypto.js"
 import { concatBytes, containsBytes, frameRelay, makeRecorder, rawPeer, rewriteByteAt, splitFrames } from "./support/wire.js"
+import { failOnUnhandledRejections } from "./support/unhandled.js"
 
-// No test may leave a rejected promise behind (issue 3: "no unhandled rejection").
-const unhandled: Array<unknown> = []
-const onUnhandled = (reason: unknown) => void unhandled.push(reason)
-beforeAll(() => void process.on("unhandledRejection", onUnhandled))
-afterAll(() => {
-  process.off("unhandledRejection", onUnhandled)
-  expect(unhandled).toEqual([])
-})
+failOnUnhandledRejections()
 
 const encoder = new TextEncoder()
 

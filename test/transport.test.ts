@@ -10,6 +10,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Cause, Deferred, Effect, Exit, Fiber, Option, Scope, TestClock } from "effect"
 import type * as Net from "node:net"
 import * as MemorySocket from "../src/transport/MemorySocket.js"
+import { makeRandom } from "../src/internal/bytes.js"
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -23,17 +24,6 @@ interface Connected {
 
 type MakeConnected = Effect.Effect<Connected, unknown, Scope.Scope>
 
-/** Deterministic test data, so that a failure can be replayed. */
-const makeRandom = (seed: number) => {
-  let state = seed >>> 0
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0
-    let t = state
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 const randomBytes = (length: number, seed: number): Uint8Array => {
   const random = makeRandom(seed)

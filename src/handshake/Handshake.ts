@@ -39,12 +39,12 @@ import {
   encodeClientHello,
   encodeServerHello,
   helloVersion,
-  MAC_LENGTH,
   MessageType,
   NONCE_LENGTH,
   PROTOCOL_VERSION,
   ServerHello
 } from "../wire/Messages.js"
+import { concatBytes } from "../internal/bytes.js"
 import { deriveHandshakeSecrets, type HandshakeSecrets, Labels, passwordProof } from "./KeySchedule.js"
 import { negotiate } from "./Negotiation.js"
 import { Transcript } from "./Transcript.js"
@@ -97,6 +97,8 @@ interface Context {
   readonly crypto: CryptoService
   readonly framed: Framed
   readonly transcript: Transcript
+  readonly policy: EncryptionPolicy
+  readonly password: Option.Option<Redacted.Redacted<Uint8Array>>
   records: RecordLayer | undefined
 }
 
@@ -192,15 +194,40 @@ const installRecords = (
     return Effect.void
   })
 
-const setup = (socket: Socket.Socket, options: HandshakeOptions) =>
+const setup = (options: HandshakeOptions) =>
   Effect.gen(function*() {
+    const socket = yield* Socket.Socket
     const crypto = yield* Crypto
     const framed = yield* makeFramed(socket, {
       maxFrameSize: options.maxFrameSize ?? DEFAULT_MAX_FRAME_SIZE,
       ...(options.highWaterMark === undefined ? {} : { highWaterMark: options.highWaterMark })
     })
-    const ctx: Context = { crypto, framed, transcript: new Transcript(crypto), records: undefined }
+    const ctx: Context = {
+      crypto,
+      framed,
+      transcript: new Transcript(crypto),
+      policy: options.encryption ?? "required",
+      password: redactPassword(options.password),
+      records: undefined
+    }
     return ctx
+  })
+
+/** This side's contribution to its hello: a fresh ephemeral key pair and nonce (PROTOCOL.md §3.1). */
+const ephemeral = (ctx: Context) =>
+  Effect.all({
+    keyPair: Effect.mapError(ctx.crypto.generateKeyPair, (e) => new HandshakeError({ reason: "Aborted", detail: e.message })),
+    nonce: ctx.crypto.randomBytes(NONCE_LENGTH)
+  })
+
+/** The handshake's result: the channel exists only from here on. */
+const established = (ctx: Context, encrypted: boolean, peerPolicy: EncryptionPolicy): SecureChannel =>
+  makeSecureChannel(ctx.framed, ctx.records ?? plaintextRecordLayer, {
+    encrypted,
+    authenticated: Option.isSome(ctx.password),
+    localPolicy: ctx.policy,
+    peerPolicy,
+    suite: encrypted ? SUITE : PLAINTEXT_SUITE
   })
 
 const withTimeout = (options: HandshakeOptions) =>
@@ -214,15 +241,11 @@ export const clientHandshake = (
   options: HandshakeOptions = {}
 ): Effect.Effect<SecureChannel, HandshakeFailure, Socket.Socket | Crypto | Scope.Scope> =>
   Effect.gen(function*() {
-    const socket = yield* Socket.Socket
-    const ctx = yield* setup(socket, options)
-    const { crypto } = ctx
-    const policy = options.encryption ?? "required"
-    const password = redactPassword(options.password)
+    const ctx = yield* setup(options)
+    const { crypto, policy, password } = ctx
 
     // §3.1 ClientHello: our policy, a fresh nonce and an ephemeral key.
-    const keyPair = yield* Effect.mapError(crypto.generateKeyPair, (e) => new HandshakeError({ reason: "Aborted", detail: e.message }))
-    const nonce = yield* crypto.randomBytes(NONCE_LENGTH)
+    const { keyPair, nonce } = yield* ephemeral(ctx)
     const hello = new ClientHello({ version: PROTOCOL_VERSION, policy, nonce, publicKey: keyPair.publicKey })
     send(ctx, MessageType.CLIENT_HELLO, encodeClientHello(hello))
 
@@ -272,7 +295,7 @@ export const clientHandshake = (
       onNone: () => new Uint8Array(0),
       onSome: (p) => passwordProof(crypto, secrets.authKey, Redacted.value(p), Labels.clientProof, beforeClientFinished)
     })
-    send(ctx, MessageType.CLIENT_FINISHED, concat(clientMac, proof))
+    send(ctx, MessageType.CLIENT_FINISHED, concatBytes([clientMac, proof]))
 
     // §3.5 ServerAccept: the server's own proof, over the transcript including our proof.
     const beforeAccept = ctx.transcript.hash()
@@ -287,13 +310,7 @@ export const clientHandshake = (
       }
     }
 
-    return makeSecureChannel(ctx.framed, ctx.records ?? plaintextRecordLayer, {
-      encrypted,
-      authenticated: Option.isSome(password),
-      localPolicy: policy,
-      peerPolicy: policies.server,
-      suite: encrypted ? SUITE : PLAINTEXT_SUITE
-    })
+    return established(ctx, encrypted, policies.server)
   }).pipe(withTimeout(options))
 
 /** The server's side of PROTOCOL.md §3. */
@@ -301,11 +318,8 @@ export const serverHandshake = (
   options: HandshakeOptions = {}
 ): Effect.Effect<SecureChannel, HandshakeFailure, Socket.Socket | Crypto | Scope.Scope> =>
   Effect.gen(function*() {
-    const socket = yield* Socket.Socket
-    const ctx = yield* setup(socket, options)
-    const { crypto } = ctx
-    const policy = options.encryption ?? "required"
-    const password = redactPassword(options.password)
+    const ctx = yield* setup(options)
+    const { crypto, policy, password } = ctx
 
     // §3.1 ClientHello. The version is checked before the layout, so a newer client hears `Version`.
     const clientHelloBody = yield* receive(ctx, MessageType.CLIENT_HELLO).pipe(Effect.catchAll((e) => abort(ctx, e)))
@@ -318,8 +332,7 @@ export const serverHandshake = (
     if (Either.isLeft(clientHello)) return yield* abort(ctx, malformed(clientHello.left.message))
 
     // §3.2 ServerHello, sent even when the policies clash so that the client can name both.
-    const keyPair = yield* Effect.mapError(crypto.generateKeyPair, (e) => new HandshakeError({ reason: "Aborted", detail: e.message }))
-    const nonce = yield* crypto.randomBytes(NONCE_LENGTH)
+    const { keyPair, nonce } = yield* ephemeral(ctx)
     const hello = new ServerHello({
       version: PROTOCOL_VERSION,
       policy,
@@ -374,20 +387,5 @@ export const serverHandshake = (
       })
     )
 
-    return makeSecureChannel(ctx.framed, ctx.records ?? plaintextRecordLayer, {
-      encrypted,
-      authenticated: Option.isSome(password),
-      localPolicy: policy,
-      peerPolicy: policies.client,
-      suite: encrypted ? SUITE : PLAINTEXT_SUITE
-    })
+    return established(ctx, encrypted, policies.client)
   }).pipe(withTimeout(options))
-
-const concat = (a: Uint8Array, b: Uint8Array): Uint8Array => {
-  const out = new Uint8Array(a.length + b.length)
-  out.set(a)
-  out.set(b, a.length)
-  return out
-}
-
-export { MAC_LENGTH }

@@ -6,7 +6,7 @@
  * happen inside the frame path, where no Effect may run (DESIGN.md §7).
  */
 import type { CryptoService } from "../crypto/Crypto.js"
-import { concatBytes } from "../wire/Messages.js"
+import { concatBytes } from "../internal/bytes.js"
 
 const encoder = new TextEncoder()
 const label = (name: string): Uint8Array => encoder.encode(`cvg1 ${name}`)
@@ -30,7 +30,7 @@ export const extract = (crypto: CryptoService, salt: Uint8Array, ikm: Uint8Array
 
 /** HKDF-Expand (RFC 5869 §2.3) for lengths up to 32 bytes. */
 export const expand = (crypto: CryptoService, prk: Uint8Array, info: Uint8Array, length: number): Uint8Array =>
-  crypto.hmacSha256(prk, concatBytes(info, Uint8Array.of(1))).subarray(0, length)
+  crypto.hmacSha256(prk, concatBytes([info, Uint8Array.of(1)])).subarray(0, length)
 
 /** One direction's AEAD key and static IV, from its traffic secret (PROTOCOL.md §4.3). */
 export interface TrafficKeys {
@@ -84,7 +84,7 @@ export const passwordProof = (
   password: Uint8Array,
   proofLabel: Uint8Array,
   transcriptHash: Uint8Array
-): Uint8Array => crypto.hmacSha256(crypto.hmacSha256(authKey, password), concatBytes(proofLabel, transcriptHash))
+): Uint8Array => crypto.hmacSha256(crypto.hmacSha256(authKey, password), concatBytes([proofLabel, transcriptHash]))
 
 /** Per-record nonce (PROTOCOL.md §4.4): the static IV xor the 64-bit big-endian sequence number. */
 export const recordNonce = (iv: Uint8Array, sequence: number, out: Uint8Array): Uint8Array => {

@@ -4,7 +4,7 @@
  * the plaintext form makes the transcript the same in both modes and on both sides.
  */
 import type { CryptoService } from "../crypto/Crypto.js"
-import { concatBytes } from "../wire/Messages.js"
+import { concatBytes } from "../internal/bytes.js"
 
 export class Transcript {
   private readonly messages: Array<Uint8Array> = []
@@ -16,6 +16,6 @@ export class Transcript {
 
   /** SHA-256 of the messages so far. */
   hash(): Uint8Array {
-    return this.crypto.sha256(concatBytes(...this.messages))
+    return this.crypto.sha256(concatBytes(this.messages))
   }
 }

@@ -26,6 +26,7 @@
  */
 import * as Socket from "@effect/platform/Socket"
 import { Chunk, Deferred, Duration, Effect, Exit, FiberSet, Queue, Scope } from "effect"
+import { concatBytes, makeRandom } from "../internal/bytes.js"
 
 /** Faults applied to the bytes travelling in one direction. */
 export interface DirectionFaults {
@@ -121,17 +122,6 @@ const CUT_CODE = 1006
 const connections = new WeakMap<Socket.Socket, Connection>()
 const encoder = new TextEncoder()
 
-/** mulberry32: tiny, fast and good enough to pick chunk boundaries; this is not cryptography. */
-const makeRandom = (seed: number): (() => number) => {
-  let state = seed >>> 0
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0
-    let t = state
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 const writeError = (message: string): Socket.SocketError =>
   new Socket.SocketGenericError({ reason: "Write", cause: new Error(message) })
@@ -262,19 +252,6 @@ const writeNow = (endpoint: Endpoint, chunk: Uint8Array | string | Socket.CloseE
   return Effect.void
 }
 
-const concat = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {
-  if (parts.length === 1 && parts[0] !== undefined) return parts[0]
-  let length = 0
-  for (const part of parts) length += part.length
-  const out = new Uint8Array(length)
-  let offset = 0
-  for (const part of parts) {
-    out.set(part, offset)
-    offset += part.length
-  }
-  return out
-}
-
 const splitInto = (pieces: Array<Uint8Array>, bytes: Uint8Array, direction: Direction): void => {
   if (direction.faults.split === undefined || direction.faults.split === false) {
     pieces.push(bytes)
@@ -318,7 +295,7 @@ const pump = (endpoint: Endpoint, deliver: (bytes: Uint8Array) => void): Effect.
         if (direction.faults.coalesce === true) merged.push(item)
         else splitInto(pieces, item, direction)
       }
-      if (merged.length > 0) splitInto(pieces, concat(merged), direction)
+      if (merged.length > 0) splitInto(pieces, concatBytes(merged), direction)
       for (const piece of pieces) {
         if (direction.delay !== undefined) yield* Effect.sleep(direction.delay)
         if (direction.cutNow) break

@@ -171,15 +171,3 @@ export const decodeMacs = (
   for (let i = 0; i < count; i++) macs.push(body.subarray(i * MAC_LENGTH, (i + 1) * MAC_LENGTH))
   return Either.right(macs)
 }
-
-export const concatBytes = (...parts: ReadonlyArray<Uint8Array>): Uint8Array => {
-  let length = 0
-  for (const part of parts) length += part.length
-  const out = new Uint8Array(length)
-  let offset = 0
-  for (const part of parts) {
-    out.set(part, offset)
-    offset += part.length
-  }
-  return out
-}

@@ -5,6 +5,7 @@
  */
 import type * as Socket from "@effect/platform/Socket"
 import { Effect, ExecutionStrategy, Exit, Fiber, Scope } from "effect"
+import { concatBytes } from "../../src/internal/bytes.js"
 
 export type Direction = "C->S" | "S->C"
 
@@ -17,17 +18,7 @@ export interface WireFrame {
   readonly type: number
 }
 
-export const concatBytes = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {
-  let length = 0
-  for (const part of parts) length += part.length
-  const out = new Uint8Array(length)
-  let offset = 0
-  for (const part of parts) {
-    out.set(part, offset)
-    offset += part.length
-  }
-  return out
-}
+export { concatBytes }
 
 export const toHex = (bytes: Uint8Array): string => Buffer.from(bytes).toString("hex")
 export const fromHex = (hex: string): Uint8Array => new Uint8Array(Buffer.from(hex, "hex"))
