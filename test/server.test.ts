@@ -102,9 +102,10 @@ describe("server", () => {
         logs.entries.filter((e) => e.message.includes("connection failed")).map((e) => Option.getOrElse(e.peer, () => ""))
       // The handshake of the vanished client fails on the server after the client is gone.
       while (peers().length < 2) yield* Effect.sleep("5 millis")
-      expect(peers().map(String).sort()).toEqual(
-        [localPort, vanished.localPort].map((p) => expect.stringMatching(new RegExp(`^(::ffff:)?127\\.0\\.0\\.1:${p}$`))).sort()
-      )
+      const address = (p: number) => new RegExp(`^(::ffff:)?127\\.0\\.0\\.1:${p}$`)
+      expect(peers().some((peer) => address(localPort).test(String(peer)))).toBe(true)
+      // A peer that is already gone when its connection's fiber first runs has no address left to read.
+      expect(peers().some((peer) => address(vanished.localPort).test(String(peer)) || peer === "unknown")).toBe(true)
       expect(logs.entries.every((e) => e.level === "WARN")).toBe(true)
     }).pipe(bounded("logging")))
 

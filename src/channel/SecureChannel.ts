@@ -182,7 +182,7 @@ export const makeSecureChannel = (
       }
       case MessageType.ALERT: {
         const alert = decodeAlert(body)
-        finish(alert._tag === "Right" ? toChannelError(alertToError(alert.right.code)) : alert.left)
+        finish(alert._tag === "Right" ? sessionAlertToError(alert.right.code) : alert.left)
         return
       }
       case MessageType.PACKET:
@@ -241,6 +241,21 @@ export const makeSecureChannel = (
   }
 }
 
-/** After the handshake only protocol-level alerts make sense; anything else is the peer aborting. */
-const toChannelError = (error: AuthFailed | HandshakeError | ProtocolError | EncryptionMismatch): ChannelError =>
-  error._tag === "ProtocolError" ? error : new ProtocolError({ reason: "UnexpectedMessage", detail: error.message })
+/**
+ * After the handshake only protocol-level alerts make sense (PROTOCOL.md §6); a handshake alert then
+ * is itself a protocol violation.
+ */
+const sessionAlertToError = (code: AlertCode): ProtocolError => {
+  switch (code) {
+    case Codes.DECRYPT_FAILED:
+      return new ProtocolError({ reason: "DecryptFailed" })
+    case Codes.LIMIT_EXCEEDED:
+      return new ProtocolError({ reason: "LimitExceeded", detail: "peer reported a limit" })
+    case Codes.TIMEOUT:
+      return new ProtocolError({ reason: "Timeout", detail: "peer timed out" })
+    case Codes.MALFORMED:
+      return new ProtocolError({ reason: "Malformed", detail: "peer rejected a message" })
+    default:
+      return new ProtocolError({ reason: "UnexpectedMessage", detail: `alert ${code} after the handshake` })
+  }
+}

@@ -189,7 +189,8 @@ const installRecords = (
       ? [secrets.clientTraffic, secrets.serverTraffic]
       : [secrets.serverTraffic, secrets.clientTraffic]
     const records = makeEncryptedRecordLayer(ctx.crypto, sendKeys, receiveKeys, rekeyAfter)
-    if (Either.isLeft(records)) return Effect.fail(new HandshakeError({ reason: "Aborted", detail: "key schedule" }))
+    // A local failure is told to the peer too (ALERT INTERNAL, PROTOCOL.md §6), so it does not wait for its timeout.
+    if (Either.isLeft(records)) return abort(ctx, new HandshakeError({ reason: "Aborted", detail: "key schedule" }))
     ctx.records = records.right
     return Effect.void
   })
@@ -216,7 +217,7 @@ const setup = (options: HandshakeOptions) =>
 /** This side's contribution to its hello: a fresh ephemeral key pair and nonce (PROTOCOL.md §3.1). */
 const ephemeral = (ctx: Context) =>
   Effect.all({
-    keyPair: Effect.mapError(ctx.crypto.generateKeyPair, (e) => new HandshakeError({ reason: "Aborted", detail: e.message })),
+    keyPair: Effect.catchAll(ctx.crypto.generateKeyPair, (e) => abort(ctx, new HandshakeError({ reason: "Aborted", detail: e.message }))),
     nonce: ctx.crypto.randomBytes(NONCE_LENGTH)
   })
 

@@ -1,0 +1,339 @@
+/**
+ * Every typed error has a test that provokes it through the public API (`src/index.ts`,
+ * `src/testing.ts`, and the handshake-level `ClientSession.session` / `ServerSession.session` over
+ * `MemorySocket`). This file holds the cases no other test file covers with both the tag and the
+ * `reason`; grep test/ for a reason literal to find the others (EncryptionMismatch, AuthFailed,
+ * HandshakeError Version/Malformed/KeyConfirmation/Timeout: handshake.test.ts; ProtocolError
+ * FrameTooLarge/DecryptFailed: channel.test.ts; MessageTooLarge/StreamIntegrity, UnexpectedPacket:
+ * session.test.ts; ConnectionClosed: channel.test.ts and handshake.test.ts). One `describe` per class.
+ *
+ * Raw bytes are built with the wire codecs (`src/wire/*`): they stand for a misbehaving peer, not
+ * for the API under test.
+ */
+import * as Socket from "@effect/platform/Socket"
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Either, Fiber, Layer, Stream } from "effect"
+import {
+  ClientSession,
+  Crypto,
+  CryptoError,
+  type CryptoService,
+  HandshakeError,
+  NodeCrypto,
+  Packet,
+  PacketType,
+  ProtocolError,
+  ServerSession
+} from "../src/index.js"
+import { MemorySocket } from "../src/testing.js"
+import { ChunkFlags, encodeChunkStart, encodeStreamHead } from "../src/wire/Chunks.js"
+import { encodeFrame } from "../src/wire/Frame.js"
+import { AlertCode, ClientHello, encodeClientHello, MessageType } from "../src/wire/Messages.js"
+import { memory, noHang, runPair, typedError } from "./support/pair.js"
+import { memorySessions } from "./support/sessions.js"
+import { failOnUnhandledRejections } from "./support/unhandled.js"
+import { concatBytes, frameRelay, rawPeer } from "./support/wire.js"
+
+failOnUnhandledRejections()
+
+const HANG_LIMIT = "5 seconds"
+
+/** Frames the client sends during a handshake without password: ClientHello, ClientFinished. */
+const CLIENT_HANDSHAKE_FRAMES = 2
+
+const PLAINTEXT = { encryption: "disabled" } as const
+
+/** Bytes of a plaintext ALERT frame with this code. */
+const alertFrame = (code: number): Array<number> => [0, 0, 0, 1, MessageType.ALERT, code]
+
+/** `04 ‖ 0^132`: the right length and prefix, but (0, 0) is not on P-521. */
+const offCurvePoint = (): Uint8Array => {
+  const point = new Uint8Array(133)
+  point[0] = 0x04
+  return point
+}
+
+/** `node:crypto` with some primitives replaced, to make the local side fail. */
+const cryptoWith = (override: (node: CryptoService) => Partial<CryptoService>): Layer.Layer<Crypto> =>
+  Layer.effect(Crypto, Effect.map(NodeCrypto.make, (node): CryptoService => ({ ...node, ...override(node) })))
+
+const failingKeyGeneration = cryptoWith(() => ({
+  generateKeyPair: Effect.fail(new CryptoError({ reason: "Internal", detail: "no entropy (test)" }))
+}))
+
+const failingAead = cryptoWith(() => ({
+  aead: () => Either.left(new CryptoError({ reason: "Internal", detail: "no cipher (test)" }))
+}))
+
+/**
+ * A plaintext session pair in which the client's first frame after the handshake is replaced, on
+ * the wire, by `frames`: a peer that speaks the protocol until the session starts, then misbehaves.
+ */
+const misbehavingClient = (frames: ReadonlyArray<Uint8Array>) =>
+  Effect.gen(function*() {
+    const relay = frameRelay((frame, index) => (index === CLIENT_HANDSHAKE_FRAMES ? frames : [frame]))
+    const sessions = yield* memorySessions({
+      client: PLAINTEXT,
+      server: PLAINTEXT,
+      faults: { clientToServer: { transform: relay } }
+    })
+    // This packet is what the relay replaces.
+    yield* sessions.client.send(new Packet({ id: 1, type: PacketType.COMMAND, payload: new Uint8Array(0) }))
+    return sessions
+  })
+
+/** A server handshake against a raw client that writes `bytes`; returns the server's error and the frames it sent. */
+const serverAgainstRaw = (bytes: Uint8Array, expectFrames: number) =>
+  Effect.gen(function*() {
+    const [clientSocket, serverSocket] = yield* MemorySocket.makePair()
+    const raw = yield* rawPeer(clientSocket)
+    const server = yield* ServerSession.session().pipe(
+      Effect.provideService(Socket.Socket, serverSocket),
+      Effect.provide(NodeCrypto.layer),
+      Effect.exit,
+      Effect.fork
+    )
+    yield* raw.write(bytes)
+    const error = typedError(yield* Fiber.join(server), "server")
+    const frames = yield* raw.waitForFrames(expectFrames)
+    return { error, frames }
+  }).pipe(Effect.scoped, noHang(HANG_LIMIT, "the server handshake"))
+
+/** A client handshake against a raw server that answers the ClientHello with `bytes`. */
+const clientAgainstRaw = (bytes: Uint8Array) =>
+  Effect.gen(function*() {
+    const [clientSocket, serverSocket] = yield* MemorySocket.makePair()
+    const raw = yield* rawPeer(serverSocket)
+    const client = yield* ClientSession.session().pipe(
+      Effect.provideService(Socket.Socket, clientSocket),
+      Effect.provide(NodeCrypto.layer),
+      Effect.exit,
+      Effect.fork
+    )
+    yield* raw.waitForFrames(1)
+    yield* raw.write(bytes)
+    return typedError(yield* Fiber.join(client), "client")
+  }).pipe(Effect.scoped, noHang(HANG_LIMIT, "the client handshake"))
+
+// ---------------------------------------------------------------------------------------------
+
+describe("HandshakeError", () => {
+  it.live("Aborted: a client whose Crypto cannot generate a key pair", () =>
+    Effect.gen(function*() {
+      const result = yield* runPair(memory(), {}, {}, { client: failingKeyGeneration })
+      const client = typedError(result.client, "client")
+      expect(client).toBeInstanceOf(HandshakeError)
+      expect(client).toMatchObject({ _tag: "HandshakeError", reason: "Aborted" })
+      // The server hears an INTERNAL alert instead of a ClientHello.
+      expect(typedError(result.server, "server")).toMatchObject({ _tag: "HandshakeError", reason: "Aborted" })
+    }).pipe(Effect.scoped, noHang(HANG_LIMIT, "the handshake")))
+
+  it.live("Aborted: a server whose Crypto cannot generate a key pair, and the client is told (ALERT INTERNAL)", () =>
+    Effect.gen(function*() {
+      const result = yield* runPair(memory(), {}, {}, { server: failingKeyGeneration })
+      expect(typedError(result.server, "server")).toMatchObject({ _tag: "HandshakeError", reason: "Aborted" })
+      expect(typedError(result.client, "client")).toMatchObject({ _tag: "HandshakeError", reason: "Aborted" })
+    }).pipe(Effect.scoped, noHang(HANG_LIMIT, "the handshake")))
+
+  for (const side of ["client", "server"] as const) {
+    it.live(`Aborted: a ${side} whose Crypto cannot make the traffic cipher, and the peer is told`, () =>
+      Effect.gen(function*() {
+        const result = yield* runPair(memory(), {}, {}, side === "client" ? { client: failingAead } : { server: failingAead })
+        expect(typedError(result.client, "client")).toMatchObject({ _tag: "HandshakeError", reason: "Aborted" })
+        expect(typedError(result.server, "server")).toMatchObject({ _tag: "HandshakeError", reason: "Aborted" })
+      }).pipe(Effect.scoped, noHang(HANG_LIMIT, "the handshake")))
+  }
+
+  it.live("Aborted: a client hearing ALERT INTERNAL instead of a ServerHello", () =>
+    Effect.gen(function*() {
+      const error = yield* clientAgainstRaw(Uint8Array.from(alertFrame(AlertCode.INTERNAL)))
+      expect(error).toMatchObject({ _tag: "HandshakeError", reason: "Aborted" })
+    }))
+
+  it.live("Aborted: a server hearing ALERT INTERNAL instead of a ClientHello", () =>
+    Effect.gen(function*() {
+      const { error } = yield* serverAgainstRaw(Uint8Array.from(alertFrame(AlertCode.INTERNAL)), 0)
+      expect(error).toMatchObject({ _tag: "HandshakeError", reason: "Aborted" })
+    }))
+
+  it.live("InvalidPublicKey: a ClientHello whose key is off the curve; the server alerts MALFORMED after its hello", () =>
+    Effect.gen(function*() {
+      const hello = encodeClientHello(
+        new ClientHello({ version: 1, policy: "required", nonce: new Uint8Array(32), publicKey: offCurvePoint() })
+      )
+      const { error, frames } = yield* serverAgainstRaw(encodeFrame(MessageType.CLIENT_HELLO, hello), 2)
+      expect(error).toBeInstanceOf(HandshakeError)
+      expect(error).toMatchObject({ _tag: "HandshakeError", reason: "InvalidPublicKey" })
+      expect(frames.map((f) => f[4])).toEqual([MessageType.SERVER_HELLO, MessageType.ALERT])
+      expect(Array.from(frames[1] ?? [])).toEqual(alertFrame(AlertCode.MALFORMED))
+    }))
+})
+
+// ---------------------------------------------------------------------------------------------
+
+describe("alerts during the handshake (PROTOCOL.md §6): each code is the receiver's error", () => {
+  const table: ReadonlyArray<readonly [name: string, code: number, expected: { readonly _tag: string; readonly reason?: string }]> = [
+    ["VERSION", AlertCode.VERSION, { _tag: "HandshakeError", reason: "Version" }],
+    ["MALFORMED", AlertCode.MALFORMED, { _tag: "HandshakeError", reason: "Malformed" }],
+    ["KEY_CONFIRMATION", AlertCode.KEY_CONFIRMATION, { _tag: "HandshakeError", reason: "KeyConfirmation" }],
+    ["MISSING_PASSWORD", AlertCode.MISSING_PASSWORD, { _tag: "AuthFailed", reason: "MissingPassword" }],
+    ["WRONG_PASSWORD", AlertCode.WRONG_PASSWORD, { _tag: "AuthFailed", reason: "WrongPassword" }],
+    ["SERVER_UNPROVEN", AlertCode.SERVER_UNPROVEN, { _tag: "AuthFailed", reason: "ServerUnproven" }],
+    ["DECRYPT_FAILED", AlertCode.DECRYPT_FAILED, { _tag: "ProtocolError", reason: "DecryptFailed" }],
+    // Before the ServerHello the server does not know both policies yet.
+    ["ENCRYPTION_MISMATCH", AlertCode.ENCRYPTION_MISMATCH, { _tag: "HandshakeError", reason: "Aborted" }],
+    ["LIMIT_EXCEEDED", AlertCode.LIMIT_EXCEEDED, { _tag: "ProtocolError", reason: "LimitExceeded" }],
+    ["TIMEOUT", AlertCode.TIMEOUT, { _tag: "HandshakeError", reason: "Timeout" }],
+    ["INTERNAL", AlertCode.INTERNAL, { _tag: "HandshakeError", reason: "Aborted" }],
+    ["an unknown code (0x7f)", 0x7f, { _tag: "HandshakeError", reason: "Malformed" }]
+  ]
+  for (const [name, code, expected] of table) {
+    it.live(`ALERT ${name} instead of a ClientHello: the server fails with ${expected._tag}(${expected.reason})`, () =>
+      Effect.gen(function*() {
+        const { error } = yield* serverAgainstRaw(Uint8Array.from(alertFrame(code)), 0)
+        expect(error).toMatchObject(expected)
+      }))
+  }
+})
+
+// ---------------------------------------------------------------------------------------------
+
+describe("ProtocolError", () => {
+  it.scopedLive("Timeout: a session with idleTimeout facing a silent peer ends; the peer hears the alert", () =>
+    Effect.gen(function*() {
+      const { client, server } = yield* memorySessions({ server: { idleTimeout: "100 millis" } })
+      const serverEnd = yield* server.closed
+      expect(serverEnd).toBeInstanceOf(ProtocolError)
+      expect(serverEnd).toMatchObject({ _tag: "ProtocolError", reason: "Timeout" })
+      expect(typedError(yield* Effect.exit(server.receive()), "server receive")).toMatchObject({ _tag: "ProtocolError", reason: "Timeout" })
+      // The peer hears ALERT TIMEOUT, which after the handshake is ProtocolError(Timeout) (PROTOCOL.md §6).
+      expect(yield* client.closed).toMatchObject({ _tag: "ProtocolError", reason: "Timeout" })
+    }).pipe(noHang(HANG_LIMIT, "the idle timeout")))
+
+  for (const [what, body] of [
+    ["a PACKET body under 5 bytes", Uint8Array.of(0, 0, 1)],
+    ["a PACKET of a type not in the table (0x55)", Uint8Array.of(0, 0, 0, 1, 0x55)]
+  ] as const) {
+    it.scopedLive(`Malformed: ${what} after the handshake`, () =>
+      Effect.gen(function*() {
+        const { client, server } = yield* misbehavingClient([encodeFrame(MessageType.PACKET, body)])
+        const error = typedError(yield* Effect.exit(server.receive()), "server receive")
+        expect(error).toBeInstanceOf(ProtocolError)
+        expect(error).toMatchObject({ _tag: "ProtocolError", reason: "Malformed" })
+        expect(yield* server.closed).toMatchObject({ _tag: "ProtocolError", reason: "Malformed" })
+        // The peer hears ALERT MALFORMED, which after the handshake is ProtocolError(Malformed).
+        expect(yield* client.closed).toMatchObject({ _tag: "ProtocolError", reason: "Malformed" })
+      }).pipe(noHang(HANG_LIMIT, "the session")))
+  }
+
+  it.scopedLive("UnexpectedMessage: a message type that does not exist (0x99) after the handshake", () =>
+    Effect.gen(function*() {
+      const { client, server } = yield* misbehavingClient([encodeFrame(0x99, new Uint8Array(0))])
+      const error = typedError(yield* Effect.exit(server.receive()), "server receive")
+      expect(error).toMatchObject({ _tag: "ProtocolError", reason: "UnexpectedMessage" })
+      // We alert MALFORMED: the peer sent something that is not a message of this protocol.
+      expect(yield* client.closed).toMatchObject({ _tag: "ProtocolError", reason: "Malformed" })
+    }).pipe(noHang(HANG_LIMIT, "the session")))
+
+  it.scopedLive("UnexpectedMessage: a handshake-only alert (INTERNAL) after the handshake", () =>
+    Effect.gen(function*() {
+      const { server } = yield* misbehavingClient([Uint8Array.from(alertFrame(AlertCode.INTERNAL))])
+      const error = typedError(yield* Effect.exit(server.receive()), "server receive")
+      expect(error).toMatchObject({ _tag: "ProtocolError", reason: "UnexpectedMessage" })
+    }).pipe(noHang(HANG_LIMIT, "the session")))
+
+  it.scopedLive("LimitExceeded: more packets queued than maxQueuedPackets; the peer hears LIMIT_EXCEEDED", () =>
+    Effect.gen(function*() {
+      const { client, server } = yield* memorySessions({ server: { maxQueuedPackets: 2 } })
+      // Nobody receives on the server: the third packet overflows its queue.
+      for (let id = 1; id <= 3; id++) {
+        yield* Effect.ignore(client.send(new Packet({ id, type: PacketType.COMMAND, payload: new Uint8Array(1) })))
+      }
+      const serverEnd = yield* server.closed
+      expect(serverEnd).toBeInstanceOf(ProtocolError)
+      expect(serverEnd).toMatchObject({ _tag: "ProtocolError", reason: "LimitExceeded", detail: "too many queued packets" })
+      expect(yield* client.closed).toMatchObject({ _tag: "ProtocolError", reason: "LimitExceeded" })
+    }).pipe(noHang(HANG_LIMIT, "the session")))
+
+  it.scopedLive("LimitExceeded: more open incoming streams than maxIncomingStreams", () =>
+    Effect.gen(function*() {
+      const { client, server } = yield* memorySessions({ server: { maxIncomingStreams: 1 } })
+      // Two streams that never end: the second one's CHUNK_START is over the limit.
+      yield* Effect.forkScoped(client.sendStream({ id: 1, type: PacketType.STREAM_DATA }, Stream.never))
+      yield* Effect.forkScoped(client.sendStream({ id: 2, type: PacketType.STREAM_DATA }, Stream.never))
+      expect(yield* server.closed).toMatchObject({ _tag: "ProtocolError", reason: "LimitExceeded", detail: "too many open streams" })
+      expect(yield* client.closed).toMatchObject({ _tag: "ProtocolError", reason: "LimitExceeded" })
+    }).pipe(noHang(HANG_LIMIT, "the session")))
+
+  it.scopedLive("LimitExceeded: a stream sender that ignores the credit window", () =>
+    Effect.gen(function*() {
+      // 1 MiB of credit, 1 MiB + 1 byte sent in one CHUNK_DATA (within the default frame size).
+      const start = encodeChunkStart({ streamId: 1, flags: ChunkFlags.STREAM, id: 1, type: PacketType.STREAM_DATA, total: 0 })
+      const data = concatBytes([encodeStreamHead(1), new Uint8Array(1024 * 1024 + 1)])
+      const { server } = yield* misbehavingClient([
+        encodeFrame(MessageType.CHUNK_START, start),
+        encodeFrame(MessageType.CHUNK_DATA, data)
+      ])
+      expect(yield* server.closed).toMatchObject({ _tag: "ProtocolError", reason: "LimitExceeded", detail: "stream credit exceeded" })
+    }).pipe(noHang(HANG_LIMIT, "the session")))
+})
+
+// ---------------------------------------------------------------------------------------------
+
+describe("CryptoError (the public Crypto service)", () => {
+  it.effect("InvalidPublicKey: importPublicKey of a point off the curve, and of a wrong length", () =>
+    Effect.gen(function*() {
+      const crypto = yield* Crypto
+      for (const raw of [offCurvePoint(), new Uint8Array(65).fill(4)]) {
+        const error = yield* Effect.flip(crypto.importPublicKey(raw))
+        expect(error).toBeInstanceOf(CryptoError)
+        expect(error).toMatchObject({ _tag: "CryptoError", reason: "InvalidPublicKey" })
+      }
+    }).pipe(Effect.provide(NodeCrypto.layer)))
+
+  it.effect("InvalidLength: an AES-256-GCM key of 16 bytes, a nonce of 8 bytes, an HKDF output too long", () =>
+    Effect.gen(function*() {
+      const crypto = yield* Crypto
+      const shortKey = crypto.aead(new Uint8Array(16))
+      expect(Either.isLeft(shortKey) ? shortKey.left : undefined).toMatchObject({ _tag: "CryptoError", reason: "InvalidLength" })
+      const aead = crypto.aead(new Uint8Array(32))
+      if (Either.isLeft(aead)) return yield* Effect.dieMessage(`aead refused a 32-byte key: ${aead.left.reason}`)
+      const sealed = aead.right.seal(new Uint8Array(8), new Uint8Array(0), new Uint8Array(1))
+      expect(Either.isLeft(sealed) ? sealed.left : undefined).toMatchObject({ _tag: "CryptoError", reason: "InvalidLength" })
+      const empty = new Uint8Array(0)
+      const error = yield* Effect.flip(crypto.hkdf(empty, empty, empty, 255 * 32 + 1))
+      expect(error).toMatchObject({ _tag: "CryptoError", reason: "InvalidLength" })
+    }).pipe(Effect.provide(NodeCrypto.layer)))
+
+  it.effect("DecryptFailed: opening a tampered record, without any detail", () =>
+    Effect.gen(function*() {
+      const crypto = yield* Crypto
+      const aead = crypto.aead(new Uint8Array(32).fill(7))
+      if (Either.isLeft(aead)) return yield* Effect.dieMessage(`aead refused a 32-byte key: ${aead.left.reason}`)
+      const nonce = new Uint8Array(12)
+      const aad = Uint8Array.of(1, 2, 3)
+      const sealed = aead.right.seal(nonce, aad, Uint8Array.of(42))
+      if (Either.isLeft(sealed)) return yield* Effect.dieMessage(`seal failed: ${sealed.left.reason}`)
+      const tampered = Uint8Array.from(sealed.right)
+      tampered[0] = tampered[0]! ^ 0x01
+      const opened = aead.right.open(nonce, aad, tampered)
+      const error = Either.isLeft(opened) ? opened.left : undefined
+      expect(error).toBeInstanceOf(CryptoError)
+      expect(error).toMatchObject({ _tag: "CryptoError", reason: "DecryptFailed" })
+      expect(error?.detail).toBeUndefined()
+    }).pipe(Effect.provide(NodeCrypto.layer)))
+
+  it.effect("Internal: deriveSharedSecret with a key pair this Crypto did not make", () =>
+    Effect.gen(function*() {
+      const crypto = yield* Crypto
+      const own = yield* crypto.generateKeyPair
+      const peer = yield* crypto.importPublicKey(own.publicKey)
+      const error = yield* Effect.flip(crypto.deriveSharedSecret({ publicKey: own.publicKey, privateKey: "foreign" }, peer))
+      expect(error).toBeInstanceOf(CryptoError)
+      expect(error).toMatchObject({ _tag: "CryptoError", reason: "Internal" })
+    }).pipe(Effect.provide(NodeCrypto.layer)))
+})
+
+// AuthFailed, EncryptionMismatch, UnexpectedPacket and ConnectionClosed: every reason is already
+// provoked, with tag and reason, in test/handshake.test.ts, test/session.test.ts and
+// test/channel.test.ts (see the header).
