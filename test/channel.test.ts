@@ -351,7 +351,10 @@ describe("rekey with a tiny interval", () => {
       const clientMessages = 1 + COUNT + 1 // ClientFinished, requests, CLOSE
       const serverMessages = 2 + COUNT + 1 // ServerFinished, ServerAccept, replies, CLOSE
       expect(toServer.length).toBe(clientMessages + expectedKeyUpdates(clientMessages, 3))
-      expect(toClient.length).toBe(serverMessages + expectedKeyUpdates(serverMessages, 3))
+      // The server's answering CLOSE may miss the wire: the client stops reading once its own CLOSE
+      // is out, and does not wait for the answer (PROTOCOL.md §7.1).
+      expect([serverMessages - 1 + expectedKeyUpdates(serverMessages - 1, 3), serverMessages + expectedKeyUpdates(serverMessages, 3)])
+        .toContain(toClient.length)
       // About one key generation per two messages: well over a thousand key updates each way.
       expect(expectedKeyUpdates(clientMessages, 3)).toBeGreaterThan(1000)
     }).pipe(Effect.scoped, noHang("20 seconds", "the rekey run")), 30_000)

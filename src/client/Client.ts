@@ -45,6 +45,8 @@ export const connectScoped = (options: ConnectOptions): Effect.Effect<Session, C
     const socket = yield* NodeSocket.makeNet({
       host,
       port: options.port,
+      // Frames are already coalesced by the writer; Nagle would only add latency to requests.
+      noDelay: true,
       openTimeout: options.connectTimeout ?? Duration.seconds(10)
     })
     return yield* session({ ...options, peer: `${host}:${options.port}` }).pipe(

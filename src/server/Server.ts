@@ -66,7 +66,8 @@ const refuse = (socket: Socket.Socket) =>
 /** Binds the listener; the returned server serves once `run` is called. */
 export const listen = (options: ServeOptions): Effect.Effect<Server, SocketServer.SocketServerError, Scope.Scope> =>
   Effect.gen(function*() {
-    const listener = yield* NodeSocketServer.make({ host: options.host ?? "127.0.0.1", port: options.port })
+    // Frames are already coalesced by the writer; Nagle would only add latency to replies.
+    const listener = yield* NodeSocketServer.make({ host: options.host ?? "127.0.0.1", port: options.port, noDelay: true })
     const address = listener.address._tag === "TcpAddress"
       ? listener.address
       : { _tag: "TcpAddress" as const, hostname: "", port: 0 }

@@ -164,7 +164,9 @@ export const makeSession = (
     const maxQueued = options.maxQueuedPackets ?? 65536
     const maxIncoming = options.maxIncomingStreams ?? 64
     const encrypted = channel.info.encrypted
-    const inFlight = yield* Effect.makeSemaphore(options.maxInFlight ?? 4096)
+    const maxInFlight = Math.max(1, options.maxInFlight ?? 4096)
+    /** Requests waiting for one of the `maxInFlight` slots; the pending table itself counts those in use. */
+    const slotWaiters: Array<() => void> = []
     // Sealed chunks are already authenticated; plaintext ones get a digest of the whole (PROTOCOL.md §9.2).
     const newHasher = (): Sha256Hasher | undefined => (encrypted ? undefined : crypto.sha256Hasher())
 
@@ -192,11 +194,18 @@ export const makeSession = (
       inbox.push(item)
     }
 
+    /** Frees a request's id and its in-flight slot, if the table still holds this very request. */
+    const forget = (id: number, slot: PendingRequest) => {
+      if (pending.get(id) !== slot) return
+      pending.delete(id)
+      slotWaiters.shift()?.()
+    }
+
     const deliverReply = (packet: Packet) => {
       const request = pending.get(packet.id)
       // A reply nobody waits for belongs to an interrupted request: dropped (PROTOCOL.md §8.2).
       if (request === undefined) return
-      pending.delete(packet.id)
+      forget(packet.id, request)
       if (request.resume !== undefined) request.resume(Exit.succeed(packet))
       else request.result = Exit.succeed(packet)
     }
@@ -322,6 +331,7 @@ export const makeSession = (
         else request.result = failure
       }
       pending.clear()
+      for (const waiter of slotWaiters.splice(0)) waiter()
       for (const state of incoming.values()) if (state._tag === "Stream") finishStream(state, failure)
       incoming.clear()
       for (const out of outgoingCredit.values()) out.wake?.()
@@ -521,18 +531,25 @@ export const makeSession = (
       Effect.async<Packet, SessionError>((resume) => {
         if (slot.result !== undefined) return resume(slot.result)
         slot.resume = (exit) => resume(exit)
-        return Effect.sync(() => {
-          if (pending.get(id) === slot) pending.delete(id)
-        })
+        return Effect.sync(() => forget(id, slot))
       })
+
+    const awaitSlot: Effect.Effect<void> = Effect.async<void>((resume) => {
+      const waiter = () => resume(Effect.void)
+      slotWaiters.push(waiter)
+      return Effect.sync(() => {
+        const i = slotWaiters.indexOf(waiter)
+        if (i >= 0) slotWaiters.splice(i, 1)
+      })
+    })
 
     const request = (
       packet: Packet,
       requestOptions?: { readonly expect?: PacketType | undefined }
     ): Effect.Effect<Packet, SessionError | UnexpectedPacket> =>
-      inFlight.withPermits(1)(
-        Effect.suspend(() => {
+      Effect.suspend(() => {
           if (ended !== undefined) return Effect.fail(ended)
+          if (pending.size >= maxInFlight) return Effect.zipRight(awaitSlot, request(packet, requestOptions))
           if (pending.has(packet.id)) {
             return Effect.fail(new ProtocolError({ reason: "LimitExceeded", detail: `request id ${packet.id} is already in flight` }))
           }
@@ -540,11 +557,7 @@ export const makeSession = (
           pending.set(packet.id, slot)
           return sendPacket(packet, false).pipe(
             Effect.zipRight(awaitReply(packet.id, slot)),
-            Effect.onExit(() =>
-              Effect.sync(() => {
-                if (pending.get(packet.id) === slot) pending.delete(packet.id)
-              })
-            ),
+            Effect.onExit(() => Effect.sync(() => forget(packet.id, slot))),
             Effect.flatMap((answer) =>
               requestOptions?.expect === undefined || answer.type === requestOptions.expect
                 ? Effect.succeed(answer)
@@ -552,7 +565,6 @@ export const makeSession = (
             )
           )
         })
-      )
 
     const respond = <E, R>(
       filter: PacketFilter,
