@@ -63,7 +63,7 @@ export interface HandshakeOptions {
   readonly maxFrameSize?: number | undefined
   /** Records sealed under one key before an in-band key update. Default and maximum 2^24. */
   readonly rekeyAfter?: number | undefined
-  /** Queued outgoing bytes above which senders wait. Default 4 MiB. */
+  /** Queued outgoing bytes above which senders wait. Default 1 MiB. */
   readonly highWaterMark?: number | undefined
 }
 

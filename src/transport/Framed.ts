@@ -53,7 +53,9 @@ export interface FramedOptions {
   readonly highWaterMark?: number
 }
 
-const DEFAULT_HIGH_WATER_MARK = 4 * 1024 * 1024
+const DEFAULT_HIGH_WATER_MARK = 1024 * 1024
+/** Pieces at least this large go to the socket without being merged (copied) into a batch. */
+const DIRECT_WRITE_SIZE = 64 * 1024
 
 export type Frame = readonly [type: number, header: Uint8Array, body: Uint8Array]
 
@@ -144,20 +146,48 @@ export const makeFramed = (
     const wake = yield* Effect.makeLatch(false)
     const drained = yield* Effect.makeLatch(true)
 
-    const takeBatch = (): Uint8Array => {
+    /**
+     * Turns the queue into socket writes: runs of small pieces are merged into one buffer (one write
+     * for many frames), while large pieces are written as they are, since copying them would cost
+     * more than the extra write.
+     */
+    const takeBatch = (): Array<Uint8Array> => {
       const batch = queue
       queue = []
       inFlight = queued
       queued = 0
-      if (batch.length === 1) return batch[0]!
-      // Every byte is overwritten below, so the allocation skips zero-filling.
-      const out = Buffer.allocUnsafe(inFlight)
-      let offset = 0
-      for (const frame of batch) {
-        out.set(frame, offset)
-        offset += frame.length
+      // The queue is empty again: senders may fill the next batch while this one is being written,
+      // so sealing and writing overlap (at most two high-water marks of bytes are held).
+      drained.unsafeOpen()
+      const writes: Array<Uint8Array> = []
+      let run: Array<Uint8Array> = []
+      let runLength = 0
+      const flushRun = () => {
+        if (run.length === 1) writes.push(run[0]!)
+        else if (run.length > 1) {
+          // Every byte is overwritten below, so the allocation skips zero-filling.
+          const out = Buffer.allocUnsafe(runLength)
+          let offset = 0
+          for (const piece of run) {
+            out.set(piece, offset)
+            offset += piece.length
+          }
+          writes.push(out)
+        }
+        run = []
+        runLength = 0
       }
-      return out
+      for (const piece of batch) {
+        if (piece.length >= DIRECT_WRITE_SIZE) {
+          flushRun()
+          writes.push(piece)
+        } else {
+          run.push(piece)
+          runLength += piece.length
+        }
+      }
+      flushRun()
+      return writes
     }
 
     const writerDone = yield* Effect.makeLatch(false)
@@ -173,7 +203,7 @@ export const makeFramed = (
           yield* Effect.yieldNow()
           continue
         }
-        const exit = yield* Effect.exit(write(takeBatch()))
+        const exit = yield* Effect.exit(Effect.forEach(takeBatch(), write, { discard: true }))
         inFlight = 0
         if (queued < highWaterMark) drained.unsafeOpen()
         if (Exit.isFailure(exit)) {
