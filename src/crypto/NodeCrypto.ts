@@ -11,6 +11,7 @@
  * threadpool hop costs more than the work itself.
  */
 import * as NodeCrypto from "node:crypto"
+import { availableParallelism } from "node:os"
 import { types as nodeTypes } from "node:util"
 import { Effect, Either, Layer } from "effect"
 import {
@@ -58,7 +59,16 @@ const exportRawPublicKey = (publicKey: WebCryptoKey) =>
     catch: (cause) => internal(`export public key: ${messageOf(cause)}`)
   }).pipe(Effect.map((buffer) => new Uint8Array(buffer)))
 
-const generateKeyPair: Effect.Effect<EcdhKeyPair, CryptoError> = Effect.gen(function*() {
+/**
+ * P-521 jobs run on libuv's threadpool (4 threads by default). On a machine with few cores, four
+ * concurrent scalar multiplications take every core from the event loop, and every open session's
+ * latency with it (DESIGN.md §7: "round trip while 50 handshakes run"). So this process runs at most
+ * `cores - 1` of them at once (at least one); the rest wait their turn, costing handshake latency
+ * under a flood instead of everybody's round trips.
+ */
+const p521Jobs = Effect.unsafeMakeSemaphore(Math.max(1, availableParallelism() - 1))
+
+const generateKeyPair: Effect.Effect<EcdhKeyPair, CryptoError> = p521Jobs.withPermits(1)(Effect.gen(function*() {
   // Not extractable: the private scalar never exists as bytes outside OpenSSL.
   const pair = yield* Effect.tryPromise({
     try: () => subtle.generateKey(ECDH_P521, false, ["deriveBits"]),
@@ -66,7 +76,7 @@ const generateKeyPair: Effect.Effect<EcdhKeyPair, CryptoError> = Effect.gen(func
   })
   const publicKey = yield* exportRawPublicKey(pair.publicKey)
   return { publicKey, privateKey: pair.privateKey }
-})
+}))
 
 const importPublicKey = (raw: Uint8Array): Effect.Effect<EcdhPublicKey, CryptoError> =>
   Effect.suspend(() => {
@@ -98,7 +108,7 @@ const deriveSharedSecret = (own: EcdhKeyPair, peer: EcdhPublicKey): Effect.Effec
     return Effect.tryPromise({
       try: () => subtle.deriveBits({ name: "ECDH", public: publicKey }, privateKey, SHARED_SECRET_LENGTH * 8),
       catch: (cause) => internal(`derive: ${messageOf(cause)}`)
-    }).pipe(Effect.map((bits) => new Uint8Array(bits)))
+    }).pipe(Effect.map((bits) => new Uint8Array(bits)), p521Jobs.withPermits(1))
   })
 
 const hkdf = (ikm: Uint8Array, salt: Uint8Array, info: Uint8Array, length: number) =>
