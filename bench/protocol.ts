@@ -18,7 +18,7 @@ export interface P521LimitOptions {
 }
 
 export interface P521LimitResult {
-  /** generateKey + exportKey + importKey + deriveBits sequences per second at `concurrency`. */
+  /** Synchronous keygen + export + derive per second, one worker thread per core. */
   readonly agreementsPerSecond: number
   readonly completed: number
   readonly seconds: number
