@@ -175,6 +175,8 @@ export const makeSession = (
     const endWaiters: Array<(error: SessionError) => void> = []
     const inbox: Array<InboxItem> = []
     const takers: Array<Resume<InboxItem>> = []
+    /** One per running `serve`: starts another worker when a packet finds all of them busy. */
+    const spawners = new Set<() => void>()
     const pending = new Map<number, PendingRequest>()
     const incoming = new Map<number, IncomingMessage | IncomingStreamState>()
     const outgoingCredit = new Map<number, { credit: number; wake: (() => void) | undefined }>()
@@ -188,7 +190,16 @@ export const makeSession = (
     }
 
     const deliverItem = (item: InboxItem) => {
-      const taker = takers.shift()
+      let taker = takers.shift()
+      if (taker === undefined) {
+        // Every `serve` worker is busy: start one more. It may already be waiting when `spawn`
+        // returns; otherwise it finds the item in the inbox.
+        for (const spawn of spawners) {
+          spawn()
+          break
+        }
+        taker = takers.shift()
+      }
       if (taker !== undefined) return taker(Exit.succeed(item))
       if (inbox.length >= maxQueued) return fail(new ProtocolError({ reason: "LimitExceeded", detail: "too many queued packets" }))
       inbox.push(item)
@@ -584,16 +595,19 @@ export const makeSession = (
         Effect.gen(function*() {
           const handlers = yield* FiberSet.make<void, SessionError | E>()
           const run = yield* FiberSet.runtime(handlers)<R>()
-          const loop = Effect.gen(function*() {
-            while (true) {
-              const item = yield* takeItem
-              run(
-                Effect.flatMap(collect(item), (packet) =>
-                  Effect.flatMap(handler(packet), (response) => (response === undefined ? Effect.void : reply(packet, response))))
-              )
-            }
-          })
-          const outcome = yield* Effect.raceFirst(Effect.either(loop), Effect.either(FiberSet.join(handlers)))
+          // Long-lived workers, one per packet being handled at once, instead of a fiber per packet
+          // (DESIGN.md §7): a worker that finishes takes the next packet, and a packet that finds
+          // every worker busy starts one more, so handling stays fully concurrent.
+          const worker: Effect.Effect<never, SessionError | E, R> = Effect.forever(
+            Effect.flatMap(takeItem, (item) =>
+              Effect.flatMap(collect(item), (packet) =>
+                Effect.flatMap(handler(packet), (response) => (response === undefined ? Effect.void : reply(packet, response)))))
+          )
+          const spawn = () => void run(worker)
+          spawners.add(spawn)
+          yield* Effect.addFinalizer(() => Effect.sync(() => spawners.delete(spawn)))
+          for (let i = 0; i < Math.max(1, inbox.length); i++) spawn()
+          const outcome = yield* Effect.either(FiberSet.join(handlers))
           if (Either.isLeft(outcome)) {
             const error = outcome.left
             // An orderly close by the peer is how serving normally ends.
