@@ -50,8 +50,6 @@ export interface SecureChannel {
   readonly listen: (handler: ChannelHandler) => void
   /** Orderly close: sends CLOSE, flushes and ends the write side. Idempotent. */
   readonly close: Effect.Effect<void>
-  /** Sends an alert, then closes without waiting for the peer (PROTOCOL.md §6). */
-  readonly abort: (code: AlertCode) => Effect.Effect<void>
   /**
    * Ends the channel with `error` from inside the frame path: queues the matching alert and tells
    * the handler. The transport is released by `shutdown`, which the owner runs.
@@ -59,8 +57,6 @@ export interface SecureChannel {
   readonly fail: (error: ProtocolError) => void
   /** Flushes what is queued, ends the write side and stops reading. */
   readonly shutdown: Effect.Effect<void>
-  /** The error the channel ended with, if it has. */
-  readonly ended: () => ChannelError | undefined
 }
 
 /** What an alert from the peer means on this side (PROTOCOL.md §6). */
@@ -227,17 +223,8 @@ export const makeSecureChannel = (
       finish(new ConnectionClosed({ reason: "Closed" }))
       return shutdown
     }),
-    abort: (code) =>
-      Effect.suspend(() => {
-        if (!closing && ended === undefined) {
-          records.write(MessageType.ALERT, encodeAlert(new Alert({ code })), EMPTY, emit)
-          closing = true
-        }
-        return shutdown
-      }),
     fail,
-    shutdown,
-    ended: () => ended
+    shutdown
   }
 }
 

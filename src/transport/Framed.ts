@@ -243,8 +243,9 @@ export const makeFramed = (
     const reader = yield* socket.run((chunk) => {
       if (readEnd !== undefined) return
       const error = decoder.push(chunk, onFrame)
-      // Failing the handler's Effect ends `run`; only the failing chunk pays for an Effect.
-      if (error !== undefined) return Effect.fail(error)
+      // `run` keeps going after a framing error (what follows is ignored): a platform socket
+      // writes only while its `run` is active, and the alert that says why we close must go out.
+      if (error !== undefined) finishReading({ _tag: "ProtocolError", error })
     }).pipe(
       Effect.exit,
       Effect.flatMap((exit) =>
