@@ -1,53 +1,48 @@
 /**
- * The P-521 limit for handshakes (DESIGN.md §7): how many key agreements per second this machine's
- * cores can do with the cheapest calls `node:crypto` offers (synchronous `generateKeyPairSync`,
- * public key export and `diffieHellman`), one worker thread per core, for `durationMs`. A handshake
- * needs one agreement on each side, so the handshake limit is half of that.
+ * The P-521 limit for handshakes (DESIGN.md §7): what one key agreement costs through the same
+ * WebCrypto calls the library's Crypto layer uses, at the same concurrency as the handshake run.
  */
 import * as NodeCrypto from "node:crypto"
-import { availableParallelism } from "node:os"
 import { performance } from "node:perf_hooks"
-import { Worker } from "node:worker_threads"
 import type { P521LimitOptions, P521LimitResult } from "./protocol.js"
 
-const AGREEMENT_LOOP = `
-const { parentPort, workerData } = require("node:worker_threads")
-const crypto = require("node:crypto")
-const peer = crypto.generateKeyPairSync("ec", { namedCurve: "P-521" }).publicKey
-const deadline = Date.now() + workerData.durationMs
-let completed = 0
-while (Date.now() < deadline) {
-  const { publicKey, privateKey } = crypto.generateKeyPairSync("ec", { namedCurve: "P-521" })
-  publicKey.export({ format: "jwk" })
-  crypto.diffieHellman({ privateKey, publicKey: peer })
-  completed++
-}
-parentPort.postMessage(completed)
-`
-
-const runWorker = (durationMs: number) =>
-  new Promise<number>((resolve, reject) => {
-    const worker = new Worker(AGREEMENT_LOOP, { eval: true, workerData: { durationMs } })
-    worker.once("message", (completed: number) => resolve(completed))
-    worker.once("error", reject)
-  })
-
-const sequentialMs = (n: number, step: () => unknown) => {
-  const start = performance.now()
-  for (let i = 0; i < n; i++) step()
-  return (performance.now() - start) / n
-}
+const subtle = NodeCrypto.webcrypto.subtle
+const P521 = { name: "ECDH", namedCurve: "P-521" } as const
+/** 66-byte shared secret, as the library derives. */
+const SECRET_BITS = 66 * 8
 
 export const measureP521Limit = async (options: P521LimitOptions): Promise<P521LimitResult> => {
-  const keygen = () => NodeCrypto.generateKeyPairSync("ec", { namedCurve: "P-521" })
-  const own = keygen()
-  const peer = keygen()
-  const keygenMs = sequentialMs(10, keygen)
-  const deriveMs = sequentialMs(10, () => NodeCrypto.diffieHellman({ privateKey: own.privateKey, publicKey: peer.publicKey }))
+  const peer = await subtle.generateKey(P521, false, ["deriveBits"])
+  const peerRaw = new Uint8Array(await subtle.exportKey("raw", peer.publicKey))
+
+  // One side of a handshake: a fresh key pair, our public key exported, the peer's imported, one derive.
+  const agreement = async () => {
+    const pair = await subtle.generateKey(P521, false, ["deriveBits"])
+    await subtle.exportKey("raw", pair.publicKey)
+    const imported = await subtle.importKey("raw", peerRaw, P521, true, [])
+    await subtle.deriveBits({ name: "ECDH", public: imported }, pair.privateKey, SECRET_BITS)
+  }
+
+  const sequentialMs = async (n: number, step: () => Promise<unknown>) => {
+    const start = performance.now()
+    for (let i = 0; i < n; i++) await step()
+    return (performance.now() - start) / n
+  }
+  const keygenMs = await sequentialMs(10, () => subtle.generateKey(P521, false, ["deriveBits"]))
+  const own = await subtle.generateKey(P521, false, ["deriveBits"])
+  const imported = await subtle.importKey("raw", peerRaw, P521, true, [])
+  const deriveMs = await sequentialMs(10, () => subtle.deriveBits({ name: "ECDH", public: imported }, own.privateKey, SECRET_BITS))
 
   const start = performance.now()
-  const counts = await Promise.all(Array.from({ length: availableParallelism() }, () => runWorker(options.durationMs)))
+  const deadline = start + options.durationMs
+  let completed = 0
+  const loop = async () => {
+    while (performance.now() < deadline) {
+      await agreement()
+      completed++
+    }
+  }
+  await Promise.all(Array.from({ length: options.concurrency }, loop))
   const seconds = (performance.now() - start) / 1000
-  const completed = counts.reduce((a, b) => a + b, 0)
   return { agreementsPerSecond: completed / seconds, completed, seconds, keygenMs, deriveMs }
 }

@@ -18,7 +18,7 @@ export interface P521LimitOptions {
 }
 
 export interface P521LimitResult {
-  /** Synchronous keygen + export + derive per second, one worker thread per core. */
+  /** generateKey + exportKey + importKey + deriveBits sequences per second at `concurrency`. */
   readonly agreementsPerSecond: number
   readonly completed: number
   readonly seconds: number

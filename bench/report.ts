@@ -83,7 +83,7 @@ const specs = (): Array<RowSpec> => {
     const section = "4. handshakes per second"
     const limit = { key: key("p521_limit_handshakes_per_s", "node:crypto", "both sides"), label: "P-521 limit" }
     rows.push(
-      { section, label: "P-521 agreements/s, all cores (keygen+export+derive)", key: key("p521_agreements_per_s", "node:crypto", "one side"), unit: "/s", digits: 1 },
+      { section, label: "P-521 agreements/s, one process (keygen+export+import+derive)", key: key("p521_agreements_per_s", "node:crypto", "one side"), unit: "/s", digits: 1 },
       { section, label: "P-521 limit: agreements/s / 2 (both sides on these cores)", key: limit.key, unit: "/s", digits: 1 },
       { section, label: "P-521 keygen, sequential", key: key("p521_keygen_ms", "node:crypto", "sequential"), unit: "ms", digits: 2 },
       { section, label: "P-521 derive, sequential", key: key("p521_derive_ms", "node:crypto", "sequential"), unit: "ms", digits: 2 },

@@ -1,14 +1,17 @@
 /**
  * The `Crypto` service on `node:crypto` (OpenSSL). No primitive is written by hand here.
  *
- * P-521 key generation and ECDH run synchronously inside worker threads (`P521Worker.ts`): off the
- * event loop, at the cost of the synchronous calls (derive ~2.7 ms here) rather than WebCrypto's
- * (~5.7-7.5 ms), with `cores - 1` of them so that a handshake flood leaves the event loop a core.
- * Peer keys are validated by WebCrypto's import. Everything on the per-frame path is synchronous
- * on the event loop, because a thread hop costs more than the work itself.
+ * P-521 work goes through WebCrypto (`crypto.subtle`) because Node runs its `generateKey` and
+ * `deriveBits` as jobs on the libuv threadpool, whereas `crypto.diffieHellman` and `ECDH.computeSecret`
+ * hold the event loop for the whole scalar multiplication (DESIGN.md §7). Measured on Node 20.20, 2
+ * cores: 20 sequential `deriveBits` left a 1 ms timer ticking ~92% of the time, 20 `diffieHellman`
+ * calls let it tick 0 times. WebCrypto's derive costs ~5.7 ms of CPU against ~2.7 ms for the
+ * synchronous call, and derives that share a key are serialised by a per-key lock in Node, but the
+ * event loop stays free. Everything on the per-frame path is synchronous instead, because a
+ * threadpool hop costs more than the work itself.
  */
 import * as NodeCrypto from "node:crypto"
-import { KeyObject } from "node:crypto"
+import { availableParallelism } from "node:os"
 import { types as nodeTypes } from "node:util"
 import { Effect, Either, Layer } from "effect"
 import {
@@ -20,7 +23,6 @@ import {
   PUBLIC_KEY_LENGTH,
   SHARED_SECRET_LENGTH
 } from "./Crypto.js"
-import * as P521Worker from "./P521Worker.js"
 import type { Aead, CryptoService, EcdhKeyPair, EcdhPublicKey, Sha256Hasher } from "./Crypto.js"
 
 type WebCryptoKey = NodeCrypto.webcrypto.CryptoKey
@@ -51,10 +53,30 @@ const messageOf = (cause: unknown): string => (cause instanceof Error ? cause.me
 const isEcdhKey = (value: unknown, type: "private" | "public"): value is WebCryptoKey =>
   nodeTypes.isCryptoKey(value) && value.type === type && value.algorithm.name === "ECDH"
 
-const generateKeyPair: Effect.Effect<EcdhKeyPair, CryptoError> = Effect.tryPromise({
-  try: () => P521Worker.generateKeyPair(),
-  catch: (cause) => internal(`generate key pair: ${messageOf(cause)}`)
-})
+const exportRawPublicKey = (publicKey: WebCryptoKey) =>
+  Effect.tryPromise({
+    try: () => subtle.exportKey("raw", publicKey),
+    catch: (cause) => internal(`export public key: ${messageOf(cause)}`)
+  }).pipe(Effect.map((buffer) => new Uint8Array(buffer)))
+
+/**
+ * P-521 jobs run on libuv's threadpool (4 threads by default). On a machine with few cores, four
+ * concurrent scalar multiplications take every core from the event loop, and every open session's
+ * latency with it (DESIGN.md §7: "round trip while 50 handshakes run"). So this process runs at most
+ * `cores - 1` of them at once (at least one); the rest wait their turn, costing handshake latency
+ * under a flood instead of everybody's round trips.
+ */
+const p521Jobs = Effect.unsafeMakeSemaphore(Math.max(1, availableParallelism() - 1))
+
+const generateKeyPair: Effect.Effect<EcdhKeyPair, CryptoError> = p521Jobs.withPermits(1)(Effect.gen(function*() {
+  // Not extractable: the private scalar never exists as bytes outside OpenSSL.
+  const pair = yield* Effect.tryPromise({
+    try: () => subtle.generateKey(ECDH_P521, false, ["deriveBits"]),
+    catch: (cause) => internal(`generate key pair: ${messageOf(cause)}`)
+  })
+  const publicKey = yield* exportRawPublicKey(pair.publicKey)
+  return { publicKey, privateKey: pair.privateKey }
+}))
 
 const importPublicKey = (raw: Uint8Array): Effect.Effect<EcdhPublicKey, CryptoError> =>
   Effect.suspend(() => {
@@ -73,33 +95,20 @@ const importPublicKey = (raw: Uint8Array): Effect.Effect<EcdhPublicKey, CryptoEr
     }).pipe(Effect.map((handle): EcdhPublicKey => ({ raw: copy, handle })))
   })
 
-/** Our own key pairs hold a `KeyObject`; the deterministic layer's hold a WebCrypto key. */
-const privateKeyObject = (value: unknown): KeyObject | undefined =>
-  value instanceof KeyObject
-    ? (value.type === "private" && value.asymmetricKeyType === "ec" ? value : undefined)
-    : isEcdhKey(value, "private")
-    ? KeyObject.from(value)
-    : undefined
-
 const deriveSharedSecret = (own: EcdhKeyPair, peer: EcdhPublicKey): Effect.Effect<Uint8Array, CryptoError> =>
   Effect.suspend(() => {
-    const privateKey = privateKeyObject(own.privateKey)
+    const privateKey = own.privateKey
     const publicKey = peer.handle
-    if (privateKey === undefined) {
+    if (!isEcdhKey(privateKey, "private")) {
       return Effect.fail(internal("key pair was not made by this Crypto implementation"))
     }
     if (!isEcdhKey(publicKey, "public")) {
       return Effect.fail(invalidPublicKey("public key was not imported by this Crypto implementation"))
     }
     return Effect.tryPromise({
-      try: () => P521Worker.deriveSharedSecret(privateKey, KeyObject.from(publicKey)),
+      try: () => subtle.deriveBits({ name: "ECDH", public: publicKey }, privateKey, SHARED_SECRET_LENGTH * 8),
       catch: (cause) => internal(`derive: ${messageOf(cause)}`)
-    }).pipe(
-      Effect.filterOrFail(
-        (secret) => secret.length === SHARED_SECRET_LENGTH,
-        () => internal("derive: unexpected secret length")
-      )
-    )
+    }).pipe(Effect.map((bits) => new Uint8Array(bits)), p521Jobs.withPermits(1))
   })
 
 const hkdf = (ikm: Uint8Array, salt: Uint8Array, info: Uint8Array, length: number) =>
