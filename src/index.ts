@@ -5,7 +5,7 @@
  */
 export { connect, connectScoped, Client, type ConnectError, type ConnectOptions } from "./client/Client.js"
 export * as ClientSession from "./client/Client.js"
-export { listen, serve, type ServeOptions, type Server } from "./server/Server.js"
+export { listen, serve, type ServeAndAnnounceOptions, type ServeOptions, type Server } from "./server/Server.js"
 export * as ServerSession from "./server/Server.js"
 export type {
   IncomingStream,

@@ -102,31 +102,27 @@ export const listen = (options: ServeOptions): Effect.Effect<Server, SocketServe
     return { address, run }
   })
 
-/** Listens and serves until interrupted. `onListen` learns the bound address (useful with port 0). */
+/** Serve options, plus a callback that learns the bound address (with port 0 there is no other way). */
+export type ServeAndAnnounceOptions = ServeOptions & {
+  readonly onListen?: ((address: SocketServer.TcpAddress) => Effect.Effect<void>) | undefined
+}
+
+const listenAndAnnounce = (options: ServeAndAnnounceOptions) =>
+  Effect.tap(listen(options), (server) => options.onListen?.(server.address) ?? Effect.void)
+
+/** Listens and serves until interrupted. */
 export const serve = <E, R>(
-  options: ServeOptions & { readonly onListen?: ((address: SocketServer.TcpAddress) => Effect.Effect<void>) | undefined },
+  options: ServeAndAnnounceOptions,
   handler: (session: Session) => Effect.Effect<unknown, E, R>
 ): Effect.Effect<never, SocketServer.SocketServerError, Exclude<R, Scope.Scope>> =>
-  Effect.scoped(
-    Effect.gen(function*() {
-      const server = yield* listen(options)
-      if (options.onListen !== undefined) yield* options.onListen(server.address)
-      return yield* server.run(handler)
-    })
-  )
+  Effect.scoped(Effect.flatMap(listenAndAnnounce(options), (server) => server.run(handler)))
 
 /**
- * The server as a Layer: it serves in the background for as long as the Layer is alive. `onListen`
- * learns the bound address, as with `serve` (with port 0 there is no other way to know it).
+ * The server as a Layer: it serves in the background for as long as the Layer is alive; a failure
+ * to listen fails the Layer itself.
  */
 export const layer = <E, R>(
-  options: ServeOptions & { readonly onListen?: ((address: SocketServer.TcpAddress) => Effect.Effect<void>) | undefined },
+  options: ServeAndAnnounceOptions,
   handler: (session: Session) => Effect.Effect<unknown, E, R>
 ): Layer.Layer<never, SocketServer.SocketServerError, Exclude<R, Scope.Scope>> =>
-  Layer.scopedDiscard(
-    Effect.gen(function*() {
-      const server = yield* listen(options)
-      if (options.onListen !== undefined) yield* options.onListen(server.address)
-      yield* Effect.forkScoped(server.run(handler))
-    })
-  )
+  Layer.scopedDiscard(Effect.flatMap(listenAndAnnounce(options), (server) => Effect.forkScoped(server.run(handler))))
