@@ -146,6 +146,7 @@ export const AlertCode = {
 } as const
 export type AlertCode = (typeof AlertCode)[keyof typeof AlertCode]
 const alertCodes: ReadonlySet<number> = new Set(Object.values(AlertCode))
+const isAlertCode = (code: number | undefined): code is AlertCode => code !== undefined && alertCodes.has(code)
 
 export class Alert extends Schema.Class<Alert>("Alert")({
   code: Schema.Literal(...Object.values(AlertCode))
@@ -155,10 +156,8 @@ export const encodeAlert = (alert: Alert): Uint8Array => Uint8Array.of(alert.cod
 
 export const decodeAlert = (body: Uint8Array): Either.Either<Alert, ProtocolError> => {
   const code = body[0]
-  if (body.length !== 1 || code === undefined || !alertCodes.has(code)) {
-    return Either.left(malformed("alert"))
-  }
-  return Either.right(new Alert({ code: code as AlertCode }))
+  if (body.length !== 1 || !isAlertCode(code)) return Either.left(malformed("alert"))
+  return Either.right(new Alert({ code }))
 }
 
 /** A MAC of exactly 32 bytes, optionally followed by a second one (ClientFinished with a password). */
