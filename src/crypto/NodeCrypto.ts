@@ -68,7 +68,7 @@ const exportRawPublicKey = (publicKey: WebCryptoKey) =>
  */
 const p521Jobs = Effect.unsafeMakeSemaphore(Math.max(1, availableParallelism() - 1))
 
-const generateKeyPair: Effect.Effect<EcdhKeyPair, CryptoError> = p521Jobs.withPermits(1)(Effect.gen(function*() {
+const freshKeyPair: Effect.Effect<EcdhKeyPair, CryptoError> = p521Jobs.withPermits(1)(Effect.gen(function*() {
   // Not extractable: the private scalar never exists as bytes outside OpenSSL.
   const pair = yield* Effect.tryPromise({
     try: () => subtle.generateKey(ECDH_P521, false, ["deriveBits"]),
@@ -77,6 +77,36 @@ const generateKeyPair: Effect.Effect<EcdhKeyPair, CryptoError> = p521Jobs.withPe
   const publicKey = yield* exportRawPublicKey(pair.publicKey)
   return { publicKey, privateKey: pair.privateKey }
 }))
+
+/**
+ * Ephemeral key pairs prepared ahead (DESIGN.md §7), so that a handshake rarely waits for key
+ * generation: each one taken is replaced in the background. Each pair is still used exactly once.
+ * A key pair that failed to generate is simply not added; the next handshake generates its own.
+ */
+const PREPARED_KEY_PAIRS = 2
+const prepared: Array<EcdhKeyPair> = []
+let refilling = false
+
+const refill = (): void => {
+  if (refilling || prepared.length >= PREPARED_KEY_PAIRS) return
+  refilling = true
+  Effect.runFork(
+    freshKeyPair.pipe(
+      Effect.map((pair) => void prepared.push(pair)),
+      Effect.ignore,
+      Effect.ensuring(Effect.sync(() => {
+        refilling = false
+      })),
+      Effect.zipRight(Effect.sync(refill))
+    )
+  )
+}
+
+const generateKeyPair: Effect.Effect<EcdhKeyPair, CryptoError> = Effect.suspend(() => {
+  const ready = prepared.shift()
+  refill()
+  return ready === undefined ? freshKeyPair : Effect.succeed(ready)
+})
 
 const importPublicKey = (raw: Uint8Array): Effect.Effect<EcdhPublicKey, CryptoError> =>
   Effect.suspend(() => {
