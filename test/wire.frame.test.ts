@@ -47,8 +47,9 @@ const split = (bytes: Uint8Array, points: ReadonlyArray<number>): Array<Uint8Arr
 const oneByteChunks = (bytes: Uint8Array): Array<Uint8Array> =>
   Array.from({ length: bytes.length }, (_, i) => bytes.subarray(i, i + 1))
 
-const run = (maxFrameSize: number, chunks: ReadonlyArray<Uint8Array>) => {
+const run = (maxFrameSize: number, chunks: ReadonlyArray<Uint8Array>, reuseBuffers = false) => {
   const decoder = makeFrameDecoder(maxFrameSize)
+  if (reuseBuffers) decoder.reuseBuffers()
   const frames: Array<Decoded> = []
   let error: ProtocolError | undefined
   const onFrame = (type: number, header: Uint8Array, body: Uint8Array): void => {
@@ -87,6 +88,19 @@ describe("frame encoding (PROTOCOL.md §2)", () => {
 })
 
 describe("frame decoder", () => {
+  it.prop(
+    "with reused buffers, a handler that copies what it keeps sees the same frames",
+    [framesArb, FastCheck.array(FastCheck.nat(), { maxLength: 40 })],
+    ([frames, points]) => {
+      const stream = concat(frames.map(({ body, type }) => encodeFrame(type, body)))
+      for (const chunks of [split(stream, points), oneByteChunks(stream)]) {
+        const got = run(300, chunks, true)
+        expect(got.error).toBeUndefined()
+        expect(got.frames).toEqual(expected(frames))
+      }
+    }
+  )
+
   it.prop(
     "decodes the same frames whatever the chunk boundaries",
     [framesArb, FastCheck.array(FastCheck.nat(), { maxLength: 40 })],

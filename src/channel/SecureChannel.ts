@@ -200,6 +200,8 @@ export const makeSecureChannel = (
       next.onEnd(ended)
       return
     }
+    // Sealed frames are opened into new memory and never referenced afterwards (PROTOCOL.md §4.4).
+    if (info.encrypted) framed.reuseFrameBuffers()
     framed.setSink({
       onFrame: (type, header, body) => {
         if (ended !== undefined) return

@@ -30,6 +30,8 @@ export interface Framed {
   readonly nextFrame: Effect.Effect<Frame, ReadEnd>
   /** Installs the sink; frames received but not yet pulled are delivered to it first, in order. */
   readonly setSink: (sink: FrameSink) => void
+  /** The sink copies what it keeps out of each frame, so split frames may share one buffer. */
+  readonly reuseFrameBuffers: () => void
   /**
    * Queues bytes (a frame, or one piece of a frame); never blocks. Pieces go out in the order they
    * were queued, concatenated into one socket write per batch.
@@ -270,6 +272,7 @@ export const makeFramed = (
     return {
       nextFrame: mailbox.next,
       setSink,
+      reuseFrameBuffers: decoder.reuseBuffers,
       enqueue,
       pendingBytes: () => queued + inFlight,
       awaitWritable: drained.await,

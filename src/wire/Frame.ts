@@ -65,6 +65,12 @@ export interface FrameDecoder {
    * `undefined` means the input ended on a frame boundary.
    */
   readonly end: () => ProtocolError | undefined
+  /**
+   * From now on, gather split frames in one buffer reused from frame to frame. Only for a handler that
+   * is done with `header` and `body` when it returns (a record layer that decrypts into new memory):
+   * on the bulk path this saves a frame-sized allocation, and its garbage, per frame.
+   */
+  readonly reuseBuffers: () => void
 }
 
 const readU32 = (bytes: Uint8Array, offset: number): number =>
@@ -95,6 +101,14 @@ export const makeFrameDecoder = (maxFrameSize: number): FrameDecoder => {
   let frame: Uint8Array | undefined = undefined
   let frameFill = 0
   let failed: ProtocolError | undefined = undefined
+  let reuse = false
+  let scratch: Uint8Array | undefined = undefined
+
+  const frameBuffer = (size: number): Uint8Array => {
+    if (!reuse) return allocFrame(size)
+    if (scratch === undefined || scratch.length < size) scratch = allocFrame(size)
+    return scratch.subarray(0, size)
+  }
 
   const fail = (error: ProtocolError): ProtocolError => {
     failed = error
@@ -146,7 +160,7 @@ export const makeFrameDecoder = (maxFrameSize: number): FrameDecoder => {
       if (length > maxFrameSize) return tooLarge(length)
       if (headFill < FRAME_HEADER_LENGTH) return undefined
       headFill = 0
-      frame = allocFrame(FRAME_HEADER_LENGTH + length)
+      frame = frameBuffer(FRAME_HEADER_LENGTH + length)
       frame.set(head, 0)
       frameFill = FRAME_HEADER_LENGTH
       off = fill(chunk, off)
@@ -173,7 +187,7 @@ export const makeFrameDecoder = (maxFrameSize: number): FrameDecoder => {
       }
       const bodyEnd = off + FRAME_HEADER_LENGTH + length
       if (bodyEnd > n) {
-        frame = allocFrame(FRAME_HEADER_LENGTH + length)
+        frame = frameBuffer(FRAME_HEADER_LENGTH + length)
         frame.set(chunk.subarray(off), 0)
         frameFill = rest
         return undefined
@@ -191,5 +205,12 @@ export const makeFrameDecoder = (maxFrameSize: number): FrameDecoder => {
     return fail(new ProtocolError({ reason: "Malformed", detail: "truncated frame" }))
   }
 
-  return { push, pending, end }
+  return {
+    push,
+    pending,
+    end,
+    reuseBuffers: () => {
+      reuse = true
+    }
+  }
 }
