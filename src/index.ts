@@ -28,5 +28,7 @@ export {
   UnexpectedPacket
 } from "./errors.js"
 export { Crypto, CryptoError, type CryptoService } from "./crypto/Crypto.js"
-export * as NodeCrypto from "./crypto/NodeCrypto.js"
+import { layer as nodeCryptoLayer, make as makeNodeCrypto } from "./crypto/NodeCrypto.js"
+/** The `Crypto` service on `node:crypto`: `NodeCrypto.layer` for Effect apps, `NodeCrypto.make` for the bare service. */
+export const NodeCrypto = { layer: nodeCryptoLayer, make: makeNodeCrypto } as const
 export * as DeterministicCrypto from "./crypto/DeterministicCrypto.js"

@@ -19,11 +19,11 @@ import {
   type CryptoService,
   DeterministicCrypto,
   type EncryptionPolicy,
-  NodeCrypto,
   Packet,
   PacketType,
   ServerSession
 } from "../../src/index.js"
+import * as NodeCrypto from "../../src/crypto/NodeCrypto.js"
 import { deriveHandshakeSecrets, extract, passwordProof, Labels } from "../../src/handshake/KeySchedule.js"
 import * as MemorySocket from "../../src/transport/MemorySocket.js"
 import { concatBytes, makeRecorder, toHex, type WireFrame } from "./wire.js"
