@@ -10,7 +10,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Cause, Deferred, Effect, Exit, Fiber, Option, Scope, TestClock } from "effect"
 import type * as Net from "node:net"
 import * as MemorySocket from "../src/transport/MemorySocket.js"
-import { makeRandom } from "../src/internal/bytes.js"
+import { concatBytes, makeRandom } from "../src/internal/bytes.js"
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -44,15 +44,6 @@ const randomWrites = (data: Uint8Array, max: number, seed: number): Array<Uint8A
   return out
 }
 
-const concat = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {
-  const out = new Uint8Array(parts.reduce((n, part) => n + part.length, 0))
-  let offset = 0
-  for (const part of parts) {
-    out.set(part, offset)
-    offset += part.length
-  }
-  return out
-}
 
 const text = (value: string) => new TextEncoder().encode(value)
 
@@ -96,7 +87,7 @@ const startReceiver = (
         waiters.push({ n, done })
         return Deferred.await(done)
       })
-    return { chunks, bytes: () => concat(chunks), waitFor, fiber }
+    return { chunks, bytes: () => concatBytes(chunks), waitFor, fiber }
   })
 
 /** Long enough for loopback, short enough that a hang fails the test instead of its timeout. */
@@ -339,7 +330,7 @@ describe("MemorySocket faults", () => {
     Effect.gen(function*() {
       const data = randomBytes(256 * 1024, 5)
       const first = yield* transfer({ seed: 1, clientToServer: { split: true } }, data, 4096)
-      expectSameBytes(concat(first.chunks), data)
+      expectSameBytes(concatBytes(first.chunks), data)
       expect(first.chunks.length).toBeGreaterThan(first.writes)
       expect(first.chunks.some((chunk) => chunk.length === 1)).toBe(true)
       const again = yield* transfer({ seed: 1, clientToServer: { split: true } }, data, 4096)
@@ -356,7 +347,7 @@ describe("MemorySocket faults", () => {
       const plain = yield* transfer({}, data, 256)
       expect(plain.chunks.length).toBe(plain.writes)
       const merged = yield* transfer({ clientToServer: { coalesce: true } }, data, 256)
-      expectSameBytes(concat(merged.chunks), data)
+      expectSameBytes(concatBytes(merged.chunks), data)
       expect(merged.chunks.length).toBeLessThan(merged.writes)
     }))
 
@@ -441,7 +432,7 @@ describe("MemorySocket faults", () => {
       const data = randomBytes(64 * 1024, 15)
       for (const [flipByte, mask] of [[12_345, 0x01], [{ offset: 40_000, mask: 0xa5 }, 0xa5]] as const) {
         const { chunks } = yield* transfer({ clientToServer: { flipByte, split: true } }, data, 3000)
-        const received = concat(chunks)
+        const received = concatBytes(chunks)
         const offset = typeof flipByte === "number" ? flipByte : flipByte.offset
         expect(received.length).toBe(data.length)
         const differences = received.reduce<Array<number>>((at, byte, i) => (byte === data[i] ? at : [...at, i]), [])
@@ -459,11 +450,11 @@ describe("MemorySocket faults", () => {
         data,
         5000
       )
-      expectSameBytes(concat(tapped), data)
-      expectSameBytes(concat(chunks), data)
+      expectSameBytes(concatBytes(tapped), data)
+      expectSameBytes(concatBytes(chunks), data)
       // What the tap keeps is its own copy: a receiver decrypting in place cannot rewrite history.
       chunks[0]?.fill(0)
-      expectSameBytes(concat(tapped), data)
+      expectSameBytes(concatBytes(tapped), data)
     }))
 
   it.scoped("transform can rewrite and drop chunks", () =>

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { FastCheck } from "effect"
 import { ProtocolError } from "../src/errors.js"
+import { concatBytes } from "../src/internal/bytes.js"
 import {
   encodeFrame,
   FRAME_HEADER_LENGTH,
@@ -21,15 +22,6 @@ const frameArb = FastCheck.record({
 })
 const framesArb = FastCheck.array(frameArb, { maxLength: 20 })
 
-const concat = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0))
-  let off = 0
-  for (const p of parts) {
-    out.set(p, off)
-    off += p.length
-  }
-  return out
-}
 
 // Cuts `bytes` at the given points (taken modulo its length), so any split, including empty chunks.
 const split = (bytes: Uint8Array, points: ReadonlyArray<number>): Array<Uint8Array> => {
@@ -83,7 +75,7 @@ describe("frame encoding (PROTOCOL.md §2)", () => {
     expect(bodyAt).toBe(at + FRAME_HEADER_LENGTH)
     buf.set(body, bodyAt)
     expect(Array.from(buf.subarray(at))).toEqual(Array.from(encodeFrame(type, body)))
-    expect(Array.from(concat([frameHeader(type, body.length), body]))).toEqual(Array.from(encodeFrame(type, body)))
+    expect(Array.from(concatBytes([frameHeader(type, body.length), body]))).toEqual(Array.from(encodeFrame(type, body)))
   })
 })
 
@@ -92,7 +84,7 @@ describe("frame decoder", () => {
     "with reused buffers, a handler that copies what it keeps sees the same frames",
     [framesArb, FastCheck.array(FastCheck.nat(), { maxLength: 40 })],
     ([frames, points]) => {
-      const stream = concat(frames.map(({ body, type }) => encodeFrame(type, body)))
+      const stream = concatBytes(frames.map(({ body, type }) => encodeFrame(type, body)))
       for (const chunks of [split(stream, points), oneByteChunks(stream)]) {
         const got = run(300, chunks, true)
         expect(got.error).toBeUndefined()
@@ -105,7 +97,7 @@ describe("frame decoder", () => {
     "decodes the same frames whatever the chunk boundaries",
     [framesArb, FastCheck.array(FastCheck.nat(), { maxLength: 40 })],
     ([frames, points]) => {
-      const stream = concat(frames.map(({ body, type }) => encodeFrame(type, body)))
+      const stream = concatBytes(frames.map(({ body, type }) => encodeFrame(type, body)))
       const want = expected(frames)
       for (const chunks of [split(stream, points), oneByteChunks(stream), [stream]]) {
         const got = run(300, chunks)
@@ -120,7 +112,7 @@ describe("frame decoder", () => {
   it("delivers synchronously, before push returns", () => {
     const decoder = makeFrameDecoder(16)
     let seen = 0
-    decoder.push(concat([encodeFrame(1, new Uint8Array(2)), encodeFrame(2, new Uint8Array(0))]), () => {
+    decoder.push(concatBytes([encodeFrame(1, new Uint8Array(2)), encodeFrame(2, new Uint8Array(0))]), () => {
       seen++
     })
     expect(seen).toBe(2)
@@ -128,7 +120,7 @@ describe("frame decoder", () => {
 
   it("a frame that arrives whole is a view into the chunk", () => {
     const decoder = makeFrameDecoder(1024)
-    const chunk = concat([encodeFrame(1, new Uint8Array([1, 2, 3])), encodeFrame(2, new Uint8Array([4, 5]))])
+    const chunk = concatBytes([encodeFrame(1, new Uint8Array([1, 2, 3])), encodeFrame(2, new Uint8Array([4, 5]))])
     const bodies: Array<Uint8Array> = []
     const headers: Array<Uint8Array> = []
     decoder.push(chunk, (_type, header, body) => {
@@ -198,7 +190,7 @@ describe("frame decoder", () => {
 
   it("delivers the good frames before an oversized one, then stops", () => {
     const types: Array<number> = []
-    const chunk = concat([encodeFrame(1, new Uint8Array(3)), frameHeader(2, 11), encodeFrame(3, new Uint8Array(1))])
+    const chunk = concatBytes([encodeFrame(1, new Uint8Array(3)), frameHeader(2, 11), encodeFrame(3, new Uint8Array(1))])
     const error = makeFrameDecoder(10).push(chunk, (t) => {
       types.push(t)
     })
@@ -221,7 +213,7 @@ describe("frame decoder", () => {
     [FastCheck.array(frameArb, { minLength: 1, maxLength: 5 }), FastCheck.nat(), FastCheck.array(FastCheck.nat(), { maxLength: 5 })],
     ([frames, cut, points]) => {
       const encoded = frames.map(({ body, type }) => encodeFrame(type, body))
-      const stream = concat(encoded)
+      const stream = concatBytes(encoded)
       const boundaries = new Set<number>([0])
       let at = 0
       for (const f of encoded) boundaries.add((at += f.length))
