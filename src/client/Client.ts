@@ -8,7 +8,7 @@ import { Context, Duration, Effect, Exit, Layer, Option, Scope } from "effect"
 import { Crypto } from "../crypto/Crypto.js"
 import * as NodeCrypto from "../crypto/NodeCrypto.js"
 import { clientHandshake, type HandshakeFailure, type HandshakeOptions } from "../handshake/Handshake.js"
-import { makeSession, type Session, type SessionOptions } from "../session/Session.js"
+import { fromHandshake, type Session, type SessionOptions } from "../session/Session.js"
 
 export interface ConnectOptions extends HandshakeOptions, SessionOptions {
   /** Default `"127.0.0.1"`. */
@@ -24,11 +24,7 @@ export type ConnectError = HandshakeFailure
 export const session = (
   options: HandshakeOptions & SessionOptions & { readonly peer?: string | undefined } = {}
 ): Effect.Effect<Session, HandshakeFailure, Socket.Socket | Crypto | Scope.Scope> =>
-  Effect.gen(function*() {
-    const channel = yield* clientHandshake(options)
-    const crypto = yield* Crypto
-    return yield* makeSession(channel, crypto, options)
-  })
+  fromHandshake(clientHandshake(options), options)
 
 /** The `Crypto` from the context when there is one, else `node:crypto`. */
 export const withDefaultCrypto = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, Exclude<R, Crypto>> =>

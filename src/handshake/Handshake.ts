@@ -195,6 +195,28 @@ const installRecords = (
     return Effect.void
   })
 
+/**
+ * The step both roles take once the hellos are exchanged: the negotiation table (§4.1; a mismatch
+ * fails both sides, each of which can name both policies), then ECDH and the key schedule salted with
+ * the hash of both hellos (§4.2), and the record layer they give.
+ */
+const agreeOnKeys = (
+  ctx: Context,
+  role: "client" | "server",
+  policies: { readonly client: EncryptionPolicy; readonly server: EncryptionPolicy },
+  own: EcdhKeyPair,
+  peerKey: Uint8Array,
+  options: HandshakeOptions
+) =>
+  Effect.gen(function*() {
+    const encrypted = negotiate(policies.client, policies.server)
+    if (encrypted === undefined) return yield* abort(ctx, new EncryptionMismatch(policies))
+    const shared = yield* importAndDerive(ctx, own, peerKey).pipe(Effect.catchAll((e) => abort(ctx, e)))
+    const secrets = deriveHandshakeSecrets(ctx.crypto, shared, ctx.transcript.hash())
+    yield* installRecords(ctx, encrypted, secrets, role, options.rekeyAfter ?? MAX_RECORDS_PER_KEY)
+    return { encrypted, secrets }
+  })
+
 const setup = (options: HandshakeOptions) =>
   Effect.gen(function*() {
     const socket = yield* Socket.Socket
@@ -260,16 +282,8 @@ export const clientHandshake = (
     if (Either.isLeft(serverHello)) return yield* abort(ctx, malformed(serverHello.left.message))
     const policies = { client: policy, server: serverHello.right.policy }
 
-    // §4.1 Negotiation: both sides compute the same cell of the table from the two hellos.
-    const encrypted = negotiate(policies.client, policies.server)
-    if (encrypted === undefined) return yield* abort(ctx, new EncryptionMismatch(policies))
-
-    // §4.2 Key schedule, salted with the hash of both hellos.
-    const shared = yield* importAndDerive(ctx, keyPair, serverHello.right.publicKey).pipe(
-      Effect.catchAll((e) => abort(ctx, e))
-    )
-    const secrets = deriveHandshakeSecrets(crypto, shared, ctx.transcript.hash())
-    yield* installRecords(ctx, encrypted, secrets, "client", options.rekeyAfter ?? MAX_RECORDS_PER_KEY)
+    // §4.1 negotiation and §4.2 key schedule, from the two hellos.
+    const { encrypted, secrets } = yield* agreeOnKeys(ctx, "client", policies, keyPair, serverHello.right.publicKey, options)
 
     // §3.3 ServerFinished: the server saw the same hellos, policies included.
     const expectedServerMac = crypto.hmacSha256(secrets.serverFinishedKey, ctx.transcript.hash())
@@ -344,16 +358,8 @@ export const serverHandshake = (
     send(ctx, MessageType.SERVER_HELLO, encodeServerHello(hello))
     const policies = { client: clientHello.right.policy, server: policy }
 
-    // §4.1 Negotiation.
-    const encrypted = negotiate(policies.client, policies.server)
-    if (encrypted === undefined) return yield* abort(ctx, new EncryptionMismatch(policies))
-
-    // §4.2 Key schedule.
-    const shared = yield* importAndDerive(ctx, keyPair, clientHello.right.publicKey).pipe(
-      Effect.catchAll((e) => abort(ctx, e))
-    )
-    const secrets = deriveHandshakeSecrets(crypto, shared, ctx.transcript.hash())
-    yield* installRecords(ctx, encrypted, secrets, "server", options.rekeyAfter ?? MAX_RECORDS_PER_KEY)
+    // §4.1 negotiation and §4.2 key schedule, from the two hellos.
+    const { encrypted, secrets } = yield* agreeOnKeys(ctx, "server", policies, keyPair, clientHello.right.publicKey, options)
 
     // §3.3 ServerFinished.
     send(ctx, MessageType.SERVER_FINISHED, crypto.hmacSha256(secrets.serverFinishedKey, ctx.transcript.hash()))

@@ -14,10 +14,9 @@ import type { Scope } from "effect"
 import type { Crypto } from "../crypto/Crypto.js"
 import { withDefaultCrypto } from "../client/Client.js"
 import { serverHandshake, type HandshakeFailure, type HandshakeOptions } from "../handshake/Handshake.js"
-import { makeSession, type Session, type SessionOptions } from "../session/Session.js"
+import { fromHandshake, type Session, type SessionOptions } from "../session/Session.js"
 import { encodeFrame } from "../wire/Frame.js"
 import { AlertCode, MessageType } from "../wire/Messages.js"
-import { Crypto as CryptoTag } from "../crypto/Crypto.js"
 
 export interface ServeOptions extends HandshakeOptions, SessionOptions {
   /** Default `"127.0.0.1"`. */
@@ -38,11 +37,7 @@ export interface Server {
 export const session = (
   options: HandshakeOptions & SessionOptions & { readonly peer?: string | undefined } = {}
 ): Effect.Effect<Session, HandshakeFailure, Socket.Socket | Crypto | Scope.Scope> =>
-  Effect.gen(function*() {
-    const channel = yield* serverHandshake(options)
-    const crypto = yield* CryptoTag
-    return yield* makeSession(channel, crypto, options)
-  })
+  fromHandshake(serverHandshake(options), options)
 
 const peerAddress = Effect.map(
   Effect.serviceOption(NodeSocket.NetSocket),

@@ -10,6 +10,7 @@ import type * as Socket from "@effect/platform/Socket"
 import { Duration, Effect, Either, Exit, FiberSet, Option, Stream } from "effect"
 import type { Scope } from "effect"
 import type { CryptoService, Sha256Hasher } from "../crypto/Crypto.js"
+import { Crypto } from "../crypto/Crypto.js"
 import { ConnectionClosed, ProtocolError, UnexpectedPacket } from "../errors.js"
 import type { ChannelInfo, SecureChannel } from "../channel/SecureChannel.js"
 import {
@@ -717,3 +718,10 @@ export const makeSession = (
       closed
     }
   })
+
+/** A session over the channel a handshake yields, with the `Crypto` the handshake used. */
+export const fromHandshake = <E, R>(
+  handshake: Effect.Effect<SecureChannel, E, R>,
+  options: SessionOptions & { readonly peer?: string | undefined }
+): Effect.Effect<Session, E, R | Crypto | Scope.Scope> =>
+  Effect.flatMap(handshake, (channel) => Effect.flatMap(Crypto, (crypto) => makeSession(channel, crypto, options)))
