@@ -13,7 +13,6 @@ export const SHARED_SECRET_LENGTH = 66
 export const AEAD_KEY_LENGTH = 32
 export const AEAD_NONCE_LENGTH = 12
 export const AEAD_TAG_LENGTH = 16
-export const SHA256_LENGTH = 32
 
 /**
  * A primitive refused its input. Decryption failures (`DecryptFailed`) deliberately say nothing more.

@@ -45,8 +45,6 @@ export interface Framed {
   readonly endWrite: Effect.Effect<void>
   /** Stops reading early (used after a fatal error) so the run fiber does not outlive its purpose. */
   readonly stopReading: Effect.Effect<void>
-  /** The read side's end, once known. */
-  readonly readEnd: () => ReadEnd | undefined
 }
 
 export interface FramedOptions {
@@ -277,7 +275,6 @@ export const makeFramed = (
       pendingBytes: () => queued + inFlight,
       awaitWritable: drained.await,
       endWrite,
-      stopReading: Effect.asVoid(Fiber.interruptFork(reader)),
-      readEnd: () => readEnd
+      stopReading: Effect.asVoid(Fiber.interruptFork(reader))
     }
   })

@@ -6,6 +6,7 @@
  * more there than anywhere: they are what an attacker controls before any key exists.
  */
 import { Either, Schema } from "effect"
+import { PUBLIC_KEY_LENGTH } from "../crypto/Crypto.js"
 import { EncryptionPolicy } from "../errors.js"
 import { ProtocolError } from "../errors.js"
 
@@ -33,7 +34,6 @@ export type MessageType = (typeof MessageType)[keyof typeof MessageType]
 export const MAGIC = Uint8Array.of(0x43, 0x56, 0x47)
 export const PROTOCOL_VERSION = 1
 export const NONCE_LENGTH = 32
-export const PUBLIC_KEY_LENGTH = 133
 export const MAC_LENGTH = 32
 
 const policyCodes: ReadonlyArray<EncryptionPolicy> = ["required", "preferred", "disabled"]
