@@ -1,5 +1,5 @@
 /**
- * `npm run bench`: DESIGN.md §7's figures for raw node:net, node:tls, cvg encrypted and cvg
+ * `npm run bench`: the figures of docs/performance.md for raw node:net, node:tls, cvg encrypted and cvg
  * plaintext, measured side by side in one run, with ratios to the anchors and the targets.
  *
  *   npm run bench                      full run (3 rounds, 256 MiB bulk, 1 GiB memory stream, 5 s timings)

@@ -1,5 +1,5 @@
 /**
- * The P-521 limit for handshakes (DESIGN.md §7): what one key agreement costs through the same
+ * The P-521 limit for handshakes (docs/performance.md): what one key agreement costs through the same
  * WebCrypto calls the library's Crypto layer uses, at the same concurrency as the handshake run.
  */
 import * as NodeCrypto from "node:crypto"

@@ -22,7 +22,7 @@ export interface P521LimitResult {
   readonly agreementsPerSecond: number
   readonly completed: number
   readonly seconds: number
-  /** One at a time, for reference with DESIGN.md §7's figures. */
+  /** One at a time, for reference with the figures in docs/performance.md. */
   readonly keygenMs: number
   readonly deriveMs: number
 }

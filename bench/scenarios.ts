@@ -1,5 +1,5 @@
 /**
- * The scenarios of DESIGN.md §7, each run for one system in one round. They only orchestrate:
+ * The scenarios of docs/performance.md, each run for one system in one round. They only orchestrate:
  * the measuring happens in the worker processes, next to the sockets.
  */
 import { performance } from "node:perf_hooks"

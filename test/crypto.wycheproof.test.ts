@@ -1,7 +1,7 @@
 /**
  * Wycheproof known-answer and attack vectors (C2SP/wycheproof testvectors_v1), run through the
  * `Crypto` service. The vectors are read from ../shared/vectors/wycheproof/ and never copied here
- * (DESIGN.md §8). Decisions on `acceptable` cases are documented in docs/conformance.md.
+ * (PROTOCOL.md §1, docs/conformance.md). Decisions on `acceptable` cases are documented in docs/conformance.md.
  *
  * Every file's cases are counted as they run and the counts are asserted exactly, so a case cannot be
  * skipped silently; mismatches are collected with their tcId and compared against `[]`.

@@ -58,7 +58,7 @@ const POLICY_CODE: Record<EncryptionPolicy, number> = { required: 0, preferred: 
 const HANG_LIMIT = "5 seconds"
 
 // ---------------------------------------------------------------------------------------------
-// 1. The negotiation matrix (DESIGN.md §5, PROTOCOL.md §4.1)
+// 1. The negotiation matrix (PROTOCOL.md §4.1)
 
 const policies: ReadonlyArray<EncryptionPolicy> = ["required", "preferred", "disabled"]
 const table: Record<EncryptionPolicy, Record<EncryptionPolicy, "encrypted" | "plaintext" | "mismatch">> = {

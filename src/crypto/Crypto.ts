@@ -38,7 +38,7 @@ export interface EcdhPublicKey {
 
 /**
  * AES-256-GCM bound to one key, synchronous because it sits on the hot path of every frame
- * (DESIGN.md §7: no per-message Effects). It never throws: wrong lengths and bad tags come back as
+ * (docs/performance.md: no per-message Effects). It never throws: wrong lengths and bad tags come back as
  * `Left`.
  */
 export interface Aead {

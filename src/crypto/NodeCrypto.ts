@@ -3,7 +3,7 @@
  *
  * P-521 work goes through WebCrypto (`crypto.subtle`) because Node runs its `generateKey` and
  * `deriveBits` as jobs on the libuv threadpool, whereas `crypto.diffieHellman` and `ECDH.computeSecret`
- * hold the event loop for the whole scalar multiplication (DESIGN.md §7). Measured on Node 20.20, 2
+ * hold the event loop for the whole scalar multiplication (docs/performance.md). Measured on Node 20.20, 2
  * cores: 20 sequential `deriveBits` left a 1 ms timer ticking ~92% of the time, 20 `diffieHellman`
  * calls let it tick 0 times. WebCrypto's derive costs ~5.7 ms of CPU against ~2.7 ms for the
  * synchronous call, and derives that share a key are serialised by a per-key lock in Node, but the
@@ -62,7 +62,7 @@ const exportRawPublicKey = (publicKey: WebCryptoKey) =>
 /**
  * P-521 jobs run on libuv's threadpool (4 threads by default). On a machine with few cores, four
  * concurrent scalar multiplications take every core from the event loop, and every open session's
- * latency with it (DESIGN.md §7: "round trip while 50 handshakes run"). So this process runs at most
+ * latency with it (docs/performance.md: "round trip while 50 handshakes run"). So this process runs at most
  * `cores - 1` of them at once (at least one); the rest wait their turn, costing handshake latency
  * under a flood instead of everybody's round trips.
  */
@@ -79,7 +79,7 @@ const freshKeyPair: Effect.Effect<EcdhKeyPair, CryptoError> = p521Jobs.withPermi
 }))
 
 /**
- * Ephemeral key pairs prepared ahead (DESIGN.md §7), so that a handshake rarely waits for key
+ * Ephemeral key pairs prepared ahead (docs/performance.md), so that a handshake rarely waits for key
  * generation: each one taken is replaced in the background. Each pair is still used exactly once.
  * A key pair that failed to generate is simply not added; the next handshake generates its own.
  */

@@ -3,7 +3,7 @@
  *
  * Every output is at most one SHA-256 block, so HKDF-Expand is a single HMAC: `T(1) = HMAC(prk, info ‖ 0x01)`.
  * Writing it that way keeps the whole schedule synchronous, which matters for key updates: they
- * happen inside the frame path, where no Effect may run (DESIGN.md §7).
+ * happen inside the frame path, where no Effect may run (docs/performance.md).
  */
 import type { CryptoService } from "../crypto/Crypto.js"
 import { concatBytes } from "../internal/bytes.js"

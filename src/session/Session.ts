@@ -4,7 +4,7 @@
  * Incoming messages are dispatched synchronously, in the channel's frame handler: packets go to the
  * inbox (for `receive`, `respond`, `serve`), replies to the request waiting on their id, chunks into
  * their reassembly buffer. Waiting is done with `Effect.async` callbacks, not Deferreds or fibers per
- * message (DESIGN.md §7).
+ * message (docs/performance.md).
  */
 import type * as Socket from "@effect/platform/Socket"
 import { Duration, Effect, Either, Exit, FiberSet, Option, Stream } from "effect"
@@ -597,7 +597,7 @@ export const makeSession = (
           const handlers = yield* FiberSet.make<void, SessionError | E>()
           const run = yield* FiberSet.runtime(handlers)<R>()
           // Long-lived workers, one per packet being handled at once, instead of a fiber per packet
-          // (DESIGN.md §7): a worker that finishes takes the next packet, and a packet that finds
+          // (docs/performance.md): a worker that finishes takes the next packet, and a packet that finds
           // every worker busy starts one more, so handling stays fully concurrent.
           const worker: Effect.Effect<never, SessionError | E, R> = Effect.forever(
             Effect.flatMap(takeItem, (item) =>

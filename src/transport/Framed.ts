@@ -2,7 +2,7 @@
  * A framed connection over an `@effect/platform` `Socket` (PROTOCOL.md §2).
  *
  * Reading: one `socket.run` whose handler decodes frames synchronously and hands each to the
- * current `FrameSink`, with no fiber per chunk (DESIGN.md §7). The handshake installs a mailbox sink
+ * current `FrameSink`, with no fiber per chunk (docs/performance.md). The handshake installs a mailbox sink
  * it can await; the session then swaps in its own dispatcher, and frames that already arrived are
  * replayed into it, in order.
  *
@@ -199,7 +199,7 @@ export const makeFramed = (
           yield* wake.await
           wake.unsafeClose()
           // Let every fiber that is ready run first: what they queue joins this batch, so a burst
-          // of small messages becomes one socket write instead of one write each (DESIGN.md §7).
+          // of small messages becomes one socket write instead of one write each (docs/performance.md).
           yield* Effect.yieldNow()
           continue
         }

@@ -2,10 +2,10 @@
  * Length-prefixed frames (PROTOCOL.md §2): `length: u32 big-endian ‖ type: u8 ‖ body[length]`.
  *
  * `length` counts only the body. The seed had no framing at all and assumed one `recv(4096)` was one
- * packet (DESIGN.md §2); a stream transport may split or coalesce writes anywhere, so every frame says
+ * packet (README: the seed it re-creates); a stream transport may split or coalesce writes anywhere, so every frame says
  * how long it is, and the decoder reassembles frames whatever the chunk boundaries.
  *
- * This is the hot path for bulk transfers (DESIGN.md §7): no per-byte work on bodies, no allocation per
+ * This is the hot path for bulk transfers (docs/performance.md): no per-byte work on bodies, no allocation per
  * frame when a frame arrives whole, and one exact-size allocation when it arrives in pieces.
  */
 import { ProtocolError } from "../errors.js"
@@ -78,7 +78,7 @@ const readU32 = (bytes: Uint8Array, offset: number): number =>
 
 /**
  * A decoder that refuses any frame whose declared body length exceeds `maxFrameSize`, as soon as the 4
- * length bytes are in and before a single body byte is buffered (PROTOCOL.md §2, DESIGN.md §5), so a peer
+ * length bytes are in and before a single body byte is buffered (PROTOCOL.md §2), so a peer
  * cannot make us allocate more than `maxFrameSize + 5` bytes for one frame.
  *
  * `maxFrameSize` must be an integer from 0 to 2^32 - 1; anything else is a programming error (RangeError).

@@ -6,7 +6,7 @@
  * payload runs to the end of the body (the frame around it, PROTOCOL.md §2, says where that is).
  *
  * Two codecs share those rules: a hand-written one for the hot path (a Schema decode of a small packet
- * costs microseconds, the hand codec well under 0.1 us; DESIGN.md §7), and `PacketFromBytes` for code that
+ * costs microseconds, the hand codec well under 0.1 us; docs/performance.md), and `PacketFromBytes` for code that
  * composes Schemas. Tests hold them to byte-for-byte agreement.
  */
 import { Either, ParseResult, Schema } from "effect"
