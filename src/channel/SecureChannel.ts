@@ -15,7 +15,11 @@ import type { RecordLayer } from "./RecordLayer.js"
 
 const EMPTY = new Uint8Array(0)
 
-export type ChannelError = ProtocolError | ConnectionClosed | Socket.SocketError
+/**
+ * How a channel ends. `AuthFailed` only as `ServerUnproven`: a client that rejects the server's
+ * password proof does so after the server has started its session (PROTOCOL.md §6).
+ */
+export type ChannelError = ProtocolError | ConnectionClosed | AuthFailed | Socket.SocketError
 
 export interface ChannelInfo {
   /** Records are sealed with AES-256-GCM. */
@@ -46,6 +50,8 @@ export interface SecureChannel {
   readonly awaitWritable: Effect.Effect<void>
   /** Bytes queued for the socket and not yet written. */
   readonly pendingBytes: () => number
+  /** When the socket write in flight began, if one is (see `Framed.writingSince`). */
+  readonly writingSince: () => number | undefined
   /** Starts delivering messages; frames that arrived earlier are delivered first. */
   readonly listen: (handler: ChannelHandler) => void
   /** Orderly close: sends CLOSE, flushes and ends the write side. Idempotent. */
@@ -171,12 +177,14 @@ export const makeSecureChannel = (
     if (ended !== undefined) return
     switch (type) {
       case MessageType.CLOSE: {
+        if (body.length !== 0) return fail(new ProtocolError({ reason: "Malformed", detail: "close with a body" }))
         // Answer the peer's CLOSE with ours, like TLS close_notify, then stop.
         sendClose()
         finish(new ConnectionClosed({ reason: "Closed" }))
         return
       }
       case MessageType.ALERT: {
+        // A received alert is never answered with one of ours (PROTOCOL.md §6).
         const alert = decodeAlert(body)
         finish(alert._tag === "Right" ? sessionAlertToError(alert.right.code) : alert.left)
         return
@@ -208,7 +216,8 @@ export const makeSecureChannel = (
         const error = records.read(type, header, body, deliver)
         if (error !== undefined) fail(error)
       },
-      onEnd: (end) => finish(readEndToError(end))
+      // A framing error (an oversized or truncated frame) is the peer's fault: it hears why (PROTOCOL.md §2.1).
+      onEnd: (end) => (end._tag === "ProtocolError" ? fail(end.error) : finish(readEndToError(end)))
     })
   }
 
@@ -219,6 +228,7 @@ export const makeSecureChannel = (
     write,
     awaitWritable: framed.awaitWritable,
     pendingBytes: framed.pendingBytes,
+    writingSince: framed.writingSince,
     listen,
     close: Effect.suspend(() => {
       sendClose()
@@ -231,11 +241,14 @@ export const makeSecureChannel = (
 }
 
 /**
- * After the handshake only protocol-level alerts make sense (PROTOCOL.md §6); a handshake alert then
- * is itself a protocol violation.
+ * After the handshake only protocol-level alerts make sense (PROTOCOL.md §6), plus the client's
+ * SERVER_UNPROVEN, which reaches a server that has already started its session; any other handshake
+ * alert then is itself a protocol violation.
  */
-const sessionAlertToError = (code: AlertCode): ProtocolError => {
+const sessionAlertToError = (code: AlertCode): ProtocolError | AuthFailed => {
   switch (code) {
+    case Codes.SERVER_UNPROVEN:
+      return new AuthFailed({ reason: "ServerUnproven" })
     case Codes.DECRYPT_FAILED:
       return new ProtocolError({ reason: "DecryptFailed" })
     case Codes.LIMIT_EXCEEDED:

@@ -7,11 +7,11 @@
  * message (docs/performance.md).
  */
 import type * as Socket from "@effect/platform/Socket"
-import { Duration, Effect, Either, Exit, FiberSet, Option, Stream } from "effect"
+import { Clock, Duration, Effect, Either, Exit, FiberSet, Option, Stream } from "effect"
 import type { Scope } from "effect"
 import type { CryptoService, Sha256Hasher } from "../crypto/Crypto.js"
 import { Crypto } from "../crypto/Crypto.js"
-import { ConnectionClosed, ProtocolError, UnexpectedPacket } from "../errors.js"
+import { type AuthFailed, ConnectionClosed, ProtocolError, UnexpectedPacket } from "../errors.js"
 import type { ChannelInfo, SecureChannel } from "../channel/SecureChannel.js"
 import {
   ChunkEndStatus,
@@ -29,7 +29,7 @@ import { decodePacket, encodePacketInto, Packet, PACKET_HEADER_LENGTH } from "..
 import type { PacketType } from "../wire/PacketType.js"
 import { type BudgetRefusal, makeByteBudget, makeMemoryPool, type MemoryPool } from "./Budget.js"
 
-export type SessionError = ProtocolError | ConnectionClosed | Socket.SocketError
+export type SessionError = ProtocolError | ConnectionClosed | AuthFailed | Socket.SocketError
 
 export interface PacketFilter {
   readonly type?: PacketType | undefined
@@ -504,20 +504,36 @@ export const makeSession = (
     yield* Effect.addFinalizer(() => channel.close)
 
     /**
-     * One fiber per session, not per message: it wakes once per period and fails the session if
-     * nothing arrived since the last wake, so the timeout fires between one and two periods of silence.
+     * The session's time budgets (PROTOCOL.md §10), watched by one fiber per session rather than a
+     * timer per message: it wakes a few times per budget, so each fires at most a quarter late.
+     * - idle: nothing has arrived for `idleTimeout`;
+     * - stall: a socket write has not completed for `stallTimeout` — the peer stopped reading while
+     *   we have data for it, and what we queue for it would otherwise wait forever.
      */
-    if (options.idleTimeout !== undefined) {
-      const period = Duration.decode(options.idleTimeout)
+    const finite = (input: Duration.DurationInput | undefined): Option.Option<number> =>
+      input === undefined ? Option.none() : Option.filter(Option.some(Duration.toMillis(input)), Number.isFinite)
+    const idleMillis = finite(options.idleTimeout)
+    const stallMillis = finite(options.stallTimeout ?? DEFAULT_STALL_TIMEOUT)
+    const budgets = [...Option.toArray(idleMillis), ...Option.toArray(stallMillis)]
+    if (budgets.length > 0) {
+      const tick = Math.max(1, Math.min(...budgets) / 4)
       yield* Effect.forkScoped(Effect.gen(function*() {
-        let seen = -1
+        let seen = received
+        let lastActivity = yield* Clock.currentTimeMillis
         while (ended === undefined) {
-          if (seen === received) {
-            fail(new ProtocolError({ reason: "Timeout", detail: "idle timeout" }))
-            return
+          yield* Effect.sleep(tick)
+          const now = yield* Clock.currentTimeMillis
+          if (received !== seen) {
+            seen = received
+            lastActivity = now
           }
-          seen = received
-          yield* Effect.sleep(period)
+          if (Option.isSome(idleMillis) && now - lastActivity >= idleMillis.value) {
+            return fail(new ProtocolError({ reason: "Timeout", detail: "idle timeout" }))
+          }
+          const since = channel.writingSince()
+          if (Option.isSome(stallMillis) && since !== undefined && now - since >= stallMillis.value) {
+            return fail(new ProtocolError({ reason: "Timeout", detail: "the peer stopped reading (stall timeout)" }))
+          }
         }
       }))
     }
@@ -869,6 +885,6 @@ export const makeSession = (
 /** A session over the channel a handshake yields, with the `Crypto` the handshake used. */
 export const fromHandshake = <E, R>(
   handshake: Effect.Effect<SecureChannel, E, R>,
-  options: SessionOptions & { readonly peer?: string | undefined }
+  options: SessionSetup
 ): Effect.Effect<Session, E, R | Crypto | Scope.Scope> =>
   Effect.flatMap(handshake, (channel) => Effect.flatMap(Crypto, (crypto) => makeSession(channel, crypto, options)))
