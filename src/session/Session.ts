@@ -213,6 +213,10 @@ export const makeSession = (
     const maxIncoming = options.maxIncomingStreams ?? 64
     const maxHandlers = Math.max(1, options.maxConcurrentHandlers ?? 1024)
     const maxBuffered = options.maxBufferedBytes ?? maxMessageSize + DEFAULT_BUFFER_HEADROOM
+    const finite = (input: Duration.DurationInput | undefined): Option.Option<number> =>
+      input === undefined ? Option.none() : Option.filter(Option.some(Duration.toMillis(input)), Number.isFinite)
+    const idleMillis = finite(options.idleTimeout)
+    const stallMillis = finite(options.stallTimeout ?? DEFAULT_STALL_TIMEOUT)
     const budget = makeByteBudget({
       limit: maxBuffered,
       allowance: CONNECTION_ALLOWANCE,
@@ -500,8 +504,14 @@ export const makeSession = (
         if (i >= 0) endWaiters.splice(i, 1)
       })
     })
-    yield* Effect.forkScoped(Effect.zipRight(closed, channel.shutdown))
-    yield* Effect.addFinalizer(() => channel.close)
+    // Flushing is bounded like any write (the stall timeout); after a failure only the alert is left to
+    // send, so it gets a second at most.
+    const flushWithin = Option.getOrElse(stallMillis, () => Infinity)
+    yield* Effect.forkScoped(
+      Effect.flatMap(closed, (error) =>
+        channel.release(error instanceof ConnectionClosed ? flushWithin : Math.min(flushWithin, 1000)))
+    )
+    yield* Effect.addFinalizer(() => channel.close(flushWithin))
 
     /**
      * The session's time budgets (PROTOCOL.md §10), watched by one fiber per session rather than a
@@ -510,10 +520,6 @@ export const makeSession = (
      * - stall: a socket write has not completed for `stallTimeout` — the peer stopped reading while
      *   we have data for it, and what we queue for it would otherwise wait forever.
      */
-    const finite = (input: Duration.DurationInput | undefined): Option.Option<number> =>
-      input === undefined ? Option.none() : Option.filter(Option.some(Duration.toMillis(input)), Number.isFinite)
-    const idleMillis = finite(options.idleTimeout)
-    const stallMillis = finite(options.stallTimeout ?? DEFAULT_STALL_TIMEOUT)
     const budgets = [...Option.toArray(idleMillis), ...Option.toArray(stallMillis)]
     if (budgets.length > 0) {
       const tick = Math.max(1, Math.min(...budgets) / 4)
@@ -877,7 +883,7 @@ export const makeSession = (
       sendStream,
       receiveStream,
       nextId,
-      close: channel.close,
+      close: channel.close(flushWithin),
       closed
     }
   })

@@ -50,6 +50,13 @@ export interface Framed {
   readonly endWrite: Effect.Effect<void>
   /** Stops reading early (used after a fatal error) so the run fiber does not outlive its purpose. */
   readonly stopReading: Effect.Effect<void>
+  /**
+   * Gives up on everything queued and on the write in flight (a peer that stopped reading): the
+   * writer stops, waiting senders are released, and `endWrite` completes.
+   */
+  readonly abortWrites: Effect.Effect<void>
+  /** Completes once the read side has ended (end of stream, error, or `stopReading`). */
+  readonly readEnded: Effect.Effect<void>
 }
 
 export interface FramedOptions {
@@ -284,6 +291,8 @@ export const makeFramed = (
       awaitWritable: drained.await,
       writingSince: () => writingSince,
       endWrite,
-      stopReading: Effect.asVoid(Fiber.interruptFork(reader))
+      stopReading: Effect.asVoid(Fiber.interruptFork(reader)),
+      abortWrites: abandonWrites,
+      readEnded: Effect.asVoid(Fiber.await(reader))
     }
   })
