@@ -15,6 +15,7 @@ import type { Crypto } from "../crypto/Crypto.js"
 import { withDefaultCrypto } from "../client/Client.js"
 import { serverHandshake, type HandshakeFailure, type HandshakeOptions } from "../handshake/Handshake.js"
 import { makeMemoryPool } from "../session/Budget.js"
+import { makeWatchdog, SERVER_TICK } from "../session/Watchdog.js"
 import { fromHandshake, type Session, type SessionOptions, type SessionSetup } from "../session/Session.js"
 import { encodeFrame } from "../wire/Frame.js"
 import { AlertCode, MessageType } from "../wire/Messages.js"
@@ -79,6 +80,7 @@ export const listen = (options: ServeOptions): Effect.Effect<Server, SocketServe
       : { _tag: "TcpAddress" as const, hostname: "", port: 0 }
     const slots = yield* Effect.makeSemaphore(options.maxConnections ?? 1024)
     const pool = makeMemoryPool(options.memoryBudget ?? DEFAULT_MEMORY_BUDGET)
+    const watchdog = yield* makeWatchdog(SERVER_TICK)
     const idleTimeout = options.idleTimeout ?? DEFAULT_SERVER_IDLE_TIMEOUT
 
     const run = <E, R>(handler: (session: Session) => Effect.Effect<unknown, E, R>) =>
@@ -88,7 +90,7 @@ export const listen = (options: ServeOptions): Effect.Effect<Server, SocketServe
           const admitted = yield* slots.withPermitsIfAvailable(1)(
             Effect.scoped(
               Effect.gen(function*() {
-                const session_ = yield* session({ ...options, peer, pool, idleTimeout }).pipe(
+                const session_ = yield* session({ ...options, peer, pool, watchdog, idleTimeout }).pipe(
                   Effect.provideService(Socket.Socket, socket),
                   withDefaultCrypto
                 )

@@ -28,6 +28,7 @@ import { MessageType } from "../wire/Messages.js"
 import { decodePacket, encodePacketInto, Packet, PACKET_HEADER_LENGTH } from "../wire/Packet.js"
 import type { PacketType } from "../wire/PacketType.js"
 import { type BudgetRefusal, makeByteBudget, makeMemoryPool, type MemoryPool } from "./Budget.js"
+import { makeWatchdog, type Watchdog } from "./Watchdog.js"
 
 export type SessionError = ProtocolError | ConnectionClosed | AuthFailed | Socket.SocketError
 
@@ -71,6 +72,8 @@ export interface SessionSetup extends SessionOptions {
   readonly peer?: string | undefined
   /** The server-wide pool this session draws on beyond its allowance; by default a pool of its own. */
   readonly pool?: MemoryPool | undefined
+  /** The server-wide clock of the time budgets; by default one of its own. */
+  readonly watchdog?: Watchdog | undefined
 }
 
 export interface SessionInfo extends ChannelInfo {
@@ -507,41 +510,39 @@ export const makeSession = (
     // Flushing is bounded like any write (the stall timeout); after a failure only the alert is left to
     // send, so it gets a second at most.
     const flushWithin = Option.getOrElse(stallMillis, () => Infinity)
-    yield* Effect.forkScoped(
-      Effect.flatMap(closed, (error) =>
-        channel.release(error instanceof ConnectionClosed ? flushWithin : Math.min(flushWithin, 1000)))
-    )
+    // Released when the session ends, by a fiber started then rather than one waiting all along.
+    const runAtEnd = yield* FiberSet.makeRuntime<never, void, never>()
+    endWaiters.push((error) =>
+      void runAtEnd(channel.release(error instanceof ConnectionClosed ? flushWithin : Math.min(flushWithin, 1000))))
     yield* Effect.addFinalizer(() => channel.close(flushWithin))
 
     /**
-     * The session's time budgets (PROTOCOL.md §10), watched by one fiber per session rather than a
-     * timer per message: it wakes a few times per budget, so each fires at most a quarter late.
+     * The session's time budgets (PROTOCOL.md §10.3), checked on the watchdog's ticks (the server's
+     * shared one, else one of our own that wakes four times per budget):
      * - idle: nothing has arrived for `idleTimeout`;
      * - stall: a socket write has not completed for `stallTimeout` — the peer stopped reading while
      *   we have data for it, and what we queue for it would otherwise wait forever.
      */
     const budgets = [...Option.toArray(idleMillis), ...Option.toArray(stallMillis)]
     if (budgets.length > 0) {
-      const tick = Math.max(1, Math.min(...budgets) / 4)
-      yield* Effect.forkScoped(Effect.gen(function*() {
-        let seen = received
-        let lastActivity = yield* Clock.currentTimeMillis
-        while (ended === undefined) {
-          yield* Effect.sleep(tick)
-          const now = yield* Clock.currentTimeMillis
-          if (received !== seen) {
-            seen = received
-            lastActivity = now
-          }
-          if (Option.isSome(idleMillis) && now - lastActivity >= idleMillis.value) {
-            return fail(new ProtocolError({ reason: "Timeout", detail: "idle timeout" }))
-          }
-          const since = channel.writingSince()
-          if (Option.isSome(stallMillis) && since !== undefined && now - since >= stallMillis.value) {
-            return fail(new ProtocolError({ reason: "Timeout", detail: "the peer stopped reading (stall timeout)" }))
-          }
+      const watchdog = options.watchdog ?? (yield* makeWatchdog(Math.max(1, Math.min(...budgets) / 4)))
+      let seen = received
+      let lastActivity = yield* Clock.currentTimeMillis
+      const unwatch = watchdog.watch((now) => {
+        if (ended !== undefined) return unwatch()
+        if (received !== seen) {
+          seen = received
+          lastActivity = now
         }
-      }))
+        if (Option.isSome(idleMillis) && now - lastActivity >= idleMillis.value) {
+          return fail(new ProtocolError({ reason: "Timeout", detail: "idle timeout" }))
+        }
+        const since = channel.writingSince()
+        if (Option.isSome(stallMillis) && since !== undefined && now - since >= stallMillis.value) {
+          return fail(new ProtocolError({ reason: "Timeout", detail: "the peer stopped reading (stall timeout)" }))
+        }
+      })
+      yield* Effect.addFinalizer(() => Effect.sync(unwatch))
     }
 
     // --- sending -------------------------------------------------------------------------------
