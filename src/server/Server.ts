@@ -13,7 +13,9 @@ import { Duration, Effect, Layer, Option } from "effect"
 import type { Scope } from "effect"
 import type { Crypto } from "../crypto/Crypto.js"
 import { withDefaultCrypto } from "../client/Client.js"
+import type { InvalidArgument } from "../errors.js"
 import { serverHandshake, type HandshakeFailure, type HandshakeOptions } from "../handshake/Handshake.js"
+import { checkServeOptions, checkSessionOptions } from "../internal/validate.js"
 import { makeMemoryPool } from "../session/Budget.js"
 import { makeWatchdog, SERVER_TICK } from "../session/Watchdog.js"
 import { fromHandshake, type Session, type SessionOptions, type SessionSetup } from "../session/Session.js"
@@ -48,8 +50,8 @@ export interface Server {
 /** Handshake, then a session, over whatever `Socket` and `Crypto` the context provides. */
 export const session = (
   options: HandshakeOptions & SessionSetup = {}
-): Effect.Effect<Session, HandshakeFailure, Socket.Socket | Crypto | Scope.Scope> =>
-  fromHandshake(serverHandshake(options), options)
+): Effect.Effect<Session, HandshakeFailure | InvalidArgument, Socket.Socket | Crypto | Scope.Scope> =>
+  Effect.flatMap(checkSessionOptions(options), (options) => fromHandshake(serverHandshake(options), options))
 
 const peerAddress = Effect.map(
   Effect.serviceOption(NodeSocket.NetSocket),
@@ -71,8 +73,9 @@ const refuse = (socket: Socket.Socket) =>
   ).pipe(Effect.timeout("1 second"), Effect.ignore)
 
 /** Binds the listener; the returned server serves once `run` is called. */
-export const listen = (options: ServeOptions): Effect.Effect<Server, SocketServer.SocketServerError, Scope.Scope> =>
+export const listen = (options: ServeOptions): Effect.Effect<Server, SocketServer.SocketServerError | InvalidArgument, Scope.Scope> =>
   Effect.gen(function*() {
+    yield* checkServeOptions(options)
     // Frames are already coalesced by the writer; Nagle would only add latency to replies.
     const listener = yield* NodeSocketServer.make({ host: options.host ?? "127.0.0.1", port: options.port, noDelay: true })
     const address = listener.address._tag === "TcpAddress"
@@ -124,7 +127,7 @@ const listenAndAnnounce = (options: ServeAndAnnounceOptions) =>
 export const serve = <E, R>(
   options: ServeAndAnnounceOptions,
   handler: (session: Session) => Effect.Effect<unknown, E, R>
-): Effect.Effect<never, SocketServer.SocketServerError, Exclude<R, Scope.Scope>> =>
+): Effect.Effect<never, SocketServer.SocketServerError | InvalidArgument, Exclude<R, Scope.Scope>> =>
   Effect.scoped(Effect.flatMap(listenAndAnnounce(options), (server) => server.run(handler)))
 
 /**
@@ -134,5 +137,5 @@ export const serve = <E, R>(
 export const layer = <E, R>(
   options: ServeAndAnnounceOptions,
   handler: (session: Session) => Effect.Effect<unknown, E, R>
-): Layer.Layer<never, SocketServer.SocketServerError, Exclude<R, Scope.Scope>> =>
+): Layer.Layer<never, SocketServer.SocketServerError | InvalidArgument, Exclude<R, Scope.Scope>> =>
   Layer.scopedDiscard(Effect.flatMap(listenAndAnnounce(options), (server) => Effect.forkScoped(server.run(handler))))

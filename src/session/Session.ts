@@ -11,7 +11,8 @@ import { Clock, Duration, Effect, Either, Exit, FiberSet, Option, Stream } from 
 import type { Scope } from "effect"
 import type { CryptoService, Sha256Hasher } from "../crypto/Crypto.js"
 import { Crypto } from "../crypto/Crypto.js"
-import { type AuthFailed, ConnectionClosed, ProtocolError, UnexpectedPacket } from "../errors.js"
+import { type AuthFailed, ConnectionClosed, type InvalidArgument, ProtocolError, UnexpectedPacket } from "../errors.js"
+import { checkedSession } from "../internal/validate.js"
 import type { ChannelInfo, SecureChannel } from "../channel/SecureChannel.js"
 import {
   ChunkEndStatus,
@@ -91,35 +92,35 @@ export interface IncomingStream {
 export interface Session {
   readonly info: SessionInfo
   /** Sends one packet; payloads above the chunk size are chunked transparently. */
-  readonly send: (packet: Packet) => Effect.Effect<void, SessionError>
+  readonly send: (packet: Packet) => Effect.Effect<void, SessionError | InvalidArgument>
   /** The next packet; `UnexpectedPacket` (and the packet is consumed) when it does not match the filter. */
-  readonly receive: (filter?: PacketFilter) => Effect.Effect<Packet, SessionError | UnexpectedPacket>
+  readonly receive: (filter?: PacketFilter) => Effect.Effect<Packet, SessionError | UnexpectedPacket | InvalidArgument>
   /** Sends a request and waits for the reply with the same id; many may be in flight. */
   readonly request: (
     packet: Packet,
     options?: { readonly expect?: PacketType | undefined }
-  ) => Effect.Effect<Packet, SessionError | UnexpectedPacket>
+  ) => Effect.Effect<Packet, SessionError | UnexpectedPacket | InvalidArgument>
   /** Receives a packet and answers it with `response` (its id set to the request's). Returns the request. */
   readonly receiveAndSend: (
     response: Packet,
     filter?: PacketFilter
-  ) => Effect.Effect<Packet, SessionError | UnexpectedPacket>
+  ) => Effect.Effect<Packet, SessionError | UnexpectedPacket | InvalidArgument>
   /** Receives a packet, runs `handler`, and sends back what it returns. Returns the request. */
   readonly respond: <E, R>(
     filter: PacketFilter,
     handler: (packet: Packet) => Effect.Effect<Packet | undefined, E, R>
-  ) => Effect.Effect<Packet, SessionError | UnexpectedPacket | E, R>
+  ) => Effect.Effect<Packet, SessionError | UnexpectedPacket | InvalidArgument | E, R>
   /** Answers every incoming packet concurrently until the peer closes; fails if a handler fails. */
   readonly serve: <E, R>(
     handler: (packet: Packet) => Effect.Effect<Packet | undefined, E, R>
-  ) => Effect.Effect<void, SessionError | E, R>
+  ) => Effect.Effect<void, SessionError | InvalidArgument | E, R>
   /** Sends a stream of unknown length with back-pressure from the peer's credit. */
   readonly sendStream: <E, R>(
     header: { readonly id: number; readonly type: PacketType },
     data: Stream.Stream<Uint8Array, E, R>
-  ) => Effect.Effect<void, SessionError | E, R>
+  ) => Effect.Effect<void, SessionError | InvalidArgument | E, R>
   /** The next incoming stream (a plain packet arrives as a one-chunk stream). */
-  readonly receiveStream: (filter?: PacketFilter) => Effect.Effect<IncomingStream, SessionError | UnexpectedPacket>
+  readonly receiveStream: (filter?: PacketFilter) => Effect.Effect<IncomingStream, SessionError | UnexpectedPacket | InvalidArgument>
   /** An id no request of this session is using. */
   readonly nextId: () => number
   /** Orderly close (PROTOCOL.md §7.1). Idempotent. */
@@ -889,9 +890,12 @@ export const makeSession = (
     }
   })
 
-/** A session over the channel a handshake yields, with the `Crypto` the handshake used. */
+/**
+ * A session over the channel a handshake yields, with the `Crypto` the handshake used; its methods
+ * check the packets they are given (`checkedSession`).
+ */
 export const fromHandshake = <E, R>(
   handshake: Effect.Effect<SecureChannel, E, R>,
   options: SessionSetup
 ): Effect.Effect<Session, E, R | Crypto | Scope.Scope> =>
-  Effect.flatMap(handshake, (channel) => Effect.flatMap(Crypto, (crypto) => makeSession(channel, crypto, options)))
+  Effect.flatMap(handshake, (channel) => Effect.flatMap(Crypto, (crypto) => Effect.map(makeSession(channel, crypto, options), checkedSession)))
