@@ -8,4 +8,4 @@ const report = () => {
 }
 import { writeHeapSnapshot } from "node:v8"
 process.on("SIGUSR2", () => { report(); if (process.env.SNAP) writeHeapSnapshot(process.env.SNAP) })
-Effect.runFork(serve({ port: Number(process.argv[2] ?? 0), password: "pw", onListen: (a) => Effect.sync(() => { console.log(JSON.stringify({ port: a.port })); report() }) }, (s) => s.serve((p) => Effect.succeed(p))))
+Effect.runFork(serve({ port: Number(process.argv[2] ?? 0), password: "pw", onListen: (a) => Effect.sync(() => { console.log(JSON.stringify({ port: a.port })); report() }) }, (s) => (process.env.HANDLER === "never" ? Effect.never : s.serve((p) => Effect.succeed(p)))))
