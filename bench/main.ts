@@ -134,7 +134,13 @@ const main = async () => {
 
   const resultsDir = Path.join(benchDir, "results")
   if (profileDir !== undefined) Fs.mkdirSync(profileDir, { recursive: true })
-  const { launch, how } = prepareLaunch({ benchDir, buildDir: Path.join(resultsDir, ".build"), bundle, profileDir })
+  const { launch, how } = prepareLaunch({
+    source: Path.join(benchDir, "worker.ts"),
+    buildDir: Path.join(resultsDir, ".build"),
+    bundle,
+    profileDir,
+    env: { BENCH_TLS_DIR: Path.join(benchDir, "tls") }
+  })
   const cpus = Os.cpus()
   const machine = {
     date: new Date().toISOString(),
