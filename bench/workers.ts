@@ -49,7 +49,8 @@ export class Worker<C extends BaseCommand = Command, A = Answers> {
   private forwarded = 0
   readonly ready: Promise<void>
 
-  constructor(readonly role: string, launch: WorkerLaunch) {
+  /** `maxForwardedLines`: how many lines of the worker's output to show before only counting them. */
+  constructor(readonly role: string, launch: WorkerLaunch, private readonly maxForwardedLines = MAX_FORWARDED_LINES) {
     const profile = launch.profileArgv.map((arg) => arg.replaceAll("{role}", role.replace(/[^a-z0-9-]/gi, "_")))
     this.child = ChildProcess.fork(launch.script, [role], {
       execArgv: [...launch.execArgv, ...profile],
@@ -61,8 +62,8 @@ export class Worker<C extends BaseCommand = Command, A = Answers> {
       for (const line of chunk.toString("utf8").split("\n")) {
         if (line.trim() === "") continue
         this.forwarded++
-        if (this.forwarded <= MAX_FORWARDED_LINES) process.stderr.write(`  [${role}] ${line.slice(0, 400)}\n`)
-        else if (this.forwarded === MAX_FORWARDED_LINES + 1) process.stderr.write(`  [${role}] (further output counted, not shown)\n`)
+        if (this.forwarded <= this.maxForwardedLines) process.stderr.write(`  [${role}] ${line.slice(0, 400)}\n`)
+        else if (this.forwarded === this.maxForwardedLines + 1) process.stderr.write(`  [${role}] (further output counted, not shown)\n`)
       }
     }
     this.child.stdout?.on("data", forward)
