@@ -30,7 +30,7 @@ const USAGE = `usage: npm run stress -- [options]
   --rounds N              run every attack N times (default 1)
   --before T              legitimate load alone, e.g. 3s (default 3s; quick 1s)
   --during T              attack in place (default 8s; quick 3s), and longer, up to
-  --during-max T          this (default 20s; quick 8s), while a byte-budget attack is still sending
+  --during-max T          this (default 20s; quick 5s), while a byte-budget attack is still sending
   --after T               after the attacker has gone (default 5s; quick 3s)
   --sessions N            sessions for silent-sessions (default 1024; quick 128)
   --max-bytes N           bytes a streaming attack sends at most, e.g. 1G (default 1536M; quick 384M)
@@ -102,7 +102,7 @@ const parseArgs = (argv: ReadonlyArray<string>) => {
     warmupMs: quick ? 300 : 500,
     beforeMs: duration("before", 3000, 1000),
     duringMs: duration("during", 8000, 3000),
-    duringMaxMs: duration("during-max", 20_000, 8000),
+    duringMaxMs: duration("during-max", 20_000, 5000),
     afterMs: duration("after", 5000, 3000),
     silentConnections: 1024,
     silentSessions: sessions ?? (quick ? 128 : 1024),
