@@ -160,6 +160,16 @@ const sampleRss = (server: StressWorker, capAbove: number, onCap: () => void) =>
   }
 }
 
+/** The soft limit on open files (`ulimit -n`), from /proc; the silent attacks need about 2 x 1024 per process. */
+const openFilesLimit = (): number | undefined => {
+  try {
+    const m = /^Max open files\s+(\d+)/m.exec(Fs.readFileSync("/proc/self/limits", "utf8"))
+    return m === null ? undefined : Number(m[1])
+  } catch {
+    return undefined
+  }
+}
+
 const sessionsFor = (config: Config, attack: AttackName) => (attack === "silent-tcp" ? config.silentConnections : config.silentSessions)
 
 /** One attack in fresh processes; whatever fails is recorded, never thrown. */
@@ -276,6 +286,7 @@ const main = async () => {
     profileDir: undefined
   })
   const cpus = Os.cpus()
+  const files = openFilesLimit()
   const machine = {
     date: new Date().toISOString(),
     node: process.version,
@@ -283,7 +294,12 @@ const main = async () => {
     cores: cpus.length,
     platform: `${Os.platform()} ${Os.release()}`,
     loadAverage: Os.loadavg(),
+    openFiles: files,
+    argv: process.argv.slice(2),
     workers: how
+  }
+  if (files !== undefined && files < 2 * Math.max(config.silentConnections, config.silentSessions) + 256) {
+    progress(`warning: ulimit -n is ${files}; the silent attacks will be refused connections by the OS, not by the server`)
   }
   progress(`stress: ${machine.node}, ${machine.cpu} x${machine.cores}, load ${machine.loadAverage.map((l) => l.toFixed(1)).join(" ")}, workers: ${how}`)
   progress(
