@@ -72,8 +72,6 @@ const RECONNECT_PAUSE = Duration.millis(50)
  * P-521 job at a time, and the setup would take longer, not shorter.
  */
 const OPENING_CONCURRENCY = 4
-/** The session attacks stop opening sessions after this long and go on with what is open. */
-const SETUP_LIMIT_MS = 90_000
 /** How long a replayed hello's connection is held, unless the server closes it first. */
 const HELLO_HOLD_MS = 2000
 
@@ -112,6 +110,12 @@ class Run {
     count(this.counters, name, by)
   }
 
+  /** A socket that closed: what it wrote joins the attack's total. */
+  forget(socket: Net.Socket) {
+    if (!this.sockets.delete(socket)) return
+    this.add("bytes written", socket.bytesWritten)
+  }
+
   end(kind: string) {
     count(this.ends, kind)
   }
@@ -124,7 +128,10 @@ class Run {
     this.stopped = true
     for (const timer of this.timers) clearInterval(timer)
     // Sockets first: a corked or paused connection would otherwise hold up its session's close.
-    for (const socket of this.sockets) socket.destroy()
+    for (const socket of [...this.sockets]) {
+      this.forget(socket)
+      socket.destroy()
+    }
     await Promise.race([
       Effect.runPromise(Fiber.interruptAll(this.fibers)),
       new Promise((resolve) => setTimeout(resolve, 5000))
@@ -146,7 +153,7 @@ const rawConnect = (run: Run, port: number, discard: boolean): Promise<Net.Socke
       reject(error)
     })
     if (discard) socket.on("data", (chunk: Buffer) => run.add("bytes received", chunk.length))
-    socket.once("close", () => run.sockets.delete(socket))
+    socket.once("close", () => run.forget(socket))
   })
 
 const closed = (socket: Net.Socket): Promise<void> =>
@@ -189,7 +196,7 @@ const helloFlood = (rate: number) => (run: Run): RunningAttack => {
     socket.once("close", () => {
       clearTimeout(timer)
       open.delete(socket)
-      run.sockets.delete(socket)
+      run.forget(socket)
       if (run.active) run.end(heldFull ? "held 2 s, closed by us" : "closed by the server first")
     })
   }
@@ -285,17 +292,16 @@ interface AttackSession {
   readonly socket: Net.Socket
 }
 
-const crypto = NodeCrypto.make
-
 /**
  * A session of the public API (`ClientSession.session`) over a `net.Socket` opened here, so the
  * attack can stop reading it (`pause`), stop writing it (`cork`) and count its bytes.
  */
 const openAttackSession = (run: Run, port: number, options: SessionOptions = {}) =>
   run.opening.withPermits(1)(Effect.gen(function*() {
-    const socket = yield* Effect.tryPromise(() => rawConnect(run, port, false))
+    // Released with the session's scope, also when the handshake fails.
+    const socket = yield* Effect.acquireRelease(Effect.tryPromise(() => rawConnect(run, port, false)), (s) => Effect.sync(() => s.destroy()))
     const platformSocket = yield* NodeSocket.fromDuplex(Effect.succeed(socket))
-    const service = yield* crypto
+    const service = yield* NodeCrypto.make
     const session = yield* ClientSession.session({ password: run.options.password, ...options }).pipe(
       Effect.provideService(Socket.Socket, platformSocket),
       Effect.provideService(Crypto, service)
@@ -404,7 +410,7 @@ const chunkOpen = (run: Run): RunningAttack => {
       })))
   }
   return {
-    engaged: Promise.race([engaged, sleep(30_000)]).then(() => `${ready} of ${connections} connections x ${starts} starts open`),
+    engaged: Promise.race([engaged, sleep(run.options.setupMaxMs)]).then(() => `${ready} of ${connections} connections x ${starts} starts open`),
     spent: () => run.spent,
     stop: () => run.stop()
   }
@@ -478,7 +484,7 @@ const idleSessions = (run: Run): RunningAttack => {
   const setup = Effect.forEach(
     Array.from({ length: total }, (_, i) => i),
     () =>
-      Effect.suspend(() => (run.active && now() - started < SETUP_LIMIT_MS ? Effect.either(connect(target)) : Effect.succeed(undefined))).pipe(
+      Effect.suspend(() => (run.active && now() - started < run.options.setupMaxMs ? Effect.either(connect(target)) : Effect.succeed(undefined))).pipe(
         Effect.map((opened) => {
           if (opened === undefined) return
           if (opened._tag === "Left") return run.end(`handshake: ${errorKind(opened.left)}`)

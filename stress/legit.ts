@@ -35,11 +35,16 @@ export const startLegit = async (options: LegitOptions) => {
   const rtt: Array<RttSample> = []
   const rttErrors: Record<string, number> = {}
   let rttReconnects = 0
+  let paused = false
   const deadline = now() + options.lifetimeMs
   const target = { port: options.port, password: options.password }
 
   const handshakeLoop = Effect.gen(function*() {
     while (now() < deadline) {
+      if (paused) {
+        yield* Effect.sleep(Duration.millis(20))
+        continue
+      }
       const start = now()
       const opened = yield* Effect.either(connect(target))
       const end = now()
@@ -65,7 +70,12 @@ export const startLegit = async (options: LegitOptions) => {
   })
 
   const first = await Effect.runPromise(openRttSession)
-  if (Option.isNone(first)) return { error: "could not open the round-trip session", stop: async (): Promise<LegitSamples> => ({ handshakes, handshakeErrors, rtt, rttErrors, rttReconnects }) }
+  const pause = (value: boolean) => {
+    paused = value
+  }
+  if (Option.isNone(first)) {
+    return { error: "could not open the round-trip session", pause, stop: async (): Promise<LegitSamples> => ({ handshakes, handshakeErrors, rtt, rttErrors, rttReconnects }) }
+  }
 
   const rttLoop = Effect.gen(function*() {
     let session = first.value
@@ -106,5 +116,5 @@ export const startLegit = async (options: LegitOptions) => {
     await Effect.runPromise(Fiber.interruptAll(fibers))
     return { handshakes, handshakeErrors, rtt, rttErrors, rttReconnects }
   }
-  return { stop }
+  return { pause, stop }
 }

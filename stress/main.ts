@@ -33,6 +33,7 @@ const USAGE = `usage: npm run stress -- [options]
   --during-max T          this (default 20s; quick 5s), while a byte-budget attack is still sending
   --after T               after the attacker has gone (default 5s; quick 3s)
   --sessions N            sessions for silent-sessions (default 1024; quick 128)
+  --setup-max T           session attacks stop opening sessions after this (default 120s; quick 30s)
   --max-bytes N           bytes a streaming attack sends at most, e.g. 1G (default 1536M; quick 384M)
   --legit-concurrency N   handshake loops of the legitimate client (default 2)
   --rtt-interval T        one legitimate request per T on its open session (default 2ms)
@@ -70,6 +71,7 @@ export interface Config {
   readonly afterMs: number
   readonly silentConnections: number
   readonly silentSessions: number
+  readonly setupMaxMs: number
   readonly maxBytes: number
   readonly legitConcurrency: number
   readonly rttIntervalMs: number
@@ -81,7 +83,7 @@ export interface Config {
 const parseArgs = (argv: ReadonlyArray<string>) => {
   const flags = parseFlags(argv, {
     booleans: ["quick", "no-bundle"],
-    known: ["quick", "only", "rounds", "before", "during", "during-max", "after", "sessions", "max-bytes", "legit-concurrency", "rtt-interval", "rss-cap", "no-bundle", "max-minutes"],
+    known: ["quick", "only", "rounds", "before", "during", "during-max", "after", "sessions", "setup-max", "max-bytes", "legit-concurrency", "rtt-interval", "rss-cap", "no-bundle", "max-minutes"],
     usage: USAGE
   }, fail)
   const quick = flags.has("quick")
@@ -106,6 +108,7 @@ const parseArgs = (argv: ReadonlyArray<string>) => {
     afterMs: duration("after", 5000, 3000),
     silentConnections: 1024,
     silentSessions: sessions ?? (quick ? 128 : 1024),
+    setupMaxMs: duration("setup-max", 120_000, 30_000),
     maxBytes: bytes("max-bytes", 1536 * 2 ** 20, 384 * 2 ** 20),
     legitConcurrency: flags.int("legit-concurrency", 2),
     // parseDuration insists on 100 ms or more, which is right for phases but not for a pace.
@@ -218,6 +221,9 @@ const runAttack = async (config: Config, launch: WorkerLaunch, attack: AttackNam
     const beforeEnd = now()
     const setupStart = now()
     progress(`  ${attack}: attack starting`)
+    // The legitimate handshakes would halve the rate at which the attacker's sessions open; the
+    // setup is not measured, so they wait for it.
+    await legit.call({ op: "legitPause", paused: true }, 10_000)
     const engaged = await attacker.call({
       op: "attackStart",
       options: {
@@ -226,9 +232,11 @@ const runAttack = async (config: Config, launch: WorkerLaunch, attack: AttackNam
         password: config.password,
         sessions: sessionsFor(config, attack),
         maxBytes: config.maxBytes,
+        setupMaxMs: config.setupMaxMs,
         lifetimeMs
       }
-    }, 180_000)
+    }, config.setupMaxMs + 60_000)
+    await legit.call({ op: "legitPause", paused: false }, 10_000)
     setup = engaged.setup
     const duringStart = now()
     progress(`  ${attack}: in place (${setup})`)

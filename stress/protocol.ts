@@ -41,6 +41,8 @@ export interface AttackOptions {
   readonly password: string
   /** Sessions for `silent-sessions`; connections for `silent-tcp`. */
   readonly sessions: number
+  /** The session attacks stop opening sessions after this long and go on with what is open. */
+  readonly setupMaxMs: number
   /** Bytes the streaming attacks send at most (each stops at its time limit too). */
   readonly maxBytes: number
   /** Hard stop if `attackStop` never comes. */
@@ -59,6 +61,7 @@ export interface AttackReport {
 export type Command =
   | { readonly op: "startServer"; readonly password: string }
   | { readonly op: "legitStart"; readonly options: LegitOptions }
+  | { readonly op: "legitPause"; readonly paused: boolean }
   | { readonly op: "legitStop" }
   | { readonly op: "attackStart"; readonly options: AttackOptions }
   | { readonly op: "attackStatus" }
@@ -69,6 +72,8 @@ export interface Answers {
   readonly startServer: Ports
   /** Resolves once the round-trip session is open (or failed to open: then `error`). */
   readonly legitStart: { readonly error?: string }
+  /** Handshake loops wait while paused (the round-trip session goes on). */
+  readonly legitPause: null
   readonly legitStop: LegitSamples
   /** Resolves once the attack is in place (for the session attacks, once every session is open). */
   readonly attackStart: { readonly engagedAt: number; readonly setup: string }

@@ -11,7 +11,7 @@ import { now } from "./legit.js"
 
 const LIFETIME_MS = Number(process.env["STRESS_WORKER_LIFETIME_MS"] ?? 15 * 60 * 1000)
 
-let legit: { readonly stop: () => Promise<LegitSamples> } | undefined
+let legit: { readonly pause: (paused: boolean) => void; readonly stop: () => Promise<LegitSamples> } | undefined
 let attack: RunningAttack | undefined
 
 const shutdown = (code: number) => {
@@ -26,6 +26,10 @@ const run = async (command: Command): Promise<Answers[keyof Answers]> => {
       const started = await startLegit(command.options)
       legit = started
       return "error" in started && started.error !== undefined ? { error: started.error } : {}
+    }
+    case "legitPause": {
+      legit?.pause(command.paused)
+      return null
     }
     case "legitStop": {
       if (legit === undefined) throw new Error("legitimate client not started")
