@@ -83,11 +83,10 @@ export interface RunningAttack {
   readonly stop: () => Promise<AttackReport>
 }
 
-/** The attacker's shared state: counters, how connections ended, and the off switch. */
+/** The attacker's shared state: counters, how connections ended, what is open, and the off switch. */
 class Run {
   readonly counters: Record<string, number> = {}
   readonly ends: Record<string, number> = {}
-  readonly notes: Array<string> = []
   readonly sockets = new Set<Net.Socket>()
   readonly fibers: Array<Fiber.RuntimeFiber<unknown, unknown>> = []
   readonly timers: Array<ReturnType<typeof setInterval>> = []
@@ -136,7 +135,7 @@ class Run {
       Effect.runPromise(Fiber.interruptAll(this.fibers)),
       new Promise((resolve) => setTimeout(resolve, 5000))
     ])
-    return { attack: this.options.attack, counters: this.counters, ends: this.ends, notes: this.notes }
+    return { attack: this.options.attack, counters: this.counters, ends: this.ends }
   }
 }
 

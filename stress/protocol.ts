@@ -49,13 +49,12 @@ export interface AttackOptions {
   readonly lifetimeMs: number
 }
 
-/** What an attacker did, for the report: counters by name and a line of description. */
+/** What an attacker did, for the report: counters by name, and how its connections ended. */
 export interface AttackReport {
   readonly attack: AttackName
   readonly counters: Readonly<Record<string, number>>
   /** Why connections ended, as seen by the attacker, by error tag (and reason). */
   readonly ends: Readonly<Record<string, number>>
-  readonly notes: ReadonlyArray<string>
 }
 
 export type Command =

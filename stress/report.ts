@@ -254,6 +254,8 @@ export const computeResult = (input: {
 const pct = (ratio: number) => (Number.isFinite(ratio) ? `${(ratio * 100).toFixed(0)}%` : "-")
 const num = (value: number | undefined, digits = 0) => (value === undefined || !Number.isFinite(value) ? "-" : value.toFixed(digits))
 
+const byteSize = (bytes: number) => (bytes >= 2 ** 20 ? `${(bytes / 2 ** 20).toFixed(1)} MiB` : `${(bytes / 2 ** 10).toFixed(1)} KiB`)
+
 const pad = (rows: ReadonlyArray<ReadonlyArray<string>>): string => {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => (row[i] ?? "").length)))
   return rows
@@ -314,7 +316,7 @@ export const renderDetails = (results: ReadonlyArray<AttackResult>): string =>
       const rttFails = Object.entries(r.legit.rttErrors).map(([k, v]) => `${k} x${v}`).join(", ")
       if (rttFails !== "") lines.push(`  legit request failures: ${rttFails}${r.legit.rttReconnects > 0 ? `; session reopened ${r.legit.rttReconnects}x` : ""}`)
       if (r.attacker !== undefined) {
-        const counters = Object.entries(r.attacker.counters).map(([k, v]) => `${k} ${k.includes("bytes") ? `${(v / 2 ** 20).toFixed(1)} MiB` : v}`).join(", ")
+        const counters = Object.entries(r.attacker.counters).map(([k, v]) => `${k} ${k.includes("bytes") ? byteSize(v) : v}`).join(", ")
         lines.push(`  attacker: ${counters}`)
         const ends = Object.entries(r.attacker.ends).map(([k, v]) => `${k} x${v}`).join(", ")
         if (ends !== "") lines.push(`  attack connections ended: ${ends}`)
