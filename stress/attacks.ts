@@ -11,6 +11,7 @@
 import { NodeSocket } from "@effect/platform-node"
 import * as Socket from "@effect/platform/Socket"
 import { Cause, Duration, Effect, Exit, Fiber, Option, Stream } from "effect"
+import type { Scope } from "effect"
 import * as NodeCryptoModule from "node:crypto"
 import * as Net from "node:net"
 import { ClientSession, connect, Crypto, NodeCrypto, Packet, PacketType } from "../src/index.js"
@@ -123,18 +124,19 @@ class Run {
     this.fibers.push(Effect.runFork(effect))
   }
 
+  /**
+   * Stops the loops and reports. The sockets are left to the process's end (the orchestrator kills
+   * the attacker right after): destroying a corked socket under thousands of pending sends makes
+   * the library spin through them, which would hold up this very report.
+   */
   async stop(): Promise<AttackReport> {
     this.stopped = true
     for (const timer of this.timers) clearInterval(timer)
-    // Sockets first: a corked or paused connection would otherwise hold up its session's close.
-    for (const socket of [...this.sockets]) {
-      this.forget(socket)
-      socket.destroy()
-    }
     await Promise.race([
       Effect.runPromise(Fiber.interruptAll(this.fibers)),
-      new Promise((resolve) => setTimeout(resolve, 5000))
+      new Promise((resolve) => setTimeout(resolve, 1000))
     ])
+    for (const socket of [...this.sockets]) this.forget(socket)
     return { attack: this.options.attack, counters: this.counters, ends: this.ends }
   }
 }
@@ -317,7 +319,8 @@ const sessionLoop = (
   run: Run,
   port: number,
   options: SessionOptions,
-  body: (s: AttackSession) => Effect.Effect<unknown, unknown>,
+  /** Runs in the session's scope: what it forks there ends with the session. */
+  body: (s: AttackSession) => Effect.Effect<unknown, unknown, Scope.Scope>,
   more: () => boolean = () => true
 ) =>
   Effect.gen(function*() {
@@ -395,7 +398,7 @@ const chunkOpen = (run: Run): RunningAttack => {
     run.fork(sessionLoop(run, run.options.ports.echo, { chunkSize: STARTER_CHUNK }, ({ session, socket }) =>
       Effect.gen(function*() {
         const start = socket.bytesWritten
-        for (let s = 0; s < starts; s++) yield* Effect.fork(session.send(packetOf(session, payload)))
+        for (let s = 0; s < starts; s++) yield* Effect.forkScoped(session.send(packetOf(session, payload)))
         const until = now() + 100
         while (socket.bytesWritten - start < firstBatch && now() < until) yield* Effect.sleep(Duration.millis(1))
         socket.cork()
@@ -461,7 +464,7 @@ const openTransfers = (run: Run): RunningAttack => {
   run.fork(sessionLoop(run, run.options.ports.echo, {}, ({ session, socket }) =>
     Effect.gen(function*() {
       const start = socket.bytesWritten
-      for (let i = 0; i < transfers; i++) yield* Effect.fork(session.send(packetOf(session, payload)))
+      for (let i = 0; i < transfers; i++) yield* Effect.forkScoped(session.send(packetOf(session, payload)))
       while (run.active && socket.bytesWritten - start < corkAt && !socket.destroyed) yield* Effect.sleep(Duration.millis(2))
       socket.cork()
       run.add("bytes sent before cork", socket.bytesWritten - start)
