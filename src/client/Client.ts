@@ -9,6 +9,8 @@ import { Crypto } from "../crypto/Crypto.js"
 import * as NodeCrypto from "../crypto/NodeCrypto.js"
 import { clientHandshake, type HandshakeFailure, type HandshakeOptions } from "../handshake/Handshake.js"
 import { fromHandshake, type Session, type SessionOptions } from "../session/Session.js"
+import { connectFailed } from "../transport/NetErrors.js"
+import type { ConnectFailed } from "../errors.js"
 
 export interface ConnectOptions extends HandshakeOptions, SessionOptions {
   /** Default `"127.0.0.1"`. */
@@ -18,7 +20,7 @@ export interface ConnectOptions extends HandshakeOptions, SessionOptions {
   readonly connectTimeout?: Duration.DurationInput | undefined
 }
 
-export type ConnectError = HandshakeFailure
+export type ConnectError = HandshakeFailure | ConnectFailed
 
 /** Handshake, then a session, over whatever `Socket` and `Crypto` the context provides. */
 export const session = (
@@ -47,7 +49,9 @@ export const connectScoped = (options: ConnectOptions): Effect.Effect<Session, C
     })
     return yield* session({ ...options, peer: `${host}:${options.port}` }).pipe(
       Effect.provideService(Socket.Socket, socket),
-      withDefaultCrypto
+      withDefaultCrypto,
+      // The platform socket connects lazily, on the handshake's first read or write.
+      Effect.mapError(connectFailed(host, options.port))
     )
   })
 

@@ -15,6 +15,8 @@ import type { Crypto } from "../crypto/Crypto.js"
 import { withDefaultCrypto } from "../client/Client.js"
 import { serverHandshake, type HandshakeFailure, type HandshakeOptions } from "../handshake/Handshake.js"
 import { fromHandshake, type Session, type SessionOptions } from "../session/Session.js"
+import type { ListenFailed } from "../errors.js"
+import { listenFailed } from "../transport/NetErrors.js"
 import { encodeFrame } from "../wire/Frame.js"
 import { AlertCode, MessageType } from "../wire/Messages.js"
 
@@ -58,11 +60,17 @@ const refuse = (socket: Socket.Socket) =>
     })
   ).pipe(Effect.timeout("1 second"), Effect.ignore)
 
+/** `listen` fails to bind (`ListenFailed`), or the listener fails later (`SocketServerError`). */
+export type ServeError = ListenFailed | SocketServer.SocketServerError
+
 /** Binds the listener; the returned server serves once `run` is called. */
-export const listen = (options: ServeOptions): Effect.Effect<Server, SocketServer.SocketServerError, Scope.Scope> =>
+export const listen = (options: ServeOptions): Effect.Effect<Server, ListenFailed, Scope.Scope> =>
   Effect.gen(function*() {
+    const host = options.host ?? "127.0.0.1"
     // Frames are already coalesced by the writer; Nagle would only add latency to replies.
-    const listener = yield* NodeSocketServer.make({ host: options.host ?? "127.0.0.1", port: options.port, noDelay: true })
+    const listener = yield* NodeSocketServer.make({ host, port: options.port, noDelay: true }).pipe(
+      Effect.mapError(listenFailed(host, options.port))
+    )
     const address = listener.address._tag === "TcpAddress"
       ? listener.address
       : { _tag: "TcpAddress" as const, hostname: "", port: 0 }
@@ -109,7 +117,7 @@ const listenAndAnnounce = (options: ServeAndAnnounceOptions) =>
 export const serve = <E, R>(
   options: ServeAndAnnounceOptions,
   handler: (session: Session) => Effect.Effect<unknown, E, R>
-): Effect.Effect<never, SocketServer.SocketServerError, Exclude<R, Scope.Scope>> =>
+): Effect.Effect<never, ServeError, Exclude<R, Scope.Scope>> =>
   Effect.scoped(Effect.flatMap(listenAndAnnounce(options), (server) => server.run(handler)))
 
 /**
@@ -119,5 +127,5 @@ export const serve = <E, R>(
 export const layer = <E, R>(
   options: ServeAndAnnounceOptions,
   handler: (session: Session) => Effect.Effect<unknown, E, R>
-): Layer.Layer<never, SocketServer.SocketServerError, Exclude<R, Scope.Scope>> =>
+): Layer.Layer<never, ServeError, Exclude<R, Scope.Scope>> =>
   Layer.scopedDiscard(Effect.flatMap(listenAndAnnounce(options), (server) => Effect.forkScoped(server.run(handler))))

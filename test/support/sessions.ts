@@ -3,7 +3,6 @@
  * over real loopback TCP, payload builders, and a few assertions that keep megabytes out of diffs.
  */
 import * as Socket from "@effect/platform/Socket"
-import type * as SocketServer from "@effect/platform/SocketServer"
 import { expect } from "@effect/vitest"
 import { Deferred, Duration, Effect, Fiber } from "effect"
 import type { Scope } from "effect"
@@ -54,8 +53,8 @@ export const startServer = <E, R>(
   options: Omit<Server.ServeOptions, "port"> & { readonly port?: number | undefined },
   handler: (session: Session) => Effect.Effect<unknown, E, R>
 ): Effect.Effect<
-  { readonly port: number; readonly fiber: Fiber.RuntimeFiber<never, SocketServer.SocketServerError> },
-  SocketServer.SocketServerError,
+  { readonly port: number; readonly fiber: Fiber.RuntimeFiber<never, Server.ServeError> },
+  Server.ServeError,
   Scope.Scope | Exclude<R, Scope.Scope>
 > =>
   Effect.gen(function*() {
