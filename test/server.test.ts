@@ -165,7 +165,7 @@ describe("server", () => {
       // The listener is gone.
       const refused = yield* Effect.exit(Effect.scoped(connectScoped({ port, ...modes.encrypted })))
       expect(Exit.isFailure(refused)).toBe(true)
-      if (Exit.isFailure(refused)) expect(Cause.failureOption(refused.cause)).toMatchObject(Option.some({ _tag: "SocketError" }))
+      if (Exit.isFailure(refused)) expect(Cause.failureOption(refused.cause)).toMatchObject(Option.some({ _tag: "ConnectFailed", code: "ECONNREFUSED" }))
 
       // Every socket, the listener and every timer are released.
       const released = () => now().sockets === 0 && now().servers === 0 && now().timers <= before.timers
