@@ -9,13 +9,14 @@
 import { NodeSocket, NodeSocketServer } from "@effect/platform-node"
 import * as Socket from "@effect/platform/Socket"
 import type * as SocketServer from "@effect/platform/SocketServer"
-import { Effect, Layer, Option } from "effect"
+import { Duration, Effect, Layer, Option } from "effect"
 import type { Scope } from "effect"
 import type { Crypto } from "../crypto/Crypto.js"
 import { withDefaultCrypto } from "../client/Client.js"
 import { serverHandshake, type HandshakeFailure, type HandshakeOptions } from "../handshake/Handshake.js"
-import { fromHandshake, type Session, type SessionOptions } from "../session/Session.js"
 import type { ListenFailed } from "../errors.js"
+import { makeMemoryPool } from "../session/Budget.js"
+import { fromHandshake, type Session, type SessionOptions, type SessionSetup } from "../session/Session.js"
 import { listenFailed } from "../transport/NetErrors.js"
 import { encodeFrame } from "../wire/Frame.js"
 import { AlertCode, MessageType } from "../wire/Messages.js"
@@ -27,7 +28,17 @@ export interface ServeOptions extends HandshakeOptions, SessionOptions {
   readonly port: number
   /** Connections served at once; more are refused with an alert. Default 1024. */
   readonly maxConnections?: number | undefined
+  /**
+   * Bytes all connections together may hold for their peers beyond each one's 64 KiB allowance
+   * (PROTOCOL.md §10). A connection whose charge finds the pool empty ends with `LimitExceeded`.
+   * Default 256 MiB.
+   */
+  readonly memoryBudget?: number | undefined
 }
+
+export const DEFAULT_MEMORY_BUDGET = 256 * 1024 * 1024
+/** A server ends sessions that stay silent this long unless told otherwise (PROTOCOL.md §10). */
+export const DEFAULT_SERVER_IDLE_TIMEOUT = Duration.minutes(5)
 
 export interface Server {
   readonly address: SocketServer.TcpAddress
@@ -37,7 +48,7 @@ export interface Server {
 
 /** Handshake, then a session, over whatever `Socket` and `Crypto` the context provides. */
 export const session = (
-  options: HandshakeOptions & SessionOptions & { readonly peer?: string | undefined } = {}
+  options: HandshakeOptions & SessionSetup = {}
 ): Effect.Effect<Session, HandshakeFailure, Socket.Socket | Crypto | Scope.Scope> =>
   fromHandshake(serverHandshake(options), options)
 
@@ -75,6 +86,8 @@ export const listen = (options: ServeOptions): Effect.Effect<Server, ListenFaile
       ? listener.address
       : { _tag: "TcpAddress" as const, hostname: "", port: 0 }
     const slots = yield* Effect.makeSemaphore(options.maxConnections ?? 1024)
+    const pool = makeMemoryPool(options.memoryBudget ?? DEFAULT_MEMORY_BUDGET)
+    const idleTimeout = options.idleTimeout ?? DEFAULT_SERVER_IDLE_TIMEOUT
 
     const run = <E, R>(handler: (session: Session) => Effect.Effect<unknown, E, R>) =>
       listener.run((socket) =>
@@ -83,7 +96,7 @@ export const listen = (options: ServeOptions): Effect.Effect<Server, ListenFaile
           const admitted = yield* slots.withPermitsIfAvailable(1)(
             Effect.scoped(
               Effect.gen(function*() {
-                const session_ = yield* session({ ...options, peer }).pipe(
+                const session_ = yield* session({ ...options, peer, pool, idleTimeout }).pipe(
                   Effect.provideService(Socket.Socket, socket),
                   withDefaultCrypto
                 )

@@ -10,7 +10,7 @@
  * everything queued while the previous write was in flight into one socket write.
  */
 import type * as Socket from "@effect/platform/Socket"
-import { Effect, ExecutionStrategy, Exit, Fiber, Scope } from "effect"
+import { Clock, Effect, ExecutionStrategy, Exit, Fiber, Scope } from "effect"
 import { ProtocolError } from "../errors.js"
 import { makeFrameDecoder } from "../wire/Frame.js"
 
@@ -41,10 +41,22 @@ export interface Framed {
   readonly pendingBytes: () => number
   /** Waits until queued bytes drop below the high-water mark. */
   readonly awaitWritable: Effect.Effect<void>
+  /**
+   * When the socket write now in flight began (`Clock` milliseconds), or undefined when none is: a
+   * write that does not complete means the peer is not reading (PROTOCOL.md §10, stall timeout).
+   */
+  readonly writingSince: () => number | undefined
   /** Flushes the queue, then ends our write side (the peer sees end of stream). */
   readonly endWrite: Effect.Effect<void>
   /** Stops reading early (used after a fatal error) so the run fiber does not outlive its purpose. */
   readonly stopReading: Effect.Effect<void>
+  /**
+   * Gives up on everything queued and on the write in flight (a peer that stopped reading): the
+   * writer stops, waiting senders are released, and `endWrite` completes.
+   */
+  readonly abortWrites: Effect.Effect<void>
+  /** Completes once the read side has ended (end of stream, error, or `stopReading`). */
+  readonly readEnded: Effect.Effect<void>
 }
 
 export interface FramedOptions {
@@ -141,6 +153,7 @@ export const makeFramed = (
     let queue: Array<Uint8Array> = []
     let queued = 0
     let inFlight = 0
+    let writingSince: number | undefined
     let ending = false
     let writeFailed = false
     const wake = yield* Effect.makeLatch(false)
@@ -203,7 +216,9 @@ export const makeFramed = (
           yield* Effect.yieldNow()
           continue
         }
+        writingSince = yield* Clock.currentTimeMillis
         const exit = yield* Effect.exit(Effect.forEach(takeBatch(), write, { discard: true }))
+        writingSince = undefined
         inFlight = 0
         if (queued < highWaterMark) drained.unsafeOpen()
         if (Exit.isFailure(exit)) {
@@ -274,7 +289,10 @@ export const makeFramed = (
       enqueue,
       pendingBytes: () => queued + inFlight,
       awaitWritable: drained.await,
+      writingSince: () => writingSince,
       endWrite,
-      stopReading: Effect.asVoid(Fiber.interruptFork(reader))
+      stopReading: Effect.asVoid(Fiber.interruptFork(reader)),
+      abortWrites: abandonWrites,
+      readEnded: Effect.asVoid(Fiber.await(reader))
     }
   })
