@@ -32,6 +32,7 @@ export {
   EncryptionMismatch,
   EncryptionPolicy,
   HandshakeError,
+  InvalidArgument,
   ListenFailed,
   ProtocolError,
   UnexpectedPacket

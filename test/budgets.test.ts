@@ -17,7 +17,7 @@ import * as Net from "node:net"
 import { ClientSession, PacketType, type Session, type SessionError } from "../src/index.js"
 import { ChunkEndStatus, ChunkFlags, encodeChunkEnd, encodeChunkStart, encodeStreamHead } from "../src/wire/Chunks.js"
 import { encodeFrame } from "../src/wire/Frame.js"
-import { MessageType } from "../src/wire/Messages.js"
+import { AlertCode, MessageType } from "../src/wire/Messages.js"
 import { encodePacket } from "../src/wire/Packet.js"
 import { type Options, runPair, succeeded, type Transport, transports } from "./support/pair.js"
 import { bounded, modes, packet, randomPayload, startServer } from "./support/sessions.js"
@@ -148,6 +148,15 @@ for (const [name, transport] of transports) {
           expect(yield* endOf(client)).toBe("ProtocolError/Malformed")
         }).pipe(bounded(what)))
     }
+
+    it.scopedLive("a SERVER_UNPROVEN alert after the server's session started ends it with AuthFailed; no alert answers it", () =>
+      Effect.gen(function*() {
+        const { client, inject, server } = yield* sessions(transport(), modes.plaintext, modes.plaintext)
+        yield* inject(encodeFrame(MessageType.ALERT, Uint8Array.of(AlertCode.SERVER_UNPROVEN)))
+        expect(yield* endOf(server)).toBe("AuthFailed/ServerUnproven")
+        // The server answers nothing: the client sees its transport end, not an alert.
+        expect(yield* endOf(client)).toMatch(/^(ConnectionClosed\/Cut|SocketError\/.*)$/)
+      }).pipe(bounded("late SERVER_UNPROVEN")))
 
     it.scopedLive("a plaintext frame inside an encrypted session fails to open: DecryptFailed", () =>
       Effect.gen(function*() {

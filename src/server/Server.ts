@@ -14,8 +14,10 @@ import type { Scope } from "effect"
 import type { Crypto } from "../crypto/Crypto.js"
 import { withDefaultCrypto } from "../client/Client.js"
 import { serverHandshake, type HandshakeFailure, type HandshakeOptions } from "../handshake/Handshake.js"
-import type { ListenFailed } from "../errors.js"
+import type { InvalidArgument, ListenFailed } from "../errors.js"
+import { checkServeOptions, checkSessionOptions } from "../internal/validate.js"
 import { makeMemoryPool } from "../session/Budget.js"
+import { makeWatchdog, SERVER_TICK } from "../session/Watchdog.js"
 import { fromHandshake, type Session, type SessionOptions, type SessionSetup } from "../session/Session.js"
 import { listenFailed } from "../transport/NetErrors.js"
 import { encodeFrame } from "../wire/Frame.js"
@@ -49,8 +51,8 @@ export interface Server {
 /** Handshake, then a session, over whatever `Socket` and `Crypto` the context provides. */
 export const session = (
   options: HandshakeOptions & SessionSetup = {}
-): Effect.Effect<Session, HandshakeFailure, Socket.Socket | Crypto | Scope.Scope> =>
-  fromHandshake(serverHandshake(options), options)
+): Effect.Effect<Session, HandshakeFailure | InvalidArgument, Socket.Socket | Crypto | Scope.Scope> =>
+  Effect.flatMap(checkSessionOptions(options), (options) => fromHandshake(serverHandshake(options), options))
 
 const peerAddress = Effect.map(
   Effect.serviceOption(NodeSocket.NetSocket),
@@ -71,12 +73,16 @@ const refuse = (socket: Socket.Socket) =>
     })
   ).pipe(Effect.timeout("1 second"), Effect.ignore)
 
-/** `listen` fails to bind (`ListenFailed`), or the listener fails later (`SocketServerError`). */
-export type ServeError = ListenFailed | SocketServer.SocketServerError
+/**
+ * Options the server cannot use (`InvalidArgument`), an address it cannot bind (`ListenFailed`), or
+ * the listener failing later (`SocketServerError`).
+ */
+export type ServeError = ListenFailed | InvalidArgument | SocketServer.SocketServerError
 
 /** Binds the listener; the returned server serves once `run` is called. */
-export const listen = (options: ServeOptions): Effect.Effect<Server, ListenFailed, Scope.Scope> =>
+export const listen = (options: ServeOptions): Effect.Effect<Server, ListenFailed | InvalidArgument, Scope.Scope> =>
   Effect.gen(function*() {
+    yield* checkServeOptions(options)
     const host = options.host ?? "127.0.0.1"
     // Frames are already coalesced by the writer; Nagle would only add latency to replies.
     const listener = yield* NodeSocketServer.make({ host, port: options.port, noDelay: true }).pipe(
@@ -87,6 +93,7 @@ export const listen = (options: ServeOptions): Effect.Effect<Server, ListenFaile
       : { _tag: "TcpAddress" as const, hostname: "", port: 0 }
     const slots = yield* Effect.makeSemaphore(options.maxConnections ?? 1024)
     const pool = makeMemoryPool(options.memoryBudget ?? DEFAULT_MEMORY_BUDGET)
+    const watchdog = yield* makeWatchdog(SERVER_TICK)
     const idleTimeout = options.idleTimeout ?? DEFAULT_SERVER_IDLE_TIMEOUT
 
     const run = <E, R>(handler: (session: Session) => Effect.Effect<unknown, E, R>) =>
@@ -96,7 +103,7 @@ export const listen = (options: ServeOptions): Effect.Effect<Server, ListenFaile
           const admitted = yield* slots.withPermitsIfAvailable(1)(
             Effect.scoped(
               Effect.gen(function*() {
-                const session_ = yield* session({ ...options, peer, pool, idleTimeout }).pipe(
+                const session_ = yield* session({ ...options, peer, pool, watchdog, idleTimeout }).pipe(
                   Effect.provideService(Socket.Socket, socket),
                   withDefaultCrypto
                 )

@@ -11,7 +11,8 @@ import { Clock, Duration, Effect, Either, Exit, FiberSet, Option, Stream } from 
 import type { Scope } from "effect"
 import type { CryptoService, Sha256Hasher } from "../crypto/Crypto.js"
 import { Crypto } from "../crypto/Crypto.js"
-import { type AuthFailed, ConnectionClosed, ProtocolError, UnexpectedPacket } from "../errors.js"
+import { type AuthFailed, ConnectionClosed, type InvalidArgument, ProtocolError, UnexpectedPacket } from "../errors.js"
+import { checkedSession } from "../internal/validate.js"
 import type { ChannelInfo, SecureChannel } from "../channel/SecureChannel.js"
 import {
   ChunkEndStatus,
@@ -28,6 +29,7 @@ import { MessageType } from "../wire/Messages.js"
 import { decodePacket, encodePacketInto, Packet, PACKET_HEADER_LENGTH } from "../wire/Packet.js"
 import type { PacketType } from "../wire/PacketType.js"
 import { type BudgetRefusal, makeByteBudget, makeMemoryPool, type MemoryPool } from "./Budget.js"
+import { makeWatchdog, type Watchdog } from "./Watchdog.js"
 
 export type SessionError = ProtocolError | ConnectionClosed | AuthFailed | Socket.SocketError
 
@@ -71,6 +73,8 @@ export interface SessionSetup extends SessionOptions {
   readonly peer?: string | undefined
   /** The server-wide pool this session draws on beyond its allowance; by default a pool of its own. */
   readonly pool?: MemoryPool | undefined
+  /** The server-wide clock of the time budgets; by default one of its own. */
+  readonly watchdog?: Watchdog | undefined
 }
 
 export interface SessionInfo extends ChannelInfo {
@@ -88,35 +92,35 @@ export interface IncomingStream {
 export interface Session {
   readonly info: SessionInfo
   /** Sends one packet; payloads above the chunk size are chunked transparently. */
-  readonly send: (packet: Packet) => Effect.Effect<void, SessionError>
+  readonly send: (packet: Packet) => Effect.Effect<void, SessionError | InvalidArgument>
   /** The next packet; `UnexpectedPacket` (and the packet is consumed) when it does not match the filter. */
-  readonly receive: (filter?: PacketFilter) => Effect.Effect<Packet, SessionError | UnexpectedPacket>
+  readonly receive: (filter?: PacketFilter) => Effect.Effect<Packet, SessionError | UnexpectedPacket | InvalidArgument>
   /** Sends a request and waits for the reply with the same id; many may be in flight. */
   readonly request: (
     packet: Packet,
     options?: { readonly expect?: PacketType | undefined }
-  ) => Effect.Effect<Packet, SessionError | UnexpectedPacket>
+  ) => Effect.Effect<Packet, SessionError | UnexpectedPacket | InvalidArgument>
   /** Receives a packet and answers it with `response` (its id set to the request's). Returns the request. */
   readonly receiveAndSend: (
     response: Packet,
     filter?: PacketFilter
-  ) => Effect.Effect<Packet, SessionError | UnexpectedPacket>
+  ) => Effect.Effect<Packet, SessionError | UnexpectedPacket | InvalidArgument>
   /** Receives a packet, runs `handler`, and sends back what it returns. Returns the request. */
   readonly respond: <E, R>(
     filter: PacketFilter,
     handler: (packet: Packet) => Effect.Effect<Packet | undefined, E, R>
-  ) => Effect.Effect<Packet, SessionError | UnexpectedPacket | E, R>
+  ) => Effect.Effect<Packet, SessionError | UnexpectedPacket | InvalidArgument | E, R>
   /** Answers every incoming packet concurrently until the peer closes; fails if a handler fails. */
   readonly serve: <E, R>(
     handler: (packet: Packet) => Effect.Effect<Packet | undefined, E, R>
-  ) => Effect.Effect<void, SessionError | E, R>
+  ) => Effect.Effect<void, SessionError | InvalidArgument | E, R>
   /** Sends a stream of unknown length with back-pressure from the peer's credit. */
   readonly sendStream: <E, R>(
     header: { readonly id: number; readonly type: PacketType },
     data: Stream.Stream<Uint8Array, E, R>
-  ) => Effect.Effect<void, SessionError | E, R>
+  ) => Effect.Effect<void, SessionError | InvalidArgument | E, R>
   /** The next incoming stream (a plain packet arrives as a one-chunk stream). */
-  readonly receiveStream: (filter?: PacketFilter) => Effect.Effect<IncomingStream, SessionError | UnexpectedPacket>
+  readonly receiveStream: (filter?: PacketFilter) => Effect.Effect<IncomingStream, SessionError | UnexpectedPacket | InvalidArgument>
   /** An id no request of this session is using. */
   readonly nextId: () => number
   /** Orderly close (PROTOCOL.md §7.1). Idempotent. */
@@ -507,41 +511,39 @@ export const makeSession = (
     // Flushing is bounded like any write (the stall timeout); after a failure only the alert is left to
     // send, so it gets a second at most.
     const flushWithin = Option.getOrElse(stallMillis, () => Infinity)
-    yield* Effect.forkScoped(
-      Effect.flatMap(closed, (error) =>
-        channel.release(error instanceof ConnectionClosed ? flushWithin : Math.min(flushWithin, 1000)))
-    )
+    // Released when the session ends, by a fiber started then rather than one waiting all along.
+    const runAtEnd = yield* FiberSet.makeRuntime<never, void, never>()
+    endWaiters.push((error) =>
+      void runAtEnd(channel.release(error instanceof ConnectionClosed ? flushWithin : Math.min(flushWithin, 1000))))
     yield* Effect.addFinalizer(() => channel.close(flushWithin))
 
     /**
-     * The session's time budgets (PROTOCOL.md §10), watched by one fiber per session rather than a
-     * timer per message: it wakes a few times per budget, so each fires at most a quarter late.
+     * The session's time budgets (PROTOCOL.md §10.3), checked on the watchdog's ticks (the server's
+     * shared one, else one of our own that wakes four times per budget):
      * - idle: nothing has arrived for `idleTimeout`;
      * - stall: a socket write has not completed for `stallTimeout` — the peer stopped reading while
      *   we have data for it, and what we queue for it would otherwise wait forever.
      */
     const budgets = [...Option.toArray(idleMillis), ...Option.toArray(stallMillis)]
     if (budgets.length > 0) {
-      const tick = Math.max(1, Math.min(...budgets) / 4)
-      yield* Effect.forkScoped(Effect.gen(function*() {
-        let seen = received
-        let lastActivity = yield* Clock.currentTimeMillis
-        while (ended === undefined) {
-          yield* Effect.sleep(tick)
-          const now = yield* Clock.currentTimeMillis
-          if (received !== seen) {
-            seen = received
-            lastActivity = now
-          }
-          if (Option.isSome(idleMillis) && now - lastActivity >= idleMillis.value) {
-            return fail(new ProtocolError({ reason: "Timeout", detail: "idle timeout" }))
-          }
-          const since = channel.writingSince()
-          if (Option.isSome(stallMillis) && since !== undefined && now - since >= stallMillis.value) {
-            return fail(new ProtocolError({ reason: "Timeout", detail: "the peer stopped reading (stall timeout)" }))
-          }
+      const watchdog = options.watchdog ?? (yield* makeWatchdog(Math.max(1, Math.min(...budgets) / 4)))
+      let seen = received
+      let lastActivity = yield* Clock.currentTimeMillis
+      const unwatch = watchdog.watch((now) => {
+        if (ended !== undefined) return unwatch()
+        if (received !== seen) {
+          seen = received
+          lastActivity = now
         }
-      }))
+        if (Option.isSome(idleMillis) && now - lastActivity >= idleMillis.value) {
+          return fail(new ProtocolError({ reason: "Timeout", detail: "idle timeout" }))
+        }
+        const since = channel.writingSince()
+        if (Option.isSome(stallMillis) && since !== undefined && now - since >= stallMillis.value) {
+          return fail(new ProtocolError({ reason: "Timeout", detail: "the peer stopped reading (stall timeout)" }))
+        }
+      })
+      yield* Effect.addFinalizer(() => Effect.sync(unwatch))
     }
 
     // --- sending -------------------------------------------------------------------------------
@@ -888,9 +890,12 @@ export const makeSession = (
     }
   })
 
-/** A session over the channel a handshake yields, with the `Crypto` the handshake used. */
+/**
+ * A session over the channel a handshake yields, with the `Crypto` the handshake used; its methods
+ * check the packets they are given (`checkedSession`).
+ */
 export const fromHandshake = <E, R>(
   handshake: Effect.Effect<SecureChannel, E, R>,
   options: SessionSetup
 ): Effect.Effect<Session, E, R | Crypto | Scope.Scope> =>
-  Effect.flatMap(handshake, (channel) => Effect.flatMap(Crypto, (crypto) => makeSession(channel, crypto, options)))
+  Effect.flatMap(handshake, (channel) => Effect.flatMap(Crypto, (crypto) => Effect.map(makeSession(channel, crypto, options), checkedSession)))
