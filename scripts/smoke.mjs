@@ -230,11 +230,18 @@ try {
       include: ["*.ts"]
     }, null, 2))
     const tsc = join(repo, "node_modules", "typescript", "bin", "tsc")
-    const result = run(process.execPath, [tsc, "-p", "tsconfig.json", "--listFiles"], app)
-    const listed = result.stdout.split("\n").filter((line) => line.startsWith("/"))
-    if (result.status !== 0) {
-      fail("smoke (b): the consumer does not type-check", result.stdout.split("\n").filter((line) => line !== "" && !line.startsWith("/")).join("\n") + result.stderr)
+    const result = run(process.execPath, [tsc, "-p", "tsconfig.json", "--listFiles", "--pretty", "false"], app)
+    const lines = result.stdout.split("\n")
+    const listed = lines.filter((line) => line.startsWith("/"))
+    // `skipLibCheck` is off so that cvg-core's own declarations are checked; the Effect platform
+    // packages' declarations have errors of their own without DOM and ws types (every consumer
+    // sets `skipLibCheck` for those), so only diagnostics in the consumer's files and in cvg-core count.
+    const diagnostics = lines.filter((line) => /^\S.*\(\d+,\d+\): error TS/.test(line))
+    const ours = diagnostics.filter((line) => !line.startsWith("node_modules/") || line.startsWith("node_modules/cvg-core/"))
+    if (ours.length > 0 || (result.status !== 0 && diagnostics.length === 0)) {
+      fail("smoke (b): the consumer does not type-check", (ours.length > 0 ? ours.join("\n") : result.stdout) + result.stderr)
     }
+    const foreign = diagnostics.length - ours.length
     const typescriptDir = join(repo, "node_modules", "typescript")
     const fromRepo = listed.filter((file) =>
       !relative(repo, file).startsWith("..") && !file.startsWith(typescriptDir + sep) && !file.includes("/node_modules/@typescript/")
@@ -242,7 +249,8 @@ try {
     if (fromRepo.length > 0) fail("smoke (b): the consumer's type-check read files of the repository", fromRepo.join("\n"))
     const declarations = listed.filter((file) => file.includes("/node_modules/cvg-core/")).length
     if (declarations === 0) fail("smoke (b): the consumer's type-check read no declaration of cvg-core")
-    return `${declarations} cvg-core declaration files, ${readdirSync(snippets).length} README snippets`
+    return `${declarations} cvg-core declaration files, ${readdirSync(snippets).length} README snippets` +
+      (foreign > 0 ? `; ${foreign} errors inside other packages' declarations ignored` : "")
   })
 
   check("(c) CommonJS require(\"cvg-core\")", () => {
