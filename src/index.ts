@@ -5,7 +5,14 @@
  */
 export { connect, connectScoped, Client, type ConnectError, type ConnectOptions } from "./client/Client.js"
 export * as ClientSession from "./client/Client.js"
-export { listen, serve, type ServeAndAnnounceOptions, type ServeOptions, type Server } from "./server/Server.js"
+export {
+  listen,
+  serve,
+  type ServeAndAnnounceOptions,
+  type ServeError,
+  type ServeOptions,
+  type Server
+} from "./server/Server.js"
 export * as ServerSession from "./server/Server.js"
 export type {
   IncomingStream,
@@ -20,11 +27,13 @@ export { Packet, PacketFromBytes, decodePacket, encodePacket } from "./wire/Pack
 export { PacketType, PacketTypeSchema, packetTypeName } from "./wire/PacketType.js"
 export {
   AuthFailed,
+  ConnectFailed,
   ConnectionClosed,
   EncryptionMismatch,
   EncryptionPolicy,
   HandshakeError,
   InvalidArgument,
+  ListenFailed,
   ProtocolError,
   UnexpectedPacket
 } from "./errors.js"

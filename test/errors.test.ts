@@ -14,16 +14,22 @@
 import * as Socket from "@effect/platform/Socket"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Either, Fiber, Layer, Stream } from "effect"
+import { createServer, type AddressInfo } from "node:net"
 import {
   ClientSession,
+  connect,
+  ConnectFailed,
   Crypto,
   CryptoError,
   type CryptoService,
   HandshakeError,
+  listen,
+  ListenFailed,
   NodeCrypto,
   Packet,
   PacketType,
   ProtocolError,
+  serve,
   ServerSession
 } from "../src/index.js"
 import { MemorySocket } from "../src/testing.js"
@@ -31,7 +37,7 @@ import { ChunkFlags, encodeChunkStart, encodeStreamHead } from "../src/wire/Chun
 import { encodeFrame } from "../src/wire/Frame.js"
 import { AlertCode, ClientHello, encodeClientHello, MessageType } from "../src/wire/Messages.js"
 import { memory, noHang, runPair, typedError } from "./support/pair.js"
-import { memorySessions } from "./support/sessions.js"
+import { memorySessions, startServer } from "./support/sessions.js"
 import { failOnUnhandledRejections } from "./support/unhandled.js"
 import { concatBytes, frameRelay, rawPeer } from "./support/wire.js"
 
@@ -333,6 +339,47 @@ describe("CryptoError (the public Crypto service)", () => {
       expect(error).toBeInstanceOf(CryptoError)
       expect(error).toMatchObject({ _tag: "CryptoError", reason: "Internal" })
     }).pipe(Effect.provide(NodeCrypto.layer)))
+})
+
+// ---------------------------------------------------------------------------------------------
+
+/** A loopback port that was free a moment ago: bound by the OS, then released. */
+const releasedPort = Effect.async<number>((resume) => {
+  const server = createServer().listen(0, "127.0.0.1", () => {
+    const { port } = server.address() as AddressInfo
+    server.close(() => resume(Effect.succeed(port)))
+  })
+})
+
+describe("ConnectFailed", () => {
+  it.live("ECONNREFUSED: connect to a port with nothing listening names host, port and code in the message", () =>
+    Effect.gen(function*() {
+      const port = yield* releasedPort
+      const error = typedError(yield* Effect.exit(connect({ port, password: "pw" })), "connect")
+      expect(error).toBeInstanceOf(ConnectFailed)
+      expect(error).toMatchObject({ _tag: "ConnectFailed", host: "127.0.0.1", port, code: "ECONNREFUSED" })
+      expect(error.message).toBe(`cannot connect to 127.0.0.1:${port}: ECONNREFUSED (nothing is listening there)`)
+      // The platform's error is kept for whoever wants the details.
+      expect(error).toHaveProperty("cause.code", "ECONNREFUSED")
+    }).pipe(noHang(HANG_LIMIT, "the connect")))
+})
+
+describe("ListenFailed", () => {
+  it.scopedLive("EADDRINUSE: serve on a port another server holds says so, with host and port", () =>
+    Effect.gen(function*() {
+      const { port } = yield* startServer({}, () => Effect.void)
+      const error = typedError(yield* Effect.exit(serve({ port }, () => Effect.void)), "serve")
+      expect(error).toBeInstanceOf(ListenFailed)
+      expect(error).toMatchObject({ _tag: "ListenFailed", host: "127.0.0.1", port, code: "EADDRINUSE" })
+      expect(error.message).toBe(`cannot listen on 127.0.0.1:${port}: EADDRINUSE (the port is already in use)`)
+    }).pipe(noHang(HANG_LIMIT, "the second serve")))
+
+  it.live("EADDRNOTAVAIL: listen on an address that is not this machine's (TEST-NET-1, RFC 5737)", () =>
+    Effect.gen(function*() {
+      const error = typedError(yield* Effect.exit(Effect.scoped(listen({ host: "192.0.2.1", port: 0 }))), "listen")
+      expect(error).toMatchObject({ _tag: "ListenFailed", host: "192.0.2.1", port: 0, code: "EADDRNOTAVAIL" })
+      expect(error.message).toContain("192.0.2.1:0")
+    }).pipe(noHang(HANG_LIMIT, "the listen")))
 })
 
 // AuthFailed, EncryptionMismatch, UnexpectedPacket and ConnectionClosed: every reason is already

@@ -20,9 +20,15 @@ const handler = (session: Session) =>
   session.serve((p) => Effect.succeed(packet(p.id, PacketType.RESPONSE, `${str(p.payload)}|ok`)))
 
 /** One client: connects, makes `requests` requests (10 at a time), checks every answer is its own. */
+/**
+ * 50 P-521 handshakes at once on a shared 2-core machine can take longer than the default 10 s
+ * handshake timeout; this file tests correctness under concurrency, not handshake speed.
+ */
+const PATIENT = { handshakeTimeout: "40 seconds" } as const
+
 const client = (port: number, name: string, requests: number) =>
   Effect.scoped(Effect.gen(function*() {
-    const session = yield* connectScoped({ port, ...modes.encrypted })
+    const session = yield* connectScoped({ port, ...modes.encrypted, ...PATIENT })
     const answers = yield* Effect.forEach(
       Array.from({ length: requests }, (_, i) => i),
       (i) =>
@@ -72,7 +78,7 @@ describe("server", () => {
   it.scopedLive("50 concurrent clients × 100 requests: nothing lost or mixed up, despite misbehaving clients", () =>
     Effect.gen(function*() {
       const logs = captureLogs()
-      const { port } = yield* startServer(modes.encrypted, handler).pipe(Effect.provide(logs.layer))
+      const { port } = yield* startServer({ ...modes.encrypted, ...PATIENT }, handler).pipe(Effect.provide(logs.layer))
       const misbehaving = Effect.all([
         rawClient(port, garbage, "wait"),
         rawClient(port, partialHello, "vanish"),
@@ -165,7 +171,7 @@ describe("server", () => {
       // The listener is gone.
       const refused = yield* Effect.exit(Effect.scoped(connectScoped({ port, ...modes.encrypted })))
       expect(Exit.isFailure(refused)).toBe(true)
-      if (Exit.isFailure(refused)) expect(Cause.failureOption(refused.cause)).toMatchObject(Option.some({ _tag: "SocketError" }))
+      if (Exit.isFailure(refused)) expect(Cause.failureOption(refused.cause)).toMatchObject(Option.some({ _tag: "ConnectFailed", code: "ECONNREFUSED" }))
 
       // Every socket, the listener and every timer are released.
       const released = () => now().sockets === 0 && now().servers === 0 && now().timers <= before.timers

@@ -13,12 +13,13 @@ import { Duration, Effect, Layer, Option } from "effect"
 import type { Scope } from "effect"
 import type { Crypto } from "../crypto/Crypto.js"
 import { withDefaultCrypto } from "../client/Client.js"
-import type { InvalidArgument } from "../errors.js"
 import { serverHandshake, type HandshakeFailure, type HandshakeOptions } from "../handshake/Handshake.js"
+import type { InvalidArgument, ListenFailed } from "../errors.js"
 import { checkServeOptions, checkSessionOptions } from "../internal/validate.js"
 import { makeMemoryPool } from "../session/Budget.js"
 import { makeWatchdog, SERVER_TICK } from "../session/Watchdog.js"
 import { fromHandshake, type Session, type SessionOptions, type SessionSetup } from "../session/Session.js"
+import { listenFailed } from "../transport/NetErrors.js"
 import { encodeFrame } from "../wire/Frame.js"
 import { AlertCode, MessageType } from "../wire/Messages.js"
 
@@ -72,12 +73,21 @@ const refuse = (socket: Socket.Socket) =>
     })
   ).pipe(Effect.timeout("1 second"), Effect.ignore)
 
+/**
+ * Options the server cannot use (`InvalidArgument`), an address it cannot bind (`ListenFailed`), or
+ * the listener failing later (`SocketServerError`).
+ */
+export type ServeError = ListenFailed | InvalidArgument | SocketServer.SocketServerError
+
 /** Binds the listener; the returned server serves once `run` is called. */
-export const listen = (options: ServeOptions): Effect.Effect<Server, SocketServer.SocketServerError | InvalidArgument, Scope.Scope> =>
+export const listen = (options: ServeOptions): Effect.Effect<Server, ListenFailed | InvalidArgument, Scope.Scope> =>
   Effect.gen(function*() {
     yield* checkServeOptions(options)
+    const host = options.host ?? "127.0.0.1"
     // Frames are already coalesced by the writer; Nagle would only add latency to replies.
-    const listener = yield* NodeSocketServer.make({ host: options.host ?? "127.0.0.1", port: options.port, noDelay: true })
+    const listener = yield* NodeSocketServer.make({ host, port: options.port, noDelay: true }).pipe(
+      Effect.mapError(listenFailed(host, options.port))
+    )
     const address = listener.address._tag === "TcpAddress"
       ? listener.address
       : { _tag: "TcpAddress" as const, hostname: "", port: 0 }
@@ -127,7 +137,7 @@ const listenAndAnnounce = (options: ServeAndAnnounceOptions) =>
 export const serve = <E, R>(
   options: ServeAndAnnounceOptions,
   handler: (session: Session) => Effect.Effect<unknown, E, R>
-): Effect.Effect<never, SocketServer.SocketServerError | InvalidArgument, Exclude<R, Scope.Scope>> =>
+): Effect.Effect<never, ServeError, Exclude<R, Scope.Scope>> =>
   Effect.scoped(Effect.flatMap(listenAndAnnounce(options), (server) => server.run(handler)))
 
 /**
@@ -137,5 +147,5 @@ export const serve = <E, R>(
 export const layer = <E, R>(
   options: ServeAndAnnounceOptions,
   handler: (session: Session) => Effect.Effect<unknown, E, R>
-): Layer.Layer<never, SocketServer.SocketServerError | InvalidArgument, Exclude<R, Scope.Scope>> =>
+): Layer.Layer<never, ServeError, Exclude<R, Scope.Scope>> =>
   Layer.scopedDiscard(Effect.flatMap(listenAndAnnounce(options), (server) => Effect.forkScoped(server.run(handler))))
