@@ -480,34 +480,41 @@ const clientAgainstRaw = (bytes: Uint8Array) =>
 const MALFORMED_ALERT = [0, 0, 0, 1, MessageType.ALERT, 0x02]
 
 describe("bad input before and during the hello", () => {
-  it.live("garbage before the hello (an HTTP request) to a server: Malformed (frame too large)", () =>
+  it.live("an HTTP request to a server: NotCvgPeer, naming the first bytes", () =>
     Effect.gen(function*() {
       const { error, reply } = yield* serverAgainstRaw(encoder.encode("GET / HTTP/1.1\r\nHost: example\r\n\r\n"))
       expect(error).toBeInstanceOf(HandshakeError)
-      expect(error).toMatchObject({ reason: "Malformed" })
-      expect((error as HandshakeError).detail).toContain("FrameTooLarge")
+      expect(error).toMatchObject({ reason: "NotCvgPeer", detail: 'not a cvg peer: first bytes "GET / HT"' })
+      expect(error.message).toContain("not a cvg peer")
       // The framing layer stops reading at once; an alert is best effort and may not get out.
       expect(reply.every((f) => f[4] === MessageType.ALERT)).toBe(true)
     }))
 
-  it.live("an oversized length prefix to a server: refused before buffering, Malformed(FrameTooLarge)", () =>
+  it.live("an oversized length prefix to a server: refused before buffering, NotCvgPeer (in hex)", () =>
     Effect.gen(function*() {
       const { error } = yield* serverAgainstRaw(Uint8Array.of(0xff, 0xff, 0xff, 0xff, MessageType.CLIENT_HELLO))
-      expect(error).toMatchObject({ _tag: "HandshakeError", reason: "Malformed" })
-      expect((error as HandshakeError).detail).toContain("FrameTooLarge")
+      expect(error).toMatchObject({ _tag: "HandshakeError", reason: "NotCvgPeer", detail: "not a cvg peer: first bytes 0xffffffff01" })
     }))
 
-  it.live("a small garbage frame of the hello's type: Malformed", () =>
+  it.live("a ClientHello, then a second frame over the handshake limit (1 KiB): Malformed (FrameTooLarge)", () =>
+    Effect.gen(function*() {
+      const hello = encodeClientHello(new ClientHello({ version: 1, policy: "required", nonce: new Uint8Array(32), publicKey: (yield* helloKey).publicKey }))
+      const { error } = yield* serverAgainstRaw(concatBytes([encodeFrame(MessageType.CLIENT_HELLO, hello), Uint8Array.of(0, 0, 4, 1, MessageType.ENCRYPTED)]))
+      expect(error).toMatchObject({ _tag: "HandshakeError", reason: "Malformed" })
+      expect((error as HandshakeError).detail).toContain("FrameTooLarge")
+    }).pipe(Effect.provide(NodeCrypto.layer)))
+
+  it.live("a small frame of the hello's type without the magic: NotCvgPeer", () =>
     Effect.gen(function*() {
       const { error, reply } = yield* serverAgainstRaw(encodeFrame(MessageType.CLIENT_HELLO, Uint8Array.of(0xde, 0xad, 0xbe, 0xef)))
-      expect(error).toMatchObject({ _tag: "HandshakeError", reason: "Malformed" })
+      expect(error).toMatchObject({ _tag: "HandshakeError", reason: "NotCvgPeer" })
       expect(reply.map((f) => Array.from(f))).toEqual([MALFORMED_ALERT])
     }))
 
-  it.live("a frame of another type before the hello: Malformed", () =>
+  it.live("a frame of another type before the hello: NotCvgPeer", () =>
     Effect.gen(function*() {
       const { error } = yield* serverAgainstRaw(encodeFrame(MessageType.PACKET, Uint8Array.of(0, 0, 0, 1, 0xc0)))
-      expect(error).toMatchObject({ _tag: "HandshakeError", reason: "Malformed" })
+      expect(error).toMatchObject({ _tag: "HandshakeError", reason: "NotCvgPeer" })
     }))
 
   it.live("a ClientHello of the wrong length: Malformed", () =>
@@ -529,18 +536,23 @@ describe("bad input before and during the hello", () => {
       expect(error).toMatchObject({ _tag: "ConnectionClosed", reason: "Cut" })
     }))
 
-  it.live("a server writing garbage to a client (an SSH banner): Malformed (frame too large)", () =>
+  it.live("a server writing another protocol's banner to a client (SSH): NotCvgPeer", () =>
     Effect.gen(function*() {
       const { error, reply } = yield* clientAgainstRaw(encoder.encode("SSH-2.0-OpenSSH_9.6\r\n"))
-      expect(error).toMatchObject({ _tag: "HandshakeError", reason: "Malformed" })
-      expect((error as HandshakeError).detail).toContain("FrameTooLarge")
+      expect(error).toMatchObject({ _tag: "HandshakeError", reason: "NotCvgPeer", detail: 'not a cvg peer: first bytes "SSH-2.0-"' })
       expect(reply.every((f) => f[4] === MessageType.ALERT)).toBe(true)
     }))
 
-  it.live("a server answering with a ClientHello: Malformed", () =>
+  it.live("a server answering with a ClientHello: NotCvgPeer", () =>
     Effect.gen(function*() {
       const { error } = yield* clientAgainstRaw(encodeFrame(MessageType.CLIENT_HELLO, new Uint8Array(171)))
-      expect(error).toMatchObject({ _tag: "HandshakeError", reason: "Malformed" })
+      expect(error).toMatchObject({ _tag: "HandshakeError", reason: "NotCvgPeer" })
+    }))
+
+  it.live("a server whose first frame is over the handshake limit (a valid length, 2 KiB): NotCvgPeer", () =>
+    Effect.gen(function*() {
+      const { error } = yield* clientAgainstRaw(encodeFrame(MessageType.SERVER_HELLO, new Uint8Array(2048)))
+      expect(error).toMatchObject({ _tag: "HandshakeError", reason: "NotCvgPeer" })
     }))
 
   it.live("a server answering with an invalid public key: HandshakeError", () =>
@@ -568,8 +580,16 @@ describe("bad input before and during the hello", () => {
           {}
         )
         const { client, server } = expectBothFailTyped(result)
-        expect(client).toMatchObject({ _tag: "HandshakeError", reason: "Malformed" })
-        expect(server).toMatchObject({ _tag: "HandshakeError", reason: "Malformed" })
+        // The side that reads the garbage first sees another protocol; its MALFORMED alert reaches the
+        // other side in plaintext: before that side has keys it is Malformed, after, unauthenticated (§6).
+        if (direction === "client → server") {
+          expect(server).toMatchObject({ _tag: "HandshakeError", reason: "NotCvgPeer" })
+          expect(client).toMatchObject({ _tag: "HandshakeError", reason: "Malformed" })
+        } else {
+          expect(client).toMatchObject({ _tag: "HandshakeError", reason: "NotCvgPeer" })
+          expect(server).toMatchObject({ _tag: "HandshakeError", reason: "Aborted" })
+          expect((server as HandshakeError).detail).toContain("unauthenticated plaintext alert MALFORMED")
+        }
       }).pipe(Effect.scoped, noHang(HANG_LIMIT, "the handshake")))
   }
 })

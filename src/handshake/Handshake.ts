@@ -25,9 +25,9 @@ import {
   type ProtocolError
 } from "../errors.js"
 import { makeEncryptedRecordLayer, MAX_RECORDS_PER_KEY, plaintextRecordLayer, type RecordLayer } from "../channel/RecordLayer.js"
-import { alertToError, errorToAlert, makeSecureChannel, type SecureChannel } from "../channel/SecureChannel.js"
-import { makeFramed, type Framed, type ReadEnd } from "../transport/Framed.js"
-import { encodeFrame } from "../wire/Frame.js"
+import { errorToAlert, makeSecureChannel, type SecureChannel } from "../channel/SecureChannel.js"
+import { FRAME_BOOKKEEPING, makeFramed, type Framed, type ReadEnd } from "../transport/Framed.js"
+import { encodeFrame, FRAME_HEADER_LENGTH } from "../wire/Frame.js"
 import {
   Alert,
   ClientHello,
@@ -38,6 +38,8 @@ import {
   encodeAlert,
   encodeClientHello,
   encodeServerHello,
+  HANDSHAKE_MAX_FRAME_SIZE,
+  hasMagic,
   helloVersion,
   MessageType,
   NONCE_LENGTH,
@@ -45,6 +47,7 @@ import {
   ServerHello
 } from "../wire/Messages.js"
 import { concatBytes } from "../internal/bytes.js"
+import { handshakeAlertToError, unauthenticatedAlert } from "./Alerts.js"
 import { deriveHandshakeSecrets, type HandshakeSecrets, Labels, passwordProof } from "./KeySchedule.js"
 import { negotiate } from "./Negotiation.js"
 import { Transcript } from "./Transcript.js"
@@ -91,6 +94,7 @@ export const redactPassword = (input: PasswordInput | undefined): Option.Option<
 }
 
 const malformed = (detail: string) => new HandshakeError({ reason: "Malformed", detail })
+const cut = new ConnectionClosed({ reason: "Cut" })
 
 /** Shared state of one side during the handshake. */
 interface Context {
@@ -99,7 +103,14 @@ interface Context {
   readonly transcript: Transcript
   readonly policy: EncryptionPolicy
   readonly password: Option.Option<Redacted.Redacted<Uint8Array>>
+  readonly maxFrameSize: number
   records: RecordLayer | undefined
+  /** Frames read so far: the first one decides whether the peer speaks cvg at all (§3). */
+  framesRead: number
+  /** Frames read under the record layer: the first one that cannot be read means other keys (§3.3). */
+  framesUnderKeys: number
+  /** The client's own hello frame, to recognise an echo server (§3). */
+  ownHello: Uint8Array | undefined
 }
 
 /** Sends a handshake message, through the record layer once there is one, and records it. */
@@ -111,55 +122,121 @@ const send = (ctx: Context, type: number, body: Uint8Array): Uint8Array => {
   return frame
 }
 
-const readEndError = (end: ReadEnd): HandshakeFailure =>
-  end._tag === "Eof"
-    ? new ConnectionClosed({ reason: "Cut" })
-    : end._tag === "ProtocolError"
-    ? malformed(end.error.message)
-    : end.error
+/**
+ * Why the handshake stops, and whether the peer is told (PROTOCOL.md §6): not when it spoke last
+ * (an alert is never answered with an alert) and not when it is gone.
+ */
+interface Stop {
+  readonly error: HandshakeFailure
+  readonly tell: boolean
+}
+const tell = (error: HandshakeFailure): Stop => ({ error, tell: true })
+const quiet = (error: HandshakeFailure): Stop => ({ error, tell: false })
+
+const notCvgPeer = (what: string) => new HandshakeError({ reason: "NotCvgPeer", detail: `not a cvg peer: ${what}` })
+
+/** `first bytes "HTTP/1.1"` when they are printable, else in hex. */
+const describeFirstBytes = (bytes: Uint8Array): string =>
+  bytes.every((b) => b >= 0x20 && b < 0x7f)
+    ? `first bytes ${JSON.stringify(String.fromCharCode(...bytes))}`
+    : `first bytes 0x${Buffer.from(bytes).toString("hex")}`
+
+/** A reset reads as a cut, like an end of stream (§3); a connection that never opened keeps its own error. */
+const isCut = (error: Socket.SocketError): boolean => error.reason === "Read" || error.reason === "Close"
+
+const readEndStop = (ctx: Context, end: ReadEnd): Stop => {
+  switch (end._tag) {
+    case "Eof":
+      return quiet(cut)
+    case "SocketError":
+      return quiet(isCut(end.error) ? cut : end.error)
+    case "ProtocolError":
+      // A first length over the handshake limit is another protocol's bytes (`HTTP`, `SSH-`), §3.
+      if (ctx.framesRead === 0 && end.error.reason === "FrameTooLarge") {
+        return tell(notCvgPeer(describeFirstBytes(ctx.framed.firstBytes())))
+      }
+      return tell(end.error.reason === "LimitExceeded" ? end.error : malformed(end.error.message))
+  }
+}
+
+const sameBytes = (a: Uint8Array, b: Uint8Array): boolean => a.length === b.length && a.every((x, i) => x === b[i])
 
 /**
  * Reads the next message and insists on its type. An alert from the peer becomes the error it
- * stands for; anything else unexpected is `Malformed`.
+ * stands for (§6); the first frame must look like cvg at all (§3); once keys exist, frames go
+ * through the record layer and the first that cannot be read is a key confirmation failure (§3.3).
  */
-const receive = (
-  ctx: Context,
-  expected: number,
-  policies?: { readonly client: EncryptionPolicy; readonly server: EncryptionPolicy }
-): Effect.Effect<Uint8Array, HandshakeFailure> =>
+const read = (ctx: Context, expected: ReadonlyArray<number>): Effect.Effect<readonly [number, Uint8Array], Stop> =>
   Effect.gen(function*() {
-    const [outerType, header, frameBody] = yield* Effect.mapError(ctx.framed.nextFrame, readEndError)
+    const [outerType, header, frameBody] = yield* Effect.mapError(ctx.framed.nextFrame, (end) => readEndStop(ctx, end))
+    const first = ctx.framesRead++ === 0
     let message: readonly [number, Uint8Array] | undefined
-    // A peer that fails before it has keys alerts in plaintext (PROTOCOL.md §6), even once we have ours.
-    if (ctx.records === undefined || outerType === MessageType.ALERT) {
+    if (ctx.records === undefined) {
       message = [outerType, frameBody]
     } else {
+      const firstUnderKeys = ctx.framesUnderKeys++ === 0
+      if (outerType === MessageType.ALERT && ctx.records.encrypted) {
+        // §6: a peer with keys seals its alerts, so a plaintext one may have been written by anyone.
+        const alert = decodeAlert(frameBody)
+        return yield* Effect.fail(quiet(Either.isRight(alert) ? unauthenticatedAlert(alert.right.code) : malformed("alert")))
+      }
       const error = ctx.records.read(outerType, header, frameBody, (type, body) => {
         message = [type, body]
       })
-      if (error !== undefined) return yield* Effect.fail(error.reason === "DecryptFailed" ? error : malformed(error.message))
+      if (error !== undefined) {
+        const unreadable = error.reason === "DecryptFailed" || outerType === MessageType.ENCRYPTED
+        if (firstUnderKeys && unreadable) {
+          return yield* Effect.fail(
+            tell(new HandshakeError({ reason: "KeyConfirmation", detail: "the first frame under the new keys cannot be read" }))
+          )
+        }
+        return yield* Effect.fail(tell(error.reason === "DecryptFailed" ? error : malformed(error.message)))
+      }
+      // The record layer consumed a KEY_UPDATE, which has no place in the handshake (§7.2).
+      if (message === undefined) return yield* Effect.fail(tell(malformed("KEY_UPDATE inside the handshake")))
     }
-    if (message === undefined) return yield* receive(ctx, expected, policies)
     const [type, body] = message
     if (type === MessageType.ALERT) {
       const alert = decodeAlert(body)
-      return yield* Effect.fail(Either.isRight(alert) ? alertToError(alert.right.code, policies) : malformed("alert"))
+      return yield* Effect.fail(quiet(Either.isRight(alert) ? handshakeAlertToError(alert.right.code) : malformed("alert")))
     }
-    if (type !== expected) return yield* Effect.fail(malformed(`expected message ${expected}, got ${type}`))
+    if (first) {
+      if (ctx.ownHello !== undefined && sameBytes(encodeFrame(type, body), ctx.ownHello)) {
+        return yield* Effect.fail(tell(notCvgPeer("it echoed our own hello")))
+      }
+      const isHello = type === MessageType.CLIENT_HELLO || type === MessageType.SERVER_HELLO
+      if (!expected.includes(type) || (isHello && !hasMagic(body))) {
+        return yield* Effect.fail(tell(notCvgPeer(describeFirstBytes(ctx.framed.firstBytes()))))
+      }
+    }
+    if (!expected.includes(type)) return yield* Effect.fail(tell(malformed(`expected message ${expected.join(" or ")}, got ${type}`)))
     ctx.transcript.add(encodeFrame(type, body))
-    return body
+    return message
   })
 
-/** Tells the peer why we stop (PROTOCOL.md §6), then fails with the same error. */
-const abort = <E extends HandshakeFailure>(ctx: Context, error: E): Effect.Effect<never, E> =>
+/** Tells the peer why we stop (PROTOCOL.md §6) unless `tell` is false, then fails with the same error. */
+const abort = <E extends HandshakeFailure>(ctx: Context, error: E, tellPeer = true): Effect.Effect<never, E> =>
   Effect.suspend(() => {
-    if (error._tag !== "ConnectionClosed" && error._tag !== "SocketError" && error._tag !== "EncryptionMismatch") {
+    if (tellPeer && error._tag !== "ConnectionClosed" && error._tag !== "SocketError" && error._tag !== "EncryptionMismatch") {
       const body = encodeAlert(new Alert({ code: errorToAlert(error) }))
       if (ctx.records === undefined) ctx.framed.enqueue(encodeFrame(MessageType.ALERT, body))
       else ctx.records.write(MessageType.ALERT, body, EMPTY, ctx.framed.enqueue)
     }
     return Effect.zipRight(Effect.ignore(Effect.timeout(ctx.framed.endWrite, "1 second")), Effect.fail(error))
   })
+
+const stop = (ctx: Context) => (s: Stop): Effect.Effect<never, HandshakeFailure> => abort(ctx, s.error, s.tell)
+
+/** The next message, which must be of type `expected`; any failure ends the handshake (§6). */
+const receive = (ctx: Context, expected: number): Effect.Effect<Uint8Array, HandshakeFailure> =>
+  read(ctx, [expected]).pipe(Effect.map(([, body]) => body), Effect.catchAll(stop(ctx)))
+
+/**
+ * Runs P-521 work, but gives up as soon as the peer breaks a read limit (§10): a peer that floods
+ * the handshake does not get the work done for it first.
+ */
+const unlessReadFails = <A>(ctx: Context, work: Effect.Effect<A, HandshakeFailure>): Effect.Effect<A, HandshakeFailure> =>
+  Effect.raceFirst(work, Effect.catchAll(ctx.framed.readFailure, (end) => stop(ctx)(readEndStop(ctx, end))))
 
 const importAndDerive = (ctx: Context, own: EcdhKeyPair, peerKey: Uint8Array) =>
   Effect.gen(function*() {
@@ -211,18 +288,52 @@ const agreeOnKeys = (
   Effect.gen(function*() {
     const encrypted = negotiate(policies.client, policies.server)
     if (encrypted === undefined) return yield* abort(ctx, new EncryptionMismatch(policies))
-    const shared = yield* importAndDerive(ctx, own, peerKey).pipe(Effect.catchAll((e) => abort(ctx, e)))
+    const shared = yield* unlessReadFails(ctx, importAndDerive(ctx, own, peerKey).pipe(Effect.catchAll((e) => abort(ctx, e))))
     const secrets = deriveHandshakeSecrets(ctx.crypto, shared, ctx.transcript.hash())
     yield* installRecords(ctx, encrypted, secrets, role, options.rekeyAfter ?? MAX_RECORDS_PER_KEY)
     return { encrypted, secrets }
   })
 
-const setup = (options: HandshakeOptions) =>
+/**
+ * Before authentication the reading side keeps almost nothing on the peer's word (PROTOCOL.md §10):
+ * frames up to the handshake limit; on the server one message at a time, on the client a few frame
+ * sizes in all (the server may start its session right after SERVER_ACCEPT, §3.5).
+ */
+const waitingBytes = (frames: number, frameSize: number) => frames * (FRAME_HEADER_LENGTH + frameSize + FRAME_BOOKKEEPING)
+const readLimits = (role: "client" | "server", maxFrameSize: number) =>
+  role === "server"
+    ? {
+      readLimits: {
+        maxFrameSize: HANDSHAKE_MAX_FRAME_SIZE,
+        maxWaitingFrames: 1,
+        maxWaitingBytes: waitingBytes(1, HANDSHAKE_MAX_FRAME_SIZE)
+      }
+    }
+    : {
+      readLimits: {
+        maxFrameSize: HANDSHAKE_MAX_FRAME_SIZE,
+        maxWaitingFrames: Number.POSITIVE_INFINITY,
+        maxWaitingBytes: waitingBytes(CLIENT_WAITING_FRAMES, maxFrameSize)
+      },
+      afterFirstFrame: {
+        maxFrameSize,
+        maxWaitingFrames: Number.POSITIVE_INFINITY,
+        maxWaitingBytes: waitingBytes(CLIENT_WAITING_FRAMES, maxFrameSize)
+      }
+    }
+/** Frame sizes a client may hold before its session reads them (§10). */
+const CLIENT_WAITING_FRAMES = 4
+/** Frame sizes a server may hold after SERVER_ACCEPT, before its session reads them (§10). */
+const SERVER_WAITING_FRAMES = 2
+
+const setup = (options: HandshakeOptions, role: "client" | "server") =>
   Effect.gen(function*() {
     const socket = yield* Socket.Socket
     const crypto = yield* Crypto
+    const maxFrameSize = options.maxFrameSize ?? DEFAULT_MAX_FRAME_SIZE
     const framed = yield* makeFramed(socket, {
-      maxFrameSize: options.maxFrameSize ?? DEFAULT_MAX_FRAME_SIZE,
+      maxFrameSize,
+      ...readLimits(role, maxFrameSize),
       ...(options.highWaterMark === undefined ? {} : { highWaterMark: options.highWaterMark })
     })
     const ctx: Context = {
@@ -231,7 +342,11 @@ const setup = (options: HandshakeOptions) =>
       transcript: new Transcript(crypto),
       policy: options.encryption ?? "required",
       password: redactPassword(options.password),
-      records: undefined
+      maxFrameSize,
+      records: undefined,
+      framesRead: 0,
+      framesUnderKeys: 0,
+      ownHello: undefined
     }
     return ctx
   })
@@ -239,7 +354,10 @@ const setup = (options: HandshakeOptions) =>
 /** This side's contribution to its hello: a fresh ephemeral key pair and nonce (PROTOCOL.md §3.1). */
 const ephemeral = (ctx: Context) =>
   Effect.all({
-    keyPair: Effect.catchAll(ctx.crypto.generateKeyPair, (e) => abort(ctx, new HandshakeError({ reason: "Aborted", detail: e.message }))),
+    keyPair: unlessReadFails(
+      ctx,
+      Effect.catchAll(ctx.crypto.generateKeyPair, (e) => abort(ctx, new HandshakeError({ reason: "Aborted", detail: e.message })))
+    ),
     nonce: ctx.crypto.randomBytes(NONCE_LENGTH)
   })
 
@@ -253,27 +371,34 @@ const established = (ctx: Context, encrypted: boolean, peerPolicy: EncryptionPol
     suite: encrypted ? SUITE : PLAINTEXT_SUITE
   })
 
-const withTimeout = (options: HandshakeOptions) =>
-  Effect.timeoutFail({
-    duration: options.handshakeTimeout ?? DEFAULT_HANDSHAKE_TIMEOUT,
-    onTimeout: () => new HandshakeError({ reason: "Timeout" })
-  })
+/**
+ * The whole handshake runs under its timeout (§3); on expiry this side tells the peer (ALERT
+ * TIMEOUT, sealed once it has keys) before it fails.
+ */
+const withDeadline = (ctx: Context, options: HandshakeOptions) =>
+<A>(steps: Effect.Effect<A, HandshakeFailure>): Effect.Effect<A, HandshakeFailure> =>
+  steps.pipe(
+    Effect.timeout(options.handshakeTimeout ?? DEFAULT_HANDSHAKE_TIMEOUT),
+    Effect.catchTag("TimeoutException", () => abort(ctx, new HandshakeError({ reason: "Timeout" })))
+  )
 
 /** The client's side of PROTOCOL.md §3. */
 export const clientHandshake = (
   options: HandshakeOptions = {}
 ): Effect.Effect<SecureChannel, HandshakeFailure, Socket.Socket | Crypto | Scope.Scope> =>
+  Effect.flatMap(setup(options, "client"), (ctx) => withDeadline(ctx, options)(clientSteps(ctx, options)))
+
+const clientSteps = (ctx: Context, options: HandshakeOptions) =>
   Effect.gen(function*() {
-    const ctx = yield* setup(options)
     const { crypto, policy, password } = ctx
 
     // §3.1 ClientHello: our policy, a fresh nonce and an ephemeral key.
     const { keyPair, nonce } = yield* ephemeral(ctx)
     const hello = new ClientHello({ version: PROTOCOL_VERSION, policy, nonce, publicKey: keyPair.publicKey })
-    send(ctx, MessageType.CLIENT_HELLO, encodeClientHello(hello))
+    ctx.ownHello = send(ctx, MessageType.CLIENT_HELLO, encodeClientHello(hello))
 
     // §3.2 ServerHello.
-    const serverHelloBody = yield* receive(ctx, MessageType.SERVER_HELLO).pipe(Effect.catchAll((e) => abort(ctx, e)))
+    const serverHelloBody = yield* receive(ctx, MessageType.SERVER_HELLO)
     const version = helloVersion(serverHelloBody)
     if (Either.isRight(version) && version.right !== PROTOCOL_VERSION) {
       return yield* abort(ctx, new HandshakeError({ reason: "Version", detail: `server speaks version ${version.right}` }))
@@ -287,9 +412,7 @@ export const clientHandshake = (
 
     // §3.3 ServerFinished: the server saw the same hellos, policies included.
     const expectedServerMac = crypto.hmacSha256(secrets.serverFinishedKey, ctx.transcript.hash())
-    const serverFinished = yield* receive(ctx, MessageType.SERVER_FINISHED, policies).pipe(
-      Effect.catchAll((e) => abort(ctx, e))
-    )
+    const serverFinished = yield* receive(ctx, MessageType.SERVER_FINISHED)
     const [serverMac] = yield* decodeMacs(serverFinished, 1).pipe(Effect.catchAll((e) => abort(ctx, malformed(e.message))))
     if (serverMac === undefined || !crypto.timingSafeEqual(serverMac, expectedServerMac)) {
       return yield* abort(ctx, new HandshakeError({ reason: "KeyConfirmation" }))
@@ -314,7 +437,7 @@ export const clientHandshake = (
 
     // §3.5 ServerAccept: the server's own proof, over the transcript including our proof.
     const beforeAccept = ctx.transcript.hash()
-    const accept = yield* receive(ctx, MessageType.SERVER_ACCEPT, policies).pipe(Effect.catchAll((e) => abort(ctx, e)))
+    const accept = yield* receive(ctx, MessageType.SERVER_ACCEPT)
     const [serverProof] = yield* decodeMacs(accept, Option.isSome(password) ? 1 : 0).pipe(
       Effect.catchAll((e) => abort(ctx, malformed(e.message)))
     )
@@ -326,18 +449,20 @@ export const clientHandshake = (
     }
 
     return established(ctx, encrypted, policies.server)
-  }).pipe(withTimeout(options))
+  })
 
 /** The server's side of PROTOCOL.md §3. */
 export const serverHandshake = (
   options: HandshakeOptions = {}
 ): Effect.Effect<SecureChannel, HandshakeFailure, Socket.Socket | Crypto | Scope.Scope> =>
+  Effect.flatMap(setup(options, "server"), (ctx) => withDeadline(ctx, options)(serverSteps(ctx, options)))
+
+const serverSteps = (ctx: Context, options: HandshakeOptions) =>
   Effect.gen(function*() {
-    const ctx = yield* setup(options)
     const { crypto, policy, password } = ctx
 
     // §3.1 ClientHello. The version is checked before the layout, so a newer client hears `Version`.
-    const clientHelloBody = yield* receive(ctx, MessageType.CLIENT_HELLO).pipe(Effect.catchAll((e) => abort(ctx, e)))
+    const clientHelloBody = yield* receive(ctx, MessageType.CLIENT_HELLO)
     const version = helloVersion(clientHelloBody)
     if (Either.isLeft(version)) return yield* abort(ctx, malformed(version.left.message))
     if (version.right !== PROTOCOL_VERSION) {
@@ -366,9 +491,7 @@ export const serverHandshake = (
 
     // §3.4 ClientFinished: key confirmation first, then the password proof.
     const beforeClientFinished = ctx.transcript.hash()
-    const clientFinished = yield* receive(ctx, MessageType.CLIENT_FINISHED, policies).pipe(
-      Effect.catchAll((e) => abort(ctx, e))
-    )
+    const clientFinished = yield* receive(ctx, MessageType.CLIENT_FINISHED)
     const macs = decodeMacs(clientFinished, Option.isSome(password) ? 2 : 1)
     if (Either.isLeft(macs)) return yield* abort(ctx, malformed(macs.left.message))
     const [clientMac, clientProof] = macs.right
@@ -393,6 +516,13 @@ export const serverHandshake = (
         onSome: (p) => passwordProof(crypto, secrets.authKey, Redacted.value(p), Labels.serverProof, beforeAccept)
       })
     )
+    // §10: the client is authenticated. It may send session frames as soon as it has SERVER_ACCEPT
+    // (§3.5), so from this instant frames are session-sized and may wait for the session's sink.
+    ctx.framed.setReadLimits({
+      maxFrameSize: ctx.maxFrameSize,
+      maxWaitingFrames: Number.POSITIVE_INFINITY,
+      maxWaitingBytes: waitingBytes(SERVER_WAITING_FRAMES, ctx.maxFrameSize)
+    })
 
     return established(ctx, encrypted, policies.client)
-  }).pipe(withTimeout(options))
+  })

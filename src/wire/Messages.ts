@@ -35,6 +35,11 @@ export const MAGIC = Uint8Array.of(0x43, 0x56, 0x47)
 export const PROTOCOL_VERSION = 1
 export const NONCE_LENGTH = 32
 export const MAC_LENGTH = 32
+/**
+ * Largest frame body accepted during the handshake until the peer is authenticated (PROTOCOL.md §10):
+ * every handshake message is under 256 bytes, plus a 16-byte tag when sealed.
+ */
+export const HANDSHAKE_MAX_FRAME_SIZE = 1024
 
 const policyCodes: ReadonlyArray<EncryptionPolicy> = ["required", "preferred", "disabled"]
 export const policyCode = (policy: EncryptionPolicy): number => policyCodes.indexOf(policy)
@@ -90,11 +95,15 @@ export const encodeServerHello = (hello: ServerHello): Uint8Array => {
  * the peer deserves `Version` rather than `Malformed` for that (PROTOCOL.md §3.1).
  */
 export const helloVersion = (body: Uint8Array): Either.Either<number, ProtocolError> => {
-  if (body.length < HELLO_PREFIX || body[0] !== MAGIC[0] || body[1] !== MAGIC[1] || body[2] !== MAGIC[2]) {
+  if (body.length < HELLO_PREFIX || !hasMagic(body)) {
     return Either.left(malformed("not a cvg hello"))
   }
   return Either.right(body[3]!)
 }
+
+/** Whether a hello body starts with the magic: the sign that the peer speaks cvg at all (PROTOCOL.md §3). */
+export const hasMagic = (body: Uint8Array): boolean =>
+  body.length >= MAGIC.length && body[0] === MAGIC[0] && body[1] === MAGIC[1] && body[2] === MAGIC[2]
 
 const decodePolicy = (code: number | undefined): Either.Either<EncryptionPolicy, ProtocolError> => {
   const policy = code === undefined ? undefined : policyCodes[code]
@@ -145,6 +154,10 @@ export const AlertCode = {
   INTERNAL: 0x0b
 } as const
 export type AlertCode = (typeof AlertCode)[keyof typeof AlertCode]
+const alertNames: ReadonlyMap<number, string> = new Map(Object.entries(AlertCode).map(([name, code]) => [code, name]))
+/** `WRONG_PASSWORD (0x05)`, for error details and logs. */
+export const alertName = (code: number): string =>
+  `${alertNames.get(code) ?? "unknown"} (0x${code.toString(16).padStart(2, "0")})`
 const alertCodes: ReadonlySet<number> = new Set(Object.values(AlertCode))
 const isAlertCode = (code: number | undefined): code is AlertCode => code !== undefined && alertCodes.has(code)
 

@@ -1,0 +1,387 @@
+/**
+ * The handshake against hostile peers (issue 8), each case in memory and over loopback TCP:
+ * the ALERT TIMEOUT a timed-out side sends (PROTOCOL.md §3), forged plaintext alerts once keys exist
+ * and never answering an alert (§6), a changed hello caught as key confirmation (§3.3), KEY_UPDATE
+ * inside the handshake (§7.2), the reserved ENCRYPTION_MISMATCH alert (§6), a cut during the
+ * handshake (§3), and the byte budgets before authentication (§10).
+ */
+import * as Socket from "@effect/platform/Socket"
+import { describe, expect, it } from "@effect/vitest"
+import { NodeSocket, NodeSocketServer } from "@effect/platform-node"
+import { Deferred, Effect, Either, Fiber } from "effect"
+import type { Scope } from "effect"
+import * as Net from "node:net"
+import {
+  ClientSession,
+  Crypto,
+  HandshakeError,
+  NodeCrypto,
+  ServerSession
+} from "../src/index.js"
+import { FRAME_BOOKKEEPING, makeFramed } from "../src/transport/Framed.js"
+import * as MemorySocket from "../src/transport/MemorySocket.js"
+import { encodeFrame } from "../src/wire/Frame.js"
+import { AlertCode, ClientHello, encodeClientHello, HANDSHAKE_MAX_FRAME_SIZE, MessageType } from "../src/wire/Messages.js"
+import { fakeServer } from "./support/fakeServer.js"
+import { memory, noHang, type Options, runPair, tcp, type Transport, typedError } from "./support/pair.js"
+import { tcpRelay } from "./support/raw.js"
+import { startServer } from "./support/sessions.js"
+import { failOnUnhandledRejections } from "./support/unhandled.js"
+import { concatBytes, frameRelay, makeRecorder, rawPeer, rewriteByteAt, splitFrames } from "./support/wire.js"
+import * as Logger from "effect/Logger"
+import { Cause } from "effect"
+
+failOnUnhandledRejections()
+
+const HANG_LIMIT = "10 seconds"
+const PASSWORD = "correct horse battery staple"
+const SERVER_HELLO_FLAG = 5 + 5
+const alertFrame = (code: number) => Uint8Array.of(0, 0, 0, 1, MessageType.ALERT, code)
+const bytes = (frame: Uint8Array | undefined) => Array.from(frame ?? [])
+
+const transports: ReadonlyArray<readonly [string, () => Transport]> = [["memory", () => memory()], ["tcp", () => tcp]]
+
+/** A client handshake whose peer is whatever `peer` makes of the server's socket. */
+const clientAgainst = <A>(
+  transport: Transport,
+  options: Options,
+  peer: (socket: Socket.Socket) => Effect.Effect<A, unknown, Crypto | Scope.Scope>
+) =>
+  Effect.gen(function*() {
+    const sockets = yield* transport
+    const client = yield* ClientSession.session(options).pipe(
+      Effect.provideService(Socket.Socket, sockets.client),
+      Effect.exit,
+      Effect.fork
+    )
+    const result = yield* peer(yield* sockets.server)
+    return { error: typedError(yield* Fiber.join(client), "client"), result }
+  }).pipe(Effect.provide(NodeCrypto.layer))
+
+/** A server handshake whose peer is whatever `peer` makes of the client's socket. */
+const serverAgainst = <A>(
+  transport: Transport,
+  options: Options,
+  peer: (socket: Socket.Socket) => Effect.Effect<A, unknown, Crypto | Scope.Scope>
+) =>
+  Effect.gen(function*() {
+    const sockets = yield* transport
+    const server = yield* Effect.flatMap(sockets.server, (socket) =>
+      ServerSession.session(options).pipe(Effect.provideService(Socket.Socket, socket))).pipe(Effect.exit, Effect.fork)
+    const result = yield* peer(sockets.client)
+    return { error: typedError(yield* Fiber.join(server), "server"), result }
+  }).pipe(Effect.provide(NodeCrypto.layer))
+
+const clientHelloFrame = Effect.gen(function*() {
+  const key = yield* Effect.flatMap(Crypto, (crypto) => crypto.generateKeyPair)
+  return encodeFrame(
+    MessageType.CLIENT_HELLO,
+    encodeClientHello(new ClientHello({ version: 1, policy: "required", nonce: new Uint8Array(32), publicKey: key.publicKey }))
+  )
+})
+
+type Transform = (chunk: Uint8Array) => Uint8Array | undefined
+
+/** Loopback TCP with a man in the middle: the client connects to a relay in front of the server's listener. */
+const tcpVia = (transforms: { readonly toServer?: Transform; readonly toClient?: Transform }): Transport =>
+  Effect.gen(function*() {
+    const listener = yield* NodeSocketServer.make({ port: 0, host: "127.0.0.1" })
+    const accepted = yield* Deferred.make<Socket.Socket>()
+    yield* listener.run((socket) => Effect.zipRight(Deferred.succeed(accepted, socket), Effect.never)).pipe(Effect.forkScoped)
+    const port = listener.address._tag === "TcpAddress" ? listener.address.port : 0
+    const relay = yield* tcpRelay(port, transforms)
+    const client = yield* NodeSocket.makeNet({ host: "127.0.0.1", port: relay })
+    return { client, server: Deferred.await(accepted) }
+  })
+
+/** The same man in the middle on either transport; `make` builds fresh (stateful) transforms per run. */
+const mitm = (
+  transportName: string,
+  make: () => { readonly toServer?: Transform; readonly toClient?: Transform },
+  tap?: ReturnType<typeof makeRecorder>
+): Transport => {
+  const transforms = make()
+  return transportName === "memory"
+    ? memory({
+      clientToServer: { transform: transforms.toServer, tap: tap?.tap("C->S") },
+      serverToClient: { transform: transforms.toClient, tap: tap?.tap("S->C") }
+    })
+    : tcpVia(transforms)
+}
+
+// ---------------------------------------------------------------------------------------------
+// §3: a handshake that times out tells the peer (ALERT TIMEOUT), sealed once it has keys.
+
+describe("handshake timeout sends ALERT TIMEOUT", () => {
+  for (const [name, transport] of transports) {
+    it.live(`${name}: a client facing a silent server sends a plaintext TIMEOUT before failing`, () =>
+      Effect.gen(function*() {
+        const { error, result } = yield* clientAgainst(transport(), { handshakeTimeout: "200 millis" }, (socket) =>
+          Effect.gen(function*() {
+            const raw = yield* rawPeer(socket)
+            return yield* raw.waitForFrames(2)
+          }))
+        expect(error).toEqual(new HandshakeError({ reason: "Timeout" }))
+        expect(result.map((f) => f[4])).toEqual([MessageType.CLIENT_HELLO, MessageType.ALERT])
+        expect(bytes(result[1])).toEqual(bytes(alertFrame(AlertCode.TIMEOUT)))
+      }).pipe(Effect.scoped, noHang(HANG_LIMIT, "the handshake")))
+
+    it.live(`${name}: a server facing a silent client sends a plaintext TIMEOUT before failing`, () =>
+      Effect.gen(function*() {
+        const { error, result } = yield* serverAgainst(transport(), { handshakeTimeout: "200 millis" }, (socket) =>
+          Effect.gen(function*() {
+            const raw = yield* rawPeer(socket)
+            return yield* raw.waitForFrames(1)
+          }))
+        expect(error).toEqual(new HandshakeError({ reason: "Timeout" }))
+        expect(bytes(result[0])).toEqual(bytes(alertFrame(AlertCode.TIMEOUT)))
+      }).pipe(Effect.scoped, noHang(HANG_LIMIT, "the handshake")))
+
+    it.live(`${name}: a client that has keys seals its TIMEOUT (the server opens it)`, () =>
+      Effect.gen(function*() {
+        const { error, result } = yield* clientAgainst(transport(), { handshakeTimeout: "300 millis" }, (socket) =>
+          Effect.gen(function*() {
+            const fake = yield* fakeServer(socket)
+            const frames = yield* fake.raw.waitForFrames(2)
+            const alert = frames[1]!
+            expect(alert[4]).toBe(MessageType.ENCRYPTED)
+            let opened: ReadonlyArray<number> = []
+            const readError = fake.records.read(alert[4]!, alert.subarray(0, 5), alert.subarray(5), (type, body) => {
+              opened = [type, ...body]
+            })
+            expect(readError).toBeUndefined()
+            return opened
+          }))
+        expect(error).toEqual(new HandshakeError({ reason: "Timeout" }))
+        expect(result).toEqual([MessageType.ALERT, AlertCode.TIMEOUT])
+      }).pipe(Effect.scoped, noHang(HANG_LIMIT, "the handshake")))
+  }
+})
+
+// ---------------------------------------------------------------------------------------------
+// §6: once a side has keys, a plaintext alert is unauthenticated; an alert is never answered.
+
+describe("a plaintext alert forged in place of ServerFinished", () => {
+  for (const [name] of transports) {
+    it.live(`${name}: the client reports an unauthenticated alert, not WrongPassword, and does not answer it`, () =>
+      Effect.gen(function*() {
+        const recorder = makeRecorder()
+        const result = yield* runPair(
+          mitm(name, () => ({
+            toClient: frameRelay((frame, index) => (index === 1 ? [alertFrame(AlertCode.WRONG_PASSWORD)] : [frame]))
+          }), recorder),
+          { password: PASSWORD },
+          { password: PASSWORD }
+        )
+        const client = typedError(result.client, "client")
+        expect(client).toMatchObject({ _tag: "HandshakeError", reason: "Aborted" })
+        expect((client as HandshakeError).detail).toContain("unauthenticated plaintext alert WRONG_PASSWORD (0x05)")
+        // The client said nothing more, so the server only sees the connection end.
+        expect(typedError(result.server, "server")).toMatchObject({ _tag: "ConnectionClosed", reason: "Cut" })
+        if (name === "memory") expect(recorder.framesOf("C->S").map((f) => f.type)).toEqual([MessageType.CLIENT_HELLO])
+      }).pipe(Effect.scoped, noHang(HANG_LIMIT, "the handshake")))
+
+    it.live(`${name}: a sealed alert from a real peer still carries its meaning (wrong password)`, () =>
+      Effect.gen(function*() {
+        const result = yield* runPair(mitm(name, () => ({})), { password: "wrong" }, { password: PASSWORD })
+        expect(typedError(result.client, "client")).toMatchObject({ _tag: "AuthFailed", reason: "WrongPassword" })
+        expect(typedError(result.server, "server")).toMatchObject({ _tag: "AuthFailed", reason: "WrongPassword" })
+      }).pipe(Effect.scoped, noHang(HANG_LIMIT, "the handshake")))
+  }
+})
+
+// ---------------------------------------------------------------------------------------------
+// §3.3: a changed hello means different keys; the first sealed frame that does not open says so.
+
+describe("a hello changed in transit is KeyConfirmation", () => {
+  for (const [name] of transports) {
+    it.live(`${name}: password_required cleared in the ServerHello → KeyConfirmation on both sides`, () =>
+      Effect.gen(function*() {
+        const result = yield* runPair(
+          mitm(name, () => ({ toClient: rewriteByteAt(SERVER_HELLO_FLAG, () => 0) })),
+          { password: PASSWORD },
+          { password: PASSWORD }
+        )
+        expect(typedError(result.client, "client")).toMatchObject({ _tag: "HandshakeError", reason: "KeyConfirmation" })
+        expect(typedError(result.server, "server")).toMatchObject({ _tag: "HandshakeError", reason: "KeyConfirmation" })
+      }).pipe(Effect.scoped, noHang(HANG_LIMIT, "the handshake")))
+  }
+})
+
+// ---------------------------------------------------------------------------------------------
+// §7.2, §6, §3: KEY_UPDATE in the handshake, the reserved ENCRYPTION_MISMATCH, a cut.
+
+describe("settled corners of the handshake", () => {
+  for (const [name, transport] of transports) {
+    it.live(`${name}: a KEY_UPDATE inside the handshake is refused as Malformed`, () =>
+      Effect.gen(function*() {
+        const { error, result } = yield* clientAgainst(transport(), {}, (socket) =>
+          Effect.gen(function*() {
+            const fake = yield* fakeServer(socket)
+            yield* fake.sendSealed(MessageType.KEY_UPDATE, new Uint8Array(0))
+            return yield* fake.raw.waitForFrames(2)
+          }))
+        expect(error).toMatchObject({ _tag: "HandshakeError", reason: "Malformed" })
+        expect((error as HandshakeError).detail).toContain("KEY_UPDATE")
+        expect(result[1]?.[4]).toBe(MessageType.ENCRYPTED)
+      }).pipe(Effect.scoped, noHang(HANG_LIMIT, "the handshake")))
+
+    it.live(`${name}: ALERT ENCRYPTION_MISMATCH (reserved, never sent) is Aborted, not acted upon`, () =>
+      Effect.gen(function*() {
+        const { error } = yield* clientAgainst(transport(), {}, (socket) =>
+          Effect.gen(function*() {
+            const raw = yield* rawPeer(socket)
+            yield* raw.waitForFrames(1)
+            yield* raw.write(alertFrame(AlertCode.ENCRYPTION_MISMATCH))
+            // The client does not answer an alert: it only ends the connection.
+            yield* raw.ended
+            return splitFrames(raw.received()).frames.length
+          }))
+        expect(error).toMatchObject({ _tag: "HandshakeError", reason: "Aborted" })
+        expect((error as HandshakeError).detail).toContain("reserved")
+      }).pipe(Effect.scoped, noHang(HANG_LIMIT, "the handshake")))
+
+    it.live(`${name}: the server gone after the ClientHello is ConnectionClosed(Cut) on the client`, () =>
+      Effect.gen(function*() {
+        const { error } = yield* clientAgainst(transport(), {}, (socket) =>
+          Effect.scoped(Effect.gen(function*() {
+            const raw = yield* rawPeer(socket)
+            yield* raw.waitForFrames(1)
+            if (name === "memory") yield* MemorySocket.cut(socket)
+          })))
+        expect(error).toMatchObject({ _tag: "ConnectionClosed", reason: "Cut" })
+      }).pipe(Effect.scoped, noHang(HANG_LIMIT, "the handshake")))
+
+    it.live(`${name}: the client gone after its ClientHello is ConnectionClosed(Cut) on the server`, () =>
+      Effect.gen(function*() {
+        const hello = yield* clientHelloFrame
+        const { error } = yield* serverAgainst(transport(), {}, (socket) =>
+          Effect.scoped(Effect.gen(function*() {
+            const raw = yield* rawPeer(socket)
+            yield* raw.write(hello)
+            yield* raw.waitForFrames(1)
+            if (name === "memory") yield* MemorySocket.cut(socket)
+          })))
+        expect(error).toMatchObject({ _tag: "ConnectionClosed", reason: "Cut" })
+      }).pipe(Effect.scoped, Effect.provide(NodeCrypto.layer), noHang(HANG_LIMIT, "the handshake")))
+  }
+})
+
+// ---------------------------------------------------------------------------------------------
+// §10: before authentication, nothing is kept on the peer's word.
+
+const JUNK_TOTAL = 64 * 1024 * 1024
+/** 64 KiB of frames of 1000 bytes each, each within the handshake limit. */
+const junkChunk = (() => {
+  const frame = encodeFrame(MessageType.ENCRYPTED, new Uint8Array(1000))
+  return concatBytes(Array.from({ length: 65 }, () => frame))
+})()
+
+describe("byte budgets before authentication", () => {
+  it.live("memory: a ClientHello then 64 MiB of junk frames: refused at the second frame, LIMIT_EXCEEDED", () =>
+    Effect.gen(function*() {
+      const hello = yield* clientHelloFrame
+      const { error, result } = yield* serverAgainst(memory(), {}, (socket) =>
+        Effect.gen(function*() {
+          const raw = yield* rawPeer(socket)
+          let written = 0
+          yield* raw.write(hello)
+          while (written < JUNK_TOTAL) {
+            const ok = yield* Effect.either(raw.write(junkChunk))
+            if (Either.isLeft(ok)) break
+            written += junkChunk.length
+          }
+          yield* raw.ended
+          return { written, frames: splitFrames(raw.received()).frames }
+        }))
+      expect(error).toMatchObject({ _tag: "ProtocolError", reason: "LimitExceeded" })
+      // The server stopped reading long before the 64 MiB were through.
+      expect(result.written).toBeLessThan(JUNK_TOTAL)
+    }).pipe(Effect.scoped, Effect.provide(NodeCrypto.layer), noHang("30 seconds", "the flood")))
+
+  it.live("tcp: a ClientHello then 64 MiB of junk frames to serve: the server cuts the sender short", () =>
+    Effect.gen(function*() {
+      const logs: Array<string> = []
+      const logger = Logger.make(({ cause, message }) => {
+        logs.push([...(Array.isArray(message) ? message : [message]).map(String), Cause.isEmpty(cause) ? "" : Cause.pretty(cause)].join(" "))
+      })
+      const { port } = yield* startServer({}, () => Effect.never).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, logger)))
+      const hello = yield* clientHelloFrame
+      const written = yield* Effect.async<number>((resume) => {
+        let sent = 0
+        const socket = Net.connect({ host: "127.0.0.1", port }, () => {
+          socket.write(hello)
+          const pump = () => {
+            while (sent < JUNK_TOTAL) {
+              sent += junkChunk.length
+              if (!socket.write(junkChunk)) return void socket.once("drain", pump)
+            }
+            socket.end()
+          }
+          pump()
+        })
+        socket.on("error", () => {})
+        socket.on("close", () => resume(Effect.succeed(sent)))
+        return Effect.sync(() => socket.destroy())
+      })
+      expect(written).toBeLessThan(JUNK_TOTAL)
+      while (!logs.some((l) => l.includes("LimitExceeded"))) yield* Effect.sleep("10 millis")
+      expect(logs.find((l) => l.includes("LimitExceeded"))).toContain("waiting to be read")
+    }).pipe(Effect.scoped, Effect.provide(NodeCrypto.layer), noHang("30 seconds", "the flood")))
+
+  it.scoped("the server's mailbox holds at most one handshake frame, copied out of the socket's chunk", () =>
+    Effect.gen(function*() {
+      const [client, server] = yield* MemorySocket.makePair()
+      const framed = yield* makeFramed(server, {
+        maxFrameSize: 1024 * 1024,
+        readLimits: { maxFrameSize: HANDSHAKE_MAX_FRAME_SIZE, maxWaitingFrames: 1, maxWaitingBytes: 2048 }
+      })
+      const raw = yield* rawPeer(client)
+      yield* raw.write(concatBytes([junkChunk, junkChunk]))
+      const failure = yield* Effect.flip(framed.readFailure)
+      expect(failure).toMatchObject({ _tag: "ProtocolError", error: { reason: "LimitExceeded" } })
+      // What was waiting is dropped when the budget breaks; it never held more than one frame.
+      expect(framed.waitingBytes()).toBe(0)
+      const next = yield* Effect.flip(framed.nextFrame)
+      expect(next._tag).toBe("ProtocolError")
+    }))
+
+  it.scopedLive("a frame that waits counts its bytes; the client's budget is a few frame sizes after a small first frame", () =>
+    Effect.gen(function*() {
+      const [peer, local] = yield* MemorySocket.makePair()
+      const max = 4096
+      const budget = { maxFrameSize: max, maxWaitingFrames: Number.POSITIVE_INFINITY, maxWaitingBytes: 4 * (5 + max + FRAME_BOOKKEEPING) }
+      const framed = yield* makeFramed(local, {
+        maxFrameSize: max,
+        readLimits: { ...budget, maxFrameSize: HANDSHAKE_MAX_FRAME_SIZE },
+        afterFirstFrame: budget
+      })
+      const raw = yield* rawPeer(peer)
+      const big = encodeFrame(MessageType.ENCRYPTED, new Uint8Array(max))
+      yield* raw.write(encodeFrame(MessageType.SERVER_HELLO, new Uint8Array(10)))
+      for (let i = 0; i < 3; i++) yield* raw.write(big)
+      const held = 10 + 5 + FRAME_BOOKKEEPING + 3 * big.length + 3 * FRAME_BOOKKEEPING
+      while (framed.waitingBytes() < held) yield* Effect.sleep("1 millis")
+      expect(framed.waitingBytes()).toBe(held)
+      const notYet = yield* Effect.raceFirst(Effect.as(Effect.flip(framed.readFailure), "failed"), Effect.succeed("reading"))
+      expect(notYet).toBe("reading")
+      // The fourth frame of maxFrameSize would take the waiting bytes over 4 frame sizes.
+      yield* raw.write(big)
+      const failure = yield* Effect.flip(framed.readFailure)
+      expect(failure).toMatchObject({ _tag: "ProtocolError", error: { reason: "LimitExceeded" } })
+    }))
+
+  it.scoped("the client's first frame is held to the handshake limit", () =>
+    Effect.gen(function*() {
+      const [peer, local] = yield* MemorySocket.makePair()
+      const framed = yield* makeFramed(local, {
+        maxFrameSize: 1024 * 1024,
+        readLimits: { maxFrameSize: HANDSHAKE_MAX_FRAME_SIZE, maxWaitingFrames: 10, maxWaitingBytes: 1 << 24 },
+        afterFirstFrame: { maxFrameSize: 1024 * 1024, maxWaitingFrames: 10, maxWaitingBytes: 1 << 24 }
+      })
+      const raw = yield* rawPeer(peer)
+      yield* raw.write(encodeFrame(MessageType.SERVER_HELLO, new Uint8Array(HANDSHAKE_MAX_FRAME_SIZE + 1)))
+      const failure = yield* Effect.flip(framed.readFailure)
+      expect(failure).toMatchObject({ _tag: "ProtocolError", error: { reason: "FrameTooLarge" } })
+    }))
+})
