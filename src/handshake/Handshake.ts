@@ -12,9 +12,9 @@
  * Each returns a `SecureChannel`, which exists only once every check has passed.
  */
 import * as Socket from "@effect/platform/Socket"
-import { Duration, Effect, Either, Option, Redacted } from "effect"
+import { type Cause, Duration, Effect, Either, Option, Redacted } from "effect"
 import type { Scope } from "effect"
-import type { CryptoService, EcdhKeyPair } from "../crypto/Crypto.js"
+import type { CryptoError, CryptoService, EcdhKeyPair } from "../crypto/Crypto.js"
 import { Crypto } from "../crypto/Crypto.js"
 import {
   AuthFailed,
@@ -22,7 +22,7 @@ import {
   EncryptionMismatch,
   type EncryptionPolicy,
   HandshakeError,
-  type ProtocolError
+  ProtocolError
 } from "../errors.js"
 import { makeEncryptedRecordLayer, MAX_RECORDS_PER_KEY, plaintextRecordLayer, type RecordLayer } from "../channel/RecordLayer.js"
 import { errorToAlert, makeSecureChannel, type SecureChannel } from "../channel/SecureChannel.js"
@@ -62,6 +62,8 @@ export interface HandshakeOptions {
   readonly password?: PasswordInput | undefined
   /** Default 10 seconds. */
   readonly handshakeTimeout?: Duration.DurationInput | undefined
+  /** Server: time allowed for the first message (within `handshakeTimeout`). Default 3 seconds. */
+  readonly helloTimeout?: Duration.DurationInput | undefined
   /** Largest frame body accepted, in bytes. Default 1 MiB + 64 (one chunk plus headers). */
   readonly maxFrameSize?: number | undefined
   /** Records sealed under one key before an in-band key update. Default and maximum 2^24. */
@@ -80,6 +82,28 @@ export type HandshakeFailure =
 
 export const DEFAULT_MAX_FRAME_SIZE = 1024 * 1024 + 64
 export const DEFAULT_HANDSHAKE_TIMEOUT = Duration.seconds(10)
+export const DEFAULT_HELLO_TIMEOUT = Duration.seconds(3)
+
+/**
+ * What the server's admission control (src/server/Server.ts) gives one handshake: a signal that it
+ * was evicted to make room for a newer connection (PROTOCOL.md §10).
+ */
+export interface Admission {
+  readonly evicted: Effect.Effect<void>
+}
+
+/** The detail of a handshake evicted by admission control; it ends as `Timeout` (ALERT TIMEOUT). */
+export const EVICTED = "evicted: too many handshakes pending"
+/** The detail that starts a refusal because the P-521 work queue is full (ALERT LIMIT_EXCEEDED). */
+export const BUSY = "busy"
+
+/** A refusal for load, which the server logs rate-limited instead of once per connection. */
+export const isBusyRefusal = (error: unknown): boolean =>
+  error instanceof ProtocolError && error.reason === "LimitExceeded" && (error.detail?.startsWith(BUSY) ?? false)
+
+/** P-521 work refused by a full queue is `LimitExceeded` (ALERT LIMIT_EXCEEDED), any other failure `fallback`. */
+const cryptoFailure = <E extends HandshakeFailure>(fallback: (e: CryptoError) => E) => (e: CryptoError): E | ProtocolError =>
+  e.reason === "Busy" ? new ProtocolError({ reason: "LimitExceeded", detail: `${BUSY}: ${e.detail ?? "P-521 queue full"}` }) : fallback(e)
 export const SUITE = "ECDHE-P521+HKDF-SHA256+AES-256-GCM"
 export const PLAINTEXT_SUITE = "ECDHE-P521+HKDF-SHA256+NONE"
 
@@ -240,14 +264,9 @@ const unlessReadFails = <A>(ctx: Context, work: Effect.Effect<A, HandshakeFailur
 
 const importAndDerive = (ctx: Context, own: EcdhKeyPair, peerKey: Uint8Array) =>
   Effect.gen(function*() {
-    const peer = yield* Effect.mapError(
-      ctx.crypto.importPublicKey(peerKey),
-      () => new HandshakeError({ reason: "InvalidPublicKey" })
-    )
-    return yield* Effect.mapError(
-      ctx.crypto.deriveSharedSecret(own, peer),
-      () => new HandshakeError({ reason: "InvalidPublicKey" })
-    )
+    const invalid = () => new HandshakeError({ reason: "InvalidPublicKey" })
+    const peer = yield* Effect.mapError(ctx.crypto.importPublicKey(peerKey), invalid)
+    return yield* Effect.mapError(ctx.crypto.deriveSharedSecret(own, peer), cryptoFailure(invalid))
   })
 
 const installRecords = (
@@ -274,21 +293,20 @@ const installRecords = (
 
 /**
  * The step both roles take once the hellos are exchanged: the negotiation table (§4.1; a mismatch
- * fails both sides, each of which can name both policies), then ECDH and the key schedule salted with
- * the hash of both hellos (§4.2), and the record layer they give.
+ * fails both sides, each of which can name both policies), then the ECDH secret and the key schedule
+ * salted with the hash of both hellos (§4.2), and the record layer they give.
  */
 const agreeOnKeys = (
   ctx: Context,
   role: "client" | "server",
   policies: { readonly client: EncryptionPolicy; readonly server: EncryptionPolicy },
-  own: EcdhKeyPair,
-  peerKey: Uint8Array,
+  sharedSecret: Effect.Effect<Uint8Array, HandshakeFailure>,
   options: HandshakeOptions
 ) =>
   Effect.gen(function*() {
     const encrypted = negotiate(policies.client, policies.server)
     if (encrypted === undefined) return yield* abort(ctx, new EncryptionMismatch(policies))
-    const shared = yield* unlessReadFails(ctx, importAndDerive(ctx, own, peerKey).pipe(Effect.catchAll((e) => abort(ctx, e))))
+    const shared = yield* Effect.catchAll(sharedSecret, (e) => abort(ctx, e))
     const secrets = deriveHandshakeSecrets(ctx.crypto, shared, ctx.transcript.hash())
     yield* installRecords(ctx, encrypted, secrets, role, options.rekeyAfter ?? MAX_RECORDS_PER_KEY)
     return { encrypted, secrets }
@@ -356,7 +374,8 @@ const ephemeral = (ctx: Context) =>
   Effect.all({
     keyPair: unlessReadFails(
       ctx,
-      Effect.catchAll(ctx.crypto.generateKeyPair, (e) => abort(ctx, new HandshakeError({ reason: "Aborted", detail: e.message })))
+      Effect.catchAll(ctx.crypto.generateKeyPair, (e) =>
+        abort(ctx, cryptoFailure((c) => new HandshakeError({ reason: "Aborted", detail: c.message }))(e)))
     ),
     nonce: ctx.crypto.randomBytes(NONCE_LENGTH)
   })
@@ -375,12 +394,22 @@ const established = (ctx: Context, encrypted: boolean, peerPolicy: EncryptionPol
  * The whole handshake runs under its timeout (§3); on expiry this side tells the peer (ALERT
  * TIMEOUT, sealed once it has keys) before it fails.
  */
-const withDeadline = (ctx: Context, options: HandshakeOptions) =>
-<A>(steps: Effect.Effect<A, HandshakeFailure>): Effect.Effect<A, HandshakeFailure> =>
-  steps.pipe(
-    Effect.timeout(options.handshakeTimeout ?? DEFAULT_HANDSHAKE_TIMEOUT),
-    Effect.catchTag("TimeoutException", () => abort(ctx, new HandshakeError({ reason: "Timeout" })))
+const withDeadline = (ctx: Context, options: HandshakeOptions, admission?: Admission) =>
+<A>(steps: Effect.Effect<A, HandshakeFailure | Cause.TimeoutException>): Effect.Effect<A, HandshakeFailure> =>
+  Effect.raceFirst(
+    Effect.timeout(steps, options.handshakeTimeout ?? DEFAULT_HANDSHAKE_TIMEOUT),
+    admission === undefined ? Effect.never : Effect.zipRight(admission.evicted, Effect.fail(new Evicted()))
+  ).pipe(
+    Effect.catchTags({
+      TimeoutException: () => abort(ctx, new HandshakeError({ reason: "Timeout" })),
+      // Admission control made room for a newer connection: to the peer this is a timeout (§10).
+      Evicted: () => abort(ctx, new HandshakeError({ reason: "Timeout", detail: EVICTED }))
+    })
   )
+
+class Evicted {
+  readonly _tag = "Evicted"
+}
 
 /** The client's side of PROTOCOL.md §3. */
 export const clientHandshake = (
@@ -408,7 +437,13 @@ const clientSteps = (ctx: Context, options: HandshakeOptions) =>
     const policies = { client: policy, server: serverHello.right.policy }
 
     // §4.1 negotiation and §4.2 key schedule, from the two hellos.
-    const { encrypted, secrets } = yield* agreeOnKeys(ctx, "client", policies, keyPair, serverHello.right.publicKey, options)
+    const { encrypted, secrets } = yield* agreeOnKeys(
+      ctx,
+      "client",
+      policies,
+      unlessReadFails(ctx, importAndDerive(ctx, keyPair, serverHello.right.publicKey)),
+      options
+    )
 
     // §3.3 ServerFinished: the server saw the same hellos, policies included.
     const expectedServerMac = crypto.hmacSha256(secrets.serverFinishedKey, ctx.transcript.hash())
@@ -453,16 +488,19 @@ const clientSteps = (ctx: Context, options: HandshakeOptions) =>
 
 /** The server's side of PROTOCOL.md §3. */
 export const serverHandshake = (
-  options: HandshakeOptions = {}
+  options: HandshakeOptions = {},
+  admission?: Admission
 ): Effect.Effect<SecureChannel, HandshakeFailure, Socket.Socket | Crypto | Scope.Scope> =>
-  Effect.flatMap(setup(options, "server"), (ctx) => withDeadline(ctx, options)(serverSteps(ctx, options)))
+  Effect.flatMap(setup(options, "server"), (ctx) => withDeadline(ctx, options, admission)(serverSteps(ctx, options)))
 
 const serverSteps = (ctx: Context, options: HandshakeOptions) =>
   Effect.gen(function*() {
     const { crypto, policy, password } = ctx
 
-    // §3.1 ClientHello. The version is checked before the layout, so a newer client hears `Version`.
-    const clientHelloBody = yield* receive(ctx, MessageType.CLIENT_HELLO)
+    // §3.1 ClientHello, within the shorter time allowed for a first message (§10), so that silent
+    // connections give their place back early. The version is checked before the layout, so that a
+    // newer client hears `Version`.
+    const clientHelloBody = yield* Effect.timeout(receive(ctx, MessageType.CLIENT_HELLO), options.helloTimeout ?? DEFAULT_HELLO_TIMEOUT)
     const version = helloVersion(clientHelloBody)
     if (Either.isLeft(version)) return yield* abort(ctx, malformed(version.left.message))
     if (version.right !== PROTOCOL_VERSION) {
@@ -471,8 +509,15 @@ const serverSteps = (ctx: Context, options: HandshakeOptions) =>
     const clientHello = decodeClientHello(clientHelloBody)
     if (Either.isLeft(clientHello)) return yield* abort(ctx, malformed(clientHello.left.message))
 
-    // §3.2 ServerHello, sent even when the policies clash so that the client can name both.
+    // §3.2 ServerHello, sent even when the policies clash so that the client can name both. The ECDH
+    // secret is computed first: a server too busy for the P-521 work refuses (LIMIT_EXCEEDED, §10)
+    // before it has said anything the client would have to authenticate.
     const { keyPair, nonce } = yield* ephemeral(ctx)
+    const policies = { client: clientHello.right.policy, server: policy }
+    const shared = negotiate(policies.client, policies.server) === undefined
+      ? Either.right(new Uint8Array(0))
+      : yield* Effect.either(unlessReadFails(ctx, importAndDerive(ctx, keyPair, clientHello.right.publicKey)))
+    if (Either.isLeft(shared) && isBusyRefusal(shared.left)) return yield* abort(ctx, shared.left)
     const hello = new ServerHello({
       version: PROTOCOL_VERSION,
       policy,
@@ -481,10 +526,9 @@ const serverSteps = (ctx: Context, options: HandshakeOptions) =>
       publicKey: keyPair.publicKey
     })
     send(ctx, MessageType.SERVER_HELLO, encodeServerHello(hello))
-    const policies = { client: clientHello.right.policy, server: policy }
 
     // §4.1 negotiation and §4.2 key schedule, from the two hellos.
-    const { encrypted, secrets } = yield* agreeOnKeys(ctx, "server", policies, keyPair, clientHello.right.publicKey, options)
+    const { encrypted, secrets } = yield* agreeOnKeys(ctx, "server", policies, shared, options)
 
     // §3.3 ServerFinished.
     send(ctx, MessageType.SERVER_FINISHED, crypto.hmacSha256(secrets.serverFinishedKey, ctx.transcript.hash()))

@@ -9,11 +9,19 @@
 import { NodeSocket, NodeSocketServer } from "@effect/platform-node"
 import * as Socket from "@effect/platform/Socket"
 import type * as SocketServer from "@effect/platform/SocketServer"
-import { Effect, Layer, Option } from "effect"
+import { Cause, Clock, Deferred, Effect, Layer, Option } from "effect"
 import type { Scope } from "effect"
-import type { Crypto } from "../crypto/Crypto.js"
-import { withDefaultCrypto } from "../client/Client.js"
-import { serverHandshake, type HandshakeFailure, type HandshakeOptions } from "../handshake/Handshake.js"
+import { Crypto } from "../crypto/Crypto.js"
+import * as NodeCrypto from "../crypto/NodeCrypto.js"
+import { HandshakeError } from "../errors.js"
+import {
+  type Admission,
+  EVICTED,
+  isBusyRefusal,
+  serverHandshake,
+  type HandshakeFailure,
+  type HandshakeOptions
+} from "../handshake/Handshake.js"
 import { fromHandshake, type Session, type SessionOptions } from "../session/Session.js"
 import { encodeFrame } from "../wire/Frame.js"
 import { AlertCode, MessageType } from "../wire/Messages.js"
@@ -25,7 +33,14 @@ export interface ServeOptions extends HandshakeOptions, SessionOptions {
   readonly port: number
   /** Connections served at once; more are refused with an alert. Default 1024. */
   readonly maxConnections?: number | undefined
+  /**
+   * Connections still in their handshake; a new one over the cap evicts the oldest pending handshake
+   * (ALERT TIMEOUT) rather than being refused, so silent connections cannot lock others out. Default 128.
+   */
+  readonly maxHandshakes?: number | undefined
 }
+
+export const DEFAULT_MAX_HANDSHAKES = 128
 
 export interface Server {
   readonly address: SocketServer.TcpAddress
@@ -35,9 +50,54 @@ export interface Server {
 
 /** Handshake, then a session, over whatever `Socket` and `Crypto` the context provides. */
 export const session = (
-  options: HandshakeOptions & SessionOptions & { readonly peer?: string | undefined } = {}
+  options: HandshakeOptions & SessionOptions & { readonly peer?: string | undefined } = {},
+  admission?: Admission
 ): Effect.Effect<Session, HandshakeFailure, Socket.Socket | Crypto | Scope.Scope> =>
-  fromHandshake(serverHandshake(options), options)
+  fromHandshake(serverHandshake(options, admission), options)
+
+/**
+ * A warning logged at most once a second, with how many events happened since the last line: a flood
+ * of refusals must not become a flood of log lines (PROTOCOL.md §10).
+ */
+/** @internal Exported for its test. */
+export const rateLimitedWarning = (message: string) => {
+  let count = 0
+  let last = Number.NEGATIVE_INFINITY
+  return Effect.gen(function*() {
+    count++
+    const now = yield* Clock.currentTimeMillis
+    if (now - last < 1000) return
+    last = now
+    const since = count
+    count = 0
+    yield* Effect.logWarning(`${message} (${since} since the last line)`)
+  })
+}
+
+/**
+ * Handshakes in progress, oldest first. Over the cap, the oldest is evicted to make room: the newest
+ * connection is the one most likely to be a live client, the oldest the most likely to be silent.
+ */
+const makeHandshakeSlots = (maxHandshakes: number, onEvict: Effect.Effect<void>) => {
+  const pending = new Map<number, Deferred.Deferred<void>>()
+  let next = 0
+  return Effect.gen(function*() {
+    const id = next++
+    const evicted = yield* Deferred.make<void>()
+    while (pending.size >= Math.max(1, maxHandshakes)) {
+      const oldest = pending.entries().next().value
+      if (oldest === undefined) break
+      pending.delete(oldest[0])
+      yield* Deferred.succeed(oldest[1], undefined)
+      yield* onEvict
+    }
+    pending.set(id, evicted)
+    return {
+      admission: { evicted: Deferred.await(evicted) } satisfies Admission,
+      done: Effect.sync(() => void pending.delete(id))
+    }
+  })
+}
 
 const peerAddress = Effect.map(
   Effect.serviceOption(NodeSocket.NetSocket),
@@ -67,6 +127,22 @@ export const listen = (options: ServeOptions): Effect.Effect<Server, SocketServe
       ? listener.address
       : { _tag: "TcpAddress" as const, hostname: "", port: 0 }
     const slots = yield* Effect.makeSemaphore(options.maxConnections ?? 1024)
+    // One P-521 work pool for the whole server, so that its caps on work in flight and waiting hold
+    // across connections (PROTOCOL.md §10); a `Crypto` in the context (tests) is used as it is.
+    const crypto = yield* Option.match(yield* Effect.serviceOption(Crypto), {
+      onNone: () => NodeCrypto.make,
+      onSome: Effect.succeed
+    })
+    const busyLog = rateLimitedWarning("cvg-core: handshakes refused, P-521 work queue full")
+    const evictLog = rateLimitedWarning("cvg-core: pending handshakes evicted, maxHandshakes reached")
+    const handshakeSlot = makeHandshakeSlots(options.maxHandshakes ?? DEFAULT_MAX_HANDSHAKES, evictLog)
+    /** Failures that admission control caused are counted in rate-limited lines, not logged one by one. */
+    const logFailure = (cause: Cause.Cause<unknown>, peer: string) => {
+      const failure = Cause.failureOption(cause)
+      if (Option.isSome(failure) && isBusyRefusal(failure.value)) return busyLog
+      if (Option.isSome(failure) && failure.value instanceof HandshakeError && failure.value.detail === EVICTED) return Effect.void
+      return Effect.logWarning("cvg-core: connection failed", cause).pipe(Effect.annotateLogs({ peer }))
+    }
 
     const run = <E, R>(handler: (session: Session) => Effect.Effect<unknown, E, R>) =>
       listener.run((socket) =>
@@ -75,16 +151,15 @@ export const listen = (options: ServeOptions): Effect.Effect<Server, SocketServe
           const admitted = yield* slots.withPermitsIfAvailable(1)(
             Effect.scoped(
               Effect.gen(function*() {
-                const session_ = yield* session({ ...options, peer }).pipe(
-                  Effect.provideService(Socket.Socket, socket),
-                  withDefaultCrypto
-                )
+                const slot = yield* handshakeSlot
+                const session_ = yield* fromHandshake(
+                  Effect.ensuring(serverHandshake(options, slot.admission), slot.done),
+                  { ...options, peer }
+                ).pipe(Effect.provideService(Socket.Socket, socket), Effect.provideService(Crypto, crypto))
                 yield* handler(session_)
               })
             ).pipe(
-              Effect.catchAllCause((cause) =>
-                Effect.logWarning("cvg-core: connection failed", cause).pipe(Effect.annotateLogs({ peer }))
-              )
+              Effect.catchAllCause((cause) => logFailure(cause, peer))
             )
           )
           if (Option.isNone(admitted)) {
