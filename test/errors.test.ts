@@ -30,7 +30,7 @@ import {
 import { MemorySocket } from "../src/testing.js"
 import { ChunkFlags, encodeChunkStart, encodeStreamHead } from "../src/wire/Chunks.js"
 import { encodeFrame } from "../src/wire/Frame.js"
-import { AlertCode, ClientHello, encodeClientHello, MessageType } from "../src/wire/Messages.js"
+import { AlertCode, ClientHello, encodeClientHello, MessageType, PROTOCOL_VERSION } from "../src/wire/Messages.js"
 import { memory, noHang, runPair, typedError } from "./support/pair.js"
 import { rawClient } from "./support/raw.js"
 import { memorySessions, startServer } from "./support/sessions.js"
@@ -162,7 +162,7 @@ describe("HandshakeError", () => {
   it.live("InvalidPublicKey: a ClientHello whose key is off the curve; the server alerts MALFORMED after its hello", () =>
     Effect.gen(function*() {
       const hello = encodeClientHello(
-        new ClientHello({ version: 1, policy: "required", nonce: new Uint8Array(32), publicKey: offCurvePoint() })
+        new ClientHello({ version: PROTOCOL_VERSION, policy: "required", nonce: new Uint8Array(32), publicKey: offCurvePoint() })
       )
       const { error, frames } = yield* serverAgainstRaw(encodeFrame(MessageType.CLIENT_HELLO, hello), 2)
       expect(error).toBeInstanceOf(HandshakeError)

@@ -10,10 +10,12 @@ import { describe, expect, it } from "@effect/vitest"
 import { NodeSocket, NodeSocketServer } from "@effect/platform-node"
 import { Deferred, Effect, Either, Fiber } from "effect"
 import type { Scope } from "effect"
+import * as NodeCrypto_ from "node:crypto"
 import * as Net from "node:net"
 import {
   ClientSession,
   Crypto,
+  DeterministicCrypto,
   HandshakeError,
   NodeCrypto,
   ServerSession
@@ -21,9 +23,9 @@ import {
 import { FRAME_BOOKKEEPING, makeFramed } from "../src/transport/Framed.js"
 import * as MemorySocket from "../src/transport/MemorySocket.js"
 import { encodeFrame } from "../src/wire/Frame.js"
-import { AlertCode, ClientHello, encodeClientHello, HANDSHAKE_MAX_FRAME_SIZE, MessageType } from "../src/wire/Messages.js"
+import { AlertCode, ClientHello, encodeClientHello, HANDSHAKE_MAX_FRAME_SIZE, MessageType, PROTOCOL_VERSION } from "../src/wire/Messages.js"
 import { fakeServer } from "./support/fakeServer.js"
-import { memory, noHang, type Options, runPair, tcp, type Transport, typedError } from "./support/pair.js"
+import { memory, noHang, type Options, runPair, succeeded as succeededSide, tcp, type Transport, typedError } from "./support/pair.js"
 import { tcpRelay } from "./support/raw.js"
 import { startServer } from "./support/sessions.js"
 import { failOnUnhandledRejections } from "./support/unhandled.js"
@@ -76,7 +78,7 @@ const clientHelloFrame = Effect.gen(function*() {
   const key = yield* Effect.flatMap(Crypto, (crypto) => crypto.generateKeyPair)
   return encodeFrame(
     MessageType.CLIENT_HELLO,
-    encodeClientHello(new ClientHello({ version: 1, policy: "required", nonce: new Uint8Array(32), publicKey: key.publicKey }))
+    encodeClientHello(new ClientHello({ version: PROTOCOL_VERSION, policy: "required", nonce: new Uint8Array(32), publicKey: key.publicKey }))
   )
 })
 
@@ -384,4 +386,164 @@ describe("byte budgets before authentication", () => {
       const failure = yield* Effect.flip(framed.readFailure)
       expect(failure).toMatchObject({ _tag: "ProtocolError", error: { reason: "FrameTooLarge" } })
     }))
+})
+
+// ---------------------------------------------------------------------------------------------
+// §3.6: the client puzzle under load (forced here with puzzleThreshold 0).
+
+const PUZZLE = { puzzleThreshold: 0, puzzleDifficulty: 8 } as const
+
+/** The puzzle's check written from PROTOCOL.md §3.6 with node:crypto alone. */
+const sha = (...parts: ReadonlyArray<Uint8Array>) => {
+  const hash = NodeCrypto_.createHash("sha256")
+  for (const part of parts) hash.update(part)
+  return new Uint8Array(hash.digest())
+}
+const solves = (difficulty: number, challenge: Uint8Array, clientHello: Uint8Array, solution: Uint8Array) => {
+  const digest = sha(challenge, sha(clientHello), solution)
+  let zeros = 0
+  for (const byte of digest) {
+    if (byte === 0) zeros += 8
+    else {
+      zeros += Math.clz32(byte) - 24
+      break
+    }
+  }
+  return zeros >= difficulty
+}
+const solveSync = (difficulty: number, challenge: Uint8Array, clientHello: Uint8Array) => {
+  const solution = new Uint8Array(8)
+  for (let i = 0;; i++) {
+    new DataView(solution.buffer).setUint32(4, i)
+    if (solves(difficulty, challenge, clientHello, solution)) return solution
+  }
+}
+
+describe("the client puzzle under load (PROTOCOL.md §3.6)", () => {
+  for (const [name] of transports) {
+    it.live(`${name}: with the threshold at 0 every handshake gets HELLO_RETRY, the client solves it, the session works`, () =>
+      Effect.gen(function*() {
+        const recorder = makeRecorder()
+        const result = yield* runPair(
+          mitm(name, () => ({ toServer: (c) => c, toClient: (c) => c }), recorder),
+          { password: PASSWORD },
+          { password: PASSWORD, puzzleThreshold: 0 }
+        )
+        const client = succeededSide(result.client, "client")
+        succeededSide(result.server, "server")
+        expect(client.info.authenticated).toBe(true)
+        if (name === "memory") {
+          const toServer = recorder.framesOf("C->S")
+          const toClient = recorder.framesOf("S->C")
+          expect(toServer.slice(0, 2).map((f) => f.type)).toEqual([MessageType.CLIENT_HELLO, MessageType.PUZZLE_SOLUTION])
+          expect(toClient.slice(0, 2).map((f) => f.type)).toEqual([MessageType.HELLO_RETRY, MessageType.SERVER_HELLO])
+          // HELLO_RETRY is 17 bytes (difficulty, challenge[16]); PUZZLE_SOLUTION 8, and it verifies.
+          const retry = toClient[0]!.bytes
+          expect(retry.length).toBe(5 + 17)
+          expect(retry[5]).toBe(13)
+          expect(toServer[1]!.bytes.length).toBe(5 + 8)
+          expect(solves(13, retry.subarray(6), toServer[0]!.bytes, toServer[1]!.bytes.subarray(5))).toBe(true)
+        }
+      }).pipe(Effect.scoped, noHang(HANG_LIMIT, "the handshake")))
+
+    it.live(`${name}: a wrong solution is refused before any P-521 work (Malformed on both sides)`, () =>
+      Effect.gen(function*() {
+        const result = yield* runPair(
+          mitm(name, () => ({
+            toServer: frameRelay((frame, index) => {
+              if (index !== 1) return [frame]
+              const out = Uint8Array.from(frame)
+              // At difficulty 16 a changed solution still verifies with probability 2^-16.
+              out[out.length - 1]! ^= 0x01
+              return [out]
+            })
+          })),
+          {},
+          { ...PUZZLE, puzzleDifficulty: 16 }
+        )
+        expect(typedError(result.server, "server")).toMatchObject({ _tag: "HandshakeError", reason: "Malformed", detail: "puzzle solution does not verify" })
+        expect(typedError(result.client, "client")).toMatchObject({ _tag: "HandshakeError", reason: "Malformed" })
+      }).pipe(Effect.scoped, noHang(HANG_LIMIT, "the handshake")))
+
+    it.live(`${name}: a solution replayed on another connection is refused (the challenge is fresh)`, () =>
+      Effect.gen(function*() {
+        // Connection 1: a real client solves the puzzle; its ClientHello and solution are recorded.
+        const recorder = makeRecorder()
+        const first = yield* runPair(memory({ clientToServer: { tap: recorder.tap("C->S") } }), {}, PUZZLE)
+        succeededSide(first.server, "server")
+        const [hello, solution] = recorder.framesOf("C->S").map((f) => f.bytes)
+        // Connection 2: the same hello and the same solution, replayed.
+        const { error, result } = yield* serverAgainst(transports.find(([n]) => n === name)![1](), PUZZLE, (socket) =>
+          Effect.gen(function*() {
+            const raw = yield* rawPeer(socket)
+            yield* raw.write(hello!)
+            const [retry] = yield* raw.waitForFrames(1)
+            yield* raw.write(solution!)
+            return retry!
+          }))
+        expect(result[4]).toBe(MessageType.HELLO_RETRY)
+        expect(error).toMatchObject({ _tag: "HandshakeError", reason: "Malformed", detail: "puzzle solution does not verify" })
+      }).pipe(Effect.scoped, noHang(HANG_LIMIT, "the handshake")))
+
+    it.live(`${name}: a client refuses a difficulty above 22 bits`, () =>
+      Effect.gen(function*() {
+        const { error } = yield* clientAgainst(transports.find(([n]) => n === name)![1](), {}, (socket) =>
+          Effect.gen(function*() {
+            const raw = yield* rawPeer(socket)
+            yield* raw.waitForFrames(1)
+            yield* raw.write(encodeFrame(MessageType.HELLO_RETRY, concatBytes([Uint8Array.of(23), new Uint8Array(16)])))
+          }))
+        expect(error).toMatchObject({ _tag: "HandshakeError", reason: "Aborted", detail: "puzzle difficulty 23 is above the limit 22" })
+      }).pipe(Effect.scoped, noHang(HANG_LIMIT, "the handshake")))
+  }
+
+  it.live("memory: HELLO_RETRY and PUZZLE_SOLUTION are in the transcript: a MITM that solves for itself is caught by key confirmation", () =>
+    Effect.gen(function*() {
+      let clientHello: Uint8Array | undefined
+      let serverChallenge: Uint8Array | undefined
+      const result = yield* runPair(
+        memory({
+          // Toward the client, another challenge; toward the server, the MITM's own solution of the real one.
+          serverToClient: {
+            transform: frameRelay((frame, index) => {
+              if (index !== 0) return [frame]
+              serverChallenge = frame.slice(6)
+              const out = Uint8Array.from(frame)
+              out[6]! ^= 0xff
+              return [out]
+            })
+          },
+          clientToServer: {
+            transform: frameRelay((frame, index) => {
+              if (index === 0) clientHello = frame
+              if (index !== 1) return [frame]
+              return [encodeFrame(MessageType.PUZZLE_SOLUTION, solveSync(PUZZLE.puzzleDifficulty, serverChallenge!, clientHello!))]
+            })
+          }
+        }),
+        {},
+        PUZZLE
+      )
+      expect(typedError(result.client, "client")).toMatchObject({ _tag: "HandshakeError", reason: "KeyConfirmation" })
+      expect(typedError(result.server, "server")).toMatchObject({ _tag: "HandshakeError", reason: "KeyConfirmation" })
+    }).pipe(Effect.scoped, noHang(HANG_LIMIT, "the handshake")))
+
+  it.live("DeterministicCrypto: the puzzle path is reproducible byte for byte", () =>
+    Effect.gen(function*() {
+      const run = Effect.gen(function*() {
+        const recorder = makeRecorder()
+        const result = yield* runPair(
+          memory({ clientToServer: { tap: recorder.tap("C->S") }, serverToClient: { tap: recorder.tap("S->C") } }),
+          { password: PASSWORD },
+          { password: PASSWORD, puzzleThreshold: 0 },
+          { client: DeterministicCrypto.layer("puzzle-client"), server: DeterministicCrypto.layer("puzzle-server") }
+        )
+        succeededSide(result.client, "client")
+        succeededSide(result.server, "server")
+        return [...recorder.framesOf("C->S"), ...recorder.framesOf("S->C")].map((f) => Buffer.from(f.bytes).toString("hex"))
+      }).pipe(Effect.scoped)
+      const once = yield* run
+      expect(yield* run).toEqual(once)
+      expect(once.length).toBe(3 + 4)
+    }).pipe(noHang(HANG_LIMIT, "the handshake")))
 })

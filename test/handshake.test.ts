@@ -23,7 +23,7 @@ import {
 } from "../src/index.js"
 import * as MemorySocket from "../src/transport/MemorySocket.js"
 import { encodeFrame } from "../src/wire/Frame.js"
-import { ClientHello, encodeClientHello, encodeServerHello, MessageType, ServerHello } from "../src/wire/Messages.js"
+import { ClientHello, encodeClientHello, encodeServerHello, MessageType, PROTOCOL_VERSION, ServerHello } from "../src/wire/Messages.js"
 import {
   memory,
   noHang,
@@ -396,13 +396,13 @@ describe("man in the middle", () => {
 const helloKey = Effect.flatMap(Crypto, (crypto) => crypto.generateKeyPair)
 
 describe("version mismatch", () => {
-  it.live("a ClientHello of version 2: the server fails HandshakeError(Version) and alerts VERSION", () =>
+  it.live("a ClientHello of the next version: the server fails HandshakeError(Version) and alerts VERSION", () =>
     Effect.gen(function*() {
       const [clientSocket, serverSocket] = yield* MemorySocket.makePair()
       const client = yield* rawPeer(clientSocket)
       const key = yield* helloKey
       const hello = encodeClientHello(
-        new ClientHello({ version: 2, policy: "required", nonce: new Uint8Array(32), publicKey: key.publicKey })
+        new ClientHello({ version: PROTOCOL_VERSION + 1, policy: "required", nonce: new Uint8Array(32), publicKey: key.publicKey })
       )
       const server = yield* ServerSession.session().pipe(
         Effect.provideService(Socket.Socket, serverSocket),
@@ -416,7 +416,7 @@ describe("version mismatch", () => {
       yield* client.ended
     }).pipe(Effect.scoped, Effect.provide(NodeCrypto.layer), noHang(HANG_LIMIT, "the handshake")))
 
-  it.live("a ServerHello of version 2: the client fails HandshakeError(Version) and alerts VERSION", () =>
+  it.live("a ServerHello of the next version: the client fails HandshakeError(Version) and alerts VERSION", () =>
     Effect.gen(function*() {
       const [clientSocket, serverSocket] = yield* MemorySocket.makePair()
       const fakeServer = yield* rawPeer(serverSocket)
@@ -427,10 +427,10 @@ describe("version mismatch", () => {
       )
       const [clientHello] = yield* fakeServer.waitForFrames(1)
       expect(clientHello?.[4]).toBe(MessageType.CLIENT_HELLO)
-      expect(clientHello?.[HELLO_VERSION]).toBe(1)
+      expect(clientHello?.[HELLO_VERSION]).toBe(PROTOCOL_VERSION)
       const key = yield* helloKey
       const hello = encodeServerHello(
-        new ServerHello({ version: 2, policy: "required", passwordRequired: false, nonce: new Uint8Array(32), publicKey: key.publicKey })
+        new ServerHello({ version: PROTOCOL_VERSION + 1, policy: "required", passwordRequired: false, nonce: new Uint8Array(32), publicKey: key.publicKey })
       )
       yield* fakeServer.write(encodeFrame(MessageType.SERVER_HELLO, hello))
       expect(typedError(yield* Fiber.join(client), "client")).toMatchObject({ _tag: "HandshakeError", reason: "Version" })
@@ -438,13 +438,13 @@ describe("version mismatch", () => {
       expect(Array.from(frames[1] ?? [])).toEqual([0, 0, 0, 1, MessageType.ALERT, 0x01])
     }).pipe(Effect.scoped, Effect.provide(NodeCrypto.layer), noHang(HANG_LIMIT, "the handshake")))
 
-  it.live("a version-2 ServerHello with a different layout is still Version, not Malformed", () =>
+  it.live("a next-version ServerHello with a different layout is still Version, not Malformed", () =>
     Effect.gen(function*() {
       const [clientSocket, serverSocket] = yield* MemorySocket.makePair()
       const fakeServer = yield* rawPeer(serverSocket)
       const client = yield* ClientSession.session().pipe(Effect.provideService(Socket.Socket, clientSocket), Effect.exit, Effect.fork)
       yield* fakeServer.waitForFrames(1)
-      yield* fakeServer.write(encodeFrame(MessageType.SERVER_HELLO, Uint8Array.of(0x43, 0x56, 0x47, 2, 9, 9, 9)))
+      yield* fakeServer.write(encodeFrame(MessageType.SERVER_HELLO, Uint8Array.of(0x43, 0x56, 0x47, PROTOCOL_VERSION + 1, 9, 9, 9)))
       expect(typedError(yield* Fiber.join(client), "client")).toMatchObject({ _tag: "HandshakeError", reason: "Version" })
     }).pipe(Effect.scoped, Effect.provide(NodeCrypto.layer), noHang(HANG_LIMIT, "the handshake")))
 })
@@ -498,7 +498,7 @@ describe("bad input before and during the hello", () => {
 
   it.live("a ClientHello, then a second frame over the handshake limit (1 KiB): Malformed (FrameTooLarge)", () =>
     Effect.gen(function*() {
-      const hello = encodeClientHello(new ClientHello({ version: 1, policy: "required", nonce: new Uint8Array(32), publicKey: (yield* helloKey).publicKey }))
+      const hello = encodeClientHello(new ClientHello({ version: PROTOCOL_VERSION, policy: "required", nonce: new Uint8Array(32), publicKey: (yield* helloKey).publicKey }))
       const { error } = yield* serverAgainstRaw(concatBytes([encodeFrame(MessageType.CLIENT_HELLO, hello), Uint8Array.of(0, 0, 4, 1, MessageType.ENCRYPTED)]))
       expect(error).toMatchObject({ _tag: "HandshakeError", reason: "Malformed" })
       expect((error as HandshakeError).detail).toContain("FrameTooLarge")
@@ -519,7 +519,7 @@ describe("bad input before and during the hello", () => {
 
   it.live("a ClientHello of the wrong length: Malformed", () =>
     Effect.gen(function*() {
-      const { error } = yield* serverAgainstRaw(encodeFrame(MessageType.CLIENT_HELLO, Uint8Array.of(0x43, 0x56, 0x47, 1, 0)))
+      const { error } = yield* serverAgainstRaw(encodeFrame(MessageType.CLIENT_HELLO, Uint8Array.of(0x43, 0x56, 0x47, PROTOCOL_VERSION, 0)))
       expect(error).toMatchObject({ _tag: "HandshakeError", reason: "Malformed" })
     }))
 
@@ -558,7 +558,7 @@ describe("bad input before and during the hello", () => {
   it.live("a server answering with an invalid public key: HandshakeError", () =>
     Effect.gen(function*() {
       const hello = encodeServerHello(
-        new ServerHello({ version: 1, policy: "required", passwordRequired: false, nonce: new Uint8Array(32), publicKey: new Uint8Array(133).fill(4, 0, 1) })
+        new ServerHello({ version: PROTOCOL_VERSION, policy: "required", passwordRequired: false, nonce: new Uint8Array(32), publicKey: new Uint8Array(133).fill(4, 0, 1) })
       )
       const { error, reply } = yield* clientAgainstRaw(encodeFrame(MessageType.SERVER_HELLO, hello))
       expect(error).toMatchObject({ _tag: "HandshakeError", reason: "InvalidPublicKey" })

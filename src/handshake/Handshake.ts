@@ -3,6 +3,8 @@
  *
  *   client                                   server
  *   ClientHello  (policy, nonce, P-521 key) →
+ *                                          ← HelloRetry (difficulty, challenge)   only under load, §3.6
+ *   PuzzleSolution (solution)              →
  *                                          ← ServerHello (policy, password?, nonce, P-521 key)
  *   [both: negotiate §4.1, ECDH, key schedule §4.2; records sealed from here when encrypted]
  *                                          ← ServerFinished (MAC over both hellos)
@@ -30,7 +32,12 @@ import { FRAME_BOOKKEEPING, makeFramed, type Framed, type ReadEnd } from "../tra
 import { encodeFrame, FRAME_HEADER_LENGTH } from "../wire/Frame.js"
 import {
   Alert,
+  CHALLENGE_LENGTH,
   ClientHello,
+  decodeHelloRetry,
+  decodePuzzleSolution,
+  encodeHelloRetry,
+  HelloRetry,
   decodeAlert,
   decodeClientHello,
   decodeMacs,
@@ -50,6 +57,7 @@ import { concatBytes } from "../internal/bytes.js"
 import { handshakeAlertToError, unauthenticatedAlert } from "./Alerts.js"
 import { deriveHandshakeSecrets, type HandshakeSecrets, Labels, passwordProof } from "./KeySchedule.js"
 import { negotiate } from "./Negotiation.js"
+import { DEFAULT_PUZZLE_DIFFICULTY, MAX_PUZZLE_DIFFICULTY, solve, verifySolution } from "./Puzzle.js"
 import { Transcript } from "./Transcript.js"
 
 /** A password as the user may give it; kept `Redacted` from the moment it enters (PROTOCOL.md §5). */
@@ -64,6 +72,13 @@ export interface HandshakeOptions {
   readonly handshakeTimeout?: Duration.DurationInput | undefined
   /** Server: time allowed for the first message (within `handshakeTimeout`). Default 3 seconds. */
   readonly helloTimeout?: Duration.DurationInput | undefined
+  /**
+   * Server: P-521 jobs waiting at or above which a client must solve a puzzle before the server does
+   * any P-521 work for it (PROTOCOL.md §3.6). 0 asks every client. Default 16.
+   */
+  readonly puzzleThreshold?: number | undefined
+  /** Server: leading zero bits the puzzle asks for (clients refuse more than 22). Default 13. */
+  readonly puzzleDifficulty?: number | undefined
   /** Largest frame body accepted, in bytes. Default 1 MiB + 64 (one chunk plus headers). */
   readonly maxFrameSize?: number | undefined
   /** Records sealed under one key before an in-band key update. Default and maximum 2^24. */
@@ -83,6 +98,8 @@ export type HandshakeFailure =
 export const DEFAULT_MAX_FRAME_SIZE = 1024 * 1024 + 64
 export const DEFAULT_HANDSHAKE_TIMEOUT = Duration.seconds(10)
 export const DEFAULT_HELLO_TIMEOUT = Duration.seconds(3)
+/** An eighth of the default P-521 queue: under a flood the puzzle starts long before refusals do. */
+export const DEFAULT_PUZZLE_THRESHOLD = 16
 
 /**
  * What the server's admission control (src/server/Server.ts) gives one handshake: a signal that it
@@ -251,9 +268,47 @@ const abort = <E extends HandshakeFailure>(ctx: Context, error: E, tellPeer = tr
 
 const stop = (ctx: Context) => (s: Stop): Effect.Effect<never, HandshakeFailure> => abort(ctx, s.error, s.tell)
 
-/** The next message, which must be of type `expected`; any failure ends the handshake (§6). */
+/** The next message, which must be of one of the `expected` types; any failure ends the handshake (§6). */
+const receiveOneOf = (ctx: Context, expected: ReadonlyArray<number>): Effect.Effect<readonly [number, Uint8Array], HandshakeFailure> =>
+  read(ctx, expected).pipe(Effect.catchAll(stop(ctx)))
+
 const receive = (ctx: Context, expected: number): Effect.Effect<Uint8Array, HandshakeFailure> =>
-  read(ctx, [expected]).pipe(Effect.map(([, body]) => body), Effect.catchAll(stop(ctx)))
+  Effect.map(receiveOneOf(ctx, [expected]), ([, body]) => body)
+
+/**
+ * §3.6 on the server: under load (P-521 jobs waiting at or above the threshold) the client must
+ * prove some work, bound to its hello and to a challenge fresh to this connection, before the server
+ * spends any P-521 work on it. Checking costs one hash.
+ */
+const puzzleIfLoaded = (ctx: Context, options: HandshakeOptions, clientHelloFrame: Uint8Array) =>
+  Effect.gen(function*() {
+    const queued = ctx.crypto.load?.().queued ?? 0
+    if (queued < (options.puzzleThreshold ?? DEFAULT_PUZZLE_THRESHOLD)) return
+    const difficulty = options.puzzleDifficulty ?? DEFAULT_PUZZLE_DIFFICULTY
+    const challenge = yield* ctx.crypto.randomBytes(CHALLENGE_LENGTH)
+    send(ctx, MessageType.HELLO_RETRY, encodeHelloRetry(new HelloRetry({ difficulty, challenge })))
+    const solution = decodePuzzleSolution(yield* receive(ctx, MessageType.PUZZLE_SOLUTION))
+    if (Either.isLeft(solution)) return yield* abort(ctx, malformed(solution.left.message))
+    if (!verifySolution(ctx.crypto, difficulty, challenge, ctx.crypto.sha256(clientHelloFrame), solution.right)) {
+      return yield* abort(ctx, malformed("puzzle solution does not verify"))
+    }
+  })
+
+/** §3.6 on the client: solve the server's puzzle, within a bound on the work it may ask for. */
+const solvePuzzle = (ctx: Context, body: Uint8Array, ownHello: Uint8Array) =>
+  Effect.gen(function*() {
+    const retry = decodeHelloRetry(body)
+    if (Either.isLeft(retry)) return yield* abort(ctx, malformed(retry.left.message))
+    const { challenge, difficulty } = retry.right
+    if (difficulty > MAX_PUZZLE_DIFFICULTY) {
+      return yield* abort(
+        ctx,
+        new HandshakeError({ reason: "Aborted", detail: `puzzle difficulty ${difficulty} is above the limit ${MAX_PUZZLE_DIFFICULTY}` })
+      )
+    }
+    const solution = yield* solve(ctx.crypto, difficulty, challenge, ctx.crypto.sha256(ownHello))
+    send(ctx, MessageType.PUZZLE_SOLUTION, solution)
+  })
 
 /**
  * Runs P-521 work, but gives up as soon as the peer breaks a read limit (§10): a peer that floods
@@ -424,10 +479,16 @@ const clientSteps = (ctx: Context, options: HandshakeOptions) =>
     // §3.1 ClientHello: our policy, a fresh nonce and an ephemeral key.
     const { keyPair, nonce } = yield* ephemeral(ctx)
     const hello = new ClientHello({ version: PROTOCOL_VERSION, policy, nonce, publicKey: keyPair.publicKey })
-    ctx.ownHello = send(ctx, MessageType.CLIENT_HELLO, encodeClientHello(hello))
+    const ownHello = send(ctx, MessageType.CLIENT_HELLO, encodeClientHello(hello))
+    ctx.ownHello = ownHello
 
-    // §3.2 ServerHello.
-    const serverHelloBody = yield* receive(ctx, MessageType.SERVER_HELLO)
+    // §3.6 A loaded server may first ask for a puzzle; §3.2 ServerHello.
+    const [firstType, firstBody] = yield* receiveOneOf(ctx, [MessageType.SERVER_HELLO, MessageType.HELLO_RETRY])
+    let serverHelloBody = firstBody
+    if (firstType === MessageType.HELLO_RETRY) {
+      yield* solvePuzzle(ctx, firstBody, ownHello)
+      serverHelloBody = yield* receive(ctx, MessageType.SERVER_HELLO)
+    }
     const version = helloVersion(serverHelloBody)
     if (Either.isRight(version) && version.right !== PROTOCOL_VERSION) {
       return yield* abort(ctx, new HandshakeError({ reason: "Version", detail: `server speaks version ${version.right}` }))
@@ -508,6 +569,9 @@ const serverSteps = (ctx: Context, options: HandshakeOptions) =>
     }
     const clientHello = decodeClientHello(clientHelloBody)
     if (Either.isLeft(clientHello)) return yield* abort(ctx, malformed(clientHello.left.message))
+
+    // §3.6 Under load, a puzzle before any P-521 work.
+    yield* puzzleIfLoaded(ctx, options, encodeFrame(MessageType.CLIENT_HELLO, clientHelloBody))
 
     // §3.2 ServerHello, sent even when the policies clash so that the client can name both. The ECDH
     // secret is computed first: a server too busy for the P-521 work refuses (LIMIT_EXCEEDED, §10)

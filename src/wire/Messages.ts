@@ -17,6 +17,8 @@ export const MessageType = {
   SERVER_FINISHED: 0x03,
   CLIENT_FINISHED: 0x04,
   SERVER_ACCEPT: 0x05,
+  HELLO_RETRY: 0x06,
+  PUZZLE_SOLUTION: 0x07,
   PACKET: 0x10,
   CHUNK_START: 0x11,
   CHUNK_DATA: 0x12,
@@ -32,7 +34,8 @@ export type MessageType = (typeof MessageType)[keyof typeof MessageType]
 
 /** "CVG" opens every hello, so that a stray client of another protocol fails as `Malformed` at once. */
 export const MAGIC = Uint8Array.of(0x43, 0x56, 0x47)
-export const PROTOCOL_VERSION = 1
+/** Version 2 added the puzzle under load (HELLO_RETRY, PUZZLE_SOLUTION; PROTOCOL.md §3.6). */
+export const PROTOCOL_VERSION = 2
 export const NONCE_LENGTH = 32
 export const MAC_LENGTH = 32
 /**
@@ -138,6 +141,33 @@ export const decodeServerHello = (body: Uint8Array): Either.Either<ServerHello, 
       publicKey: body.slice(6 + NONCE_LENGTH)
     })
   })
+
+/** HELLO_RETRY (PROTOCOL.md §3.6): `difficulty: u8 ‖ challenge[16]`. */
+export const CHALLENGE_LENGTH = 16
+export const HELLO_RETRY_LENGTH = 1 + CHALLENGE_LENGTH
+/** PUZZLE_SOLUTION (PROTOCOL.md §3.6): `solution: u64`. */
+export const PUZZLE_SOLUTION_LENGTH = 8
+
+export class HelloRetry extends Schema.Class<HelloRetry>("HelloRetry")({
+  difficulty: Schema.Number,
+  challenge: Bytes(CHALLENGE_LENGTH)
+}) {}
+
+export const encodeHelloRetry = (retry: HelloRetry): Uint8Array => {
+  const out = new Uint8Array(HELLO_RETRY_LENGTH)
+  out[0] = retry.difficulty
+  out.set(retry.challenge, 1)
+  return out
+}
+
+export const decodeHelloRetry = (body: Uint8Array): Either.Either<HelloRetry, ProtocolError> =>
+  body.length === HELLO_RETRY_LENGTH
+    ? Either.right(new HelloRetry({ difficulty: body[0]!, challenge: body.slice(1) }))
+    : Either.left(malformed("hello retry length"))
+
+/** The solution travels as 8 big-endian bytes; it is only ever hashed, so it stays bytes. */
+export const decodePuzzleSolution = (body: Uint8Array): Either.Either<Uint8Array, ProtocolError> =>
+  body.length === PUZZLE_SOLUTION_LENGTH ? Either.right(body) : Either.left(malformed("puzzle solution length"))
 
 /** Alert codes (PROTOCOL.md §6): why the sender is about to close. */
 export const AlertCode = {

@@ -11,7 +11,7 @@ import { makeEncryptedRecordLayer, MAX_RECORDS_PER_KEY, type RecordLayer } from 
 import { Crypto } from "../../src/crypto/Crypto.js"
 import { deriveHandshakeSecrets } from "../../src/handshake/KeySchedule.js"
 import { encodeFrame } from "../../src/wire/Frame.js"
-import { decodeClientHello, encodeServerHello, MessageType, ServerHello } from "../../src/wire/Messages.js"
+import { decodeClientHello, encodeServerHello, MessageType, PROTOCOL_VERSION, ServerHello } from "../../src/wire/Messages.js"
 import { concatBytes, rawPeer, type RawPeer } from "./wire.js"
 
 export interface FakeServer {
@@ -37,7 +37,7 @@ export const fakeServer = (
       MessageType.SERVER_HELLO,
       encodeServerHello(
         new ServerHello({
-          version: 1,
+          version: PROTOCOL_VERSION,
           policy: "required",
           passwordRequired: options.passwordRequired ?? false,
           nonce: new Uint8Array(32),
