@@ -4,8 +4,8 @@
  * and eviction of the oldest pending handshake when silent connections fill the slots.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, Effect, Fiber, HashMap, Logger, TestClock } from "effect"
-import { connectScoped, Crypto, CryptoError, NodeCrypto } from "../src/index.js"
+import { Cause, Effect, Fiber, Logger, TestClock } from "effect"
+import { connectScoped, CryptoError, NodeCrypto } from "../src/index.js"
 import { rateLimitedWarning } from "../src/server/Server.js"
 import { noHang } from "./support/pair.js"
 import { rawClient } from "./support/raw.js"
@@ -16,13 +16,11 @@ failOnUnhandledRejections()
 
 const captureLogs = () => {
   const lines: Array<string> = []
-  const logger = Logger.make(({ annotations, cause, message }) => {
-    void annotations
+  const logger = Logger.make(({ cause, message }) => {
     lines.push([...(Array.isArray(message) ? message : [message]).map(String), Cause.isEmpty(cause) ? "" : Cause.pretty(cause)].join(" "))
   })
   return { lines, layer: Logger.replace(Logger.defaultLogger, logger) }
 }
-void HashMap
 
 /** A pool whose idle refill of prepared key pairs has finished, so its slots are all free. */
 const idlePool = (options: { readonly concurrency: number; readonly maxQueue: number }) =>
@@ -124,5 +122,3 @@ describe("server admission control over TCP", () => {
       while (!logs.lines.some((l) => l.includes("maxHandshakes reached"))) yield* Effect.sleep("10 millis")
     }).pipe(Effect.provide(NodeCrypto.layer), noHang("30 seconds", "the handshakes")))
 })
-
-void Crypto
