@@ -28,7 +28,7 @@ import {
 } from "../errors.js"
 import { makeEncryptedRecordLayer, MAX_RECORDS_PER_KEY, plaintextRecordLayer, type RecordLayer } from "../channel/RecordLayer.js"
 import { errorToAlert, makeSecureChannel, type SecureChannel } from "../channel/SecureChannel.js"
-import { FRAME_BOOKKEEPING, makeFramed, type Framed, type ReadEnd } from "../transport/Framed.js"
+import { FRAME_BOOKKEEPING, makeFramed, type Framed, type ReadEnd, type ReadLimits } from "../transport/Framed.js"
 import { encodeFrame, FRAME_HEADER_LENGTH } from "../wire/Frame.js"
 import {
   Alert,
@@ -121,6 +121,7 @@ export const isBusyRefusal = (error: unknown): boolean =>
 /** P-521 work refused by a full queue is `LimitExceeded` (ALERT LIMIT_EXCEEDED), any other failure `fallback`. */
 const cryptoFailure = <E extends HandshakeFailure>(fallback: (e: CryptoError) => E) => (e: CryptoError): E | ProtocolError =>
   e.reason === "Busy" ? new ProtocolError({ reason: "LimitExceeded", detail: `${BUSY}: ${e.detail ?? "P-521 queue full"}` }) : fallback(e)
+
 export const SUITE = "ECDHE-P521+HKDF-SHA256+AES-256-GCM"
 export const PLAINTEXT_SUITE = "ECDHE-P521+HKDF-SHA256+NONE"
 
@@ -368,12 +369,20 @@ const agreeOnKeys = (
   })
 
 /**
- * Before authentication the reading side keeps almost nothing on the peer's word (PROTOCOL.md §10):
- * frames up to the handshake limit; on the server one message at a time, on the client a few frame
- * sizes in all (the server may start its session right after SERVER_ACCEPT, §3.5).
+ * Before authentication the reading side keeps almost nothing on the peer's word (PROTOCOL.md §10.1):
+ * frames up to the handshake limit; on the server one message at a time until SERVER_ACCEPT, on the
+ * client a few frame sizes in all (the server may start its session right after SERVER_ACCEPT, §3.5).
  */
+const CLIENT_WAITING_FRAMES = 4
+/** Frame sizes a server may hold after SERVER_ACCEPT, before its session reads them. */
+const SERVER_WAITING_FRAMES = 2
 const waitingBytes = (frames: number, frameSize: number) => frames * (FRAME_HEADER_LENGTH + frameSize + FRAME_BOOKKEEPING)
-const readLimits = (role: "client" | "server", maxFrameSize: number) =>
+const sessionSized = (maxFrameSize: number, frames: number): ReadLimits => ({
+  maxFrameSize,
+  maxWaitingFrames: Number.POSITIVE_INFINITY,
+  maxWaitingBytes: waitingBytes(frames, maxFrameSize)
+})
+const initialReadLimits = (role: "client" | "server", maxFrameSize: number) =>
   role === "server"
     ? {
       readLimits: {
@@ -383,21 +392,9 @@ const readLimits = (role: "client" | "server", maxFrameSize: number) =>
       }
     }
     : {
-      readLimits: {
-        maxFrameSize: HANDSHAKE_MAX_FRAME_SIZE,
-        maxWaitingFrames: Number.POSITIVE_INFINITY,
-        maxWaitingBytes: waitingBytes(CLIENT_WAITING_FRAMES, maxFrameSize)
-      },
-      afterFirstFrame: {
-        maxFrameSize,
-        maxWaitingFrames: Number.POSITIVE_INFINITY,
-        maxWaitingBytes: waitingBytes(CLIENT_WAITING_FRAMES, maxFrameSize)
-      }
+      readLimits: { ...sessionSized(maxFrameSize, CLIENT_WAITING_FRAMES), maxFrameSize: HANDSHAKE_MAX_FRAME_SIZE },
+      afterFirstFrame: sessionSized(maxFrameSize, CLIENT_WAITING_FRAMES)
     }
-/** Frame sizes a client may hold before its session reads them (§10). */
-const CLIENT_WAITING_FRAMES = 4
-/** Frame sizes a server may hold after SERVER_ACCEPT, before its session reads them (§10). */
-const SERVER_WAITING_FRAMES = 2
 
 const setup = (options: HandshakeOptions, role: "client" | "server") =>
   Effect.gen(function*() {
@@ -406,7 +403,7 @@ const setup = (options: HandshakeOptions, role: "client" | "server") =>
     const maxFrameSize = options.maxFrameSize ?? DEFAULT_MAX_FRAME_SIZE
     const framed = yield* makeFramed(socket, {
       maxFrameSize,
-      ...readLimits(role, maxFrameSize),
+      ...initialReadLimits(role, maxFrameSize),
       ...(options.highWaterMark === undefined ? {} : { highWaterMark: options.highWaterMark })
     })
     const ctx: Context = {
@@ -626,11 +623,7 @@ const serverSteps = (ctx: Context, options: HandshakeOptions) =>
     )
     // §10: the client is authenticated. It may send session frames as soon as it has SERVER_ACCEPT
     // (§3.5), so from this instant frames are session-sized and may wait for the session's sink.
-    ctx.framed.setReadLimits({
-      maxFrameSize: ctx.maxFrameSize,
-      maxWaitingFrames: Number.POSITIVE_INFINITY,
-      maxWaitingBytes: waitingBytes(SERVER_WAITING_FRAMES, ctx.maxFrameSize)
-    })
+    ctx.framed.setReadLimits(sessionSized(ctx.maxFrameSize, SERVER_WAITING_FRAMES))
 
     return established(ctx, encrypted, policies.client)
   })

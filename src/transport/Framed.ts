@@ -2,9 +2,10 @@
  * A framed connection over an `@effect/platform` `Socket` (PROTOCOL.md §2).
  *
  * Reading: one `socket.run` whose handler decodes frames synchronously and hands each to the
- * current `FrameSink`, with no fiber per chunk (docs/performance.md). The handshake installs a mailbox sink
- * it can await; the session then swaps in its own dispatcher, and frames that already arrived are
- * replayed into it, in order.
+ * current `FrameSink`, with no fiber per chunk (docs/performance.md). Until the session installs its
+ * own dispatcher, frames go to a mailbox the handshake awaits, held to byte and frame budgets
+ * (`ReadLimits`, PROTOCOL.md §10.1); frames that already arrived are then replayed into the session,
+ * in order.
  *
  * Writing: frames are queued synchronously and one writer fiber drains the queue, coalescing
  * everything queued while the previous write was in flight into one socket write.

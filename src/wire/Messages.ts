@@ -32,7 +32,7 @@ export const MessageType = {
 } as const
 export type MessageType = (typeof MessageType)[keyof typeof MessageType]
 
-/** "CVG" opens every hello, so that a stray client of another protocol fails as `Malformed` at once. */
+/** "CVG" opens every hello, so that a peer of another protocol is recognised at once (`NotCvgPeer`, PROTOCOL.md §3). */
 export const MAGIC = Uint8Array.of(0x43, 0x56, 0x47)
 /** Version 2 added the puzzle under load (HELLO_RETRY, PUZZLE_SOLUTION; PROTOCOL.md §3.6). */
 export const PROTOCOL_VERSION = 2
