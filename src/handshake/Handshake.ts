@@ -74,7 +74,8 @@ export interface HandshakeOptions {
   readonly helloTimeout?: Duration.DurationInput | undefined
   /**
    * Server: P-521 jobs waiting at or above which a client must solve a puzzle before the server does
-   * any P-521 work for it (PROTOCOL.md §3.6). 0 asks every client. Default 16.
+   * any P-521 work for it (PROTOCOL.md §3.6); `serve` keeps asking for 5 s after the queue was last
+   * there. 0 asks every client. Default 16.
    */
   readonly puzzleThreshold?: number | undefined
   /** Server: leading zero bits the puzzle asks for (clients refuse more than 22). Default 13. */
@@ -102,11 +103,15 @@ export const DEFAULT_HELLO_TIMEOUT = Duration.seconds(3)
 export const DEFAULT_PUZZLE_THRESHOLD = 16
 
 /**
- * What the server's admission control (src/server/Server.ts) gives one handshake: a signal that it
- * was evicted to make room for a newer connection (PROTOCOL.md §10).
+ * What the server's admission control (src/server/Server.ts) shares with one handshake (PROTOCOL.md
+ * §10.2): a signal that it was evicted to make room for a newer connection, whether it is waiting on
+ * its peer (only those are evicted while others exist), and whether the server counts as loaded
+ * (a puzzle is asked, §3.6).
  */
 export interface Admission {
   readonly evicted: Effect.Effect<void>
+  readonly waitingOnPeer: (waiting: boolean) => void
+  readonly underLoad: () => boolean
 }
 
 /** The detail of a handshake evicted by admission control; it ends as `Timeout` (ALERT TIMEOUT). */
@@ -153,6 +158,7 @@ interface Context {
   framesUnderKeys: number
   /** The client's own hello frame, to recognise an echo server (§3). */
   ownHello: Uint8Array | undefined
+  readonly admission: Admission | undefined
 }
 
 /** Sends a handshake message, through the record layer once there is one, and records it. */
@@ -210,7 +216,10 @@ const sameBytes = (a: Uint8Array, b: Uint8Array): boolean => a.length === b.leng
  */
 const read = (ctx: Context, expected: ReadonlyArray<number>): Effect.Effect<readonly [number, Uint8Array], Stop> =>
   Effect.gen(function*() {
-    const [outerType, header, frameBody] = yield* Effect.mapError(ctx.framed.nextFrame, (end) => readEndStop(ctx, end))
+    ctx.admission?.waitingOnPeer(true)
+    const [outerType, header, frameBody] = yield* Effect.mapError(ctx.framed.nextFrame, (end) => readEndStop(ctx, end)).pipe(
+      Effect.ensuring(Effect.sync(() => ctx.admission?.waitingOnPeer(false)))
+    )
     const first = ctx.framesRead++ === 0
     let message: readonly [number, Uint8Array] | undefined
     if (ctx.records === undefined) {
@@ -283,8 +292,9 @@ const receive = (ctx: Context, expected: number): Effect.Effect<Uint8Array, Hand
  */
 const puzzleIfLoaded = (ctx: Context, options: HandshakeOptions, clientHelloFrame: Uint8Array) =>
   Effect.gen(function*() {
-    const queued = ctx.crypto.load?.().queued ?? 0
-    if (queued < (options.puzzleThreshold ?? DEFAULT_PUZZLE_THRESHOLD)) return
+    const loaded = ctx.admission?.underLoad() ??
+      (ctx.crypto.load?.().queued ?? 0) >= (options.puzzleThreshold ?? DEFAULT_PUZZLE_THRESHOLD)
+    if (!loaded) return
     const difficulty = options.puzzleDifficulty ?? DEFAULT_PUZZLE_DIFFICULTY
     const challenge = yield* ctx.crypto.randomBytes(CHALLENGE_LENGTH)
     send(ctx, MessageType.HELLO_RETRY, encodeHelloRetry(new HelloRetry({ difficulty, challenge })))
@@ -312,8 +322,8 @@ const solvePuzzle = (ctx: Context, body: Uint8Array, ownHello: Uint8Array) =>
   })
 
 /**
- * Runs P-521 work, but gives up as soon as the peer breaks a read limit (§10): a peer that floods
- * the handshake does not get the work done for it first.
+ * Runs P-521 work, but gives up as soon as the peer breaks a read limit (§10.1) or is gone: a peer
+ * that floods the handshake, or replays a hello and leaves, does not get the work done for it.
  */
 const unlessReadFails = <A>(ctx: Context, work: Effect.Effect<A, HandshakeFailure>): Effect.Effect<A, HandshakeFailure> =>
   Effect.raceFirst(work, Effect.catchAll(ctx.framed.readFailure, (end) => stop(ctx)(readEndStop(ctx, end))))
@@ -396,7 +406,7 @@ const initialReadLimits = (role: "client" | "server", maxFrameSize: number) =>
       afterFirstFrame: sessionSized(maxFrameSize, CLIENT_WAITING_FRAMES)
     }
 
-const setup = (options: HandshakeOptions, role: "client" | "server") =>
+const setup = (options: HandshakeOptions, role: "client" | "server", admission?: Admission) =>
   Effect.gen(function*() {
     const socket = yield* Socket.Socket
     const crypto = yield* Crypto
@@ -416,7 +426,8 @@ const setup = (options: HandshakeOptions, role: "client" | "server") =>
       records: undefined,
       framesRead: 0,
       framesUnderKeys: 0,
-      ownHello: undefined
+      ownHello: undefined,
+      admission
     }
     return ctx
   })
@@ -549,7 +560,7 @@ export const serverHandshake = (
   options: HandshakeOptions = {},
   admission?: Admission
 ): Effect.Effect<SecureChannel, HandshakeFailure, Socket.Socket | Crypto | Scope.Scope> =>
-  Effect.flatMap(setup(options, "server"), (ctx) => withDeadline(ctx, options, admission)(serverSteps(ctx, options)))
+  Effect.flatMap(setup(options, "server", admission), (ctx) => withDeadline(ctx, options, admission)(serverSteps(ctx, options)))
 
 const serverSteps = (ctx: Context, options: HandshakeOptions) =>
   Effect.gen(function*() {

@@ -11,11 +11,12 @@ import * as Socket from "@effect/platform/Socket"
 import type * as SocketServer from "@effect/platform/SocketServer"
 import { Cause, Clock, Deferred, Effect, Layer, Option } from "effect"
 import type { Scope } from "effect"
-import { Crypto } from "../crypto/Crypto.js"
+import { Crypto, type CryptoService } from "../crypto/Crypto.js"
 import * as NodeCrypto from "../crypto/NodeCrypto.js"
 import { HandshakeError } from "../errors.js"
 import {
   type Admission,
+  DEFAULT_PUZZLE_THRESHOLD,
   EVICTED,
   isBusyRefusal,
   serverHandshake,
@@ -75,28 +76,57 @@ export const rateLimitedWarning = (message: string) => {
 }
 
 /**
- * Handshakes in progress, oldest first. Over the cap, the oldest is evicted to make room: the newest
- * connection is the one most likely to be a live client, the oldest the most likely to be silent.
+ * Handshakes in progress, oldest first. Over the cap one is evicted to make room: the oldest of those
+ * waiting on their peer (a silent or slow connection, or one that did not solve its puzzle), or the
+ * oldest of all when none is. A handshake waiting on the server's own P-521 work is not the one to
+ * drop while another is idle.
  */
 const makeHandshakeSlots = (maxHandshakes: number, onEvict: Effect.Effect<void>) => {
-  const pending = new Map<number, Deferred.Deferred<void>>()
+  const pending = new Map<number, { readonly evicted: Deferred.Deferred<void>; waiting: boolean }>()
   let next = 0
-  return Effect.gen(function*() {
-    const id = next++
-    const evicted = yield* Deferred.make<void>()
-    while (pending.size >= Math.max(1, maxHandshakes)) {
-      const oldest = pending.entries().next().value
-      if (oldest === undefined) break
-      pending.delete(oldest[0])
-      yield* Deferred.succeed(oldest[1], undefined)
-      yield* onEvict
-    }
-    pending.set(id, evicted)
-    return {
-      admission: { evicted: Deferred.await(evicted) } satisfies Admission,
-      done: Effect.sync(() => void pending.delete(id))
-    }
-  })
+  const victim = (): number | undefined => {
+    for (const [id, entry] of pending) if (entry.waiting) return id
+    return pending.keys().next().value
+  }
+  return (underLoad: () => boolean) =>
+    Effect.gen(function*() {
+      const id = next++
+      const evicted = yield* Deferred.make<void>()
+      while (pending.size >= Math.max(1, maxHandshakes)) {
+        const oldest = victim()
+        const entry = oldest === undefined ? undefined : pending.get(oldest)
+        if (oldest === undefined || entry === undefined) break
+        pending.delete(oldest)
+        yield* Deferred.succeed(entry.evicted, undefined)
+        yield* onEvict
+      }
+      const entry = { evicted, waiting: false }
+      pending.set(id, entry)
+      const admission: Admission = {
+        evicted: Deferred.await(evicted),
+        waitingOnPeer: (waiting) => {
+          entry.waiting = waiting
+        },
+        underLoad
+      }
+      return { admission, done: Effect.sync(() => void pending.delete(id)) }
+    })
+}
+
+/**
+ * Whether the server counts as loaded, for the puzzle (PROTOCOL.md §3.6): from the moment its P-521
+ * queue reaches the threshold until it has stayed below it for {@link PUZZLE_HOLD_MS}. Without the
+ * hold, a flood would be let through again each time the queue dipped, and keep every P-521 slot
+ * busy with replayed hellos.
+ */
+const PUZZLE_HOLD_MS = 5000
+const makeLoadSignal = (crypto: CryptoService, threshold: number) => {
+  let until = Number.NEGATIVE_INFINITY
+  return () => {
+    const now = Date.now()
+    if ((crypto.load?.().queued ?? 0) >= threshold) until = now + PUZZLE_HOLD_MS
+    return now < until
+  }
 }
 
 const peerAddress = Effect.map(
@@ -135,7 +165,9 @@ export const listen = (options: ServeOptions): Effect.Effect<Server, SocketServe
     })
     const busyLog = rateLimitedWarning("cvg-core: handshakes refused, P-521 work queue full")
     const evictLog = rateLimitedWarning("cvg-core: pending handshakes evicted, maxHandshakes reached")
-    const handshakeSlot = makeHandshakeSlots(options.maxHandshakes ?? DEFAULT_MAX_HANDSHAKES, evictLog)
+    const handshakeSlot = makeHandshakeSlots(options.maxHandshakes ?? DEFAULT_MAX_HANDSHAKES, evictLog)(
+      makeLoadSignal(crypto, options.puzzleThreshold ?? DEFAULT_PUZZLE_THRESHOLD)
+    )
     /** Failures that admission control caused are counted in rate-limited lines, not logged one by one. */
     const logFailure = (cause: Cause.Cause<unknown>, peer: string) => {
       const failure = Cause.failureOption(cause)

@@ -31,7 +31,8 @@ export interface Framed {
   readonly nextFrame: Effect.Effect<Frame, ReadEnd>
   /**
    * Fails as soon as reading has ended with a protocol error (a frame over the limit, a mailbox over
-   * its budget), even while the handshake is busy elsewhere; never completes otherwise.
+   * its budget), or has ended at all with no frame left waiting (the peer is gone and said nothing
+   * more), even while the handshake is busy elsewhere; never completes otherwise.
    */
   readonly readFailure: Effect.Effect<never, ReadEnd>
   /** Installs the sink; frames received but not yet pulled are delivered to it first, in order. */
@@ -141,7 +142,8 @@ const makeMailbox = (initial: ReadLimits, overflow: (error: ProtocolError) => vo
     },
     onEnd: (e) => {
       end = e
-      if (e._tag === "ProtocolError") Deferred.unsafeDone(failed, Exit.fail(e))
+      // An end with frames still waiting is not reported early: they may say why (an alert).
+      if (e._tag === "ProtocolError" || frames.length === 0) Deferred.unsafeDone(failed, Exit.fail(e))
       if (waiter !== undefined) {
         const resume = waiter
         waiter = undefined
