@@ -96,3 +96,22 @@ export class ConnectionClosed extends Schema.TaggedError<ConnectionClosed>()("Co
     return this.reason === "Closed" ? "connection closed" : "connection cut without a close message"
   }
 }
+
+/**
+ * A caller passed something the API cannot use, caught at the entry point before any socket, key or
+ * sequence number is touched.
+ * - `Option`: an option of `connect`, `serve`, `listen` or a session constructor; `field` is its name.
+ * - `Packet`: a packet, header or filter given to a session method; `field` is e.g. `packet.id`.
+ */
+export class InvalidArgument extends Schema.TaggedError<InvalidArgument>()("InvalidArgument", {
+  reason: Schema.Literal("Option", "Packet"),
+  field: Schema.String,
+  detail: Schema.String
+}) {
+  override get message(): string {
+    // `options` is the whole options object (e.g. `null`): "invalid option options" would stutter.
+    return this.reason === "Option" && this.field !== "options"
+      ? `invalid option ${this.field}: ${this.detail}`
+      : `invalid ${this.field}: ${this.detail}`
+  }
+}

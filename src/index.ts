@@ -24,6 +24,7 @@ export {
   EncryptionMismatch,
   EncryptionPolicy,
   HandshakeError,
+  InvalidArgument,
   ProtocolError,
   UnexpectedPacket
 } from "./errors.js"

@@ -5,7 +5,8 @@
  * `reason`; grep test/ for a reason literal to find the others (EncryptionMismatch, AuthFailed,
  * HandshakeError Version/Malformed/KeyConfirmation/Timeout: handshake.test.ts and handshake.hostile.test.ts; ProtocolError
  * FrameTooLarge/DecryptFailed: channel.test.ts; MessageTooLarge/StreamIntegrity, UnexpectedPacket:
- * session.test.ts; ConnectionClosed: channel.test.ts and handshake.test.ts). One `describe` per class.
+ * session.test.ts; ConnectionClosed: channel.test.ts and handshake.test.ts; InvalidArgument, every
+ * option and packet field: validation.test.ts). One `describe` per class.
  *
  * Raw bytes are built with the wire codecs (`src/wire/*`): they stand for a misbehaving peer, not
  * for the API under test.

@@ -254,4 +254,21 @@ describe("frame decoder", () => {
     decoder.push(frame.subarray(20), ignore)
     expect(decoder.pending()).toBe(0)
   })
+
+  it.each([false, true])("a split frame's buffer grows with the bytes that arrived, not the declared length (reuse %s)", (reuse) => {
+    const size = 4 * 1024 * 1024
+    const decoder = makeFrameDecoder(size)
+    if (reuse) decoder.reuseBuffers()
+    const frame = encodeFrame(7, Uint8Array.from({ length: size }, (_, i) => i & 0xff))
+    const got: Array<Uint8Array> = []
+    decoder.push(frame.subarray(0, 15), (_type, _header, body) => got.push(Uint8Array.from(body)))
+    expect(decoder.pending()).toBe(15)
+    expect(decoder.held()).toBeLessThanOrEqual(64 * 1024)
+    decoder.push(frame.subarray(15, 300_000), () => {})
+    expect(decoder.held()).toBeLessThan(2 * 300_000)
+    decoder.push(frame.subarray(300_000), (_type, _header, body) => got.push(Uint8Array.from(body)))
+    expect(got).toHaveLength(1)
+    expect(Buffer.compare(got[0]!, frame.subarray(5))).toBe(0)
+    expect(decoder.held()).toBe(0)
+  })
 })

@@ -86,10 +86,14 @@ export const makeEncryptedRecordLayer = (
       prefix[0] = type
       prefix.set(head, 1)
       const header = frameHeader(MessageType.ENCRYPTED, prefix.length + data.length + AEAD_TAG_LENGTH)
-      const nonce = recordNonce(send.keys.iv, send.sequence++, sendNonce)
+      const nonce = recordNonce(send.keys.iv, send.sequence, sendNonce)
       const sealed = send.aead.sealParts(nonce, header, data.length > 0 ? [prefix, data] : [prefix])
-      // Sealing only fails on wrong lengths, which this function never produces.
+      // The sequence number is taken only by a record that is emitted: a gap would make every later
+      // record fail to open at the peer (DecryptFailed, PROTOCOL.md §4.4). The next record may reuse this
+      // nonce safely because nothing sealed under it left this function. Sealing fails only on wrong
+      // lengths or non-bytes, which the API edge refuses before this point.
       if (Either.isLeft(sealed)) return
+      send.sequence++
       emit(header)
       for (const part of sealed.right) emit(part)
     }

@@ -6,16 +6,22 @@
  * connection (CLOSE received) from a cut one (end of stream without CLOSE).
  */
 import type * as Socket from "@effect/platform/Socket"
-import { Effect } from "effect"
-import type { AuthFailed, EncryptionMismatch, EncryptionPolicy, HandshakeError } from "../errors.js"
-import { ConnectionClosed, ProtocolError } from "../errors.js"
+import { Duration, Effect } from "effect"
+import type { EncryptionMismatch, EncryptionPolicy, HandshakeError } from "../errors.js"
+import { AuthFailed, ConnectionClosed, ProtocolError } from "../errors.js"
 import type { Framed, ReadEnd } from "../transport/Framed.js"
 import { type AlertCode, AlertCode as Codes, decodeAlert, encodeAlert, Alert, MessageType } from "../wire/Messages.js"
 import type { RecordLayer } from "./RecordLayer.js"
 
 const EMPTY = new Uint8Array(0)
+/** How long an orderly close waits for the peer's answering CLOSE before it stops reading. */
+const PEER_CLOSE_WAIT = Duration.seconds(1)
 
-export type ChannelError = ProtocolError | ConnectionClosed | Socket.SocketError
+/**
+ * How a channel ends. `AuthFailed` only as `ServerUnproven`: a client that rejects the server's
+ * password proof does so after the server has started its session (PROTOCOL.md §6).
+ */
+export type ChannelError = ProtocolError | ConnectionClosed | AuthFailed | Socket.SocketError
 
 export interface ChannelInfo {
   /** Records are sealed with AES-256-GCM. */
@@ -46,17 +52,26 @@ export interface SecureChannel {
   readonly awaitWritable: Effect.Effect<void>
   /** Bytes queued for the socket and not yet written. */
   readonly pendingBytes: () => number
+  /** When the socket write in flight began, if one is (see `Framed.writingSince`). */
+  readonly writingSince: () => number | undefined
   /** Starts delivering messages; frames that arrived earlier are delivered first. */
   readonly listen: (handler: ChannelHandler) => void
-  /** Orderly close: sends CLOSE, flushes and ends the write side. Idempotent. */
-  readonly close: Effect.Effect<void>
+  /**
+   * Orderly close: sends CLOSE, flushes and ends the write side. Idempotent. A flush that makes no
+   * progress for `flushWithin` (the peer stopped reading) is abandoned.
+   */
+  readonly close: (flushWithin: Duration.DurationInput) => Effect.Effect<void>
   /**
    * Ends the channel with `error` from inside the frame path: queues the matching alert and tells
-   * the handler. The transport is released by `shutdown`, which the owner runs.
+   * the handler. The transport is released by `release`, which the owner runs.
    */
   readonly fail: (error: ProtocolError) => void
-  /** Flushes what is queued, ends the write side and stops reading. */
-  readonly shutdown: Effect.Effect<void>
+  /**
+   * Releases the transport once the channel has ended: flushes what is queued (abandoned after
+   * `flushWithin`), ends the write side and stops reading. After a close we started, it first
+   * gives the peer a moment to answer with its own CLOSE (PROTOCOL.md §7.1).
+   */
+  readonly release: (flushWithin: Duration.DurationInput) => Effect.Effect<void>
 }
 
 /** The alert that tells the peer why we are closing. */
@@ -106,6 +121,8 @@ export const makeSecureChannel = (
 ): SecureChannel => {
   let ended: ChannelError | undefined
   let closing = false
+  /** We sent CLOSE first: the peer's answering CLOSE (and end of stream) is still to come. */
+  let initiatedClose = false
   let handler: ChannelHandler | undefined
   const emit = framed.enqueue
 
@@ -138,12 +155,14 @@ export const makeSecureChannel = (
     if (ended !== undefined) return
     switch (type) {
       case MessageType.CLOSE: {
+        if (body.length !== 0) return fail(new ProtocolError({ reason: "Malformed", detail: "close with a body" }))
         // Answer the peer's CLOSE with ours, like TLS close_notify, then stop.
         sendClose()
         finish(new ConnectionClosed({ reason: "Closed" }))
         return
       }
       case MessageType.ALERT: {
+        // A received alert is never answered with one of ours (PROTOCOL.md §6).
         const alert = decodeAlert(body)
         finish(alert._tag === "Right" ? sessionAlertToError(alert.right.code) : alert.left)
         return
@@ -175,34 +194,53 @@ export const makeSecureChannel = (
         const error = records.read(type, header, body, deliver)
         if (error !== undefined) fail(error)
       },
-      onEnd: (end) => finish(readEndToError(end))
+      // A framing error (an oversized or truncated frame) is the peer's fault: it hears why (PROTOCOL.md §2.1).
+      onEnd: (end) => (end._tag === "ProtocolError" ? fail(end.error) : finish(readEndToError(end)))
     })
   }
 
-  const shutdown = Effect.zipRight(framed.endWrite, framed.stopReading)
+  const shutdown = (flushWithin: Duration.DurationInput) =>
+    framed.endWrite.pipe(
+      Effect.timeout(flushWithin),
+      Effect.catchAll(() => framed.abortWrites),
+      Effect.zipRight(framed.stopReading)
+    )
+
+  // Our write side stays open until the peer has answered: ending it first would race the peer's
+  // answer against its transport closing on our end of stream.
+  const release = (flushWithin: Duration.DurationInput) =>
+    initiatedClose
+      ? Effect.zipRight(Effect.ignore(Effect.timeout(framed.readEnded, PEER_CLOSE_WAIT)), shutdown(flushWithin))
+      : shutdown(flushWithin)
 
   return {
     info,
     write,
     awaitWritable: framed.awaitWritable,
     pendingBytes: framed.pendingBytes,
+    writingSince: framed.writingSince,
     listen,
-    close: Effect.suspend(() => {
-      sendClose()
-      finish(new ConnectionClosed({ reason: "Closed" }))
-      return shutdown
-    }),
+    close: (flushWithin) =>
+      Effect.suspend(() => {
+        if (!closing && ended === undefined) initiatedClose = true
+        sendClose()
+        finish(new ConnectionClosed({ reason: "Closed" }))
+        return release(flushWithin)
+      }),
     fail,
-    shutdown
+    release
   }
 }
 
 /**
- * After the handshake only protocol-level alerts make sense (PROTOCOL.md §6); a handshake alert then
- * is itself a protocol violation.
+ * After the handshake only protocol-level alerts make sense (PROTOCOL.md §6), plus the client's
+ * SERVER_UNPROVEN, which reaches a server that has already started its session; any other handshake
+ * alert then is itself a protocol violation.
  */
-const sessionAlertToError = (code: AlertCode): ProtocolError => {
+const sessionAlertToError = (code: AlertCode): ProtocolError | AuthFailed => {
   switch (code) {
+    case Codes.SERVER_UNPROVEN:
+      return new AuthFailed({ reason: "ServerUnproven" })
     case Codes.DECRYPT_FAILED:
       return new ProtocolError({ reason: "DecryptFailed" })
     case Codes.LIMIT_EXCEEDED:

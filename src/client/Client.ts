@@ -7,7 +7,9 @@ import * as Socket from "@effect/platform/Socket"
 import { Context, Duration, Effect, Exit, Layer, Option, Scope } from "effect"
 import { Crypto } from "../crypto/Crypto.js"
 import * as NodeCrypto from "../crypto/NodeCrypto.js"
+import type { InvalidArgument } from "../errors.js"
 import { clientHandshake, type HandshakeFailure, type HandshakeOptions } from "../handshake/Handshake.js"
+import { checkConnectOptions, checkSessionOptions } from "../internal/validate.js"
 import { fromHandshake, type Session, type SessionOptions } from "../session/Session.js"
 
 export interface ConnectOptions extends HandshakeOptions, SessionOptions {
@@ -18,13 +20,13 @@ export interface ConnectOptions extends HandshakeOptions, SessionOptions {
   readonly connectTimeout?: Duration.DurationInput | undefined
 }
 
-export type ConnectError = HandshakeFailure
+export type ConnectError = HandshakeFailure | InvalidArgument
 
 /** Handshake, then a session, over whatever `Socket` and `Crypto` the context provides. */
 export const session = (
   options: HandshakeOptions & SessionOptions & { readonly peer?: string | undefined } = {}
-): Effect.Effect<Session, HandshakeFailure, Socket.Socket | Crypto | Scope.Scope> =>
-  fromHandshake(clientHandshake(options), options)
+): Effect.Effect<Session, ConnectError, Socket.Socket | Crypto | Scope.Scope> =>
+  Effect.flatMap(checkSessionOptions(options), (options) => fromHandshake(clientHandshake(options), options))
 
 /** The `Crypto` from the context when there is one, else `node:crypto`. */
 export const withDefaultCrypto = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, Exclude<R, Crypto>> =>
@@ -37,6 +39,7 @@ export const withDefaultCrypto = <A, E, R>(effect: Effect.Effect<A, E, R>): Effe
 /** Connects over TCP; the session lives as long as the scope. */
 export const connectScoped = (options: ConnectOptions): Effect.Effect<Session, ConnectError, Scope.Scope> =>
   Effect.gen(function*() {
+    yield* checkConnectOptions(options)
     const host = options.host ?? "127.0.0.1"
     const socket = yield* NodeSocket.makeNet({
       host,

@@ -104,7 +104,7 @@ export const DEFAULT_PUZZLE_THRESHOLD = 16
 
 /**
  * What the server's admission control (src/server/Server.ts) shares with one handshake (PROTOCOL.md
- * §10.2): a signal that it was evicted to make room for a newer connection, whether it is waiting on
+ * §10.5): a signal that it was evicted to make room for a newer connection, whether it is waiting on
  * its peer (only those are evicted while others exist), and whether the server counts as loaded
  * (a puzzle is asked, §3.6).
  */
@@ -112,6 +112,8 @@ export interface Admission {
   readonly evicted: Effect.Effect<void>
   readonly waitingOnPeer: (waiting: boolean) => void
   readonly underLoad: () => boolean
+  /** Run once when the handshake ends, however it ends: its slot is free again. */
+  readonly done: Effect.Effect<void>
 }
 
 /** The detail of a handshake evicted by admission control; it ends as `Timeout` (ALERT TIMEOUT). */
@@ -322,7 +324,7 @@ const solvePuzzle = (ctx: Context, body: Uint8Array, ownHello: Uint8Array) =>
   })
 
 /**
- * Runs P-521 work, but gives up as soon as the peer breaks a read limit (§10.1) or is gone: a peer
+ * Runs P-521 work, but gives up as soon as the peer breaks a read limit (§10.4) or is gone: a peer
  * that floods the handshake, or replays a hello and leaves, does not get the work done for it.
  */
 const unlessReadFails = <A>(ctx: Context, work: Effect.Effect<A, HandshakeFailure>): Effect.Effect<A, HandshakeFailure> =>
@@ -379,7 +381,7 @@ const agreeOnKeys = (
   })
 
 /**
- * Before authentication the reading side keeps almost nothing on the peer's word (PROTOCOL.md §10.1):
+ * Before authentication the reading side keeps almost nothing on the peer's word (PROTOCOL.md §10.4):
  * frames up to the handshake limit; on the server one message at a time until SERVER_ACCEPT, on the
  * client a few frame sizes in all (the server may start its session right after SERVER_ACCEPT, §3.5).
  */
@@ -465,7 +467,7 @@ const withDeadline = (ctx: Context, options: HandshakeOptions, admission?: Admis
   ).pipe(
     Effect.catchTags({
       TimeoutException: () => abort(ctx, new HandshakeError({ reason: "Timeout" })),
-      // Admission control made room for a newer connection: to the peer this is a timeout (§10).
+      // Admission control made room for a newer connection: to the peer this is a timeout (§10.5).
       Evicted: () => abort(ctx, new HandshakeError({ reason: "Timeout", detail: EVICTED }))
     })
   )
@@ -560,13 +562,15 @@ export const serverHandshake = (
   options: HandshakeOptions = {},
   admission?: Admission
 ): Effect.Effect<SecureChannel, HandshakeFailure, Socket.Socket | Crypto | Scope.Scope> =>
-  Effect.flatMap(setup(options, "server", admission), (ctx) => withDeadline(ctx, options, admission)(serverSteps(ctx, options)))
+  Effect.flatMap(setup(options, "server", admission), (ctx) => withDeadline(ctx, options, admission)(serverSteps(ctx, options))).pipe(
+    Effect.ensuring(admission?.done ?? Effect.void)
+  )
 
 const serverSteps = (ctx: Context, options: HandshakeOptions) =>
   Effect.gen(function*() {
     const { crypto, policy, password } = ctx
 
-    // §3.1 ClientHello, within the shorter time allowed for a first message (§10), so that silent
+    // §3.1 ClientHello, within the shorter time allowed for a first message (§10.5), so that silent
     // connections give their place back early. The version is checked before the layout, so that a
     // newer client hears `Version`.
     const clientHelloBody = yield* Effect.timeout(receive(ctx, MessageType.CLIENT_HELLO), options.helloTimeout ?? DEFAULT_HELLO_TIMEOUT)
@@ -582,7 +586,7 @@ const serverSteps = (ctx: Context, options: HandshakeOptions) =>
     yield* puzzleIfLoaded(ctx, options, encodeFrame(MessageType.CLIENT_HELLO, clientHelloBody))
 
     // §3.2 ServerHello, sent even when the policies clash so that the client can name both. The ECDH
-    // secret is computed first: a server too busy for the P-521 work refuses (LIMIT_EXCEEDED, §10)
+    // secret is computed first: a server too busy for the P-521 work refuses (LIMIT_EXCEEDED, §10.5)
     // before it has said anything the client would have to authenticate.
     const { keyPair, nonce } = yield* ephemeral(ctx)
     const policies = { client: clientHello.right.policy, server: policy }

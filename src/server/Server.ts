@@ -9,11 +9,11 @@
 import { NodeSocket, NodeSocketServer } from "@effect/platform-node"
 import * as Socket from "@effect/platform/Socket"
 import type * as SocketServer from "@effect/platform/SocketServer"
-import { Cause, Clock, Deferred, Effect, Layer, Option } from "effect"
+import { Cause, Clock, Deferred, Duration, Effect, Layer, Option } from "effect"
 import type { Scope } from "effect"
 import { Crypto, type CryptoService } from "../crypto/Crypto.js"
 import * as NodeCrypto from "../crypto/NodeCrypto.js"
-import { HandshakeError } from "../errors.js"
+import { HandshakeError, type InvalidArgument } from "../errors.js"
 import {
   type Admission,
   DEFAULT_PUZZLE_THRESHOLD,
@@ -23,7 +23,10 @@ import {
   type HandshakeFailure,
   type HandshakeOptions
 } from "../handshake/Handshake.js"
-import { fromHandshake, type Session, type SessionOptions } from "../session/Session.js"
+import { checkServeOptions, checkSessionOptions } from "../internal/validate.js"
+import { makeMemoryPool } from "../session/Budget.js"
+import { makeWatchdog, SERVER_TICK } from "../session/Watchdog.js"
+import { fromHandshake, type Session, type SessionOptions, type SessionSetup } from "../session/Session.js"
 import { encodeFrame } from "../wire/Frame.js"
 import { AlertCode, MessageType } from "../wire/Messages.js"
 
@@ -35,13 +38,24 @@ export interface ServeOptions extends HandshakeOptions, SessionOptions {
   /** Connections served at once; more are refused with an alert. Default 1024. */
   readonly maxConnections?: number | undefined
   /**
+   * Bytes all connections together may hold for their peers beyond each one's 64 KiB allowance
+   * (PROTOCOL.md §10). A connection whose charge finds the pool empty ends with `LimitExceeded`.
+   * Default 256 MiB.
+   */
+  readonly memoryBudget?: number | undefined
+  /**
    * Connections still in their handshake; a new one over the cap evicts the oldest pending handshake
-   * (ALERT TIMEOUT) rather than being refused, so silent connections cannot lock others out. Default 128.
+   * waiting on its peer (ALERT TIMEOUT) rather than being refused, so silent connections cannot lock
+   * others out (PROTOCOL.md §10.5). Default 128.
    */
   readonly maxHandshakes?: number | undefined
 }
 
 export const DEFAULT_MAX_HANDSHAKES = 128
+
+export const DEFAULT_MEMORY_BUDGET = 256 * 1024 * 1024
+/** A server ends sessions that stay silent this long unless told otherwise (PROTOCOL.md §10). */
+export const DEFAULT_SERVER_IDLE_TIMEOUT = Duration.minutes(5)
 
 export interface Server {
   readonly address: SocketServer.TcpAddress
@@ -51,14 +65,14 @@ export interface Server {
 
 /** Handshake, then a session, over whatever `Socket` and `Crypto` the context provides. */
 export const session = (
-  options: HandshakeOptions & SessionOptions & { readonly peer?: string | undefined } = {},
+  options: HandshakeOptions & SessionSetup = {},
   admission?: Admission
-): Effect.Effect<Session, HandshakeFailure, Socket.Socket | Crypto | Scope.Scope> =>
-  fromHandshake(serverHandshake(options, admission), options)
+): Effect.Effect<Session, HandshakeFailure | InvalidArgument, Socket.Socket | Crypto | Scope.Scope> =>
+  Effect.flatMap(checkSessionOptions(options), (options) => fromHandshake(serverHandshake(options, admission), options))
 
 /**
  * A warning logged at most once a second, with how many events happened since the last line: a flood
- * of refusals must not become a flood of log lines (PROTOCOL.md §10).
+ * of refusals must not become a flood of log lines (PROTOCOL.md §10.5).
  */
 /** @internal Exported for its test. */
 export const rateLimitedWarning = (message: string) => {
@@ -107,9 +121,10 @@ const makeHandshakeSlots = (maxHandshakes: number, onEvict: Effect.Effect<void>)
         waitingOnPeer: (waiting) => {
           entry.waiting = waiting
         },
-        underLoad
+        underLoad,
+        done: Effect.sync(() => void pending.delete(id))
       }
-      return { admission, done: Effect.sync(() => void pending.delete(id)) }
+      return admission
     })
 }
 
@@ -149,16 +164,20 @@ const refuse = (socket: Socket.Socket) =>
   ).pipe(Effect.timeout("1 second"), Effect.ignore)
 
 /** Binds the listener; the returned server serves once `run` is called. */
-export const listen = (options: ServeOptions): Effect.Effect<Server, SocketServer.SocketServerError, Scope.Scope> =>
+export const listen = (options: ServeOptions): Effect.Effect<Server, SocketServer.SocketServerError | InvalidArgument, Scope.Scope> =>
   Effect.gen(function*() {
+    yield* checkServeOptions(options)
     // Frames are already coalesced by the writer; Nagle would only add latency to replies.
     const listener = yield* NodeSocketServer.make({ host: options.host ?? "127.0.0.1", port: options.port, noDelay: true })
     const address = listener.address._tag === "TcpAddress"
       ? listener.address
       : { _tag: "TcpAddress" as const, hostname: "", port: 0 }
     const slots = yield* Effect.makeSemaphore(options.maxConnections ?? 1024)
+    const pool = makeMemoryPool(options.memoryBudget ?? DEFAULT_MEMORY_BUDGET)
+    const watchdog = yield* makeWatchdog(SERVER_TICK)
+    const idleTimeout = options.idleTimeout ?? DEFAULT_SERVER_IDLE_TIMEOUT
     // One P-521 work pool for the whole server, so that its caps on work in flight and waiting hold
-    // across connections (PROTOCOL.md §10); a `Crypto` in the context (tests) is used as it is.
+    // across connections (PROTOCOL.md §10.5); a `Crypto` in the context (tests) is used as it is.
     const crypto = yield* Option.match(yield* Effect.serviceOption(Crypto), {
       onNone: () => NodeCrypto.make,
       onSome: Effect.succeed
@@ -184,10 +203,10 @@ export const listen = (options: ServeOptions): Effect.Effect<Server, SocketServe
             Effect.scoped(
               Effect.gen(function*() {
                 const slot = yield* handshakeSlot
-                const session_ = yield* fromHandshake(
-                  Effect.ensuring(serverHandshake(options, slot.admission), slot.done),
-                  { ...options, peer }
-                ).pipe(Effect.provideService(Socket.Socket, socket), Effect.provideService(Crypto, crypto))
+                const session_ = yield* session({ ...options, peer, pool, watchdog, idleTimeout }, slot).pipe(
+                  Effect.provideService(Socket.Socket, socket),
+                  Effect.provideService(Crypto, crypto)
+                )
                 yield* handler(session_)
               })
             ).pipe(
@@ -216,7 +235,7 @@ const listenAndAnnounce = (options: ServeAndAnnounceOptions) =>
 export const serve = <E, R>(
   options: ServeAndAnnounceOptions,
   handler: (session: Session) => Effect.Effect<unknown, E, R>
-): Effect.Effect<never, SocketServer.SocketServerError, Exclude<R, Scope.Scope>> =>
+): Effect.Effect<never, SocketServer.SocketServerError | InvalidArgument, Exclude<R, Scope.Scope>> =>
   Effect.scoped(Effect.flatMap(listenAndAnnounce(options), (server) => server.run(handler)))
 
 /**
@@ -226,5 +245,5 @@ export const serve = <E, R>(
 export const layer = <E, R>(
   options: ServeAndAnnounceOptions,
   handler: (session: Session) => Effect.Effect<unknown, E, R>
-): Layer.Layer<never, SocketServer.SocketServerError, Exclude<R, Scope.Scope>> =>
+): Layer.Layer<never, SocketServer.SocketServerError | InvalidArgument, Exclude<R, Scope.Scope>> =>
   Layer.scopedDiscard(Effect.flatMap(listenAndAnnounce(options), (server) => Effect.forkScoped(server.run(handler))))

@@ -7,11 +7,12 @@
  * message (docs/performance.md).
  */
 import type * as Socket from "@effect/platform/Socket"
-import { Duration, Effect, Either, Exit, FiberSet, Option, Stream } from "effect"
+import { Clock, Duration, Effect, Either, Exit, FiberSet, Option, Stream } from "effect"
 import type { Scope } from "effect"
 import type { CryptoService, Sha256Hasher } from "../crypto/Crypto.js"
 import { Crypto } from "../crypto/Crypto.js"
-import { ConnectionClosed, ProtocolError, UnexpectedPacket } from "../errors.js"
+import { type AuthFailed, ConnectionClosed, type InvalidArgument, ProtocolError, UnexpectedPacket } from "../errors.js"
+import { checkedSession } from "../internal/validate.js"
 import type { ChannelInfo, SecureChannel } from "../channel/SecureChannel.js"
 import {
   ChunkEndStatus,
@@ -27,8 +28,10 @@ import {
 import { MessageType } from "../wire/Messages.js"
 import { decodePacket, encodePacketInto, Packet, PACKET_HEADER_LENGTH } from "../wire/Packet.js"
 import type { PacketType } from "../wire/PacketType.js"
+import { type BudgetRefusal, makeByteBudget, makeMemoryPool, type MemoryPool } from "./Budget.js"
+import { makeWatchdog, type Watchdog } from "./Watchdog.js"
 
-export type SessionError = ProtocolError | ConnectionClosed | Socket.SocketError
+export type SessionError = ProtocolError | ConnectionClosed | AuthFailed | Socket.SocketError
 
 export interface PacketFilter {
   readonly type?: PacketType | undefined
@@ -40,14 +43,38 @@ export interface SessionOptions {
   readonly chunkSize?: number | undefined
   /** Largest chunked message accepted, checked before anything is allocated. Default 64 MiB. */
   readonly maxMessageSize?: number | undefined
+  /**
+   * Bytes this session may hold on the peer's behalf: messages being reassembled, received packets
+   * not yet taken, stream data not yet consumed (PROTOCOL.md §10). Default `maxMessageSize` + 16 MiB.
+   */
+  readonly maxBufferedBytes?: number | undefined
   /** Requests this session may have in flight; more wait for a slot. Default 4096. */
   readonly maxInFlight?: number | undefined
   /** Received packets waiting for `receive`/`serve`; beyond that the peer is flooding. Default 65536. */
   readonly maxQueuedPackets?: number | undefined
   /** Chunked messages and streams the peer may have open at once. Default 64. */
   readonly maxIncomingStreams?: number | undefined
-  /** End the session with `ProtocolError("Timeout")` when nothing arrives for this long. Default: never. */
+  /** Handlers `serve` runs at once; further packets wait in the inbox, within its budget. Default 1024. */
+  readonly maxConcurrentHandlers?: number | undefined
+  /**
+   * End the session with `ProtocolError("Timeout")` when nothing arrives for this long. Default:
+   * never on a client, 5 minutes on a server (`serve`, `listen`); `Duration.infinity` turns it off.
+   */
   readonly idleTimeout?: Duration.DurationInput | undefined
+  /**
+   * End the session with `ProtocolError("Timeout")` when a write to the peer has not completed for
+   * this long: the peer stopped reading while we have data for it. Default 30 seconds.
+   */
+  readonly stallTimeout?: Duration.DurationInput | undefined
+}
+
+/** What the library itself passes to a session beside the user's options. */
+export interface SessionSetup extends SessionOptions {
+  readonly peer?: string | undefined
+  /** The server-wide pool this session draws on beyond its allowance; by default a pool of its own. */
+  readonly pool?: MemoryPool | undefined
+  /** The server-wide clock of the time budgets; by default one of its own. */
+  readonly watchdog?: Watchdog | undefined
 }
 
 export interface SessionInfo extends ChannelInfo {
@@ -65,35 +92,35 @@ export interface IncomingStream {
 export interface Session {
   readonly info: SessionInfo
   /** Sends one packet; payloads above the chunk size are chunked transparently. */
-  readonly send: (packet: Packet) => Effect.Effect<void, SessionError>
+  readonly send: (packet: Packet) => Effect.Effect<void, SessionError | InvalidArgument>
   /** The next packet; `UnexpectedPacket` (and the packet is consumed) when it does not match the filter. */
-  readonly receive: (filter?: PacketFilter) => Effect.Effect<Packet, SessionError | UnexpectedPacket>
+  readonly receive: (filter?: PacketFilter) => Effect.Effect<Packet, SessionError | UnexpectedPacket | InvalidArgument>
   /** Sends a request and waits for the reply with the same id; many may be in flight. */
   readonly request: (
     packet: Packet,
     options?: { readonly expect?: PacketType | undefined }
-  ) => Effect.Effect<Packet, SessionError | UnexpectedPacket>
+  ) => Effect.Effect<Packet, SessionError | UnexpectedPacket | InvalidArgument>
   /** Receives a packet and answers it with `response` (its id set to the request's). Returns the request. */
   readonly receiveAndSend: (
     response: Packet,
     filter?: PacketFilter
-  ) => Effect.Effect<Packet, SessionError | UnexpectedPacket>
+  ) => Effect.Effect<Packet, SessionError | UnexpectedPacket | InvalidArgument>
   /** Receives a packet, runs `handler`, and sends back what it returns. Returns the request. */
   readonly respond: <E, R>(
     filter: PacketFilter,
     handler: (packet: Packet) => Effect.Effect<Packet | undefined, E, R>
-  ) => Effect.Effect<Packet, SessionError | UnexpectedPacket | E, R>
+  ) => Effect.Effect<Packet, SessionError | UnexpectedPacket | InvalidArgument | E, R>
   /** Answers every incoming packet concurrently until the peer closes; fails if a handler fails. */
   readonly serve: <E, R>(
     handler: (packet: Packet) => Effect.Effect<Packet | undefined, E, R>
-  ) => Effect.Effect<void, SessionError | E, R>
+  ) => Effect.Effect<void, SessionError | InvalidArgument | E, R>
   /** Sends a stream of unknown length with back-pressure from the peer's credit. */
   readonly sendStream: <E, R>(
     header: { readonly id: number; readonly type: PacketType },
     data: Stream.Stream<Uint8Array, E, R>
-  ) => Effect.Effect<void, SessionError | E, R>
+  ) => Effect.Effect<void, SessionError | InvalidArgument | E, R>
   /** The next incoming stream (a plain packet arrives as a one-chunk stream). */
-  readonly receiveStream: (filter?: PacketFilter) => Effect.Effect<IncomingStream, SessionError | UnexpectedPacket>
+  readonly receiveStream: (filter?: PacketFilter) => Effect.Effect<IncomingStream, SessionError | UnexpectedPacket | InvalidArgument>
   /** An id no request of this session is using. */
   readonly nextId: () => number
   /** Orderly close (PROTOCOL.md §7.1). Idempotent. */
@@ -104,6 +131,13 @@ export interface Session {
 
 export const DEFAULT_CHUNK_SIZE = 256 * 1024
 export const DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
+/** What `maxBufferedBytes` adds to `maxMessageSize` by default: room for packets beside one full message. */
+const DEFAULT_BUFFER_HEADROOM = 16 * 1024 * 1024
+/** Held by each session without drawing on its server's pool: enough for ordinary request traffic. */
+export const CONNECTION_ALLOWANCE = 64 * 1024
+/** Charged per queued packet on top of its payload, so that empty packets are not free. */
+const ITEM_OVERHEAD = 64
+export const DEFAULT_STALL_TIMEOUT = Duration.seconds(30)
 /** Credit every stream starts with (PROTOCOL.md §9.3). */
 export const INITIAL_STREAM_CREDIT = 1024 * 1024
 
@@ -111,11 +145,16 @@ export const INITIAL_STREAM_CREDIT = 1024 * 1024
 
 type Resume<A> = (exit: Exit.Exit<A, SessionError>) => void
 
-/** A chunked message being reassembled. */
+/**
+ * A chunked message being reassembled. `buffer` grows with the data that arrived (doubling, capped
+ * at `total`), never allocated from the declared total alone (PROTOCOL.md §9.1); its capacity is
+ * what the budget is charged.
+ */
 interface IncomingMessage {
   readonly _tag: "Message"
   readonly start: { readonly id: number; readonly type: PacketType; readonly reply: boolean }
-  readonly buffer: Uint8Array
+  readonly total: number
+  buffer: Uint8Array
   offset: number
 }
 
@@ -124,8 +163,10 @@ interface IncomingStreamState {
   readonly _tag: "Stream"
   readonly streamId: number
   readonly chunks: Array<Uint8Array>
-  /** Bytes received beyond what we have granted: must stay within the credit (PROTOCOL.md §9.3). */
-  outstanding: number
+  /** Credit granted so far: the initial window plus every STREAM_CREDIT sent (PROTOCOL.md §9.3). */
+  granted: number
+  /** CHUNK_DATA bytes received; never more than `granted`. */
+  received: number
   consumedSinceCredit: number
   done: Exit.Exit<void, SessionError> | undefined
   waiter: Resume<Option.Option<Uint8Array>> | undefined
@@ -133,8 +174,11 @@ interface IncomingStreamState {
 }
 
 type InboxItem =
-  | { readonly _tag: "Packet"; readonly packet: Packet }
+  | { readonly _tag: "Packet"; readonly packet: Packet; readonly charged: number }
   | { readonly _tag: "Stream"; readonly id: number; readonly type: PacketType; readonly state: IncomingStreamState }
+
+/** The smallest reassembly buffer; below it, growing step by step would cost more copies than it saves. */
+const MIN_REASSEMBLY = 64 * 1024
 
 interface PendingRequest {
   result: Exit.Exit<Packet, SessionError> | undefined
@@ -154,16 +198,34 @@ const unexpected = (filter: PacketFilter | undefined, packet: { readonly id: num
     received: { type: packet.type, id: packet.id }
   })
 
+/**
+ * Bytes from the frame path that a session keeps: a view that is most of its buffer is kept as is;
+ * a small view into a large buffer (a plaintext frame inside a socket read) is copied, so that what
+ * the budget is charged is what memory holds.
+ */
+const own = (bytes: Uint8Array): Uint8Array => (bytes.byteLength * 2 >= bytes.buffer.byteLength ? bytes : bytes.slice())
+
 export const makeSession = (
   channel: SecureChannel,
   crypto: CryptoService,
-  options: SessionOptions & { readonly peer?: string | undefined } = {}
+  options: SessionSetup = {}
 ): Effect.Effect<Session, never, Scope.Scope> =>
   Effect.gen(function*() {
     const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE
     const maxMessageSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE
     const maxQueued = options.maxQueuedPackets ?? 65536
     const maxIncoming = options.maxIncomingStreams ?? 64
+    const maxHandlers = Math.max(1, options.maxConcurrentHandlers ?? 1024)
+    const maxBuffered = options.maxBufferedBytes ?? maxMessageSize + DEFAULT_BUFFER_HEADROOM
+    const finite = (input: Duration.DurationInput | undefined): Option.Option<number> =>
+      input === undefined ? Option.none() : Option.filter(Option.some(Duration.toMillis(input)), Number.isFinite)
+    const idleMillis = finite(options.idleTimeout)
+    const stallMillis = finite(options.stallTimeout ?? DEFAULT_STALL_TIMEOUT)
+    const budget = makeByteBudget({
+      limit: maxBuffered,
+      allowance: CONNECTION_ALLOWANCE,
+      pool: options.pool ?? makeMemoryPool(maxBuffered)
+    })
     const encrypted = channel.info.encrypted
     const maxInFlight = Math.max(1, options.maxInFlight ?? 4096)
     /** Requests waiting for one of the `maxInFlight` slots; the pending table itself counts those in use. */
@@ -190,11 +252,34 @@ export const makeSession = (
       channel.fail(error)
     }
 
+    const overBudget = (refusal: BudgetRefusal) =>
+      fail(
+        new ProtocolError({
+          reason: "LimitExceeded",
+          detail: refusal === "ConnectionLimit"
+            ? `more than maxBufferedBytes (${maxBuffered}) held for the peer`
+            : "the server's memory budget is exhausted"
+        })
+      )
+
+    /** Charges `bytes` to the budget; on refusal the session ends and `false` comes back. */
+    const charge = (bytes: number): boolean => {
+      const refusal = budget.charge(bytes)
+      if (refusal === undefined) return true
+      overBudget(refusal)
+      return false
+    }
+
+    /** What an item still holds against the budget, given back once the application has it. */
+    const release = (item: InboxItem) => {
+      if (item._tag === "Packet") budget.refund(item.charged)
+    }
+
     const deliverItem = (item: InboxItem) => {
       let taker = takers.shift()
       if (taker === undefined) {
-        // Every `serve` worker is busy: start one more. It may already be waiting when `spawn`
-        // returns; otherwise it finds the item in the inbox.
+        // Every `serve` worker is busy: start one more, up to the limit. It may already be waiting
+        // when `spawn` returns; otherwise it finds the item in the inbox.
         for (const spawn of spawners) {
           spawn()
           break
@@ -222,7 +307,19 @@ export const makeSession = (
       else request.result = Exit.succeed(packet)
     }
 
-    const deliverPacket = (packet: Packet, reply: boolean) => (reply ? deliverReply(packet) : deliverItem({ _tag: "Packet", packet }))
+    /**
+     * Hands over a received packet. `charged` is what its bytes already hold against the budget (a
+     * reassembled message); a reply goes straight to its caller and gives that back at once.
+     */
+    const deliverPacket = (packet: Packet, reply: boolean, charged: number) => {
+      if (reply) {
+        budget.refund(charged)
+        return deliverReply(packet)
+      }
+      const extra = ITEM_OVERHEAD + (charged === 0 ? packet.payload.length : 0)
+      if (!charge(extra)) return budget.refund(charged)
+      deliverItem({ _tag: "Packet", packet, charged: charged + extra })
+    }
 
     const onChunkStart = (body: Uint8Array) => {
       const decoded = decodeChunkStart(body)
@@ -233,11 +330,13 @@ export const makeSession = (
       const reply = (start.flags & ChunkFlags.REPLY) !== 0
       if ((start.flags & ChunkFlags.STREAM) !== 0) {
         if (reply) return fail(malformed("streamed reply"))
+        if (start.total !== 0) return fail(malformed("stream with a total"))
         const state: IncomingStreamState = {
           _tag: "Stream",
           streamId: start.streamId,
           chunks: [],
-          outstanding: 0,
+          granted: INITIAL_STREAM_CREDIT,
+          received: 0,
           consumedSinceCredit: 0,
           done: undefined,
           waiter: undefined,
@@ -253,9 +352,22 @@ export const makeSession = (
       incoming.set(start.streamId, {
         _tag: "Message",
         start: { id: start.id, type: start.type, reply },
-        buffer: new Uint8Array(start.total),
+        total: start.total,
+        buffer: EMPTY,
         offset: 0
       })
+    }
+
+    /** Makes room for `bytes` more in a message's buffer, charging the growth; false if refused. */
+    const reserve = (state: IncomingMessage, bytes: number): boolean => {
+      const needed = state.offset + bytes
+      if (needed <= state.buffer.length) return true
+      const size = Math.min(state.total, Math.max(needed, MIN_REASSEMBLY, 2 * state.buffer.length))
+      if (!charge(size - state.buffer.length)) return false
+      const next = new Uint8Array(size)
+      next.set(state.buffer.subarray(0, state.offset), 0)
+      state.buffer = next
+      return true
     }
 
     const onChunkData = (body: Uint8Array) => {
@@ -264,13 +376,15 @@ export const makeSession = (
       if (state === undefined) return fail(malformed("data for unknown stream"))
       const data = body.subarray(STREAM_ID_LENGTH)
       if (state._tag === "Message") {
-        if (state.offset + data.length > state.buffer.length) return fail(new ProtocolError({ reason: "StreamIntegrity", detail: "more data than declared" }))
+        if (state.offset + data.length > state.total) return fail(new ProtocolError({ reason: "StreamIntegrity", detail: "more data than declared" }))
+        if (!reserve(state, data.length)) return
         state.buffer.set(data, state.offset)
         state.offset += data.length
         return
       }
-      state.outstanding += data.length
-      if (state.outstanding > INITIAL_STREAM_CREDIT) return fail(new ProtocolError({ reason: "LimitExceeded", detail: "stream credit exceeded" }))
+      state.received += data.length
+      if (state.received > state.granted) return fail(new ProtocolError({ reason: "LimitExceeded", detail: "stream credit exceeded" }))
+      if (!charge(data.length)) return
       state.hasher?.update(data)
       // The body is a view into a frame buffer nobody reuses, so it can wait in the queue as is.
       if (state.waiter !== undefined) {
@@ -278,13 +392,12 @@ export const makeSession = (
         state.waiter = undefined
         waiter(Exit.succeed(Option.some(data)))
       } else {
-        state.chunks.push(data)
+        state.chunks.push(own(data))
       }
     }
 
     const verifyDigest = (hasher: Sha256Hasher | undefined, data: Uint8Array | undefined, trailer: Uint8Array): boolean => {
-      if (encrypted) return trailer.length === 0
-      if (trailer.length !== 32) return false
+      if (encrypted) return true
       const digest = data === undefined ? hasher?.digest() : crypto.sha256(data)
       return digest !== undefined && crypto.timingSafeEqual(digest, trailer)
     }
@@ -302,15 +415,22 @@ export const makeSession = (
       const streamId = readStreamId(body)
       const state = streamId === undefined ? undefined : incoming.get(streamId)
       if (streamId === undefined || state === undefined || body.length < 5) return fail(malformed("end of unknown stream"))
-      incoming.delete(streamId)
       const status = body[4]
       const trailer = body.subarray(5)
+      // A digest only in plaintext mode and only on success; anything else is an encoding error (PROTOCOL.md §9.2).
+      const digestLength = !encrypted && status === ChunkEndStatus.OK ? 32 : 0
+      if ((status !== ChunkEndStatus.OK && status !== ChunkEndStatus.ABORTED) || trailer.length !== digestLength) {
+        return fail(malformed("chunk end"))
+      }
+      incoming.delete(streamId)
       if (state._tag === "Message") {
-        if (status !== ChunkEndStatus.OK) return // the sender gave up; nothing was delivered
-        if (state.offset !== state.buffer.length || !verifyDigest(undefined, state.buffer, trailer)) {
+        // The sender gave up: nothing is delivered and the buffer goes back to the budget.
+        if (status !== ChunkEndStatus.OK) return budget.refund(state.buffer.length)
+        if (state.offset !== state.total || !verifyDigest(undefined, state.buffer.subarray(0, state.offset), trailer)) {
           return fail(new ProtocolError({ reason: "StreamIntegrity" }))
         }
-        return deliverPacket(new Packet({ id: state.start.id, type: state.start.type, payload: state.buffer }, true), state.start.reply)
+        const payload = state.buffer.length === state.total ? state.buffer : state.buffer.subarray(0, state.total)
+        return deliverPacket(new Packet({ id: state.start.id, type: state.start.type, payload }, true), state.start.reply, state.buffer.length)
       }
       if (status !== ChunkEndStatus.OK) {
         return finishStream(state, Exit.fail(new ProtocolError({ reason: "StreamIntegrity", detail: "sender aborted the stream" })))
@@ -346,6 +466,9 @@ export const makeSession = (
       for (const waiter of slotWaiters.splice(0)) waiter()
       for (const state of incoming.values()) if (state._tag === "Stream") finishStream(state, failure)
       incoming.clear()
+      // Nobody will take what is still queued: it goes, and everything held goes back to the pool.
+      inbox.length = 0
+      budget.close()
       for (const out of outgoingCredit.values()) out.wake?.()
       for (const waiter of endWaiters.splice(0)) waiter(error)
     }
@@ -356,9 +479,11 @@ export const makeSession = (
         switch (type) {
           case MessageType.PACKET:
           case MessageType.REPLY: {
-            const packet = decodePacket(body)
+            const reply = type === MessageType.REPLY
+            // A queued packet keeps its bytes; a reply is taken by its caller at once.
+            const packet = decodePacket(reply ? body : own(body))
             if (Either.isLeft(packet)) return fail(packet.left)
-            return deliverPacket(packet.right, type === MessageType.REPLY)
+            return deliverPacket(packet.right, reply, 0)
           }
           case MessageType.CHUNK_START:
             return onChunkStart(body)
@@ -383,26 +508,42 @@ export const makeSession = (
         if (i >= 0) endWaiters.splice(i, 1)
       })
     })
-    yield* Effect.forkScoped(Effect.zipRight(closed, channel.shutdown))
-    yield* Effect.addFinalizer(() => channel.close)
+    // Flushing is bounded like any write (the stall timeout); after a failure only the alert is left to
+    // send, so it gets a second at most.
+    const flushWithin = Option.getOrElse(stallMillis, () => Infinity)
+    // Released when the session ends, by a fiber started then rather than one waiting all along.
+    const runAtEnd = yield* FiberSet.makeRuntime<never, void, never>()
+    endWaiters.push((error) =>
+      void runAtEnd(channel.release(error instanceof ConnectionClosed ? flushWithin : Math.min(flushWithin, 1000))))
+    yield* Effect.addFinalizer(() => channel.close(flushWithin))
 
     /**
-     * One fiber per session, not per message: it wakes once per period and fails the session if
-     * nothing arrived since the last wake, so the timeout fires between one and two periods of silence.
+     * The session's time budgets (PROTOCOL.md §10.3), checked on the watchdog's ticks (the server's
+     * shared one, else one of our own that wakes four times per budget):
+     * - idle: nothing has arrived for `idleTimeout`;
+     * - stall: a socket write has not completed for `stallTimeout` — the peer stopped reading while
+     *   we have data for it, and what we queue for it would otherwise wait forever.
      */
-    if (options.idleTimeout !== undefined) {
-      const period = Duration.decode(options.idleTimeout)
-      yield* Effect.forkScoped(Effect.gen(function*() {
-        let seen = -1
-        while (ended === undefined) {
-          if (seen === received) {
-            fail(new ProtocolError({ reason: "Timeout", detail: "idle timeout" }))
-            return
-          }
+    const budgets = [...Option.toArray(idleMillis), ...Option.toArray(stallMillis)]
+    if (budgets.length > 0) {
+      const watchdog = options.watchdog ?? (yield* makeWatchdog(Math.max(1, Math.min(...budgets) / 4)))
+      let seen = received
+      let lastActivity = yield* Clock.currentTimeMillis
+      const unwatch = watchdog.watch((now) => {
+        if (ended !== undefined) return unwatch()
+        if (received !== seen) {
           seen = received
-          yield* Effect.sleep(period)
+          lastActivity = now
         }
-      }))
+        if (Option.isSome(idleMillis) && now - lastActivity >= idleMillis.value) {
+          return fail(new ProtocolError({ reason: "Timeout", detail: "idle timeout" }))
+        }
+        const since = channel.writingSince()
+        if (Option.isSome(stallMillis) && since !== undefined && now - since >= stallMillis.value) {
+          return fail(new ProtocolError({ reason: "Timeout", detail: "the peer stopped reading (stall timeout)" }))
+        }
+      })
+      yield* Effect.addFinalizer(() => Effect.sync(unwatch))
     }
 
     // --- sending -------------------------------------------------------------------------------
@@ -481,10 +622,11 @@ export const makeSession = (
 
     /** Hands credit back once half the window is consumed, so the sender rarely stalls. */
     const consumed = (state: IncomingStreamState, bytes: number) => {
-      state.outstanding -= bytes
+      budget.refund(bytes)
       state.consumedSinceCredit += bytes
       if (state.done === undefined && state.consumedSinceCredit >= INITIAL_STREAM_CREDIT / 2) {
         channel.write(MessageType.STREAM_CREDIT, encodeStreamCredit(state.streamId, state.consumedSinceCredit))
+        state.granted += state.consumedSinceCredit
         state.consumedSinceCredit = 0
       }
     }
@@ -504,33 +646,55 @@ export const makeSession = (
         )
       )
 
-    /** Collects a stream into one packet, bounded by `maxMessageSize`. */
-    const collect = (item: InboxItem): Effect.Effect<Packet, SessionError> =>
-      item._tag === "Packet"
-        ? Effect.succeed(item.packet)
-        : Stream.runFold(streamOf(item.state), [] as Array<Uint8Array>, (acc, chunk) => {
-          acc.push(chunk)
-          return acc
-        }).pipe(
-          Effect.flatMap((chunks) => {
-            let total = 0
-            for (const c of chunks) total += c.length
-            if (total > maxMessageSize) return Effect.fail(new ProtocolError({ reason: "MessageTooLarge" }))
+    /**
+     * Collects a stream into one packet for `receive` and `serve`. The running total is checked
+     * against `maxMessageSize` as the data arrives and charged to the budget, so an endless stream
+     * ends the session at the limit instead of growing without bound (PROTOCOL.md §9.3).
+     * Returns the packet and what it holds against the budget.
+     */
+    const collect = (item: InboxItem): Effect.Effect<readonly [Packet, number], SessionError> => {
+      if (item._tag === "Packet") return Effect.succeed([item.packet, item.charged] as const)
+      const chunks: Array<Uint8Array> = []
+      let total = 0
+      const tooLarge = () => {
+        const error = new ProtocolError({ reason: "MessageTooLarge", detail: `stream over ${maxMessageSize} bytes` })
+        fail(error)
+        return error
+      }
+      return Stream.runForEach(streamOf(item.state), (chunk) =>
+        Effect.suspend(() => {
+          total += chunk.length
+          if (total > maxMessageSize) return Effect.fail(tooLarge())
+          if (!charge(chunk.length)) return Effect.fail(ended ?? tooLarge())
+          chunks.push(chunk)
+          return Effect.void
+        })).pipe(
+          Effect.onError(() => Effect.sync(() => budget.refund(total))),
+          Effect.map(() => {
             const payload = new Uint8Array(total)
             let offset = 0
             for (const c of chunks) {
               payload.set(c, offset)
               offset += c.length
             }
-            return Effect.succeed(new Packet({ id: item.id, type: item.type, payload }, true))
+            return [new Packet({ id: item.id, type: item.type, payload }, true), total] as const
           })
         )
+    }
+
+    /** Collects an item, hands the packet to `use`, and gives its bytes back to the budget after. */
+    const withPacket = <A, E, R>(item: InboxItem, use: (packet: Packet) => Effect.Effect<A, E, R>) =>
+      Effect.flatMap(collect(item), ([packet, charged]) =>
+        Effect.ensuring(use(packet), Effect.sync(() => budget.refund(charged))))
 
     const receive = (filter?: PacketFilter): Effect.Effect<Packet, SessionError | UnexpectedPacket> =>
       Effect.flatMap(takeItem, (item): Effect.Effect<Packet, SessionError | UnexpectedPacket> => {
         const header = item._tag === "Packet" ? item.packet : item
-        if (!matches(filter, header)) return Effect.fail(unexpected(filter, header))
-        return collect(item)
+        if (!matches(filter, header)) {
+          release(item)
+          return Effect.fail(unexpected(filter, header))
+        }
+        return withPacket(item, Effect.succeed)
       })
 
     const reply = (request: Packet, response: Packet): Effect.Effect<void, SessionError> =>
@@ -601,10 +765,16 @@ export const makeSession = (
           // every worker busy starts one more, so handling stays fully concurrent.
           const worker: Effect.Effect<never, SessionError | E, R> = Effect.forever(
             Effect.flatMap(takeItem, (item) =>
-              Effect.flatMap(collect(item), (packet) =>
+              withPacket(item, (packet) =>
                 Effect.flatMap(handler(packet), (response) => (response === undefined ? Effect.void : reply(packet, response)))))
           )
-          const spawn = () => void run(worker)
+          // Up to `maxConcurrentHandlers` workers; beyond that, packets wait in the inbox, within its budget.
+          let workers = 0
+          const spawn = () => {
+            if (workers >= maxHandlers) return
+            workers++
+            run(worker)
+          }
           spawners.add(spawn)
           yield* Effect.addFinalizer(() => Effect.sync(() => spawners.delete(spawn)))
           for (let i = 0; i < Math.max(1, inbox.length); i++) spawn()
@@ -686,6 +856,7 @@ export const makeSession = (
 
     const receiveStream = (filter?: PacketFilter): Effect.Effect<IncomingStream, SessionError | UnexpectedPacket> =>
       Effect.flatMap(takeItem, (item): Effect.Effect<IncomingStream, UnexpectedPacket> => {
+        release(item)
         const header = item._tag === "Packet" ? item.packet : item
         if (!matches(filter, header)) return Effect.fail(unexpected(filter, header))
         return Effect.succeed<IncomingStream>(
@@ -714,14 +885,17 @@ export const makeSession = (
       sendStream,
       receiveStream,
       nextId,
-      close: channel.close,
+      close: channel.close(flushWithin),
       closed
     }
   })
 
-/** A session over the channel a handshake yields, with the `Crypto` the handshake used. */
+/**
+ * A session over the channel a handshake yields, with the `Crypto` the handshake used; its methods
+ * check the packets they are given (`checkedSession`).
+ */
 export const fromHandshake = <E, R>(
   handshake: Effect.Effect<SecureChannel, E, R>,
-  options: SessionOptions & { readonly peer?: string | undefined }
+  options: SessionSetup
 ): Effect.Effect<Session, E, R | Crypto | Scope.Scope> =>
-  Effect.flatMap(handshake, (channel) => Effect.flatMap(Crypto, (crypto) => makeSession(channel, crypto, options)))
+  Effect.flatMap(handshake, (channel) => Effect.flatMap(Crypto, (crypto) => Effect.map(makeSession(channel, crypto, options), checkedSession)))

@@ -4,14 +4,14 @@
  * Reading: one `socket.run` whose handler decodes frames synchronously and hands each to the
  * current `FrameSink`, with no fiber per chunk (docs/performance.md). Until the session installs its
  * own dispatcher, frames go to a mailbox the handshake awaits, held to byte and frame budgets
- * (`ReadLimits`, PROTOCOL.md §10.1); frames that already arrived are then replayed into the session,
+ * (`ReadLimits`, PROTOCOL.md §10.4); frames that already arrived are then replayed into the session,
  * in order.
  *
  * Writing: frames are queued synchronously and one writer fiber drains the queue, coalescing
  * everything queued while the previous write was in flight into one socket write.
  */
 import type * as Socket from "@effect/platform/Socket"
-import { Deferred, Effect, ExecutionStrategy, Exit, Fiber, FiberId, Scope } from "effect"
+import { Clock, Deferred, Effect, ExecutionStrategy, Exit, Fiber, FiberId, Scope } from "effect"
 import { ProtocolError } from "../errors.js"
 import { makeFrameDecoder } from "../wire/Frame.js"
 
@@ -54,14 +54,26 @@ export interface Framed {
   readonly pendingBytes: () => number
   /** Waits until queued bytes drop below the high-water mark. */
   readonly awaitWritable: Effect.Effect<void>
+  /**
+   * When the socket write now in flight began (`Clock` milliseconds), or undefined when none is: a
+   * write that does not complete means the peer is not reading (PROTOCOL.md §10, stall timeout).
+   */
+  readonly writingSince: () => number | undefined
   /** Flushes the queue, then ends our write side (the peer sees end of stream). */
   readonly endWrite: Effect.Effect<void>
   /** Stops reading early (used after a fatal error) so the run fiber does not outlive its purpose. */
   readonly stopReading: Effect.Effect<void>
+  /**
+   * Gives up on everything queued and on the write in flight (a peer that stopped reading): the
+   * writer stops, waiting senders are released, and `endWrite` completes.
+   */
+  readonly abortWrites: Effect.Effect<void>
+  /** Completes once the read side has ended (end of stream, error, or `stopReading`). */
+  readonly readEnded: Effect.Effect<void>
 }
 
 /**
- * What the reading side accepts until a sink is installed (PROTOCOL.md §10): nothing is kept on the
+ * What the reading side accepts until a sink is installed (PROTOCOL.md §10.4): nothing is kept on the
  * peer's word beyond these. A frame over `maxFrameSize` is refused from its length alone
  * (`FrameTooLarge`); a frame that would exceed `maxWaitingFrames` or `maxWaitingBytes` ends reading
  * with `LimitExceeded`, drops what was waiting, and is not kept.
@@ -78,7 +90,7 @@ export interface FramedOptions {
   readonly maxFrameSize: number
   /** The mailbox's budgets to start with. Default: frames up to `maxFrameSize`, 4 × that in waiting bytes. */
   readonly readLimits?: ReadLimits | undefined
-  /** Budgets that replace `readLimits` as soon as the first frame has arrived (the client's, §10). */
+  /** Budgets that replace `readLimits` as soon as the first frame has arrived (the client's, §10.4). */
   readonly afterFirstFrame?: ReadLimits | undefined
   /** Queue size above which `awaitWritable` waits. */
   readonly highWaterMark?: number
@@ -240,6 +252,7 @@ export const makeFramed = (
     let queue: Array<Uint8Array> = []
     let queued = 0
     let inFlight = 0
+    let writingSince: number | undefined
     let ending = false
     let writeFailed = false
     const wake = yield* Effect.makeLatch(false)
@@ -302,7 +315,9 @@ export const makeFramed = (
           yield* Effect.yieldNow()
           continue
         }
+        writingSince = yield* Clock.currentTimeMillis
         const exit = yield* Effect.exit(Effect.forEach(takeBatch(), write, { discard: true }))
+        writingSince = undefined
         inFlight = 0
         if (queued < highWaterMark) drained.unsafeOpen()
         if (Exit.isFailure(exit)) {
@@ -382,7 +397,10 @@ export const makeFramed = (
       enqueue,
       pendingBytes: () => queued + inFlight,
       awaitWritable: drained.await,
+      writingSince: () => writingSince,
       endWrite,
-      stopReading: Effect.asVoid(Fiber.interruptFork(reader))
+      stopReading: Effect.asVoid(Fiber.interruptFork(reader)),
+      abortWrites: abandonWrites,
+      readEnded: Effect.asVoid(Fiber.await(reader))
     }
   })

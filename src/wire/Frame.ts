@@ -59,6 +59,8 @@ export interface FrameDecoder {
   readonly push: (chunk: Uint8Array, onFrame: FrameHandler) => ProtocolError | undefined
   /** Bytes held for an incomplete frame (header included). */
   readonly pending: () => number
+  /** Bytes of buffer allocated for the incomplete frame: grows with `pending`, not with the declared length. */
+  readonly held: () => number
   /**
    * Says the input is over. A frame cut short is `Malformed` with detail "truncated frame" (PROTOCOL.md §2),
    * so a cut connection is never mistaken for a finished one; after an earlier failure, that failure.
@@ -83,8 +85,10 @@ const readU32 = (bytes: Uint8Array, offset: number): number =>
 
 /**
  * A decoder that refuses any frame whose declared body length exceeds `maxFrameSize`, as soon as the 4
- * length bytes are in and before a single body byte is buffered (PROTOCOL.md §2), so a peer
- * cannot make us allocate more than `maxFrameSize + 5` bytes for one frame.
+ * length bytes are in and before a single body byte is buffered (PROTOCOL.md §2). A frame that arrives
+ * in pieces is gathered in a buffer that grows with the bytes that actually arrived, never sized by
+ * the declared length alone (PROTOCOL.md §10): a peer that declares 1 MiB and sends 10 bytes costs
+ * a few KiB, not 1 MiB.
  *
  * `maxFrameSize` must be an integer from 0 to 2^32 - 1; anything else is a programming error (RangeError).
  */
@@ -93,6 +97,8 @@ const readU32 = (bytes: Uint8Array, offset: number): number =>
  * path that fill is a measurable share of the cost.
  */
 const allocFrame = (size: number): Uint8Array => Buffer.allocUnsafeSlow(size)
+/** The smallest gather buffer: below this, growing step by step would cost more copies than it saves. */
+const MIN_GATHER = 64 * 1024
 
 const checkMaxFrameSize = (maxFrameSize: number): number => {
   if (!Number.isInteger(maxFrameSize) || maxFrameSize < 0 || maxFrameSize > MAX_FRAME_LENGTH) {
@@ -105,24 +111,48 @@ export const makeFrameDecoder = (initialMaxFrameSize: number): FrameDecoder => {
   let maxFrameSize = checkMaxFrameSize(initialMaxFrameSize)
 
   // A header split across chunks is gathered here until its length is known; then the whole frame,
-  // header included, moves to `frame`, allocated once at its exact size (never grown by concatenation).
+  // header included, moves to `frame`, whose capacity grows (doubling, capped at the frame's size)
+  // as its bytes arrive.
   const head = new Uint8Array(FRAME_HEADER_LENGTH)
   let headFill = 0
   let frame: Uint8Array | undefined = undefined
+  /** The size of the frame being gathered, header included; `frame` may still be smaller. */
+  let frameLength = 0
   let frameFill = 0
   let failed: ProtocolError | undefined = undefined
   let reuse = false
   let scratch: Uint8Array | undefined = undefined
 
-  const frameBuffer = (size: number): Uint8Array => {
-    if (!reuse) return allocFrame(size)
-    if (scratch === undefined || scratch.length < size) scratch = allocFrame(size)
-    return scratch.subarray(0, size)
+  /** A buffer for `needed` bytes of a frame of `frameLength`, keeping what `frame` already holds. */
+  const grow = (needed: number): Uint8Array => {
+    const current = frame
+    if (current !== undefined && current.length >= needed) return current
+    if (reuse && scratch !== undefined && scratch.length >= needed) {
+      const view = scratch.subarray(0, Math.min(scratch.length, frameLength))
+      if (current !== undefined && current.buffer !== scratch.buffer) view.set(current.subarray(0, frameFill), 0)
+      return view
+    }
+    const size = Math.min(frameLength, Math.max(needed, MIN_GATHER, 2 * (current?.length ?? 0)))
+    const next = allocFrame(size)
+    if (current !== undefined) next.set(current.subarray(0, frameFill), 0)
+    if (reuse) scratch = next
+    return next
+  }
+
+  /** Starts gathering a frame of `length` body bytes from the first `bytes` of it. */
+  const begin = (length: number, bytes: Uint8Array): void => {
+    frameLength = FRAME_HEADER_LENGTH + length
+    frame = undefined
+    frameFill = 0
+    frame = grow(bytes.length)
+    frame.set(bytes, 0)
+    frameFill = bytes.length
   }
 
   const fail = (error: ProtocolError): ProtocolError => {
     failed = error
     frame = undefined
+    frameLength = 0
     frameFill = 0
     headFill = 0
     return error
@@ -136,19 +166,21 @@ export const makeFrameDecoder = (initialMaxFrameSize: number): FrameDecoder => {
       })
     )
 
-  // Copies what `frame` still lacks from `chunk` at `offset`; returns the new offset.
+  // Copies what the frame still lacks from `chunk` at `offset`; returns the new offset.
   const fill = (chunk: Uint8Array, offset: number): number => {
-    const target = frame!
-    const take = Math.min(target.length - frameFill, chunk.length - offset)
+    const take = Math.min(frameLength - frameFill, chunk.length - offset)
+    const target = grow(frameFill + take)
     target.set(chunk.subarray(offset, offset + take), frameFill)
+    frame = target
     frameFill += take
     return offset + take
   }
 
-  // Hands over a completed `frame`; its buffer belongs to the handler from here on.
+  // Hands over a completed frame; its buffer belongs to the handler from here on.
   const deliver = (onFrame: FrameHandler): void => {
-    const done = frame!
+    const done = frame!.subarray(0, frameLength)
     frame = undefined
+    frameLength = 0
     frameFill = 0
     onFrame(done[4]!, done.subarray(0, FRAME_HEADER_LENGTH), done.subarray(FRAME_HEADER_LENGTH))
   }
@@ -161,7 +193,7 @@ export const makeFrameDecoder = (initialMaxFrameSize: number): FrameDecoder => {
     // First finish whatever the previous chunks left incomplete.
     if (frame !== undefined) {
       off = fill(chunk, off)
-      if (frameFill < frame.length) return undefined
+      if (frameFill < frameLength) return undefined
       deliver(onFrame)
     } else if (headFill > 0) {
       while (headFill < FRAME_HEADER_LENGTH && off < n) head[headFill++] = chunk[off++]!
@@ -170,11 +202,9 @@ export const makeFrameDecoder = (initialMaxFrameSize: number): FrameDecoder => {
       if (length > maxFrameSize) return tooLarge(length)
       if (headFill < FRAME_HEADER_LENGTH) return undefined
       headFill = 0
-      frame = frameBuffer(FRAME_HEADER_LENGTH + length)
-      frame.set(head, 0)
-      frameFill = FRAME_HEADER_LENGTH
+      begin(length, head)
       off = fill(chunk, off)
-      if (frameFill < frame.length) return undefined
+      if (frameFill < frameLength) return undefined
       deliver(onFrame)
     }
 
@@ -197,9 +227,7 @@ export const makeFrameDecoder = (initialMaxFrameSize: number): FrameDecoder => {
       }
       const bodyEnd = off + FRAME_HEADER_LENGTH + length
       if (bodyEnd > n) {
-        frame = frameBuffer(FRAME_HEADER_LENGTH + length)
-        frame.set(chunk.subarray(off), 0)
-        frameFill = rest
+        begin(length, chunk.subarray(off))
         return undefined
       }
       onFrame(chunk[off + 4]!, chunk.subarray(off, off + FRAME_HEADER_LENGTH), chunk.subarray(off + FRAME_HEADER_LENGTH, bodyEnd))
@@ -218,6 +246,7 @@ export const makeFrameDecoder = (initialMaxFrameSize: number): FrameDecoder => {
   return {
     push,
     pending,
+    held: () => frame?.length ?? 0,
     end,
     reuseBuffers: () => {
       reuse = true

@@ -13,7 +13,7 @@ import {
   Packet,
   PacketType,
   ServerSession,
-  type HandshakeFailure,
+  type ConnectError,
   type HandshakeOptions,
   type Session,
   type SessionOptions
@@ -42,8 +42,8 @@ export const transports: ReadonlyArray<readonly [string, () => Transport]> = [
 ]
 
 export interface PairOutcome {
-  readonly client: Exit.Exit<Session, HandshakeFailure>
-  readonly server: Exit.Exit<Session, HandshakeFailure>
+  readonly client: Exit.Exit<Session, ConnectError>
+  readonly server: Exit.Exit<Session, ConnectError>
 }
 
 /** Fails the test (as a defect with a clear message) when `effect` takes longer than `limit`. */

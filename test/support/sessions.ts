@@ -10,7 +10,8 @@ import type { Scope } from "effect"
 import { createHash, randomFillSync } from "node:crypto"
 import * as Client from "../../src/client/Client.js"
 import * as NodeCrypto from "../../src/crypto/NodeCrypto.js"
-import type { HandshakeFailure, HandshakeOptions } from "../../src/handshake/Handshake.js"
+import type { InvalidArgument } from "../../src/errors.js"
+import type { HandshakeOptions } from "../../src/handshake/Handshake.js"
 import * as Server from "../../src/server/Server.js"
 import type { Session, SessionOptions } from "../../src/session/Session.js"
 import * as MemorySocket from "../../src/transport/MemorySocket.js"
@@ -31,7 +32,7 @@ export const memorySessions = (options: {
   readonly client?: SideOptions | undefined
   readonly server?: SideOptions | undefined
   readonly faults?: MemorySocket.FaultOptions | undefined
-} = {}): Effect.Effect<MemorySessions, HandshakeFailure, Scope.Scope> =>
+} = {}): Effect.Effect<MemorySessions, Client.ConnectError, Scope.Scope> =>
   Effect.gen(function*() {
     const [clientSocket, serverSocket] = yield* MemorySocket.makePair(options.faults)
     const [client, server] = yield* Effect.all([
@@ -54,8 +55,8 @@ export const startServer = <E, R>(
   options: Omit<Server.ServeOptions, "port"> & { readonly port?: number | undefined },
   handler: (session: Session) => Effect.Effect<unknown, E, R>
 ): Effect.Effect<
-  { readonly port: number; readonly fiber: Fiber.RuntimeFiber<never, SocketServer.SocketServerError> },
-  SocketServer.SocketServerError,
+  { readonly port: number; readonly fiber: Fiber.RuntimeFiber<never, SocketServer.SocketServerError | InvalidArgument> },
+  SocketServer.SocketServerError | InvalidArgument,
   Scope.Scope | Exclude<R, Scope.Scope>
 > =>
   Effect.gen(function*() {
