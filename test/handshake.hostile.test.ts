@@ -41,36 +41,27 @@ const bytes = (frame: Uint8Array | undefined) => Array.from(frame ?? [])
 
 const transports: ReadonlyArray<readonly [string, () => Transport]> = [["memory", () => memory()], ["tcp", () => tcp]]
 
-/** A client handshake whose peer is whatever `peer` makes of the server's socket. */
-const clientAgainst = <A>(
+/** One side's handshake whose peer is whatever `peer` makes of the other socket. */
+const against = (role: "client" | "server") =>
+<A>(
   transport: Transport,
   options: Options,
   peer: (socket: Socket.Socket) => Effect.Effect<A, unknown, Crypto | Scope.Scope>
 ) =>
   Effect.gen(function*() {
     const sockets = yield* transport
-    const client = yield* ClientSession.session(options).pipe(
-      Effect.provideService(Socket.Socket, sockets.client),
-      Effect.exit,
-      Effect.fork
-    )
-    const result = yield* peer(yield* sockets.server)
-    return { error: typedError(yield* Fiber.join(client), "client"), result }
+    // Forked first: over TCP the server's socket exists only once the client connects.
+    const local = role === "client" ? Effect.succeed(sockets.client) : sockets.server
+    const side = yield* Effect.flatMap(local, (socket) =>
+      (role === "client" ? ClientSession.session(options) : ServerSession.session(options)).pipe(
+        Effect.provideService(Socket.Socket, socket)
+      )).pipe(Effect.exit, Effect.fork)
+    const result = yield* (role === "client" ? Effect.flatMap(sockets.server, peer) : peer(sockets.client))
+    return { error: typedError(yield* Fiber.join(side), role), result }
   }).pipe(Effect.provide(NodeCrypto.layer))
 
-/** A server handshake whose peer is whatever `peer` makes of the client's socket. */
-const serverAgainst = <A>(
-  transport: Transport,
-  options: Options,
-  peer: (socket: Socket.Socket) => Effect.Effect<A, unknown, Crypto | Scope.Scope>
-) =>
-  Effect.gen(function*() {
-    const sockets = yield* transport
-    const server = yield* Effect.flatMap(sockets.server, (socket) =>
-      ServerSession.session(options).pipe(Effect.provideService(Socket.Socket, socket))).pipe(Effect.exit, Effect.fork)
-    const result = yield* peer(sockets.client)
-    return { error: typedError(yield* Fiber.join(server), "server"), result }
-  }).pipe(Effect.provide(NodeCrypto.layer))
+const clientAgainst = against("client")
+const serverAgainst = against("server")
 
 const clientHelloFrame = Effect.gen(function*() {
   const key = yield* Effect.flatMap(Crypto, (crypto) => crypto.generateKeyPair)

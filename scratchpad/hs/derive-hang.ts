@@ -1,6 +1,8 @@
 /**
- * Looks for WebCrypto P-521 jobs that never settle (seen in vitest: a pool slot held forever by a
- * prepared-key-pair generation). `npx tsx scratchpad/hs/derive-hang.ts`
+ * Looks for WebCrypto P-521 jobs that never settle outside vitest. In test/handshake.test.ts's cut
+ * sweep (C->S cut after 175-178 bytes, concurrency 4, test/support/fastCrypto.ts) one deriveBits job
+ * per pool stays in flight for good (seen through `load()`), on the base commit as well; not
+ * reproduced here so far. `npx tsx scratchpad/hs/derive-hang.ts`
  */
 import * as NodeCrypto from "node:crypto"
 const subtle = NodeCrypto.webcrypto.subtle
