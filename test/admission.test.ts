@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Cause, Effect, Fiber, Logger, TestClock } from "effect"
-import { connectScoped, CryptoError, NodeCrypto } from "../src/index.js"
+import { connectScoped, CryptoError, InvalidArgument, NodeCrypto, serve } from "../src/index.js"
 import { rateLimitedWarning } from "../src/server/Server.js"
 import { noHang } from "./support/pair.js"
 import { rawClient } from "./support/raw.js"
@@ -121,4 +121,20 @@ describe("server admission control over TCP", () => {
       yield* session.close
       while (!logs.lines.some((l) => l.includes("maxHandshakes reached"))) yield* Effect.sleep("10 millis")
     }).pipe(Effect.provide(NodeCrypto.layer), noHang("30 seconds", "the handshakes")))
+})
+
+describe("the admission options are checked at the API edge", () => {
+  for (const [field, value] of [
+    ["maxHandshakes", 0],
+    ["helloTimeout", "banana"],
+    ["puzzleThreshold", Number.NaN],
+    ["puzzleDifficulty", 23]
+  ] as const) {
+    it.live(`serve with ${field}: ${String(value)} fails InvalidArgument naming the field`, () =>
+      Effect.gen(function*() {
+        const error = yield* Effect.flip(serve({ port: 0, [field]: value }, () => Effect.void))
+        expect(error).toBeInstanceOf(InvalidArgument)
+        expect(error).toMatchObject({ _tag: "InvalidArgument", reason: "Option", field })
+      }))
+  }
 })
