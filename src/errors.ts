@@ -35,9 +35,13 @@ export class AuthFailed extends Schema.TaggedError<AuthFailed>()("AuthFailed", {
   }
 }
 
-/** The handshake failed before a secure channel existed (PROTOCOL.md §3). */
+/**
+ * The handshake failed before a secure channel existed (PROTOCOL.md §3).
+ * - `NotCvgPeer`: the first bytes from the peer are not a cvg handshake message (an HTTP server, an
+ *   echo server, a client of another protocol); `detail` says what was seen.
+ */
 export class HandshakeError extends Schema.TaggedError<HandshakeError>()("HandshakeError", {
-  reason: Schema.Literal("Version", "Malformed", "InvalidPublicKey", "KeyConfirmation", "Timeout", "Aborted"),
+  reason: Schema.Literal("Version", "Malformed", "InvalidPublicKey", "KeyConfirmation", "Timeout", "Aborted", "NotCvgPeer"),
   detail: Schema.optional(Schema.String)
 }) {
   override get message(): string {

@@ -37,8 +37,22 @@ export {
   ProtocolError,
   UnexpectedPacket
 } from "./errors.js"
-export { Crypto, CryptoError, type CryptoService } from "./crypto/Crypto.js"
-import { layer as nodeCryptoLayer, make as makeNodeCrypto } from "./crypto/NodeCrypto.js"
-/** The `Crypto` service on `node:crypto`: `NodeCrypto.layer` for Effect apps, `NodeCrypto.make` for the bare service. */
-export const NodeCrypto = { layer: nodeCryptoLayer, make: makeNodeCrypto } as const
+export { Crypto, CryptoError, type CryptoLoad, type CryptoService } from "./crypto/Crypto.js"
+import {
+  layer as nodeCryptoLayer,
+  layerWith as nodeCryptoLayerWith,
+  make as makeNodeCrypto,
+  makeWith as makeNodeCryptoWith
+} from "./crypto/NodeCrypto.js"
+export type { P521PoolOptions } from "./crypto/NodeCrypto.js"
+/**
+ * The `Crypto` service on `node:crypto`: `NodeCrypto.layer` for Effect apps, `NodeCrypto.make` for the
+ * bare service; `layerWith` / `makeWith` size its P-521 work pool (concurrency, queue).
+ */
+export const NodeCrypto = {
+  layer: nodeCryptoLayer,
+  layerWith: nodeCryptoLayerWith,
+  make: makeNodeCrypto,
+  makeWith: makeNodeCryptoWith
+} as const
 export * as DeterministicCrypto from "./crypto/DeterministicCrypto.js"

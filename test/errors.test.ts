@@ -3,7 +3,7 @@
  * `src/testing.ts`, and the handshake-level `ClientSession.session` / `ServerSession.session` over
  * `MemorySocket`). This file holds the cases no other test file covers with both the tag and the
  * `reason`; grep test/ for a reason literal to find the others (EncryptionMismatch, AuthFailed,
- * HandshakeError Version/Malformed/KeyConfirmation/Timeout: handshake.test.ts; ProtocolError
+ * HandshakeError Version/Malformed/KeyConfirmation/Timeout: handshake.test.ts and handshake.hostile.test.ts; ProtocolError
  * FrameTooLarge/DecryptFailed: channel.test.ts; MessageTooLarge/StreamIntegrity, UnexpectedPacket:
  * session.test.ts; ConnectionClosed: channel.test.ts and handshake.test.ts; InvalidArgument, every
  * option and packet field: validation.test.ts). One `describe` per class.
@@ -13,12 +13,14 @@
  */
 import * as Socket from "@effect/platform/Socket"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Either, Fiber, Layer, Stream } from "effect"
+import { Cause, Effect, Either, Fiber, Layer, Logger, Stream } from "effect"
+import * as Net from "node:net"
 import { createServer, type AddressInfo } from "node:net"
 import {
   ClientSession,
   connect,
   ConnectFailed,
+  connectScoped,
   Crypto,
   CryptoError,
   type CryptoService,
@@ -35,8 +37,9 @@ import {
 import { MemorySocket } from "../src/testing.js"
 import { ChunkFlags, encodeChunkStart, encodeStreamHead } from "../src/wire/Chunks.js"
 import { encodeFrame } from "../src/wire/Frame.js"
-import { AlertCode, ClientHello, encodeClientHello, MessageType } from "../src/wire/Messages.js"
+import { AlertCode, ClientHello, encodeClientHello, MessageType, PROTOCOL_VERSION } from "../src/wire/Messages.js"
 import { memory, noHang, runPair, typedError } from "./support/pair.js"
+import { rawClient } from "./support/raw.js"
 import { memorySessions, startServer } from "./support/sessions.js"
 import { failOnUnhandledRejections } from "./support/unhandled.js"
 import { concatBytes, frameRelay, rawPeer } from "./support/wire.js"
@@ -166,7 +169,7 @@ describe("HandshakeError", () => {
   it.live("InvalidPublicKey: a ClientHello whose key is off the curve; the server alerts MALFORMED after its hello", () =>
     Effect.gen(function*() {
       const hello = encodeClientHello(
-        new ClientHello({ version: 1, policy: "required", nonce: new Uint8Array(32), publicKey: offCurvePoint() })
+        new ClientHello({ version: PROTOCOL_VERSION, policy: "required", nonce: new Uint8Array(32), publicKey: offCurvePoint() })
       )
       const { error, frames } = yield* serverAgainstRaw(encodeFrame(MessageType.CLIENT_HELLO, hello), 2)
       expect(error).toBeInstanceOf(HandshakeError)
@@ -174,6 +177,56 @@ describe("HandshakeError", () => {
       expect(frames.map((f) => f[4])).toEqual([MessageType.SERVER_HELLO, MessageType.ALERT])
       expect(Array.from(frames[1] ?? [])).toEqual(alertFrame(AlertCode.MALFORMED))
     }))
+})
+
+/** A loopback TCP server of another protocol: `answer` gets each chunk and returns what to send back. */
+const foreignServer = (answer: (chunk: Buffer) => Uint8Array | string) =>
+  Effect.acquireRelease(
+    Effect.async<Net.Server>((resume) => {
+      const server = Net.createServer((socket) => {
+        socket.on("data", (chunk: Buffer) => socket.write(answer(chunk)))
+        socket.on("error", () => {})
+      })
+      server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
+    }),
+    (server) => Effect.async<void>((resume) => void server.close(() => resume(Effect.void)))
+  ).pipe(Effect.map((server) => {
+    const address = server.address()
+    return typeof address === "object" && address !== null ? address.port : 0
+  }))
+
+describe("HandshakeError NotCvgPeer (PROTOCOL.md §3): the peer does not speak cvg at all", () => {
+  it.scopedLive("connect to an echo server: our own hello comes back", () =>
+    Effect.gen(function*() {
+      const port = yield* foreignServer((chunk) => chunk)
+      const error = yield* Effect.flip(connectScoped({ port, handshakeTimeout: "5 seconds" }))
+      expect(error).toBeInstanceOf(HandshakeError)
+      expect(error).toMatchObject({ _tag: "HandshakeError", reason: "NotCvgPeer", detail: "not a cvg peer: it echoed our own hello" })
+      expect(error.message).toContain("not a cvg peer")
+    }).pipe(noHang(HANG_LIMIT, "the handshake")))
+
+  it.scopedLive("connect to an HTTP server: its first bytes are named", () =>
+    Effect.gen(function*() {
+      const port = yield* foreignServer(() => "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+      const error = yield* Effect.flip(connectScoped({ port, handshakeTimeout: "5 seconds" }))
+      expect(error).toMatchObject({ _tag: "HandshakeError", reason: "NotCvgPeer", detail: 'not a cvg peer: first bytes "HTTP/1.1"' })
+    }).pipe(noHang(HANG_LIMIT, "the handshake")))
+
+  it.scopedLive("serve reached by an HTTP client: the connection fails NotCvgPeer (logged) and the server serves on", () =>
+    Effect.gen(function*() {
+      const logs: Array<string> = []
+      const logger = Logger.make(({ cause, message }) => {
+        logs.push([...(Array.isArray(message) ? message : [message]).map(String), Cause.isEmpty(cause) ? "" : Cause.pretty(cause)].join(" "))
+      })
+      const { port } = yield* startServer({}, (session) => session.serve((p) => Effect.succeed(p))).pipe(
+        Effect.provide(Logger.replace(Logger.defaultLogger, logger))
+      )
+      yield* rawClient(port, new TextEncoder().encode("GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"), "wait")
+      while (!logs.some((line) => line.includes("NotCvgPeer"))) yield* Effect.sleep("10 millis")
+      expect(logs.find((line) => line.includes("NotCvgPeer"))).toContain('not a cvg peer: first bytes "GET / HT"')
+      const session = yield* connectScoped({ port })
+      yield* session.close
+    }).pipe(noHang(HANG_LIMIT, "the server")))
 })
 
 // ---------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import { ConnectionClosed } from "../src/errors.js"
 import * as Server from "../src/server/Server.js"
 import type { Session } from "../src/session/Session.js"
 import { encodeFrame } from "../src/wire/Frame.js"
-import { MAGIC, MessageType } from "../src/wire/Messages.js"
+import { MAGIC, MessageType, PROTOCOL_VERSION } from "../src/wire/Messages.js"
 import { PacketType } from "../src/wire/PacketType.js"
 import { activeResources, rawClient } from "./support/raw.js"
 import { bounded, modes, packet, randomPayload, startServer, str } from "./support/sessions.js"
@@ -49,7 +49,7 @@ const garbage = randomPayload(4096)
 const partialHello = (() => {
   const frame = encodeFrame(MessageType.CLIENT_HELLO, new Uint8Array(170))
   frame.set(MAGIC, 5)
-  frame[8] = 1
+  frame[8] = PROTOCOL_VERSION
   return frame.subarray(0, 40)
 })()
 /** A frame header that declares 4 GiB − 1. */
