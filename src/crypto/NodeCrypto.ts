@@ -68,6 +68,8 @@ export interface P521PoolOptions {
  */
 export const DEFAULT_MAX_QUEUE = 128
 const PREPARED_KEY_PAIRS = 2
+/** A P-521 job takes milliseconds; one that has not finished after this long is not waited for. */
+const STUCK_JOB_MS = 10_000
 
 /**
  * The P-521 work of one `Crypto` (docs/performance.md). Jobs run on libuv's threadpool (4 threads by
@@ -98,27 +100,31 @@ const makeP521Pool = (options: P521PoolOptions = {}) => {
     else refill()
   }
 
-  /** Runs `job` in a slot; the slot is released when its promise settles. */
+  /**
+   * Runs `job` in a slot; the slot is released when its promise settles, or after
+   * {@link STUCK_JOB_MS} if it never does: one job that OpenSSL or libuv never completes must not hold
+   * a slot, and with it every later handshake of the server, forever.
+   */
   const submit = <A>(job: () => Promise<A>, onSettled: (result: Either.Either<A, unknown>) => void): void => {
     inFlight++
+    let settled = false
+    const settle = (result: Either.Either<A, unknown>) => {
+      if (settled) return
+      settled = true
+      clearTimeout(stuck)
+      release()
+      onSettled(result)
+    }
+    const stuck = setTimeout(() => settle(Either.left(new Error(`no result after ${STUCK_JOB_MS} ms`))), STUCK_JOB_MS)
+    stuck.unref()
     let promise: Promise<A>
     try {
       promise = job()
     } catch (cause) {
-      release()
-      onSettled(Either.left(cause))
+      settle(Either.left(cause))
       return
     }
-    promise.then(
-      (value) => {
-        release()
-        onSettled(Either.right(value))
-      },
-      (cause: unknown) => {
-        release()
-        onSettled(Either.left(cause))
-      }
-    )
+    promise.then((value) => settle(Either.right(value)), (cause: unknown) => settle(Either.left(cause)))
   }
 
   const run = <A>(what: string, job: () => Promise<A>): Effect.Effect<A, CryptoError> =>
