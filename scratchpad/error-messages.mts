@@ -40,3 +40,19 @@ show("port in use", await Effect.runPromise(Effect.either(serve({ port: takenPor
 taken.close()
 show("wrong password", await Effect.runPromise(against({ password: "right" }, { password: "wrong" })))
 show("encryption mismatch", await Effect.runPromise(against({ encryption: "disabled" }, { encryption: "required" })))
+
+/** A plain TCP server that answers whatever it is sent with `reply(bytes)`. */
+const rawServer = (reply: (bytes: Buffer) => Buffer) =>
+  new Promise<net.Server>((resolve) => {
+    const server = net.createServer((socket) => socket.on("data", (bytes) => socket.write(reply(bytes))).on("error", () => {}))
+    server.listen(0, "127.0.0.1", () => resolve(server))
+  })
+for (const [label, reply] of [
+  ["an HTTP server", () => Buffer.from("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")],
+  ["an echo server", (bytes: Buffer) => bytes]
+] as const) {
+  const server = await rawServer(reply)
+  const port = (server.address() as net.AddressInfo).port
+  show(`non-cvg peer (${label})`, await Effect.runPromise(Effect.either(connect({ port, password: "pw" }))))
+  server.close()
+}
