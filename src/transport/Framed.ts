@@ -115,6 +115,22 @@ const makeMailbox = () => {
   return { sink, frames, next, end: () => end }
 }
 
+const wakeAll = (waiters: Array<() => void>) => {
+  for (const waiter of waiters.splice(0)) waiter()
+}
+
+/** Completes at once when `ready()`, else when something calls the waiters in `waiters`. */
+const waitOn = (waiters: Array<() => void>, ready: () => boolean): Effect.Effect<void> =>
+  Effect.async<void>((resume) => {
+    if (ready()) return resume(Effect.void)
+    const waiter = () => resume(Effect.void)
+    waiters.push(waiter)
+    return Effect.sync(() => {
+      const i = waiters.indexOf(waiter)
+      if (i >= 0) waiters.splice(i, 1)
+    })
+  })
+
 export const makeFramed = (
   socket: Socket.Socket,
   options: FramedOptions
@@ -169,19 +185,6 @@ export const makeFramed = (
     /** `endWrite` callers waiting for the writer to finish. */
     const doneWaiters: Array<() => void> = []
 
-    const wakeAll = (waiters: Array<() => void>) => {
-      for (const waiter of waiters.splice(0)) waiter()
-    }
-    const waitOn = (waiters: Array<() => void>, ready: () => boolean): Effect.Effect<void> =>
-      Effect.async<void>((resume) => {
-        if (ready()) return resume(Effect.void)
-        const waiter = () => resume(Effect.void)
-        waiters.push(waiter)
-        return Effect.sync(() => {
-          const i = waiters.indexOf(waiter)
-          if (i >= 0) waiters.splice(i, 1)
-        })
-      })
     const writable = () => stopped || queued < highWaterMark
     const awaitWritable = waitOn(drainWaiters, writable)
     const awaitWriter = waitOn(doneWaiters, () => !writing)
@@ -238,7 +241,8 @@ export const makeFramed = (
       return writes
     }
 
-    const drain: Effect.Effect<void> = Effect.gen(function*() {
+    // Built at each start rather than kept: an idle connection holds none of it.
+    const drain = (): Effect.Effect<void> => Effect.gen(function*() {
       // Let every fiber that is ready run first: what they queue joins this batch, so a burst of
       // small messages becomes one socket write instead of one write each (docs/performance.md).
       yield* Effect.yieldNow()
@@ -271,15 +275,15 @@ export const makeFramed = (
       queued += frame.length
       if (!writing) {
         writing = true
-        const fiber = Runtime.runFork(runtime, drain)
+        const fiber = Runtime.runFork(runtime, drain())
         if (writing) writer = fiber
       }
     }
 
     const endWrite = Effect.suspend(() => {
       ending = true
-      return awaitWriter
-    }).pipe(Effect.zipRight(Scope.close(writerScope, Exit.void)))
+      return Effect.zipRight(awaitWriter, Scope.close(writerScope, Exit.void))
+    })
 
     // Reading starts last, so that everything it may call on the writing side exists.
     const reader = yield* socket.run((chunk) => {
