@@ -13,6 +13,7 @@ import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
+import { parseBytes as parseBytesWith, parseDuration as parseDurationWith, parseFlags, parseList as parseListWith } from "./args.js"
 import { buildRows, renderTable } from "./report.js"
 import { type Config, type Context, p521LimitOnce, Pool, progress, type RunLog, runScenario, SCENARIO_NAMES, type ScenarioName } from "./scenarios.js"
 import { SYSTEM_NAMES, type SystemName } from "./systems/types.js"
@@ -39,66 +40,17 @@ const fail = (message: string): never => {
   process.exit(2)
 }
 
-const parseBytes = (text: string): number => {
-  const m = /^(\d+(?:\.\d+)?)\s*(k|m|g|kib|mib|gib|kb|mb|gb)?$/i.exec(text.trim())
-  if (m === null) return fail(`not a size: ${text}`)
-  const unit = (m[2] ?? "").toLowerCase()
-  const scale = unit.startsWith("k") ? 2 ** 10 : unit.startsWith("m") ? 2 ** 20 : unit.startsWith("g") ? 2 ** 30 : 1
-  const bytes = Math.round(Number(m[1]) * scale)
-  return bytes > 0 ? bytes : fail(`size must be positive: ${text}`)
-}
-
-const parseDuration = (text: string): number => {
-  const m = /^(\d+(?:\.\d+)?)\s*(ms|s)?$/.exec(text.trim())
-  if (m === null) return fail(`not a duration: ${text}`)
-  const ms = m[2] === "ms" ? Number(m[1]) : Number(m[1]) * 1000
-  return ms >= 100 ? ms : fail(`duration must be at least 100ms: ${text}`)
-}
-
-const parseList = <T extends string>(text: string, allowed: ReadonlyArray<T>, what: string): Array<T> => {
-  const items = text.split(",").map((s) => s.trim()).filter((s) => s !== "")
-  const known = new Set<string>(allowed)
-  const chosen: Array<T> = []
-  for (const item of items) {
-    if (!known.has(item)) fail(`unknown ${what}: ${item}`)
-    // Keep the canonical order so that tables always read the same way.
-  }
-  for (const name of allowed) if (items.includes(name)) chosen.push(name)
-  return chosen
-}
-
 const parseArgs = (argv: ReadonlyArray<string>) => {
-  const flags = new Map<string, string | true>()
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!
-    if (!arg.startsWith("--")) fail(`unexpected argument: ${arg}`)
-    const [name, inline] = arg.slice(2).split("=", 2) as [string, string | undefined]
-    const boolean = ["quick", "no-one-process", "no-bundle", "help"].includes(name)
-    if (boolean) flags.set(name, true)
-    else if (inline !== undefined) flags.set(name, inline)
-    else {
-      const next = argv[i + 1]
-      if (next === undefined) fail(`--${name} needs a value`)
-      else flags.set(name, next)
-      i++
-    }
-  }
-  const known = ["quick", "scenarios", "systems", "size", "memory-size", "duration", "rounds", "concurrency", "no-one-process", "no-bundle", "profile", "max-minutes", "help"]
-  for (const name of flags.keys()) if (!known.includes(name)) fail(`unknown option --${name}`)
-  if (flags.has("help")) {
-    process.stdout.write(`${USAGE}\n`)
-    process.exit(0)
-  }
-  const text = (name: string): string | undefined => {
-    const v = flags.get(name)
-    return typeof v === "string" ? v : undefined
-  }
-  const int = (name: string, fallback: number) => {
-    const v = text(name)
-    if (v === undefined) return fallback
-    const n = Number(v)
-    return Number.isInteger(n) && n > 0 ? n : fail(`--${name} must be a positive integer`)
-  }
+  const flags = parseFlags(argv, {
+    booleans: ["quick", "no-one-process", "no-bundle"],
+    known: ["quick", "scenarios", "systems", "size", "memory-size", "duration", "rounds", "concurrency", "no-one-process", "no-bundle", "profile", "max-minutes"],
+    usage: USAGE
+  }, fail)
+  const text = flags.text
+  const int = flags.int
+  const parseBytes = (t: string) => parseBytesWith(t, fail)
+  const parseDuration = (t: string) => parseDurationWith(t, fail)
+  const parseList = <T extends string>(t: string, allowed: ReadonlyArray<T>, what: string) => parseListWith(t, allowed, what, fail)
   const quick = flags.has("quick")
   const config: Config = {
     quick,
@@ -134,7 +86,13 @@ const main = async () => {
 
   const resultsDir = Path.join(benchDir, "results")
   if (profileDir !== undefined) Fs.mkdirSync(profileDir, { recursive: true })
-  const { launch, how } = prepareLaunch({ benchDir, buildDir: Path.join(resultsDir, ".build"), bundle, profileDir })
+  const { launch, how } = prepareLaunch({
+    source: Path.join(benchDir, "worker.ts"),
+    buildDir: Path.join(resultsDir, ".build"),
+    bundle,
+    profileDir,
+    env: { BENCH_TLS_DIR: Path.join(benchDir, "tls") }
+  })
   const cpus = Os.cpus()
   const machine = {
     date: new Date().toISOString(),

@@ -64,16 +64,3 @@ export interface Answers {
   readonly usage: Usage
   readonly exit: null
 }
-
-export interface Request {
-  readonly id: number
-  readonly command: Command
-}
-
-export type Reply =
-  | { readonly id: number; readonly ok: true; readonly value: Answers[keyof Answers] }
-  | { readonly id: number; readonly ok: false; readonly error: string }
-
-export interface Ready {
-  readonly ready: true
-}

@@ -1,4 +1,4 @@
-/** Turns the samples of a run into the §7 table: medians, spreads, ratios to anchors, targets. */
+/** Turns the samples of a run into the table of docs/performance.md: medians, spreads, ratios to anchors, targets. */
 import type { RunLog } from "./scenarios.js"
 import { type Spread, spread } from "./stats.js"
 

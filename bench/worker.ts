@@ -7,13 +7,13 @@
  * lifetime cap, whichever comes first.
  */
 import { measureP521Limit } from "./p521.js"
-import type { Answers, Command, Ready, Reply, Request, Usage } from "./protocol.js"
+import { runChild } from "./child.js"
+import type { Answers, Command, Usage } from "./protocol.js"
 import { summarizeLatencies } from "./stats.js"
 import { cvg, cvgPlain } from "./systems/cvg.js"
 import { raw } from "./systems/raw.js"
 import { tls } from "./systems/tls.js"
 import type { BenchServer, BenchSystem, EchoConnection, SystemName } from "./systems/types.js"
-import { messageOf } from "./systems/types.js"
 
 const LIFETIME_MS = Number(process.env["BENCH_WORKER_LIFETIME_MS"] ?? 60 * 60 * 1000)
 
@@ -93,29 +93,4 @@ const run = async (command: Command): Promise<Answers[keyof Answers]> => {
   }
 }
 
-const send = (message: Reply | Ready) => {
-  if (process.send === undefined || !process.connected) return
-  process.send(message)
-}
-
-const isRequest = (value: unknown): value is Request =>
-  typeof value === "object" && value !== null && "id" in value && "command" in value
-
-process.on("message", (message: unknown) => {
-  if (!isRequest(message)) return
-  run(message.command).then(
-    (value) => send({ id: message.id, ok: true, value }),
-    (error: unknown) => send({ id: message.id, ok: false, error: messageOf(error) })
-  )
-})
-process.on("disconnect", () => void shutdown(0))
-setTimeout(() => void shutdown(2), LIFETIME_MS).unref()
-// Stay alive while idle between commands even if the IPC handle ends up unref'd.
-const keepAlive = setInterval(() => undefined, 1 << 30)
-process.on("exit", () => clearInterval(keepAlive))
-
-if (process.send === undefined) {
-  console.error("bench/worker.ts is started by bench/main.ts (npm run bench), not directly")
-  process.exit(2)
-}
-send({ ready: true })
+runChild<Command>({ entry: "bench/worker.ts", run, shutdown: (code) => void shutdown(code), lifetimeMs: LIFETIME_MS })

@@ -1,12 +1,15 @@
 /**
  * Worker processes as seen from the orchestrator: spawn, typed request/answer over IPC with a
  * deadline per request, and certain termination (every child is killed when main exits, however
- * it exits).
+ * it exits). Generic over the command set, so that `stress/` drives its own workers with it;
+ * `child.ts` is the other end.
  */
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
-import type { Answers, Command, Reply } from "./protocol.js"
+import { fileURLToPath } from "node:url"
+import type { Reply } from "./child.js"
+import type { Answers, Command } from "./protocol.js"
 
 export interface WorkerLaunch {
   /** Script run by node: the esbuild bundle of worker.ts, or worker.ts itself under tsx. */
@@ -33,15 +36,21 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
 /** Lines a worker may print before the rest is only counted: library warnings can be floods. */
 const MAX_FORWARDED_LINES = 20
 
-export class Worker {
+/** Every command set has `exit`, which `stop` sends. */
+export interface BaseCommand {
+  readonly op: string
+}
+
+export class Worker<C extends BaseCommand = Command, A = Answers> {
   private readonly child: ChildProcess.ChildProcess
-  private readonly pending = new Map<number, { resolve: (value: Answers[keyof Answers]) => void; reject: (error: Error) => void }>()
+  private readonly pending = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void }>()
   private nextId = 1
   private exited = false
   private forwarded = 0
   readonly ready: Promise<void>
 
-  constructor(readonly role: string, launch: WorkerLaunch) {
+  /** `maxForwardedLines`: how many lines of the worker's output to show before only counting them. */
+  constructor(readonly role: string, launch: WorkerLaunch, private readonly maxForwardedLines = MAX_FORWARDED_LINES) {
     const profile = launch.profileArgv.map((arg) => arg.replaceAll("{role}", role.replace(/[^a-z0-9-]/gi, "_")))
     this.child = ChildProcess.fork(launch.script, [role], {
       execArgv: [...launch.execArgv, ...profile],
@@ -53,8 +62,8 @@ export class Worker {
       for (const line of chunk.toString("utf8").split("\n")) {
         if (line.trim() === "") continue
         this.forwarded++
-        if (this.forwarded <= MAX_FORWARDED_LINES) process.stderr.write(`  [${role}] ${line.slice(0, 400)}\n`)
-        else if (this.forwarded === MAX_FORWARDED_LINES + 1) process.stderr.write(`  [${role}] (further output counted, not shown)\n`)
+        if (this.forwarded <= this.maxForwardedLines) process.stderr.write(`  [${role}] ${line.slice(0, 400)}\n`)
+        else if (this.forwarded === this.maxForwardedLines + 1) process.stderr.write(`  [${role}] (further output counted, not shown)\n`)
       }
     }
     this.child.stdout?.on("data", forward)
@@ -68,7 +77,7 @@ export class Worker {
           resolve()
           return
         }
-        const reply = message as Reply
+        const reply = message as Reply<unknown>
         const waiter = this.pending.get(reply.id)
         if (waiter === undefined) return
         this.pending.delete(reply.id)
@@ -91,19 +100,32 @@ export class Worker {
     return this.forwarded
   }
 
-  call<K extends Command["op"]>(command: Extract<Command, { op: K }>, timeoutMs: number): Promise<Answers[K]> {
+  /** The child's process id (for sampling its memory from /proc); undefined if it failed to spawn. */
+  get pid(): number | undefined {
+    return this.child.pid
+  }
+
+  get alive(): boolean {
+    return !this.exited
+  }
+
+  call<K extends C["op"] & keyof A>(command: Extract<C, { readonly op: K }>, timeoutMs: number): Promise<A[K]> {
+    // The worker answers each op with its own Answers entry (protocol.ts); IPC loses the link.
+    return this.request(command, timeoutMs) as Promise<A[K]>
+  }
+
+  private request(command: BaseCommand, timeoutMs: number): Promise<unknown> {
     if (this.exited) return Promise.reject(new Error(`${this.role}: worker is gone`))
     const id = this.nextId++
-    return new Promise<Answers[K]>((resolve, reject) => {
+    return new Promise<unknown>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(id)
         reject(new Error(`${this.role}: ${command.op} timed out after ${Math.round(timeoutMs / 1000)} s`))
       }, timeoutMs)
       this.pending.set(id, {
-        // The worker answers each op with its own Answers entry (protocol.ts); IPC loses the link.
         resolve: (value) => {
           clearTimeout(timer)
-          resolve(value as Answers[K])
+          resolve(value)
         },
         reject: (error) => {
           clearTimeout(timer)
@@ -118,7 +140,7 @@ export class Worker {
   async stop(): Promise<void> {
     if (this.exited) return
     const gone = new Promise<void>((resolve) => this.child.once("exit", () => resolve()))
-    this.call({ op: "exit" }, 5000).catch(() => undefined)
+    this.request({ op: "exit" }, 5000).catch(() => undefined)
     const timer = setTimeout(() => this.child.kill("SIGKILL"), 5000)
     await gone
     clearTimeout(timer)
@@ -130,25 +152,27 @@ export class Worker {
 }
 
 /**
- * Bundles worker.ts with the esbuild that tsx already ships, so workers run as plain `node`:
- * tsx's loader thread adds about 100 MB of RSS to every process, which would swamp the memory
- * figure, and startup is faster. Falls back to tsx when esbuild is not there.
+ * Bundles the worker entry (`source`, a .ts file) with the esbuild that tsx already ships, so
+ * workers run as plain `node`: tsx's loader thread adds about 100 MB of RSS to every process,
+ * which would swamp the memory figures, and startup is faster. Falls back to tsx when esbuild is
+ * not there.
  */
 export const prepareLaunch = (options: {
-  readonly benchDir: string
+  readonly source: string
   readonly buildDir: string
   readonly bundle: boolean
   readonly profileDir: string | undefined
+  readonly env?: Record<string, string> | undefined
 }): { launch: WorkerLaunch; how: string } => {
-  const env = { BENCH_TLS_DIR: Path.join(options.benchDir, "tls") }
+  const env = options.env ?? {}
   const profileArgv = options.profileDir === undefined
     ? []
     : ["--cpu-prof", `--cpu-prof-dir=${options.profileDir}`, "--cpu-prof-name={role}.${pid}.cpuprofile"]
-  const source = Path.join(options.benchDir, "worker.ts")
-  const esbuild = Path.resolve(options.benchDir, "..", "node_modules", ".bin", "esbuild")
+  const source = options.source
+  const esbuild = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "..", "node_modules", ".bin", "esbuild")
   if (options.bundle && Fs.existsSync(esbuild)) {
     Fs.mkdirSync(options.buildDir, { recursive: true })
-    const out = Path.join(options.buildDir, "worker.cjs")
+    const out = Path.join(options.buildDir, `${Path.basename(source, ".ts")}.cjs`)
     const result = ChildProcess.spawnSync(
       esbuild,
       [source, "--bundle", "--platform=node", "--format=cjs", "--target=node20", "--sourcemap", `--outfile=${out}`, "--log-level=warning"],

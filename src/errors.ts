@@ -35,9 +35,13 @@ export class AuthFailed extends Schema.TaggedError<AuthFailed>()("AuthFailed", {
   }
 }
 
-/** The handshake failed before a secure channel existed (PROTOCOL.md §3). */
+/**
+ * The handshake failed before a secure channel existed (PROTOCOL.md §3).
+ * - `NotCvgPeer`: the first bytes from the peer are not a cvg handshake message (an HTTP server, an
+ *   echo server, a client of another protocol); `detail` says what was seen.
+ */
 export class HandshakeError extends Schema.TaggedError<HandshakeError>()("HandshakeError", {
-  reason: Schema.Literal("Version", "Malformed", "InvalidPublicKey", "KeyConfirmation", "Timeout", "Aborted"),
+  reason: Schema.Literal("Version", "Malformed", "InvalidPublicKey", "KeyConfirmation", "Timeout", "Aborted", "NotCvgPeer"),
   detail: Schema.optional(Schema.String)
 }) {
   override get message(): string {
@@ -110,4 +114,49 @@ export class InvalidArgument extends Schema.TaggedError<InvalidArgument>()("Inva
       ? `invalid option ${this.field}: ${this.detail}`
       : `invalid ${this.field}: ${this.detail}`
   }
+}
+
+/** What a failure to connect to or to bind an address carries: the address, the system code, the original. */
+const AddressFailure = {
+  host: Schema.String,
+  port: Schema.Number,
+  code: Schema.String,
+  cause: Schema.Defect
+}
+
+/**
+ * The TCP connection could not be opened. `code` is the operating system's (`ECONNREFUSED`,
+ * `EHOSTUNREACH`, `ENOTFOUND`, ...), or `ETIMEDOUT` when `connectTimeout` ran out; the message names
+ * host, port and code, so that a log line alone says what to fix. `cause` is the original error.
+ */
+export class ConnectFailed extends Schema.TaggedError<ConnectFailed>()("ConnectFailed", AddressFailure) {
+  override get message(): string {
+    return `cannot connect to ${this.host}:${this.port}: ${this.code}${hint(this.code)}`
+  }
+}
+
+/**
+ * The server could not bind its address: `EADDRINUSE` (the port is taken), `EACCES`,
+ * `EADDRNOTAVAIL` (the host is not an address of this machine), ... `cause` is the original error.
+ */
+export class ListenFailed extends Schema.TaggedError<ListenFailed>()("ListenFailed", AddressFailure) {
+  override get message(): string {
+    return `cannot listen on ${this.host}:${this.port}: ${this.code}${hint(this.code)}`
+  }
+}
+
+const HINTS: Readonly<Record<string, string>> = {
+  ECONNREFUSED: "nothing is listening there",
+  ETIMEDOUT: "no answer within the connect timeout",
+  ENOTFOUND: "unknown host name",
+  EHOSTUNREACH: "host unreachable",
+  ENETUNREACH: "network unreachable",
+  EADDRINUSE: "the port is already in use",
+  EADDRNOTAVAIL: "the host is not an address of this machine",
+  EACCES: "not allowed to bind this port"
+}
+
+const hint = (code: string): string => {
+  const text = HINTS[code]
+  return text === undefined ? "" : ` (${text})`
 }

@@ -5,7 +5,14 @@
  */
 export { connect, connectScoped, Client, type ConnectError, type ConnectOptions } from "./client/Client.js"
 export * as ClientSession from "./client/Client.js"
-export { listen, serve, type ServeAndAnnounceOptions, type ServeOptions, type Server } from "./server/Server.js"
+export {
+  listen,
+  serve,
+  type ServeAndAnnounceOptions,
+  type ServeError,
+  type ServeOptions,
+  type Server
+} from "./server/Server.js"
 export * as ServerSession from "./server/Server.js"
 export type {
   IncomingStream,
@@ -20,16 +27,32 @@ export { Packet, PacketFromBytes, decodePacket, encodePacket } from "./wire/Pack
 export { PacketType, PacketTypeSchema, packetTypeName } from "./wire/PacketType.js"
 export {
   AuthFailed,
+  ConnectFailed,
   ConnectionClosed,
   EncryptionMismatch,
   EncryptionPolicy,
   HandshakeError,
   InvalidArgument,
+  ListenFailed,
   ProtocolError,
   UnexpectedPacket
 } from "./errors.js"
-export { Crypto, CryptoError, type CryptoService } from "./crypto/Crypto.js"
-import { layer as nodeCryptoLayer, make as makeNodeCrypto } from "./crypto/NodeCrypto.js"
-/** The `Crypto` service on `node:crypto`: `NodeCrypto.layer` for Effect apps, `NodeCrypto.make` for the bare service. */
-export const NodeCrypto = { layer: nodeCryptoLayer, make: makeNodeCrypto } as const
+export { Crypto, CryptoError, type CryptoLoad, type CryptoService } from "./crypto/Crypto.js"
+import {
+  layer as nodeCryptoLayer,
+  layerWith as nodeCryptoLayerWith,
+  make as makeNodeCrypto,
+  makeWith as makeNodeCryptoWith
+} from "./crypto/NodeCrypto.js"
+export type { P521PoolOptions } from "./crypto/NodeCrypto.js"
+/**
+ * The `Crypto` service on `node:crypto`: `NodeCrypto.layer` for Effect apps, `NodeCrypto.make` for the
+ * bare service; `layerWith` / `makeWith` size its P-521 work pool (concurrency, queue).
+ */
+export const NodeCrypto = {
+  layer: nodeCryptoLayer,
+  layerWith: nodeCryptoLayerWith,
+  make: makeNodeCrypto,
+  makeWith: makeNodeCryptoWith
+} as const
 export * as DeterministicCrypto from "./crypto/DeterministicCrypto.js"

@@ -3,7 +3,7 @@
  * `src/testing.ts`, and the handshake-level `ClientSession.session` / `ServerSession.session` over
  * `MemorySocket`). This file holds the cases no other test file covers with both the tag and the
  * `reason`; grep test/ for a reason literal to find the others (EncryptionMismatch, AuthFailed,
- * HandshakeError Version/Malformed/KeyConfirmation/Timeout: handshake.test.ts; ProtocolError
+ * HandshakeError Version/Malformed/KeyConfirmation/Timeout: handshake.test.ts and handshake.hostile.test.ts; ProtocolError
  * FrameTooLarge/DecryptFailed: channel.test.ts; MessageTooLarge/StreamIntegrity, UnexpectedPacket:
  * session.test.ts; ConnectionClosed: channel.test.ts and handshake.test.ts; InvalidArgument, every
  * option and packet field: validation.test.ts). One `describe` per class.
@@ -13,25 +13,34 @@
  */
 import * as Socket from "@effect/platform/Socket"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Either, Fiber, Layer, Stream } from "effect"
+import { Cause, Effect, Either, Fiber, Layer, Logger, Stream } from "effect"
+import * as Net from "node:net"
+import { createServer, type AddressInfo } from "node:net"
 import {
   ClientSession,
+  connect,
+  ConnectFailed,
+  connectScoped,
   Crypto,
   CryptoError,
   type CryptoService,
   HandshakeError,
+  listen,
+  ListenFailed,
   NodeCrypto,
   Packet,
   PacketType,
   ProtocolError,
+  serve,
   ServerSession
 } from "../src/index.js"
 import { MemorySocket } from "../src/testing.js"
 import { ChunkFlags, encodeChunkStart, encodeStreamHead } from "../src/wire/Chunks.js"
 import { encodeFrame } from "../src/wire/Frame.js"
-import { AlertCode, ClientHello, encodeClientHello, MessageType } from "../src/wire/Messages.js"
+import { AlertCode, ClientHello, encodeClientHello, MessageType, PROTOCOL_VERSION } from "../src/wire/Messages.js"
 import { memory, noHang, runPair, typedError } from "./support/pair.js"
-import { memorySessions } from "./support/sessions.js"
+import { rawClient } from "./support/raw.js"
+import { memorySessions, startServer } from "./support/sessions.js"
 import { failOnUnhandledRejections } from "./support/unhandled.js"
 import { concatBytes, frameRelay, rawPeer } from "./support/wire.js"
 
@@ -160,7 +169,7 @@ describe("HandshakeError", () => {
   it.live("InvalidPublicKey: a ClientHello whose key is off the curve; the server alerts MALFORMED after its hello", () =>
     Effect.gen(function*() {
       const hello = encodeClientHello(
-        new ClientHello({ version: 1, policy: "required", nonce: new Uint8Array(32), publicKey: offCurvePoint() })
+        new ClientHello({ version: PROTOCOL_VERSION, policy: "required", nonce: new Uint8Array(32), publicKey: offCurvePoint() })
       )
       const { error, frames } = yield* serverAgainstRaw(encodeFrame(MessageType.CLIENT_HELLO, hello), 2)
       expect(error).toBeInstanceOf(HandshakeError)
@@ -168,6 +177,56 @@ describe("HandshakeError", () => {
       expect(frames.map((f) => f[4])).toEqual([MessageType.SERVER_HELLO, MessageType.ALERT])
       expect(Array.from(frames[1] ?? [])).toEqual(alertFrame(AlertCode.MALFORMED))
     }))
+})
+
+/** A loopback TCP server of another protocol: `answer` gets each chunk and returns what to send back. */
+const foreignServer = (answer: (chunk: Buffer) => Uint8Array | string) =>
+  Effect.acquireRelease(
+    Effect.async<Net.Server>((resume) => {
+      const server = Net.createServer((socket) => {
+        socket.on("data", (chunk: Buffer) => socket.write(answer(chunk)))
+        socket.on("error", () => {})
+      })
+      server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
+    }),
+    (server) => Effect.async<void>((resume) => void server.close(() => resume(Effect.void)))
+  ).pipe(Effect.map((server) => {
+    const address = server.address()
+    return typeof address === "object" && address !== null ? address.port : 0
+  }))
+
+describe("HandshakeError NotCvgPeer (PROTOCOL.md §3): the peer does not speak cvg at all", () => {
+  it.scopedLive("connect to an echo server: our own hello comes back", () =>
+    Effect.gen(function*() {
+      const port = yield* foreignServer((chunk) => chunk)
+      const error = yield* Effect.flip(connectScoped({ port, handshakeTimeout: "5 seconds" }))
+      expect(error).toBeInstanceOf(HandshakeError)
+      expect(error).toMatchObject({ _tag: "HandshakeError", reason: "NotCvgPeer", detail: "not a cvg peer: it echoed our own hello" })
+      expect(error.message).toContain("not a cvg peer")
+    }).pipe(noHang(HANG_LIMIT, "the handshake")))
+
+  it.scopedLive("connect to an HTTP server: its first bytes are named", () =>
+    Effect.gen(function*() {
+      const port = yield* foreignServer(() => "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+      const error = yield* Effect.flip(connectScoped({ port, handshakeTimeout: "5 seconds" }))
+      expect(error).toMatchObject({ _tag: "HandshakeError", reason: "NotCvgPeer", detail: 'not a cvg peer: first bytes "HTTP/1.1"' })
+    }).pipe(noHang(HANG_LIMIT, "the handshake")))
+
+  it.scopedLive("serve reached by an HTTP client: the connection fails NotCvgPeer (logged) and the server serves on", () =>
+    Effect.gen(function*() {
+      const logs: Array<string> = []
+      const logger = Logger.make(({ cause, message }) => {
+        logs.push([...(Array.isArray(message) ? message : [message]).map(String), Cause.isEmpty(cause) ? "" : Cause.pretty(cause)].join(" "))
+      })
+      const { port } = yield* startServer({}, (session) => session.serve((p) => Effect.succeed(p))).pipe(
+        Effect.provide(Logger.replace(Logger.defaultLogger, logger))
+      )
+      yield* rawClient(port, new TextEncoder().encode("GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"), "wait")
+      while (!logs.some((line) => line.includes("NotCvgPeer"))) yield* Effect.sleep("10 millis")
+      expect(logs.find((line) => line.includes("NotCvgPeer"))).toContain('not a cvg peer: first bytes "GET / HT"')
+      const session = yield* connectScoped({ port })
+      yield* session.close
+    }).pipe(noHang(HANG_LIMIT, "the server")))
 })
 
 // ---------------------------------------------------------------------------------------------
@@ -333,6 +392,47 @@ describe("CryptoError (the public Crypto service)", () => {
       expect(error).toBeInstanceOf(CryptoError)
       expect(error).toMatchObject({ _tag: "CryptoError", reason: "Internal" })
     }).pipe(Effect.provide(NodeCrypto.layer)))
+})
+
+// ---------------------------------------------------------------------------------------------
+
+/** A loopback port that was free a moment ago: bound by the OS, then released. */
+const releasedPort = Effect.async<number>((resume) => {
+  const server = createServer().listen(0, "127.0.0.1", () => {
+    const { port } = server.address() as AddressInfo
+    server.close(() => resume(Effect.succeed(port)))
+  })
+})
+
+describe("ConnectFailed", () => {
+  it.live("ECONNREFUSED: connect to a port with nothing listening names host, port and code in the message", () =>
+    Effect.gen(function*() {
+      const port = yield* releasedPort
+      const error = typedError(yield* Effect.exit(connect({ port, password: "pw" })), "connect")
+      expect(error).toBeInstanceOf(ConnectFailed)
+      expect(error).toMatchObject({ _tag: "ConnectFailed", host: "127.0.0.1", port, code: "ECONNREFUSED" })
+      expect(error.message).toBe(`cannot connect to 127.0.0.1:${port}: ECONNREFUSED (nothing is listening there)`)
+      // The platform's error is kept for whoever wants the details.
+      expect(error).toHaveProperty("cause.code", "ECONNREFUSED")
+    }).pipe(noHang(HANG_LIMIT, "the connect")))
+})
+
+describe("ListenFailed", () => {
+  it.scopedLive("EADDRINUSE: serve on a port another server holds says so, with host and port", () =>
+    Effect.gen(function*() {
+      const { port } = yield* startServer({}, () => Effect.void)
+      const error = typedError(yield* Effect.exit(serve({ port }, () => Effect.void)), "serve")
+      expect(error).toBeInstanceOf(ListenFailed)
+      expect(error).toMatchObject({ _tag: "ListenFailed", host: "127.0.0.1", port, code: "EADDRINUSE" })
+      expect(error.message).toBe(`cannot listen on 127.0.0.1:${port}: EADDRINUSE (the port is already in use)`)
+    }).pipe(noHang(HANG_LIMIT, "the second serve")))
+
+  it.live("EADDRNOTAVAIL: listen on an address that is not this machine's (TEST-NET-1, RFC 5737)", () =>
+    Effect.gen(function*() {
+      const error = typedError(yield* Effect.exit(Effect.scoped(listen({ host: "192.0.2.1", port: 0 }))), "listen")
+      expect(error).toMatchObject({ _tag: "ListenFailed", host: "192.0.2.1", port: 0, code: "EADDRNOTAVAIL" })
+      expect(error.message).toContain("192.0.2.1:0")
+    }).pipe(noHang(HANG_LIMIT, "the listen")))
 })
 
 // AuthFailed, EncryptionMismatch, UnexpectedPacket and ConnectionClosed: every reason is already

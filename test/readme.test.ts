@@ -1,7 +1,8 @@
 /**
  * README.md's ```ts snippets compile: each is kept verbatim in its own file under
- * test/support/readme/, which `tsc --noEmit` type-checks ("cvg-core" resolves to this package
- * through its own `exports`). This test keeps those copies honest, and runs the in-memory one.
+ * test/support/readme/, which `tsc --noEmit` type-checks against src/ (tsconfig.json's `paths`) and
+ * scripts/smoke.mjs against the built, packed and installed package. This test keeps those copies
+ * honest, and runs the in-memory one.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"

@@ -10,7 +10,7 @@ import { ConnectionClosed } from "../src/errors.js"
 import * as Server from "../src/server/Server.js"
 import type { Session } from "../src/session/Session.js"
 import { encodeFrame } from "../src/wire/Frame.js"
-import { MAGIC, MessageType } from "../src/wire/Messages.js"
+import { MAGIC, MessageType, PROTOCOL_VERSION } from "../src/wire/Messages.js"
 import { PacketType } from "../src/wire/PacketType.js"
 import { activeResources, rawClient } from "./support/raw.js"
 import { bounded, modes, packet, randomPayload, startServer, str } from "./support/sessions.js"
@@ -20,9 +20,15 @@ const handler = (session: Session) =>
   session.serve((p) => Effect.succeed(packet(p.id, PacketType.RESPONSE, `${str(p.payload)}|ok`)))
 
 /** One client: connects, makes `requests` requests (10 at a time), checks every answer is its own. */
+/**
+ * 50 P-521 handshakes at once on a shared 2-core machine can take longer than the default 10 s
+ * handshake timeout; this file tests correctness under concurrency, not handshake speed.
+ */
+const PATIENT = { handshakeTimeout: "40 seconds" } as const
+
 const client = (port: number, name: string, requests: number) =>
   Effect.scoped(Effect.gen(function*() {
-    const session = yield* connectScoped({ port, ...modes.encrypted })
+    const session = yield* connectScoped({ port, ...modes.encrypted, ...PATIENT })
     const answers = yield* Effect.forEach(
       Array.from({ length: requests }, (_, i) => i),
       (i) =>
@@ -43,7 +49,7 @@ const garbage = randomPayload(4096)
 const partialHello = (() => {
   const frame = encodeFrame(MessageType.CLIENT_HELLO, new Uint8Array(170))
   frame.set(MAGIC, 5)
-  frame[8] = 1
+  frame[8] = PROTOCOL_VERSION
   return frame.subarray(0, 40)
 })()
 /** A frame header that declares 4 GiB − 1. */
@@ -72,7 +78,7 @@ describe("server", () => {
   it.scopedLive("50 concurrent clients × 100 requests: nothing lost or mixed up, despite misbehaving clients", () =>
     Effect.gen(function*() {
       const logs = captureLogs()
-      const { port } = yield* startServer(modes.encrypted, handler).pipe(Effect.provide(logs.layer))
+      const { port } = yield* startServer({ ...modes.encrypted, ...PATIENT }, handler).pipe(Effect.provide(logs.layer))
       const misbehaving = Effect.all([
         rawClient(port, garbage, "wait"),
         rawClient(port, partialHello, "vanish"),
@@ -165,7 +171,7 @@ describe("server", () => {
       // The listener is gone.
       const refused = yield* Effect.exit(Effect.scoped(connectScoped({ port, ...modes.encrypted })))
       expect(Exit.isFailure(refused)).toBe(true)
-      if (Exit.isFailure(refused)) expect(Cause.failureOption(refused.cause)).toMatchObject(Option.some({ _tag: "SocketError" }))
+      if (Exit.isFailure(refused)) expect(Cause.failureOption(refused.cause)).toMatchObject(Option.some({ _tag: "ConnectFailed", code: "ECONNREFUSED" }))
 
       // Every socket, the listener and every timer are released.
       const released = () => now().sockets === 0 && now().servers === 0 && now().timers <= before.timers

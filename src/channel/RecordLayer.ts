@@ -17,6 +17,11 @@ import { MessageType } from "../wire/Messages.js"
 
 /** Hard cap on records under one key (PROTOCOL.md §7.2), as TLS 1.3 recommends for AES-GCM. */
 export const MAX_RECORDS_PER_KEY = 2 ** 24
+/**
+ * The smallest rekey interval (PROTOCOL.md §7.2): a side seals at most two handshake messages
+ * (sequences 0 and 1), so the first KEY_UPDATE, at `limit − 1`, always falls after the handshake.
+ */
+export const MIN_REKEY_INTERVAL = 3
 
 export type Deliver = (type: number, body: Uint8Array) => void
 
@@ -69,7 +74,7 @@ export const makeEncryptedRecordLayer = (
   rekeyAfter: number
 ): Either.Either<RecordLayer, ProtocolError> =>
   Either.gen(function*() {
-    const limit = Math.max(2, Math.min(rekeyAfter, MAX_RECORDS_PER_KEY))
+    const limit = Math.max(MIN_REKEY_INTERVAL, Math.min(rekeyAfter, MAX_RECORDS_PER_KEY))
     const send = yield* direction(crypto, sendKeys)
     const receive = yield* direction(crypto, receiveKeys)
     const sendNonce = new Uint8Array(12)

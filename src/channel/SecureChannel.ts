@@ -7,8 +7,8 @@
  */
 import type * as Socket from "@effect/platform/Socket"
 import { Duration, Effect } from "effect"
-import type { EncryptionPolicy } from "../errors.js"
-import { AuthFailed, ConnectionClosed, EncryptionMismatch, HandshakeError, ProtocolError } from "../errors.js"
+import type { EncryptionMismatch, EncryptionPolicy, HandshakeError } from "../errors.js"
+import { AuthFailed, ConnectionClosed, ProtocolError } from "../errors.js"
 import type { Framed, ReadEnd } from "../transport/Framed.js"
 import { type AlertCode, AlertCode as Codes, decodeAlert, encodeAlert, Alert, MessageType } from "../wire/Messages.js"
 import type { RecordLayer } from "./RecordLayer.js"
@@ -74,39 +74,6 @@ export interface SecureChannel {
   readonly release: (flushWithin: Duration.DurationInput) => Effect.Effect<void>
 }
 
-/** What an alert from the peer means on this side (PROTOCOL.md §6). */
-export const alertToError = (
-  code: AlertCode,
-  policies?: { readonly client: EncryptionPolicy; readonly server: EncryptionPolicy }
-): AuthFailed | HandshakeError | ProtocolError | EncryptionMismatch => {
-  switch (code) {
-    case Codes.VERSION:
-      return new HandshakeError({ reason: "Version", detail: "peer does not speak this version" })
-    case Codes.MALFORMED:
-      return new HandshakeError({ reason: "Malformed", detail: "peer rejected a message" })
-    case Codes.KEY_CONFIRMATION:
-      return new HandshakeError({ reason: "KeyConfirmation", detail: "peer saw a different transcript" })
-    case Codes.MISSING_PASSWORD:
-      return new AuthFailed({ reason: "MissingPassword" })
-    case Codes.WRONG_PASSWORD:
-      return new AuthFailed({ reason: "WrongPassword" })
-    case Codes.SERVER_UNPROVEN:
-      return new AuthFailed({ reason: "ServerUnproven" })
-    case Codes.ENCRYPTION_MISMATCH:
-      return policies === undefined
-        ? new HandshakeError({ reason: "Aborted", detail: "encryption mismatch" })
-        : new EncryptionMismatch(policies)
-    case Codes.DECRYPT_FAILED:
-      return new ProtocolError({ reason: "DecryptFailed" })
-    case Codes.LIMIT_EXCEEDED:
-      return new ProtocolError({ reason: "LimitExceeded", detail: "peer reported a limit" })
-    case Codes.TIMEOUT:
-      return new HandshakeError({ reason: "Timeout", detail: "peer timed out" })
-    case Codes.INTERNAL:
-      return new HandshakeError({ reason: "Aborted", detail: "peer aborted" })
-  }
-}
-
 /** The alert that tells the peer why we are closing. */
 export const errorToAlert = (error: ChannelError | HandshakeError | AuthFailed | EncryptionMismatch): AlertCode => {
   switch (error._tag) {
@@ -117,7 +84,7 @@ export const errorToAlert = (error: ChannelError | HandshakeError | AuthFailed |
         ? Codes.KEY_CONFIRMATION
         : error.reason === "Timeout"
         ? Codes.TIMEOUT
-        : error.reason === "Malformed" || error.reason === "InvalidPublicKey"
+        : error.reason === "Malformed" || error.reason === "InvalidPublicKey" || error.reason === "NotCvgPeer"
         ? Codes.MALFORMED
         : Codes.INTERNAL
     case "AuthFailed":

@@ -7,10 +7,11 @@ import * as Socket from "@effect/platform/Socket"
 import { Context, Duration, Effect, Exit, Layer, Option, Scope } from "effect"
 import { Crypto } from "../crypto/Crypto.js"
 import * as NodeCrypto from "../crypto/NodeCrypto.js"
-import type { InvalidArgument } from "../errors.js"
+import type { ConnectFailed, InvalidArgument } from "../errors.js"
 import { clientHandshake, type HandshakeFailure, type HandshakeOptions } from "../handshake/Handshake.js"
 import { checkConnectOptions, checkSessionOptions } from "../internal/validate.js"
 import { fromHandshake, type Session, type SessionOptions } from "../session/Session.js"
+import { connectFailed } from "../transport/NetErrors.js"
 
 export interface ConnectOptions extends HandshakeOptions, SessionOptions {
   /** Default `"127.0.0.1"`. */
@@ -20,7 +21,7 @@ export interface ConnectOptions extends HandshakeOptions, SessionOptions {
   readonly connectTimeout?: Duration.DurationInput | undefined
 }
 
-export type ConnectError = HandshakeFailure | InvalidArgument
+export type ConnectError = HandshakeFailure | ConnectFailed | InvalidArgument
 
 /** Handshake, then a session, over whatever `Socket` and `Crypto` the context provides. */
 export const session = (
@@ -50,7 +51,9 @@ export const connectScoped = (options: ConnectOptions): Effect.Effect<Session, C
     })
     return yield* session({ ...options, peer: `${host}:${options.port}` }).pipe(
       Effect.provideService(Socket.Socket, socket),
-      withDefaultCrypto
+      withDefaultCrypto,
+      // The platform socket connects lazily, on the handshake's first read or write.
+      Effect.mapError(connectFailed(host, options.port))
     )
   })
 

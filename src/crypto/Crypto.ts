@@ -16,9 +16,11 @@ export const AEAD_TAG_LENGTH = 16
 
 /**
  * A primitive refused its input. Decryption failures (`DecryptFailed`) deliberately say nothing more.
+ * `Busy`: P-521 work was refused at once because the work in flight and the queue waiting for it
+ * are both full (admission control, PROTOCOL.md §10).
  */
 export class CryptoError extends Schema.TaggedError<CryptoError>()("CryptoError", {
-  reason: Schema.Literal("InvalidPublicKey", "InvalidLength", "DecryptFailed", "Internal"),
+  reason: Schema.Literal("InvalidPublicKey", "InvalidLength", "DecryptFailed", "Internal", "Busy"),
   detail: Schema.optional(Schema.String)
 }) {}
 
@@ -62,6 +64,14 @@ export interface Sha256Hasher {
   readonly digest: () => Uint8Array
 }
 
+/** How busy the P-521 work of a `Crypto` is: jobs running and jobs waiting for a slot. */
+export interface CryptoLoad {
+  readonly inFlight: number
+  readonly queued: number
+  readonly concurrency: number
+  readonly maxQueue: number
+}
+
 export interface CryptoService {
   /** A fresh ephemeral P-521 key pair, generated off the event loop. */
   readonly generateKeyPair: Effect.Effect<EcdhKeyPair, CryptoError>
@@ -88,6 +98,8 @@ export interface CryptoService {
   readonly randomBytes: (length: number) => Effect.Effect<Uint8Array>
   /** Constant-time equality; different lengths compare unequal without leaking where they differ. */
   readonly timingSafeEqual: (a: Uint8Array, b: Uint8Array) => boolean
+  /** The P-521 work queue's state, when the implementation has one (the server's admission control reads it). */
+  readonly load?: (() => CryptoLoad) | undefined
 }
 
 export class Crypto extends Context.Tag("cvg-core/Crypto")<Crypto, CryptoService>() {}

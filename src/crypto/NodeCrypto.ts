@@ -53,60 +53,131 @@ const messageOf = (cause: unknown): string => (cause instanceof Error ? cause.me
 const isEcdhKey = (value: unknown, type: "private" | "public"): value is WebCryptoKey =>
   nodeTypes.isCryptoKey(value) && value.type === type && value.algorithm.name === "ECDH"
 
-const exportRawPublicKey = (publicKey: WebCryptoKey) =>
-  Effect.tryPromise({
-    try: () => subtle.exportKey("raw", publicKey),
-    catch: (cause) => internal(`export public key: ${messageOf(cause)}`)
-  }).pipe(Effect.map((buffer) => new Uint8Array(buffer)))
-
-/**
- * P-521 jobs run on libuv's threadpool (4 threads by default). On a machine with few cores, four
- * concurrent scalar multiplications take every core from the event loop, and every open session's
- * latency with it (docs/performance.md: "round trip while 50 handshakes run"). So this process runs at most
- * `cores - 1` of them at once (at least one); the rest wait their turn, costing handshake latency
- * under a flood instead of everybody's round trips.
- */
-const p521Jobs = Effect.unsafeMakeSemaphore(Math.max(1, availableParallelism() - 1))
-
-const freshKeyPair: Effect.Effect<EcdhKeyPair, CryptoError> = p521Jobs.withPermits(1)(Effect.gen(function*() {
-  // Not extractable: the private scalar never exists as bytes outside OpenSSL.
-  const pair = yield* Effect.tryPromise({
-    try: () => subtle.generateKey(ECDH_P521, false, ["deriveBits"]),
-    catch: (cause) => internal(`generate key pair: ${messageOf(cause)}`)
-  })
-  const publicKey = yield* exportRawPublicKey(pair.publicKey)
-  return { publicKey, privateKey: pair.privateKey }
-}))
-
-/**
- * Ephemeral key pairs prepared ahead (docs/performance.md), so that a handshake rarely waits for key
- * generation: each one taken is replaced in the background. Each pair is still used exactly once.
- * A key pair that failed to generate is simply not added; the next handshake generates its own.
- */
-const PREPARED_KEY_PAIRS = 2
-const prepared: Array<EcdhKeyPair> = []
-let refilling = false
-
-const refill = (): void => {
-  if (refilling || prepared.length >= PREPARED_KEY_PAIRS) return
-  refilling = true
-  Effect.runFork(
-    freshKeyPair.pipe(
-      Effect.map((pair) => void prepared.push(pair)),
-      Effect.ignore,
-      Effect.ensuring(Effect.sync(() => {
-        refilling = false
-      })),
-      Effect.zipRight(Effect.sync(refill))
-    )
-  )
+export interface P521PoolOptions {
+  /** Jobs running at once. Default `cores − 1`, at least 1. */
+  readonly concurrency?: number | undefined
+  /** Jobs waiting for a slot; one more fails at once with `CryptoError("Busy")`. Default 128. */
+  readonly maxQueue?: number | undefined
 }
 
-const generateKeyPair: Effect.Effect<EcdhKeyPair, CryptoError> = Effect.suspend(() => {
-  const ready = prepared.shift()
-  refill()
-  return ready === undefined ? freshKeyPair : Effect.succeed(ready)
-})
+/**
+ * About a second of P-521 work on two cores (a derive costs ~6-8 ms of CPU): a legitimate burst (50
+ * clients at once) waits well within the handshake timeout instead of being refused, while a flood
+ * cannot queue without bound. Under load the server asks for a puzzle first (PROTOCOL.md §3.6), so
+ * replayed hellos do not reach this queue at all.
+ */
+export const DEFAULT_MAX_QUEUE = 128
+const PREPARED_KEY_PAIRS = 2
+/** A P-521 job takes milliseconds; one that has not finished after this long is not waited for. */
+const STUCK_JOB_MS = 10_000
+
+/**
+ * The P-521 work of one `Crypto` (docs/performance.md). Jobs run on libuv's threadpool (4 threads by
+ * default); on a machine with few cores, four concurrent scalar multiplications take every core from
+ * the event loop, and every open session's latency with it. So at most `concurrency` jobs run at
+ * once and at most `maxQueue` wait; beyond that a job is refused at once (`Busy`), which the server
+ * turns into a refusal instead of letting a flood queue without bound (PROTOCOL.md §10).
+ *
+ * A slot is held until the WebCrypto promise settles, not until the fiber that asked is done: an
+ * interrupted handshake (timed out, evicted) cannot make a still-running job look free. A job still
+ * waiting for a slot is simply dropped when its fiber is interrupted.
+ *
+ * Two ephemeral key pairs are prepared ahead while the pool is idle, so that a handshake rarely waits
+ * for key generation; each pair is still used exactly once.
+ */
+const makeP521Pool = (options: P521PoolOptions = {}) => {
+  const concurrency = Math.max(1, Math.floor(options.concurrency ?? availableParallelism() - 1))
+  const maxQueue = Math.max(0, Math.floor(options.maxQueue ?? DEFAULT_MAX_QUEUE))
+  let inFlight = 0
+  const waiting: Array<() => void> = []
+  const prepared: Array<EcdhKeyPair> = []
+  let refilling = false
+
+  const release = () => {
+    inFlight--
+    const next = waiting.shift()
+    if (next !== undefined) next()
+    else refill()
+  }
+
+  /**
+   * Runs `job` in a slot; the slot is released when its promise settles, or after
+   * {@link STUCK_JOB_MS} if it never does: one job that OpenSSL or libuv never completes must not hold
+   * a slot, and with it every later handshake of the server, forever.
+   */
+  const submit = <A>(job: () => Promise<A>, onSettled: (result: Either.Either<A, unknown>) => void): void => {
+    inFlight++
+    let settled = false
+    const settle = (result: Either.Either<A, unknown>) => {
+      if (settled) return
+      settled = true
+      clearTimeout(stuck)
+      release()
+      onSettled(result)
+    }
+    const stuck = setTimeout(() => settle(Either.left(new Error(`no result after ${STUCK_JOB_MS} ms`))), STUCK_JOB_MS)
+    stuck.unref()
+    let promise: Promise<A>
+    try {
+      promise = job()
+    } catch (cause) {
+      settle(Either.left(cause))
+      return
+    }
+    promise.then((value) => settle(Either.right(value)), (cause: unknown) => settle(Either.left(cause)))
+  }
+
+  const run = <A>(what: string, job: () => Promise<A>): Effect.Effect<A, CryptoError> =>
+    Effect.async<A, CryptoError>((resume) => {
+      const start = () =>
+        submit(job, (result) =>
+          resume(Either.isRight(result) ? Effect.succeed(result.right) : Effect.fail(internal(`${what}: ${messageOf(result.left)}`))))
+      if (inFlight < concurrency) {
+        start()
+        return
+      }
+      if (waiting.length >= maxQueue) {
+        resume(Effect.fail(new CryptoError({ reason: "Busy", detail: `P-521 work: ${inFlight} running, ${waiting.length} waiting` })))
+        return
+      }
+      waiting.push(start)
+      return Effect.sync(() => {
+        const at = waiting.indexOf(start)
+        if (at >= 0) waiting.splice(at, 1)
+      })
+    })
+
+  const generate = async (): Promise<EcdhKeyPair> => {
+    // Not extractable: the private scalar never exists as bytes outside OpenSSL.
+    const pair = await subtle.generateKey(ECDH_P521, false, ["deriveBits"])
+    const publicKey = new Uint8Array(await subtle.exportKey("raw", pair.publicKey))
+    return { publicKey, privateKey: pair.privateKey }
+  }
+
+  /** Prepares key pairs only with a free slot and nobody waiting, so it never delays a handshake. */
+  const refill = (): void => {
+    if (refilling || prepared.length >= PREPARED_KEY_PAIRS || inFlight >= concurrency || waiting.length > 0) return
+    refilling = true
+    submit(generate, (result) => {
+      refilling = false
+      // A key pair that failed to generate is simply not added; the next handshake makes its own.
+      if (Either.isRight(result)) prepared.push(result.right)
+      refill()
+    })
+  }
+
+  const generateKeyPair: Effect.Effect<EcdhKeyPair, CryptoError> = Effect.suspend(() => {
+    const ready = prepared.shift()
+    const pair = ready === undefined ? run("generate key pair", generate) : Effect.succeed(ready)
+    return Effect.ensuring(pair, Effect.sync(refill))
+  })
+
+  return {
+    run,
+    generateKeyPair,
+    load: () => ({ inFlight, queued: waiting.length, concurrency, maxQueue })
+  }
+}
 
 const importPublicKey = (raw: Uint8Array): Effect.Effect<EcdhPublicKey, CryptoError> =>
   Effect.suspend(() => {
@@ -125,7 +196,8 @@ const importPublicKey = (raw: Uint8Array): Effect.Effect<EcdhPublicKey, CryptoEr
     }).pipe(Effect.map((handle): EcdhPublicKey => ({ raw: copy, handle })))
   })
 
-const deriveSharedSecret = (own: EcdhKeyPair, peer: EcdhPublicKey): Effect.Effect<Uint8Array, CryptoError> =>
+const deriveSharedSecret = (pool: ReturnType<typeof makeP521Pool>) =>
+(own: EcdhKeyPair, peer: EcdhPublicKey): Effect.Effect<Uint8Array, CryptoError> =>
   Effect.suspend(() => {
     const privateKey = own.privateKey
     const publicKey = peer.handle
@@ -135,10 +207,8 @@ const deriveSharedSecret = (own: EcdhKeyPair, peer: EcdhPublicKey): Effect.Effec
     if (!isEcdhKey(publicKey, "public")) {
       return Effect.fail(invalidPublicKey("public key was not imported by this Crypto implementation"))
     }
-    return Effect.tryPromise({
-      try: () => subtle.deriveBits({ name: "ECDH", public: publicKey }, privateKey, SHARED_SECRET_LENGTH * 8),
-      catch: (cause) => internal(`derive: ${messageOf(cause)}`)
-    }).pipe(Effect.map((bits) => new Uint8Array(bits)), p521Jobs.withPermits(1))
+    return pool.run("derive", () => subtle.deriveBits({ name: "ECDH", public: publicKey }, privateKey, SHARED_SECRET_LENGTH * 8))
+      .pipe(Effect.map((bits) => new Uint8Array(bits)))
   })
 
 const hkdf = (ikm: Uint8Array, salt: Uint8Array, info: Uint8Array, length: number) =>
@@ -244,22 +314,33 @@ const timingSafeEqual = (a: Uint8Array, b: Uint8Array): boolean => {
   return NodeCrypto.timingSafeEqual(a, b)
 }
 
-const service: CryptoService = {
-  generateKeyPair,
-  importPublicKey,
-  deriveSharedSecret,
-  hkdf,
-  aead,
-  sha256,
-  sha256Hasher,
-  hmacSha256,
-  randomBytes,
-  timingSafeEqual
-}
+/**
+ * A `Crypto` with its own P-521 work pool. Build one per process role, not per connection: the server
+ * builds one in `listen` and shares it across connections, so that its caps hold server-wide.
+ */
+export const makeWith = (options: P521PoolOptions = {}): Effect.Effect<CryptoService> =>
+  Effect.sync(() => {
+    const pool = makeP521Pool(options)
+    return {
+      generateKeyPair: pool.generateKeyPair,
+      importPublicKey,
+      deriveSharedSecret: deriveSharedSecret(pool),
+      hkdf,
+      aead,
+      sha256,
+      sha256Hasher,
+      hmacSha256,
+      randomBytes,
+      timingSafeEqual,
+      load: pool.load
+    }
+  })
 
-export const make: Effect.Effect<CryptoService> = Effect.succeed(service)
+export const make: Effect.Effect<CryptoService> = makeWith()
 
 export const layer: Layer.Layer<Crypto> = Layer.effect(Crypto, make)
+
+export const layerWith = (options: P521PoolOptions): Layer.Layer<Crypto> => Layer.effect(Crypto, makeWith(options))
 
 /**
  * @internal Builds a key pair from a given 66-byte big-endian private scalar in [1, n-1], for the

@@ -11,6 +11,7 @@ import { MAX_RECORDS_PER_KEY } from "../channel/RecordLayer.js"
 import type { ConnectOptions } from "../client/Client.js"
 import { EncryptionPolicy, InvalidArgument } from "../errors.js"
 import type { HandshakeOptions } from "../handshake/Handshake.js"
+import { MAX_PUZZLE_DIFFICULTY } from "../handshake/Puzzle.js"
 import type { ServeAndAnnounceOptions } from "../server/Server.js"
 import type { PacketFilter, Session, SessionOptions } from "../session/Session.js"
 import { MAX_FRAME_LENGTH } from "../wire/Frame.js"
@@ -78,6 +79,11 @@ const handshakeFields = {
   encryption: Encryption,
   password: Password,
   handshakeTimeout: Timeout,
+  helloTimeout: Timeout,
+  // Infinity never asks; 0 asks every client (PROTOCOL.md §3.6).
+  puzzleThreshold: Schema.NonNegative.annotations({ description: "a non-negative number" }),
+  // Clients refuse more than MAX_PUZZLE_DIFFICULTY bits (PROTOCOL.md §3.6).
+  puzzleDifficulty: intBetween(0, MAX_PUZZLE_DIFFICULTY),
   maxFrameSize: intBetween(MIN_FRAME_SIZE, MAX_FRAME_LENGTH),
   // 1 cannot work: KEY_UPDATE itself takes the last sequence number of a key (PROTOCOL.md §7.2).
   rekeyAfter: intBetween(2, MAX_RECORDS_PER_KEY),
@@ -118,6 +124,7 @@ const serveFields = {
   // 0 asks the system for a free port.
   port: intBetween(0, 65535),
   maxConnections: PositiveInt,
+  maxHandshakes: PositiveInt,
   memoryBudget: PositiveInt,
   onListen: Schema.declare(Predicate.isFunction, { description: "a function" })
 } satisfies Fields<ServeAndAnnounceOptions>

@@ -9,16 +9,25 @@
 import { NodeSocket, NodeSocketServer } from "@effect/platform-node"
 import * as Socket from "@effect/platform/Socket"
 import type * as SocketServer from "@effect/platform/SocketServer"
-import { Duration, Effect, Layer, Option } from "effect"
+import { Cause, Clock, Deferred, Duration, Effect, Layer, Option } from "effect"
 import type { Scope } from "effect"
-import type { Crypto } from "../crypto/Crypto.js"
-import { withDefaultCrypto } from "../client/Client.js"
-import type { InvalidArgument } from "../errors.js"
-import { serverHandshake, type HandshakeFailure, type HandshakeOptions } from "../handshake/Handshake.js"
+import { Crypto, type CryptoService } from "../crypto/Crypto.js"
+import * as NodeCrypto from "../crypto/NodeCrypto.js"
+import { HandshakeError, type InvalidArgument, type ListenFailed } from "../errors.js"
+import {
+  type Admission,
+  DEFAULT_PUZZLE_THRESHOLD,
+  EVICTED,
+  isBusyRefusal,
+  serverHandshake,
+  type HandshakeFailure,
+  type HandshakeOptions
+} from "../handshake/Handshake.js"
 import { checkServeOptions, checkSessionOptions } from "../internal/validate.js"
 import { makeMemoryPool } from "../session/Budget.js"
 import { makeWatchdog, SERVER_TICK } from "../session/Watchdog.js"
 import { fromHandshake, type Session, type SessionOptions, type SessionSetup } from "../session/Session.js"
+import { listenFailed } from "../transport/NetErrors.js"
 import { encodeFrame } from "../wire/Frame.js"
 import { AlertCode, MessageType } from "../wire/Messages.js"
 
@@ -35,7 +44,15 @@ export interface ServeOptions extends HandshakeOptions, SessionOptions {
    * Default 256 MiB.
    */
   readonly memoryBudget?: number | undefined
+  /**
+   * Connections still in their handshake; a new one over the cap evicts the oldest pending handshake
+   * waiting on its peer (ALERT TIMEOUT) rather than being refused, so silent connections cannot lock
+   * others out (PROTOCOL.md §10.5). Default 128.
+   */
+  readonly maxHandshakes?: number | undefined
 }
+
+export const DEFAULT_MAX_HANDSHAKES = 128
 
 export const DEFAULT_MEMORY_BUDGET = 256 * 1024 * 1024
 /** A server ends sessions that stay silent this long unless told otherwise (PROTOCOL.md §10). */
@@ -49,9 +66,84 @@ export interface Server {
 
 /** Handshake, then a session, over whatever `Socket` and `Crypto` the context provides. */
 export const session = (
-  options: HandshakeOptions & SessionSetup = {}
+  options: HandshakeOptions & SessionSetup = {},
+  admission?: Admission
 ): Effect.Effect<Session, HandshakeFailure | InvalidArgument, Socket.Socket | Crypto | Scope.Scope> =>
-  Effect.flatMap(checkSessionOptions(options), (options) => fromHandshake(serverHandshake(options), options))
+  Effect.flatMap(checkSessionOptions(options), (options) => fromHandshake(serverHandshake(options, admission), options))
+
+/**
+ * A warning logged at most once a second, with how many events happened since the last line: a flood
+ * of refusals must not become a flood of log lines (PROTOCOL.md §10.5).
+ */
+/** @internal Exported for its test. */
+export const rateLimitedWarning = (message: string) => {
+  let count = 0
+  let last = Number.NEGATIVE_INFINITY
+  return Effect.gen(function*() {
+    count++
+    const now = yield* Clock.currentTimeMillis
+    if (now - last < 1000) return
+    last = now
+    const since = count
+    count = 0
+    yield* Effect.logWarning(`${message} (${since} since the last line)`)
+  })
+}
+
+/**
+ * Handshakes in progress, oldest first. Over the cap one is evicted to make room: the oldest of those
+ * waiting on their peer (a silent or slow connection, or one that did not solve its puzzle), or the
+ * oldest of all when none is. A handshake waiting on the server's own P-521 work is not the one to
+ * drop while another is idle.
+ */
+const makeHandshakeSlots = (maxHandshakes: number, onEvict: Effect.Effect<void>) => {
+  const pending = new Map<number, { readonly evicted: Deferred.Deferred<void>; waiting: boolean }>()
+  let next = 0
+  const victim = (): number | undefined => {
+    for (const [id, entry] of pending) if (entry.waiting) return id
+    return pending.keys().next().value
+  }
+  return (underLoad: () => boolean) =>
+    Effect.gen(function*() {
+      const id = next++
+      const evicted = yield* Deferred.make<void>()
+      while (pending.size >= Math.max(1, maxHandshakes)) {
+        const oldest = victim()
+        const entry = oldest === undefined ? undefined : pending.get(oldest)
+        if (oldest === undefined || entry === undefined) break
+        pending.delete(oldest)
+        yield* Deferred.succeed(entry.evicted, undefined)
+        yield* onEvict
+      }
+      const entry = { evicted, waiting: false }
+      pending.set(id, entry)
+      const admission: Admission = {
+        evicted: Deferred.await(evicted),
+        waitingOnPeer: (waiting) => {
+          entry.waiting = waiting
+        },
+        underLoad,
+        done: Effect.sync(() => void pending.delete(id))
+      }
+      return admission
+    })
+}
+
+/**
+ * Whether the server counts as loaded, for the puzzle (PROTOCOL.md §3.6): from the moment its P-521
+ * queue reaches the threshold until it has stayed below it for {@link PUZZLE_HOLD_MS}. Without the
+ * hold, a flood would be let through again each time the queue dipped, and keep every P-521 slot
+ * busy with replayed hellos.
+ */
+const PUZZLE_HOLD_MS = 5000
+const makeLoadSignal = (crypto: CryptoService, threshold: number) => {
+  let until = Number.NEGATIVE_INFINITY
+  return () => {
+    const now = Date.now()
+    if ((crypto.load?.().queued ?? 0) >= threshold) until = now + PUZZLE_HOLD_MS
+    return now < until
+  }
+}
 
 const peerAddress = Effect.map(
   Effect.serviceOption(NodeSocket.NetSocket),
@@ -72,12 +164,21 @@ const refuse = (socket: Socket.Socket) =>
     })
   ).pipe(Effect.timeout("1 second"), Effect.ignore)
 
+/**
+ * Options the server cannot use (`InvalidArgument`), an address it cannot bind (`ListenFailed`), or
+ * the listener failing later (`SocketServerError`).
+ */
+export type ServeError = ListenFailed | InvalidArgument | SocketServer.SocketServerError
+
 /** Binds the listener; the returned server serves once `run` is called. */
-export const listen = (options: ServeOptions): Effect.Effect<Server, SocketServer.SocketServerError | InvalidArgument, Scope.Scope> =>
+export const listen = (options: ServeOptions): Effect.Effect<Server, ListenFailed | InvalidArgument, Scope.Scope> =>
   Effect.gen(function*() {
     yield* checkServeOptions(options)
+    const host = options.host ?? "127.0.0.1"
     // Frames are already coalesced by the writer; Nagle would only add latency to replies.
-    const listener = yield* NodeSocketServer.make({ host: options.host ?? "127.0.0.1", port: options.port, noDelay: true })
+    const listener = yield* NodeSocketServer.make({ host, port: options.port, noDelay: true }).pipe(
+      Effect.mapError(listenFailed(host, options.port))
+    )
     const address = listener.address._tag === "TcpAddress"
       ? listener.address
       : { _tag: "TcpAddress" as const, hostname: "", port: 0 }
@@ -86,6 +187,24 @@ export const listen = (options: ServeOptions): Effect.Effect<Server, SocketServe
     const pool = makeMemoryPool(options.memoryBudget ?? DEFAULT_MEMORY_BUDGET)
     const watchdog = yield* makeWatchdog(SERVER_TICK)
     const idleTimeout = options.idleTimeout ?? DEFAULT_SERVER_IDLE_TIMEOUT
+    // One P-521 work pool for the whole server, so that its caps on work in flight and waiting hold
+    // across connections (PROTOCOL.md §10.5); a `Crypto` in the context (tests) is used as it is.
+    const crypto = yield* Option.match(yield* Effect.serviceOption(Crypto), {
+      onNone: () => NodeCrypto.make,
+      onSome: Effect.succeed
+    })
+    const busyLog = rateLimitedWarning("cvg-core: handshakes refused, P-521 work queue full")
+    const evictLog = rateLimitedWarning("cvg-core: pending handshakes evicted, maxHandshakes reached")
+    const handshakeSlot = makeHandshakeSlots(options.maxHandshakes ?? DEFAULT_MAX_HANDSHAKES, evictLog)(
+      makeLoadSignal(crypto, options.puzzleThreshold ?? DEFAULT_PUZZLE_THRESHOLD)
+    )
+    /** Failures that admission control caused are counted in rate-limited lines, not logged one by one. */
+    const logFailure = (cause: Cause.Cause<unknown>, peer: string) => {
+      const failure = Cause.failureOption(cause)
+      if (Option.isSome(failure) && isBusyRefusal(failure.value)) return busyLog
+      if (Option.isSome(failure) && failure.value instanceof HandshakeError && failure.value.detail === EVICTED) return Effect.void
+      return Effect.logWarning("cvg-core: connection failed", cause).pipe(Effect.annotateLogs({ peer }))
+    }
 
     // Kept flat on purpose: every wrapper here stays on the stack of each connection's fiber for as
     // long as the session lives (docs/resources.md), so the slot is a counter released by the
@@ -108,18 +227,17 @@ export const listen = (options: ServeOptions): Effect.Effect<Server, SocketServe
             // Checked and taken in one synchronous step; the finalizer above gives it back.
             admitted = true
             connections++
-            return yield* Effect.flatMap(
-              session({ ...options, peer, pool, watchdog, idleTimeout }).pipe(
-                Effect.provideService(Socket.Socket, socket),
-                withDefaultCrypto
-              ),
-              handler
-            ).pipe(
-              Effect.asVoid,
-              Effect.catchAllCause((cause) =>
-                Effect.logWarning("cvg-core: connection failed", cause).pipe(Effect.annotateLogs({ peer }))
+            return yield* Effect.flatMap(handshakeSlot, (slot) =>
+              Effect.flatMap(
+                session({ ...options, peer, pool, watchdog, idleTimeout }, slot).pipe(
+                  Effect.provideService(Socket.Socket, socket),
+                  Effect.provideService(Crypto, crypto)
+                ),
+                handler
+              )).pipe(
+                Effect.asVoid,
+                Effect.catchAllCause((cause) => logFailure(cause, peer))
               )
-            )
           })
         )
       )
@@ -139,7 +257,7 @@ const listenAndAnnounce = (options: ServeAndAnnounceOptions) =>
 export const serve = <E, R>(
   options: ServeAndAnnounceOptions,
   handler: (session: Session) => Effect.Effect<unknown, E, R>
-): Effect.Effect<never, SocketServer.SocketServerError | InvalidArgument, Exclude<R, Scope.Scope>> =>
+): Effect.Effect<never, ServeError, Exclude<R, Scope.Scope>> =>
   Effect.scoped(Effect.flatMap(listenAndAnnounce(options), (server) => server.run(handler)))
 
 /**
@@ -149,5 +267,5 @@ export const serve = <E, R>(
 export const layer = <E, R>(
   options: ServeAndAnnounceOptions,
   handler: (session: Session) => Effect.Effect<unknown, E, R>
-): Layer.Layer<never, SocketServer.SocketServerError | InvalidArgument, Exclude<R, Scope.Scope>> =>
+): Layer.Layer<never, ServeError, Exclude<R, Scope.Scope>> =>
   Layer.scopedDiscard(Effect.flatMap(listenAndAnnounce(options), (server) => Effect.forkScoped(server.run(handler))))

@@ -2,16 +2,17 @@
  * A framed connection over an `@effect/platform` `Socket` (PROTOCOL.md §2).
  *
  * Reading: one `socket.run` whose handler decodes frames synchronously and hands each to the
- * current `FrameSink`, with no fiber per chunk (docs/performance.md). The handshake installs a mailbox sink
- * it can await; the session then swaps in its own dispatcher, and frames that already arrived are
- * replayed into it, in order.
+ * current `FrameSink`, with no fiber per chunk (docs/performance.md). Until the session installs its
+ * own dispatcher, frames go to a mailbox the handshake awaits, held to byte and frame budgets
+ * (`ReadLimits`, PROTOCOL.md §10.4); frames that already arrived are then replayed into the session,
+ * in order.
  *
  * Writing: frames are queued synchronously and a writer fiber drains the queue, coalescing
  * everything queued while the previous write was in flight into one socket write. The fiber is
  * started when something is queued and ends when the queue is empty.
  */
 import type * as Socket from "@effect/platform/Socket"
-import { Clock, Effect, ExecutionStrategy, Exit, Fiber, Runtime, Scope } from "effect"
+import { Clock, Deferred, Effect, ExecutionStrategy, Exit, Fiber, FiberId, Runtime, Scope } from "effect"
 import { ProtocolError } from "../errors.js"
 import { makeFrameDecoder } from "../wire/Frame.js"
 
@@ -29,8 +30,20 @@ export interface FrameSink {
 export interface Framed {
   /** The next frame, for the handshake; only valid until `setSink` is called. */
   readonly nextFrame: Effect.Effect<Frame, ReadEnd>
+  /**
+   * Fails as soon as reading has ended with a protocol error (a frame over the limit, a mailbox over
+   * its budget), or has ended at all with no frame left waiting (the peer is gone and said nothing
+   * more), even while the handshake is busy elsewhere; never completes otherwise.
+   */
+  readonly readFailure: Effect.Effect<never, ReadEnd>
   /** Installs the sink; frames received but not yet pulled are delivered to it first, in order. */
   readonly setSink: (sink: FrameSink) => void
+  /** Replaces the mailbox's budgets from the next frame on (PROTOCOL.md §10, "before authentication"). */
+  readonly setReadLimits: (limits: ReadLimits) => void
+  /** Bytes held by frames waiting in the mailbox, as `ReadLimits.maxWaitingBytes` counts them. */
+  readonly waitingBytes: () => number
+  /** The first bytes received (at most 8), to tell a peer of another protocol (PROTOCOL.md §3). */
+  readonly firstBytes: () => Uint8Array
   /** The sink copies what it keeps out of each frame, so split frames may share one buffer. */
   readonly reuseFrameBuffers: () => void
   /**
@@ -60,11 +73,34 @@ export interface Framed {
   readonly readEnded: Effect.Effect<void>
 }
 
-export interface FramedOptions {
+/**
+ * What the reading side accepts until a sink is installed (PROTOCOL.md §10.4): nothing is kept on the
+ * peer's word beyond these. A frame over `maxFrameSize` is refused from its length alone
+ * (`FrameTooLarge`); a frame that would exceed `maxWaitingFrames` or `maxWaitingBytes` ends reading
+ * with `LimitExceeded`, drops what was waiting, and is not kept.
+ */
+export interface ReadLimits {
   readonly maxFrameSize: number
+  readonly maxWaitingFrames: number
+  /** Each waiting frame counts its wire size plus {@link FRAME_BOOKKEEPING}. */
+  readonly maxWaitingBytes: number
+}
+
+export interface FramedOptions {
+  /** Largest frame body accepted; the default limits are built from it. */
+  readonly maxFrameSize: number
+  /** The mailbox's budgets to start with. Default: frames up to `maxFrameSize`, 4 × that in waiting bytes. */
+  readonly readLimits?: ReadLimits | undefined
+  /** Budgets that replace `readLimits` as soon as the first frame has arrived (the client's, §10.4). */
+  readonly afterFirstFrame?: ReadLimits | undefined
   /** Queue size above which `awaitWritable` waits. */
   readonly highWaterMark?: number
 }
+
+/** What a waiting frame costs beyond its bytes (the array slot and views), so empty frames are not free. */
+export const FRAME_BOOKKEEPING = 64
+/** How many first bytes `firstBytes` keeps. */
+const FIRST_BYTES = 8
 
 const DEFAULT_HIGH_WATER_MARK = 1024 * 1024
 /** Pieces at least this large go to the socket without being merged (copied) into a batch. */
@@ -75,26 +111,52 @@ export type Frame = readonly [type: number, header: Uint8Array, body: Uint8Array
 const isFrame = (item: Frame | ReadEnd): item is Frame => Array.isArray(item)
 
 /**
- * Holds frames until a sink is installed, and lets the handshake pull them one at a time. The frame
- * decoder hands out views it never reuses, so keeping them is safe.
+ * Holds frames until a sink is installed, and lets the handshake pull them one at a time. A frame
+ * handed straight to a waiting reader is not held; one that has to wait is copied out of the
+ * socket's chunk (so that a small frame does not keep a large chunk alive) and counted against the
+ * limits. Going over them ends reading at once: what was waiting is dropped and `overflow` is told.
  */
-const makeMailbox = () => {
-  const frames: Array<Frame> = []
+const makeMailbox = (initial: ReadLimits, overflow: (error: ProtocolError) => void) => {
+  let frames: Array<Frame> = []
+  let bytes = 0
+  let limits = initial
   let end: ReadEnd | undefined
   let waiter: ((frame: Frame | ReadEnd) => void) | undefined
+  const failed = Deferred.unsafeMake<never, ReadEnd>(FiberId.none)
   const sink: FrameSink = {
     onFrame: (type, header, body) => {
-      const frame: Frame = [type, header, body]
+      if (end !== undefined) return
       if (waiter !== undefined) {
         const resume = waiter
         waiter = undefined
-        resume(frame)
-      } else {
-        frames.push(frame)
+        resume([type, header, body])
+        return
       }
+      const cost = header.length + body.length + FRAME_BOOKKEEPING
+      const tooMany = frames.length + 1 > limits.maxWaitingFrames
+      if (tooMany || bytes + cost > limits.maxWaitingBytes) {
+        frames = []
+        bytes = 0
+        overflow(
+          new ProtocolError({
+            reason: "LimitExceeded",
+            detail: tooMany
+              ? `a frame arrived while ${limits.maxWaitingFrames} were already waiting to be read`
+              : `frames waiting to be read would exceed ${limits.maxWaitingBytes} bytes`
+          })
+        )
+        return
+      }
+      const copy = new Uint8Array(header.length + body.length)
+      copy.set(header, 0)
+      copy.set(body, header.length)
+      frames.push([type, copy.subarray(0, header.length), copy.subarray(header.length)])
+      bytes += cost
     },
     onEnd: (e) => {
       end = e
+      // An end with frames still waiting is not reported early: they may say why (an alert).
+      if (e._tag === "ProtocolError" || frames.length === 0) Deferred.unsafeDone(failed, Exit.fail(e))
       if (waiter !== undefined) {
         const resume = waiter
         waiter = undefined
@@ -105,14 +167,32 @@ const makeMailbox = () => {
   const next: Effect.Effect<Frame, ReadEnd> = Effect.async<Frame, ReadEnd>((resume) => {
     const settle = (item: Frame | ReadEnd) => resume(isFrame(item) ? Effect.succeed(item) : Effect.fail(item))
     const frame = frames.shift()
-    if (frame !== undefined) return settle(frame)
+    if (frame !== undefined) {
+      bytes -= frame[1].length + frame[2].length + FRAME_BOOKKEEPING
+      return settle(frame)
+    }
     if (end !== undefined) return settle(end)
     waiter = settle
     return Effect.sync(() => {
       waiter = undefined
     })
   })
-  return { sink, frames, next, end: () => end }
+  return {
+    sink,
+    take: () => {
+      const taken = frames
+      frames = []
+      bytes = 0
+      return taken
+    },
+    next,
+    failure: Deferred.await(failed),
+    end: () => end,
+    setLimits: (next: ReadLimits) => {
+      limits = next
+    },
+    bytes: () => bytes
+  }
 }
 
 const wakeAll = (waiters: Array<() => void>) => {
@@ -140,23 +220,42 @@ export const makeFramed = (
     const highWaterMark = options.highWaterMark ?? DEFAULT_HIGH_WATER_MARK
 
     // --- reading -----------------------------------------------------------------------------
-    const mailbox = makeMailbox()
+    const initialLimits: ReadLimits = options.readLimits ?? {
+      maxFrameSize: options.maxFrameSize,
+      maxWaitingFrames: Number.POSITIVE_INFINITY,
+      maxWaitingBytes: 4 * (options.maxFrameSize + FRAME_BOOKKEEPING)
+    }
+    let afterFirstFrame = options.afterFirstFrame
     let buffered = true
-    let sink: FrameSink = mailbox.sink
     let readEnd: ReadEnd | undefined
-    const decoder = makeFrameDecoder(options.maxFrameSize)
-    const onFrame = (type: number, header: Uint8Array, body: Uint8Array) => sink.onFrame(type, header, body)
+    const decoder = makeFrameDecoder(initialLimits.maxFrameSize)
     const finishReading = (end: ReadEnd) => {
       if (readEnd !== undefined) return
       readEnd = end
       sink.onEnd(end)
     }
+    const mailbox = makeMailbox(initialLimits, (error) => finishReading({ _tag: "ProtocolError", error }))
+    let sink: FrameSink = mailbox.sink
+    const setReadLimits = (limits: ReadLimits) => {
+      decoder.setMaxFrameSize(limits.maxFrameSize)
+      mailbox.setLimits(limits)
+    }
+    const onFrame = (type: number, header: Uint8Array, body: Uint8Array) => {
+      if (readEnd !== undefined) return
+      if (afterFirstFrame !== undefined) {
+        setReadLimits(afterFirstFrame)
+        afterFirstFrame = undefined
+      }
+      sink.onFrame(type, header, body)
+    }
+    const first = new Uint8Array(FIRST_BYTES)
+    let firstFill = 0
 
     const setSink = (next: FrameSink) => {
       sink = next
       if (buffered) {
         buffered = false
-        for (const [type, header, body] of mailbox.frames.splice(0)) next.onFrame(type, header, body)
+        for (const [type, header, body] of mailbox.take()) next.onFrame(type, header, body)
         const end = mailbox.end()
         if (end !== undefined) next.onEnd(end)
       } else if (readEnd !== undefined) {
@@ -288,6 +387,11 @@ export const makeFramed = (
     // Reading starts last, so that everything it may call on the writing side exists.
     const reader = yield* socket.run((chunk) => {
       if (readEnd !== undefined) return
+      if (firstFill < FIRST_BYTES) {
+        const take = Math.min(FIRST_BYTES - firstFill, chunk.length)
+        first.set(chunk.subarray(0, take), firstFill)
+        firstFill += take
+      }
       const error = decoder.push(chunk, onFrame)
       // `run` keeps going after a framing error (what follows is ignored): a platform socket
       // writes only while its `run` is active, and the alert that says why we close must go out.
@@ -315,7 +419,11 @@ export const makeFramed = (
 
     return {
       nextFrame: mailbox.next,
+      readFailure: mailbox.failure,
       setSink,
+      setReadLimits,
+      waitingBytes: mailbox.bytes,
+      firstBytes: () => first.slice(0, firstFill),
       reuseFrameBuffers: decoder.reuseBuffers,
       enqueue,
       pendingBytes: () => queued + inFlight,

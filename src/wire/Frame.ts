@@ -73,6 +73,11 @@ export interface FrameDecoder {
    * on the bulk path this saves a frame-sized allocation, and its garbage, per frame.
    */
   readonly reuseBuffers: () => void
+  /**
+   * Changes the largest body accepted from the next frame header on (the handshake starts with a small
+   * limit and raises it once the peer is authenticated, PROTOCOL.md §10). Same range as the constructor.
+   */
+  readonly setMaxFrameSize: (maxFrameSize: number) => void
 }
 
 const readU32 = (bytes: Uint8Array, offset: number): number =>
@@ -95,10 +100,15 @@ const allocFrame = (size: number): Uint8Array => Buffer.allocUnsafeSlow(size)
 /** The smallest gather buffer: below this, growing step by step would cost more copies than it saves. */
 const MIN_GATHER = 64 * 1024
 
-export const makeFrameDecoder = (maxFrameSize: number): FrameDecoder => {
+const checkMaxFrameSize = (maxFrameSize: number): number => {
   if (!Number.isInteger(maxFrameSize) || maxFrameSize < 0 || maxFrameSize > MAX_FRAME_LENGTH) {
     throw new RangeError(`maxFrameSize must be an integer from 0 to ${MAX_FRAME_LENGTH}, got ${maxFrameSize}`)
   }
+  return maxFrameSize
+}
+
+export const makeFrameDecoder = (initialMaxFrameSize: number): FrameDecoder => {
+  let maxFrameSize = checkMaxFrameSize(initialMaxFrameSize)
 
   // A header split across chunks is gathered here until its length is known; then the whole frame,
   // header included, moves to `frame`, whose capacity grows (doubling, capped at the frame's size)
@@ -240,6 +250,9 @@ export const makeFrameDecoder = (maxFrameSize: number): FrameDecoder => {
     end,
     reuseBuffers: () => {
       reuse = true
+    },
+    setMaxFrameSize: (next) => {
+      maxFrameSize = checkMaxFrameSize(next)
     }
   }
 }

@@ -17,6 +17,8 @@ export const MessageType = {
   SERVER_FINISHED: 0x03,
   CLIENT_FINISHED: 0x04,
   SERVER_ACCEPT: 0x05,
+  HELLO_RETRY: 0x06,
+  PUZZLE_SOLUTION: 0x07,
   PACKET: 0x10,
   CHUNK_START: 0x11,
   CHUNK_DATA: 0x12,
@@ -30,11 +32,17 @@ export const MessageType = {
 } as const
 export type MessageType = (typeof MessageType)[keyof typeof MessageType]
 
-/** "CVG" opens every hello, so that a stray client of another protocol fails as `Malformed` at once. */
+/** "CVG" opens every hello, so that a peer of another protocol is recognised at once (`NotCvgPeer`, PROTOCOL.md §3). */
 export const MAGIC = Uint8Array.of(0x43, 0x56, 0x47)
-export const PROTOCOL_VERSION = 1
+/** Version 2 added the puzzle under load (HELLO_RETRY, PUZZLE_SOLUTION; PROTOCOL.md §3.6). */
+export const PROTOCOL_VERSION = 2
 export const NONCE_LENGTH = 32
 export const MAC_LENGTH = 32
+/**
+ * Largest frame body accepted during the handshake until the peer is authenticated (PROTOCOL.md §10):
+ * every handshake message is under 256 bytes, plus a 16-byte tag when sealed.
+ */
+export const HANDSHAKE_MAX_FRAME_SIZE = 1024
 
 const policyCodes: ReadonlyArray<EncryptionPolicy> = ["required", "preferred", "disabled"]
 export const policyCode = (policy: EncryptionPolicy): number => policyCodes.indexOf(policy)
@@ -90,11 +98,15 @@ export const encodeServerHello = (hello: ServerHello): Uint8Array => {
  * the peer deserves `Version` rather than `Malformed` for that (PROTOCOL.md §3.1).
  */
 export const helloVersion = (body: Uint8Array): Either.Either<number, ProtocolError> => {
-  if (body.length < HELLO_PREFIX || body[0] !== MAGIC[0] || body[1] !== MAGIC[1] || body[2] !== MAGIC[2]) {
+  if (body.length < HELLO_PREFIX || !hasMagic(body)) {
     return Either.left(malformed("not a cvg hello"))
   }
   return Either.right(body[3]!)
 }
+
+/** Whether a hello body starts with the magic: the sign that the peer speaks cvg at all (PROTOCOL.md §3). */
+export const hasMagic = (body: Uint8Array): boolean =>
+  body.length >= MAGIC.length && body[0] === MAGIC[0] && body[1] === MAGIC[1] && body[2] === MAGIC[2]
 
 const decodePolicy = (code: number | undefined): Either.Either<EncryptionPolicy, ProtocolError> => {
   const policy = code === undefined ? undefined : policyCodes[code]
@@ -130,6 +142,33 @@ export const decodeServerHello = (body: Uint8Array): Either.Either<ServerHello, 
     })
   })
 
+/** HELLO_RETRY (PROTOCOL.md §3.6): `difficulty: u8 ‖ challenge[16]`. */
+export const CHALLENGE_LENGTH = 16
+export const HELLO_RETRY_LENGTH = 1 + CHALLENGE_LENGTH
+/** PUZZLE_SOLUTION (PROTOCOL.md §3.6): `solution: u64`. */
+export const PUZZLE_SOLUTION_LENGTH = 8
+
+export class HelloRetry extends Schema.Class<HelloRetry>("HelloRetry")({
+  difficulty: Schema.Number,
+  challenge: Bytes(CHALLENGE_LENGTH)
+}) {}
+
+export const encodeHelloRetry = (retry: HelloRetry): Uint8Array => {
+  const out = new Uint8Array(HELLO_RETRY_LENGTH)
+  out[0] = retry.difficulty
+  out.set(retry.challenge, 1)
+  return out
+}
+
+export const decodeHelloRetry = (body: Uint8Array): Either.Either<HelloRetry, ProtocolError> =>
+  body.length === HELLO_RETRY_LENGTH
+    ? Either.right(new HelloRetry({ difficulty: body[0]!, challenge: body.slice(1) }))
+    : Either.left(malformed("hello retry length"))
+
+/** The solution travels as 8 big-endian bytes; it is only ever hashed, so it stays bytes. */
+export const decodePuzzleSolution = (body: Uint8Array): Either.Either<Uint8Array, ProtocolError> =>
+  body.length === PUZZLE_SOLUTION_LENGTH ? Either.right(body) : Either.left(malformed("puzzle solution length"))
+
 /** Alert codes (PROTOCOL.md §6): why the sender is about to close. */
 export const AlertCode = {
   VERSION: 0x01,
@@ -145,6 +184,10 @@ export const AlertCode = {
   INTERNAL: 0x0b
 } as const
 export type AlertCode = (typeof AlertCode)[keyof typeof AlertCode]
+const alertNames: ReadonlyMap<number, string> = new Map(Object.entries(AlertCode).map(([name, code]) => [code, name]))
+/** `WRONG_PASSWORD (0x05)`, for error details and logs. */
+export const alertName = (code: number): string =>
+  `${alertNames.get(code) ?? "unknown"} (0x${code.toString(16).padStart(2, "0")})`
 const alertCodes: ReadonlySet<number> = new Set(Object.values(AlertCode))
 const isAlertCode = (code: number | undefined): code is AlertCode => code !== undefined && alertCodes.has(code)
 

@@ -3,14 +3,12 @@
  * over real loopback TCP, payload builders, and a few assertions that keep megabytes out of diffs.
  */
 import * as Socket from "@effect/platform/Socket"
-import type * as SocketServer from "@effect/platform/SocketServer"
 import { expect } from "@effect/vitest"
 import { Deferred, Duration, Effect, Fiber } from "effect"
 import type { Scope } from "effect"
 import { createHash, randomFillSync } from "node:crypto"
 import * as Client from "../../src/client/Client.js"
 import * as NodeCrypto from "../../src/crypto/NodeCrypto.js"
-import type { InvalidArgument } from "../../src/errors.js"
 import type { HandshakeOptions } from "../../src/handshake/Handshake.js"
 import * as Server from "../../src/server/Server.js"
 import type { Session, SessionOptions } from "../../src/session/Session.js"
@@ -55,8 +53,8 @@ export const startServer = <E, R>(
   options: Omit<Server.ServeOptions, "port"> & { readonly port?: number | undefined },
   handler: (session: Session) => Effect.Effect<unknown, E, R>
 ): Effect.Effect<
-  { readonly port: number; readonly fiber: Fiber.RuntimeFiber<never, SocketServer.SocketServerError | InvalidArgument> },
-  SocketServer.SocketServerError | InvalidArgument,
+  { readonly port: number; readonly fiber: Fiber.RuntimeFiber<never, Server.ServeError> },
+  Server.ServeError,
   Scope.Scope | Exclude<R, Scope.Scope>
 > =>
   Effect.gen(function*() {

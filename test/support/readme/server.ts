@@ -1,6 +1,8 @@
-// A README.md snippet, verbatim: test/readme.test.ts checks that it stays so, and `tsc --noEmit`
-// type-checks it ("cvg-core" resolves to this package through its own `exports`). Never run.
+// A README.md snippet, verbatim: test/readme.test.ts checks that it stays so. `tsc --noEmit` type-checks
+// it against src/ ("cvg-core" resolves there through tsconfig.json's `paths`), and scripts/smoke.mjs
+// against the packed and installed package. Never run.
 
+import { NodeRuntime } from "@effect/platform-node"
 import { Effect } from "effect"
 import { Packet, PacketType, serve } from "cvg-core"
 
@@ -9,4 +11,4 @@ const server = serve({ port: 5000, password: "secret" }, (session) =>
     Effect.succeed(new Packet({ id: packet.id, type: PacketType.RESPONSE, payload: packet.payload }))
   ))
 
-Effect.runFork(server)
+NodeRuntime.runMain(server)

@@ -1,5 +1,6 @@
-// A README.md snippet, verbatim: test/readme.test.ts checks that it stays so, and `tsc --noEmit`
-// type-checks it ("cvg-core" resolves to this package through its own `exports`). Never run.
+// A README.md snippet, verbatim: test/readme.test.ts checks that it stays so. `tsc --noEmit` type-checks
+// it against src/ ("cvg-core" resolves there through tsconfig.json's `paths`), and scripts/smoke.mjs
+// against the packed and installed package. Never run.
 
 import * as Socket from "@effect/platform/Socket"
 import { Effect, Fiber } from "effect"
