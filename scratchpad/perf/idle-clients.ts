@@ -2,8 +2,15 @@
 import { spawn } from "node:child_process"
 import { Effect } from "effect"
 import { connect } from "../../src/index.js"
+import { buildSync } from "esbuild"
+const bundleServer = () => {
+  buildSync({ entryPoints: ["scratchpad/perf/idle-server.ts"], bundle: true, packages: "external", platform: "node", format: "esm", outfile: "node_modules/.cache/idle-server.bundle.mjs" })
+  return "node_modules/.cache/idle-server.bundle.mjs"
+}
 const N = Number(process.argv[2] ?? 500)
-const child = spawn("node", ["--expose-gc", "--import", "tsx", "scratchpad/perf/idle-server.ts"], { stdio: ["ignore", "pipe", "inherit"] })
+// BUNDLE=1: the server runs from an esbuild bundle without tsx (tsx keeps function names, which costs ~256 B per named closure)
+const serverArgs = process.env.BUNDLE ? ["--expose-gc", bundleServer()] : ["--expose-gc", "--import", "tsx", "scratchpad/perf/idle-server.ts"]
+const child = spawn("node", serverArgs, { stdio: ["ignore", "pipe", "inherit"] })
 const lines: Array<any> = []
 let waiting: ((v: any) => void) | undefined
 let buf = ""

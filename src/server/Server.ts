@@ -182,7 +182,8 @@ export const listen = (options: ServeOptions): Effect.Effect<Server, ListenFaile
     const address = listener.address._tag === "TcpAddress"
       ? listener.address
       : { _tag: "TcpAddress" as const, hostname: "", port: 0 }
-    const slots = yield* Effect.makeSemaphore(options.maxConnections ?? 1024)
+    const maxConnections = options.maxConnections ?? 1024
+    let connections = 0
     const pool = makeMemoryPool(options.memoryBudget ?? DEFAULT_MEMORY_BUDGET)
     const watchdog = yield* makeWatchdog(SERVER_TICK)
     const idleTimeout = options.idleTimeout ?? DEFAULT_SERVER_IDLE_TIMEOUT
@@ -205,29 +206,40 @@ export const listen = (options: ServeOptions): Effect.Effect<Server, ListenFaile
       return Effect.logWarning("cvg-core: connection failed", cause).pipe(Effect.annotateLogs({ peer }))
     }
 
+    // Kept flat on purpose: every wrapper here stays on the stack of each connection's fiber for as
+    // long as the session lives (docs/resources.md), so the slot is a counter released by the
+    // connection's scope, and the session object is handed to the handler without being held.
     const run = <E, R>(handler: (session: Session) => Effect.Effect<unknown, E, R>) =>
       listener.run((socket) =>
-        Effect.gen(function*() {
-          const peer = Option.getOrElse(yield* peerAddress, () => "unknown")
-          const admitted = yield* slots.withPermitsIfAvailable(1)(
-            Effect.scoped(
-              Effect.gen(function*() {
-                const slot = yield* handshakeSlot
-                const session_ = yield* session({ ...options, peer, pool, watchdog, idleTimeout }, slot).pipe(
+        Effect.scoped(
+          Effect.gen(function*() {
+            let admitted = false
+            yield* Effect.addFinalizer(() =>
+              Effect.sync(() => {
+                if (admitted) connections--
+              })
+            )
+            const peer = Option.getOrElse(yield* peerAddress, () => "unknown")
+            if (connections >= maxConnections) {
+              yield* Effect.logWarning("cvg-core: connection refused, limit reached").pipe(Effect.annotateLogs({ peer }))
+              return yield* refuse(socket)
+            }
+            // Checked and taken in one synchronous step; the finalizer above gives it back.
+            admitted = true
+            connections++
+            return yield* Effect.flatMap(handshakeSlot, (slot) =>
+              Effect.flatMap(
+                session({ ...options, peer, pool, watchdog, idleTimeout }, slot).pipe(
                   Effect.provideService(Socket.Socket, socket),
                   Effect.provideService(Crypto, crypto)
-                )
-                yield* handler(session_)
-              })
-            ).pipe(
-              Effect.catchAllCause((cause) => logFailure(cause, peer))
-            )
-          )
-          if (Option.isNone(admitted)) {
-            yield* Effect.logWarning("cvg-core: connection refused, limit reached").pipe(Effect.annotateLogs({ peer }))
-            yield* refuse(socket)
-          }
-        })
+                ),
+                handler
+              )).pipe(
+                Effect.asVoid,
+                Effect.catchAllCause((cause) => logFailure(cause, peer))
+              )
+          })
+        )
       )
 
     return { address, run }

@@ -7,11 +7,12 @@
  * (`ReadLimits`, PROTOCOL.md §10.4); frames that already arrived are then replayed into the session,
  * in order.
  *
- * Writing: frames are queued synchronously and one writer fiber drains the queue, coalescing
- * everything queued while the previous write was in flight into one socket write.
+ * Writing: frames are queued synchronously and a writer fiber drains the queue, coalescing
+ * everything queued while the previous write was in flight into one socket write. The fiber is
+ * started when something is queued and ends when the queue is empty.
  */
 import type * as Socket from "@effect/platform/Socket"
-import { Clock, Deferred, Effect, ExecutionStrategy, Exit, Fiber, FiberId, Scope } from "effect"
+import { Clock, Deferred, Effect, ExecutionStrategy, Exit, Fiber, FiberId, Runtime, Scope } from "effect"
 import { ProtocolError } from "../errors.js"
 import { makeFrameDecoder } from "../wire/Frame.js"
 
@@ -194,6 +195,22 @@ const makeMailbox = (initial: ReadLimits, overflow: (error: ProtocolError) => vo
   }
 }
 
+const wakeAll = (waiters: Array<() => void>) => {
+  for (const waiter of waiters.splice(0)) waiter()
+}
+
+/** Completes at once when `ready()`, else when something calls the waiters in `waiters`. */
+const waitOn = (waiters: Array<() => void>, ready: () => boolean): Effect.Effect<void> =>
+  Effect.async<void>((resume) => {
+    if (ready()) return resume(Effect.void)
+    const waiter = () => resume(Effect.void)
+    waiters.push(waiter)
+    return Effect.sync(() => {
+      const i = waiters.indexOf(waiter)
+      if (i >= 0) waiters.splice(i, 1)
+    })
+  })
+
 export const makeFramed = (
   socket: Socket.Socket,
   options: FramedOptions
@@ -249,14 +266,35 @@ export const makeFramed = (
     // --- writing -----------------------------------------------------------------------------
     const writerScope = yield* Scope.fork(scope, ExecutionStrategy.sequential)
     const write = yield* Scope.extend(socket.writer, writerScope)
+    // The writer fiber runs only while there is something to write: an idle connection holds no
+    // fiber for its writing side (docs/performance.md).
+    const runtime = yield* Effect.runtime<never>()
     let queue: Array<Uint8Array> = []
     let queued = 0
     let inFlight = 0
     let writingSince: number | undefined
     let ending = false
-    let writeFailed = false
-    const wake = yield* Effect.makeLatch(false)
-    const drained = yield* Effect.makeLatch(true)
+    /** A write failed or writes were abandoned: nothing more goes out. */
+    let stopped = false
+    /** The writer fiber, while one runs. */
+    let writer: Fiber.RuntimeFiber<void> | undefined
+    let writing = false
+    /** Senders waiting for the queue to drop below the high-water mark. */
+    const drainWaiters: Array<() => void> = []
+    /** `endWrite` callers waiting for the writer to finish. */
+    const doneWaiters: Array<() => void> = []
+
+    const writable = () => stopped || queued < highWaterMark
+    const awaitWritable = waitOn(drainWaiters, writable)
+    const awaitWriter = waitOn(doneWaiters, () => !writing)
+
+    /** The writer is gone: whoever waits on it is released. */
+    const writerEnded = () => {
+      writing = false
+      writer = undefined
+      wakeAll(doneWaiters)
+      if (writable()) wakeAll(drainWaiters)
+    }
 
     /**
      * Turns the queue into socket writes: runs of small pieces are merged into one buffer (one write
@@ -270,7 +308,7 @@ export const makeFramed = (
       queued = 0
       // The queue is empty again: senders may fill the next batch while this one is being written,
       // so sealing and writing overlap (at most two high-water marks of bytes are held).
-      drained.unsafeOpen()
+      wakeAll(drainWaiters)
       const writes: Array<Uint8Array> = []
       let run: Array<Uint8Array> = []
       let runLength = 0
@@ -302,56 +340,49 @@ export const makeFramed = (
       return writes
     }
 
-    const writerDone = yield* Effect.makeLatch(false)
-    const writer = yield* Effect.gen(function*() {
-      while (true) {
-        // Check before sleeping: frames queued while the last write was in flight are already here.
-        if (queue.length === 0) {
-          if (ending) break
-          yield* wake.await
-          wake.unsafeClose()
-          // Let every fiber that is ready run first: what they queue joins this batch, so a burst
-          // of small messages becomes one socket write instead of one write each (docs/performance.md).
-          yield* Effect.yieldNow()
-          continue
-        }
+    // Built at each start rather than kept: an idle connection holds none of it.
+    const drain = (): Effect.Effect<void> => Effect.gen(function*() {
+      // Let every fiber that is ready run first: what they queue joins this batch, so a burst of
+      // small messages becomes one socket write instead of one write each (docs/performance.md).
+      yield* Effect.yieldNow()
+      // Frames queued while a write was in flight are written by the same fiber; it ends (in the
+      // same synchronous step as the check, so `enqueue` cannot miss it) once the queue is empty.
+      while (queue.length > 0 && !stopped) {
         writingSince = yield* Clock.currentTimeMillis
         const exit = yield* Effect.exit(Effect.forEach(takeBatch(), write, { discard: true }))
         writingSince = undefined
         inFlight = 0
-        if (queued < highWaterMark) drained.unsafeOpen()
-        if (Exit.isFailure(exit)) {
-          writeFailed = true
-          break
-        }
+        if (Exit.isFailure(exit)) stopped = true
+        if (writable()) wakeAll(drainWaiters)
       }
-    }).pipe(
-      Effect.ensuring(Effect.zipRight(writerDone.open, drained.open)),
-      Effect.forkIn(scope)
-    )
+      writerEnded()
+    }).pipe(Effect.onInterrupt(() => Effect.sync(writerEnded)))
 
     const abandonWrites: Effect.Effect<void> = Effect.suspend(() => {
-      writeFailed = true
+      stopped = true
       queue = []
       queued = 0
-      return Effect.all([Fiber.interrupt(writer), writerDone.open, drained.open], { discard: true })
+      const fiber = writer
+      writerEnded()
+      return fiber === undefined ? Effect.void : Fiber.interrupt(fiber)
     })
+    yield* Scope.addFinalizer(scope, abandonWrites)
 
     const enqueue = (frame: Uint8Array) => {
-      if (ending || writeFailed) return
+      if (ending || stopped) return
       queue.push(frame)
       queued += frame.length
-      if (queued >= highWaterMark) drained.unsafeClose()
-      wake.unsafeOpen()
+      if (!writing) {
+        writing = true
+        const fiber = Runtime.runFork(runtime, drain())
+        if (writing) writer = fiber
+      }
     }
 
     const endWrite = Effect.suspend(() => {
-      if (!ending) {
-        ending = true
-        wake.unsafeOpen()
-      }
-      return writerDone.await
-    }).pipe(Effect.zipRight(Scope.close(writerScope, Exit.void)))
+      ending = true
+      return Effect.zipRight(awaitWriter, Scope.close(writerScope, Exit.void))
+    })
 
     // Reading starts last, so that everything it may call on the writing side exists.
     const reader = yield* socket.run((chunk) => {
@@ -396,7 +427,7 @@ export const makeFramed = (
       reuseFrameBuffers: decoder.reuseBuffers,
       enqueue,
       pendingBytes: () => queued + inFlight,
-      awaitWritable: drained.await,
+      awaitWritable,
       writingSince: () => writingSince,
       endWrite,
       stopReading: Effect.asVoid(Fiber.interruptFork(reader)),
