@@ -119,7 +119,24 @@ describe("server admission control over TCP", () => {
       const session = yield* connectScoped({ port })
       expect(session.info.encrypted).toBe(true)
       yield* session.close
-      while (!logs.lines.some((l) => l.includes("maxHandshakes reached"))) yield* Effect.sleep("10 millis")
+      while (!logs.lines.some((l) => l.includes("pending handshakes evicted"))) yield* Effect.sleep("10 millis")
+    }).pipe(Effect.provide(NodeCrypto.layer), noHang("30 seconds", "the handshakes")))
+
+  it.scopedLive("silent connections fill maxConnections: a new connection evicts the oldest silent one instead of being refused", () =>
+    Effect.gen(function*() {
+      const { port } = yield* startServer({ maxConnections: 4 }, (session) => session.serve((p) => Effect.succeed(p)))
+      const silent = yield* Effect.forEach(
+        Array.from({ length: 4 }, (_, i) => i),
+        () => Effect.fork(rawClient(port, new Uint8Array(0), "wait")),
+        { concurrency: 1 }
+      )
+      // Let the server accept all four before the real client comes.
+      yield* Effect.sleep("200 millis")
+      const session = yield* connectScoped({ port })
+      expect(session.info.encrypted).toBe(true)
+      // The oldest silent connection made room: it heard ALERT TIMEOUT (6 bytes).
+      expect((yield* Fiber.join(silent[0]!)).received).toBe(6)
+      yield* session.close
     }).pipe(Effect.provide(NodeCrypto.layer), noHang("30 seconds", "the handshakes")))
 })
 

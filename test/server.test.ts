@@ -124,7 +124,7 @@ describe("server", () => {
       const third = yield* Effect.either(Effect.scoped(connectScoped({ port, ...modes.encrypted })))
       expect(Either.isLeft(third)).toBe(true)
       if (Either.isLeft(third)) expect(third.left).toMatchObject({ _tag: "ProtocolError", reason: "LimitExceeded" })
-      expect(logs.entries.some((e) => e.message.includes("limit reached") && Option.isSome(e.peer))).toBe(true)
+      expect(logs.entries.some((e) => e.message.includes("connections refused, maxConnections reached"))).toBe(true)
       // The two admitted ones are unaffected, and a slot frees up when one leaves.
       expect(str((yield* first.request(packet(1, PacketType.COMMAND, "a"))).payload)).toBe("a|ok")
       yield* second.close

@@ -36,7 +36,10 @@ export interface ServeOptions extends HandshakeOptions, SessionOptions {
   readonly host?: string | undefined
   /** 0 picks a free port; `address` tells which. */
   readonly port: number
-  /** Connections served at once; more are refused with an alert. Default 1024. */
+  /**
+   * Connections served at once. Over the cap a new connection evicts the oldest handshake waiting on
+   * its peer (ALERT TIMEOUT); when there is none it is refused with ALERT LIMIT_EXCEEDED. Default 1024.
+   */
   readonly maxConnections?: number | undefined
   /**
    * Bytes all connections together may hold for their peers beyond each one's 64 KiB allowance
@@ -103,7 +106,19 @@ const makeHandshakeSlots = (maxHandshakes: number, onEvict: Effect.Effect<void>)
     for (const [id, entry] of pending) if (entry.waiting) return id
     return pending.keys().next().value
   }
-  return (underLoad: () => boolean) =>
+  /**
+   * Evicts the oldest handshake waiting on its peer, if there is one: a connection over
+   * `maxConnections` takes a silent one's place instead of being refused (PROTOCOL.md §10.5).
+   */
+  const evictWaiting: Effect.Effect<boolean> = Effect.suspend(() => {
+    for (const [id, entry] of pending) {
+      if (!entry.waiting) continue
+      pending.delete(id)
+      return Effect.as(Effect.zipRight(Deferred.succeed(entry.evicted, undefined), onEvict), true)
+    }
+    return Effect.succeed(false)
+  })
+  const slot = (underLoad: () => boolean) =>
     Effect.gen(function*() {
       const id = next++
       const evicted = yield* Deferred.make<void>()
@@ -127,6 +142,7 @@ const makeHandshakeSlots = (maxHandshakes: number, onEvict: Effect.Effect<void>)
       }
       return admission
     })
+  return { slot, evictWaiting }
 }
 
 /**
@@ -194,10 +210,10 @@ export const listen = (options: ServeOptions): Effect.Effect<Server, ListenFaile
       onSome: Effect.succeed
     })
     const busyLog = rateLimitedWarning("cvg-core: handshakes refused, P-521 work queue full")
-    const evictLog = rateLimitedWarning("cvg-core: pending handshakes evicted, maxHandshakes reached")
-    const handshakeSlot = makeHandshakeSlots(options.maxHandshakes ?? DEFAULT_MAX_HANDSHAKES, evictLog)(
-      makeLoadSignal(crypto, options.puzzleThreshold ?? DEFAULT_PUZZLE_THRESHOLD)
-    )
+    const evictLog = rateLimitedWarning("cvg-core: pending handshakes evicted to make room (maxHandshakes or maxConnections reached)")
+    const refusedLog = rateLimitedWarning("cvg-core: connections refused, maxConnections reached")
+    const handshakes = makeHandshakeSlots(options.maxHandshakes ?? DEFAULT_MAX_HANDSHAKES, evictLog)
+    const handshakeSlot = handshakes.slot(makeLoadSignal(crypto, options.puzzleThreshold ?? DEFAULT_PUZZLE_THRESHOLD))
     /** Failures that admission control caused are counted in rate-limited lines, not logged one by one. */
     const logFailure = (cause: Cause.Cause<unknown>, peer: string) => {
       const failure = Cause.failureOption(cause)
@@ -220,8 +236,10 @@ export const listen = (options: ServeOptions): Effect.Effect<Server, ListenFaile
               })
             )
             const peer = Option.getOrElse(yield* peerAddress, () => "unknown")
-            if (connections >= maxConnections) {
-              yield* Effect.logWarning("cvg-core: connection refused, limit reached").pipe(Effect.annotateLogs({ peer }))
+            // Full: a handshake waiting on a silent peer makes room; the evicted connection gives its
+            // count back as it closes, so the count may exceed the cap by the evictions in progress.
+            if (connections >= maxConnections && !(yield* handshakes.evictWaiting)) {
+              yield* refusedLog
               return yield* refuse(socket)
             }
             // Checked and taken in one synchronous step; the finalizer above gives it back.
