@@ -33,8 +33,8 @@ export const parseList = <T extends string>(text: string, allowed: ReadonlyArray
 export interface Flags {
   readonly has: (name: string) => boolean
   readonly text: (name: string) => string | undefined
-  /** A positive integer flag, or `fallback` when absent. */
-  readonly int: (name: string, fallback: number) => number
+  /** An integer flag of at least `min` (default 1), or `fallback` when absent. */
+  readonly int: (name: string, fallback: number, min?: number) => number
 }
 
 /** Splits argv into flags; `booleans` take no value; anything not in `known` (or `help`) fails. */
@@ -69,11 +69,11 @@ export const parseFlags = (
   return {
     has: (name) => flags.has(name),
     text,
-    int: (name, fallback) => {
+    int: (name, fallback, min = 1) => {
       const v = text(name)
       if (v === undefined) return fallback
       const n = Number(v)
-      return Number.isInteger(n) && n > 0 ? n : fail(`--${name} must be a positive integer`)
+      return Number.isInteger(n) && n >= min ? n : fail(`--${name} must be an integer of at least ${min}`)
     }
   }
 }

@@ -35,7 +35,7 @@ const USAGE = `usage: npm run stress -- [options]
   --sessions N            sessions for silent-sessions (default 1024; quick 128)
   --setup-max T           session attacks stop opening sessions after this (default 120s; quick 30s)
   --max-bytes N           bytes a streaming attack sends at most, e.g. 1G (default 1536M; quick 384M)
-  --legit-concurrency N   handshake loops of the legitimate client (default 2)
+  --legit-concurrency N   handshake loops of the legitimate client (default 2; 0: round trips only)
   --rtt-interval T        one legitimate request per T on its open session (default 2ms)
   --rss-cap N             kill the server when its RSS grows by more than this, e.g. 3G (default 3G)
   --no-bundle             run workers under tsx instead of an esbuild bundle
@@ -110,7 +110,7 @@ const parseArgs = (argv: ReadonlyArray<string>) => {
     silentSessions: sessions ?? (quick ? 128 : 1024),
     setupMaxMs: duration("setup-max", 120_000, 30_000),
     maxBytes: bytes("max-bytes", 1536 * 2 ** 20, 384 * 2 ** 20),
-    legitConcurrency: flags.int("legit-concurrency", 2),
+    legitConcurrency: flags.int("legit-concurrency", 2, 0),
     // parseDuration insists on 100 ms or more, which is right for phases but not for a pace.
     rttIntervalMs: rttText === undefined ? 2 : Number(/^(\d+(?:\.\d+)?)\s*ms$/.exec(rttText.trim())?.[1] ?? fail(`--rtt-interval wants milliseconds, e.g. 2ms`)),
     rttTimeoutMs: 2000,

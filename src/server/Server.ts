@@ -100,23 +100,30 @@ export const rateLimitedWarning = (message: string) => {
  * drop while another is idle.
  */
 const makeHandshakeSlots = (maxHandshakes: number, onEvict: Effect.Effect<void>) => {
-  const pending = new Map<number, { readonly evicted: Deferred.Deferred<void>; waiting: boolean }>()
+  /** `heard`: the peer has sent at least one handshake message, so it is at least not silent. */
+  const pending = new Map<number, { readonly evicted: Deferred.Deferred<void>; waiting: boolean; heard: boolean }>()
   let next = 0
-  const victim = (): number | undefined => {
-    for (const [id, entry] of pending) if (entry.waiting) return id
-    return pending.keys().next().value
+  /**
+   * Who makes room: the oldest connection still silent since it connected, else the oldest waiting on
+   * its peer, else the oldest. Silent ones go first so that a flood of new silent connections, each
+   * evicting the oldest, cannot keep evicting a real client between its handshake messages.
+   */
+  const oldest = (test: (entry: { waiting: boolean; heard: boolean }) => boolean): number | undefined => {
+    for (const [id, entry] of pending) if (test(entry)) return id
+    return undefined
   }
+  const victim = (): number | undefined =>
+    oldest((e) => e.waiting && !e.heard) ?? oldest((e) => e.waiting) ?? pending.keys().next().value
   /**
    * Evicts the oldest handshake waiting on its peer, if there is one: a connection over
    * `maxConnections` takes a silent one's place instead of being refused (PROTOCOL.md §10.5).
    */
   const evictWaiting: Effect.Effect<boolean> = Effect.suspend(() => {
-    for (const [id, entry] of pending) {
-      if (!entry.waiting) continue
-      pending.delete(id)
-      return Effect.as(Effect.zipRight(Deferred.succeed(entry.evicted, undefined), onEvict), true)
-    }
-    return Effect.succeed(false)
+    const id = oldest((e) => e.waiting && !e.heard) ?? oldest((e) => e.waiting)
+    const entry = id === undefined ? undefined : pending.get(id)
+    if (id === undefined || entry === undefined) return Effect.succeed(false)
+    pending.delete(id)
+    return Effect.as(Effect.zipRight(Deferred.succeed(entry.evicted, undefined), onEvict), true)
   })
   const slot = (underLoad: () => boolean) =>
     Effect.gen(function*() {
@@ -130,11 +137,12 @@ const makeHandshakeSlots = (maxHandshakes: number, onEvict: Effect.Effect<void>)
         yield* Deferred.succeed(entry.evicted, undefined)
         yield* onEvict
       }
-      const entry = { evicted, waiting: false }
+      const entry = { evicted, waiting: false, heard: false }
       pending.set(id, entry)
       const admission: Admission = {
         evicted: Deferred.await(evicted),
         waitingOnPeer: (waiting) => {
+          if (entry.waiting && !waiting) entry.heard = true
           entry.waiting = waiting
         },
         underLoad,
