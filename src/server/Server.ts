@@ -50,12 +50,12 @@ export interface ServeOptions extends HandshakeOptions, SessionOptions {
   /**
    * Connections still in their handshake; a new one over the cap evicts the oldest pending handshake
    * waiting on its peer (ALERT TIMEOUT) rather than being refused, so silent connections cannot lock
-   * others out (PROTOCOL.md §10.5). Default 128.
+   * others out (PROTOCOL.md §10.5). Default 512.
    */
   readonly maxHandshakes?: number | undefined
 }
 
-export const DEFAULT_MAX_HANDSHAKES = 128
+export const DEFAULT_MAX_HANDSHAKES = 512
 
 export const DEFAULT_MEMORY_BUDGET = 256 * 1024 * 1024
 /** A server ends sessions that stay silent this long unless told otherwise (PROTOCOL.md §10). */
@@ -79,18 +79,51 @@ export const session = (
  * of refusals must not become a flood of log lines (PROTOCOL.md §10.5).
  */
 /** @internal Exported for its test. */
-export const rateLimitedWarning = (message: string) => {
-  let count = 0
+export const rateLimitedWarning = (message: string) => rateLimitedTally(message)("")
+
+/** The same, counting events by a key (such as an error's tag and reason) in each line. */
+const rateLimitedTally = (message: string) => {
+  const counts = new Map<string, number>()
   let last = Number.NEGATIVE_INFINITY
-  return Effect.gen(function*() {
-    count++
-    const now = yield* Clock.currentTimeMillis
-    if (now - last < 1000) return
-    last = now
-    const since = count
-    count = 0
-    yield* Effect.logWarning(`${message} (${since} since the last line)`)
-  })
+  return (key: string) =>
+    Effect.gen(function*() {
+      counts.set(key, (counts.get(key) ?? 0) + 1)
+      const now = yield* Clock.currentTimeMillis
+      if (now - last < 1000) return
+      last = now
+      const summary = [...counts].map(([k, n]) => (k === "" ? `${n}` : `${k} x${n}`)).join(", ")
+      counts.clear()
+      yield* Effect.logWarning(`${message} (${summary} since the last line)`)
+    })
+}
+
+/**
+ * Up to `perSecond` failed connections a second are logged one by one, with their peer and cause;
+ * beyond that they are only counted by error in a line a second, so that a flood of failing
+ * connections costs the server a few log lines, not one formatted cause each (PROTOCOL.md §10.5).
+ */
+const FAILURES_LOGGED_PER_SECOND = 10
+const makeFailureLog = () => {
+  let windowStart = Number.NEGATIVE_INFINITY
+  let logged = 0
+  const tally = rateLimitedTally("cvg-core: more connections failed than are logged one by one")
+  return (cause: Cause.Cause<unknown>, peer: string) =>
+    Effect.gen(function*() {
+      const now = yield* Clock.currentTimeMillis
+      if (now - windowStart >= 1000) {
+        windowStart = now
+        logged = 0
+      }
+      if (logged++ < FAILURES_LOGGED_PER_SECOND) {
+        return yield* Effect.logWarning("cvg-core: connection failed", cause).pipe(Effect.annotateLogs({ peer }))
+      }
+      const failure = Cause.failureOption(cause)
+      const error = Option.getOrUndefined(failure)
+      const key = typeof error === "object" && error !== null && "_tag" in error
+        ? `${String(error._tag)}${"reason" in error ? ` ${String(error.reason)}` : ""}`
+        : Cause.isInterruptedOnly(cause) ? "interrupted" : "defect"
+      yield* tally(key)
+    })
 }
 
 /**
@@ -220,6 +253,7 @@ export const listen = (options: ServeOptions): Effect.Effect<Server, ListenFaile
     const busyLog = rateLimitedWarning("cvg-core: handshakes refused, P-521 work queue full")
     const evictLog = rateLimitedWarning("cvg-core: pending handshakes evicted to make room (maxHandshakes or maxConnections reached)")
     const refusedLog = rateLimitedWarning("cvg-core: connections refused, maxConnections reached")
+    const failureLog = makeFailureLog()
     const handshakes = makeHandshakeSlots(options.maxHandshakes ?? DEFAULT_MAX_HANDSHAKES, evictLog)
     const handshakeSlot = handshakes.slot(makeLoadSignal(crypto, options.puzzleThreshold ?? DEFAULT_PUZZLE_THRESHOLD))
     /** Failures that admission control caused are counted in rate-limited lines, not logged one by one. */
@@ -227,7 +261,7 @@ export const listen = (options: ServeOptions): Effect.Effect<Server, ListenFaile
       const failure = Cause.failureOption(cause)
       if (Option.isSome(failure) && isBusyRefusal(failure.value)) return busyLog
       if (Option.isSome(failure) && failure.value instanceof HandshakeError && failure.value.detail === EVICTED) return Effect.void
-      return Effect.logWarning("cvg-core: connection failed", cause).pipe(Effect.annotateLogs({ peer }))
+      return failureLog(cause, peer)
     }
 
     // Kept flat on purpose: every wrapper here stays on the stack of each connection's fiber for as
