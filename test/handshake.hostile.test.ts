@@ -33,7 +33,7 @@ import { concatBytes, frameRelay, makeRecorder, rawPeer, rewriteByteAt, splitFra
 
 failOnUnhandledRejections()
 
-const HANG_LIMIT = "10 seconds"
+const HANG_LIMIT = "20 seconds"
 const PASSWORD = "correct horse battery staple"
 const SERVER_HELLO_FLAG = 5 + 5
 const alertFrame = (code: number) => Uint8Array.of(0, 0, 0, 1, MessageType.ALERT, code)

@@ -11,8 +11,10 @@ import { CHALLENGE_LENGTH, PUZZLE_SOLUTION_LENGTH } from "../wire/Messages.js"
 
 /**
  * Measured on the reference machine (scratchpad/hs/puzzle-cost.ts): one SHA-256 of 56 bytes costs
- * the client ~4 µs of CPU through `node:crypto`, the server's P-521 work for one hello (key
- * generation and derivation) ~15 ms. 2^13 tries ≈ 34 ms, about twice the server's cost.
+ * the client ~2 µs of CPU through `node:crypto`'s one-shot hash (~4 µs through `createHash`), the
+ * server's P-521 work for one hello (key generation and derivation) ~15 ms. 2^13 tries ≈ 16 ms:
+ * a client that wants the server to spend P-521 work pays about as much CPU as that work costs,
+ * and a legitimate client under load waits a few tens of milliseconds.
  */
 export const DEFAULT_PUZZLE_DIFFICULTY = 13
 /** A client refuses more: 2^22 tries is seconds of CPU, beyond what a handshake should ask. */
