@@ -7,10 +7,11 @@
  */
 import type * as Socket from "@effect/platform/Socket"
 import { Duration, Effect } from "effect"
-import type { EncryptionMismatch, EncryptionPolicy, HandshakeError } from "../errors.js"
-import { AuthFailed, ConnectionClosed, ProtocolError } from "../errors.js"
+import type { AuthFailed, EncryptionPolicy } from "../errors.js"
+import { ConnectionClosed, ProtocolError } from "../errors.js"
 import type { Framed, ReadEnd } from "../transport/Framed.js"
-import { type AlertCode, AlertCode as Codes, decodeAlert, encodeAlert, Alert, MessageType } from "../wire/Messages.js"
+import { decodeAlert, encodeAlert, Alert, MessageType } from "../wire/Messages.js"
+import { errorToAlert, sessionAlertToError } from "./Alerts.js"
 import type { RecordLayer } from "./RecordLayer.js"
 
 const EMPTY = new Uint8Array(0)
@@ -72,40 +73,6 @@ export interface SecureChannel {
    * gives the peer a moment to answer with its own CLOSE (PROTOCOL.md §7.1).
    */
   readonly release: (flushWithin: Duration.DurationInput) => Effect.Effect<void>
-}
-
-/** The alert that tells the peer why we are closing. */
-export const errorToAlert = (error: ChannelError | HandshakeError | AuthFailed | EncryptionMismatch): AlertCode => {
-  switch (error._tag) {
-    case "HandshakeError":
-      return error.reason === "Version"
-        ? Codes.VERSION
-        : error.reason === "KeyConfirmation"
-        ? Codes.KEY_CONFIRMATION
-        : error.reason === "Timeout"
-        ? Codes.TIMEOUT
-        : error.reason === "Malformed" || error.reason === "InvalidPublicKey" || error.reason === "NotCvgPeer"
-        ? Codes.MALFORMED
-        : Codes.INTERNAL
-    case "AuthFailed":
-      return error.reason === "MissingPassword"
-        ? Codes.MISSING_PASSWORD
-        : error.reason === "WrongPassword"
-        ? Codes.WRONG_PASSWORD
-        : Codes.SERVER_UNPROVEN
-    case "EncryptionMismatch":
-      return Codes.ENCRYPTION_MISMATCH
-    case "ProtocolError":
-      return error.reason === "DecryptFailed"
-        ? Codes.DECRYPT_FAILED
-        : error.reason === "LimitExceeded" || error.reason === "MessageTooLarge" || error.reason === "FrameTooLarge"
-        ? Codes.LIMIT_EXCEEDED
-        : error.reason === "Timeout"
-        ? Codes.TIMEOUT
-        : Codes.MALFORMED
-    default:
-      return Codes.INTERNAL
-  }
 }
 
 /** Maps how the transport's read side ended to the channel's error (PROTOCOL.md §7.1). */
@@ -229,27 +196,5 @@ export const makeSecureChannel = (
       }),
     fail,
     release
-  }
-}
-
-/**
- * After the handshake only protocol-level alerts make sense (PROTOCOL.md §6), plus the client's
- * SERVER_UNPROVEN, which reaches a server that has already started its session; any other handshake
- * alert then is itself a protocol violation.
- */
-const sessionAlertToError = (code: AlertCode): ProtocolError | AuthFailed => {
-  switch (code) {
-    case Codes.SERVER_UNPROVEN:
-      return new AuthFailed({ reason: "ServerUnproven" })
-    case Codes.DECRYPT_FAILED:
-      return new ProtocolError({ reason: "DecryptFailed" })
-    case Codes.LIMIT_EXCEEDED:
-      return new ProtocolError({ reason: "LimitExceeded", detail: "peer reported a limit" })
-    case Codes.TIMEOUT:
-      return new ProtocolError({ reason: "Timeout", detail: "peer timed out" })
-    case Codes.MALFORMED:
-      return new ProtocolError({ reason: "Malformed", detail: "peer rejected a message" })
-    default:
-      return new ProtocolError({ reason: "UnexpectedMessage", detail: `alert ${code} after the handshake` })
   }
 }

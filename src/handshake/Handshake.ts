@@ -27,7 +27,8 @@ import {
   ProtocolError
 } from "../errors.js"
 import { makeEncryptedRecordLayer, MAX_RECORDS_PER_KEY, plaintextRecordLayer, type RecordLayer } from "../channel/RecordLayer.js"
-import { errorToAlert, makeSecureChannel, type SecureChannel } from "../channel/SecureChannel.js"
+import { errorToAlert, handshakeAlertToError, unauthenticatedAlert } from "../channel/Alerts.js"
+import { makeSecureChannel, type SecureChannel } from "../channel/SecureChannel.js"
 import { FRAME_BOOKKEEPING, makeFramed, type Framed, type ReadEnd, type ReadLimits } from "../transport/Framed.js"
 import { encodeFrame, FRAME_HEADER_LENGTH } from "../wire/Frame.js"
 import {
@@ -54,7 +55,6 @@ import {
   ServerHello
 } from "../wire/Messages.js"
 import { concatBytes } from "../internal/bytes.js"
-import { handshakeAlertToError, unauthenticatedAlert } from "./Alerts.js"
 import { deriveHandshakeSecrets, type HandshakeSecrets, Labels, passwordProof } from "./KeySchedule.js"
 import { negotiate } from "./Negotiation.js"
 import { DEFAULT_PUZZLE_DIFFICULTY, MAX_PUZZLE_DIFFICULTY, solve, verifySolution } from "./Puzzle.js"

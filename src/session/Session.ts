@@ -386,7 +386,7 @@ export const makeSession = (
       if (state.received > state.granted) return fail(new ProtocolError({ reason: "LimitExceeded", detail: "stream credit exceeded" }))
       if (!charge(data.length)) return
       state.hasher?.update(data)
-      // The body is a view into a frame buffer nobody reuses, so it can wait in the queue as is.
+      // A consumer already waiting takes the view at once; a chunk that waits is owned (`own`).
       if (state.waiter !== undefined) {
         const waiter = state.waiter
         state.waiter = undefined
@@ -426,11 +426,11 @@ export const makeSession = (
       if (state._tag === "Message") {
         // The sender gave up: nothing is delivered and the buffer goes back to the budget.
         if (status !== ChunkEndStatus.OK) return budget.refund(state.buffer.length)
-        if (state.offset !== state.total || !verifyDigest(undefined, state.buffer.subarray(0, state.offset), trailer)) {
+        // Growth is capped at `total`, so a complete message fills its buffer exactly.
+        if (state.offset !== state.total || !verifyDigest(undefined, state.buffer, trailer)) {
           return fail(new ProtocolError({ reason: "StreamIntegrity" }))
         }
-        const payload = state.buffer.length === state.total ? state.buffer : state.buffer.subarray(0, state.total)
-        return deliverPacket(new Packet({ id: state.start.id, type: state.start.type, payload }, true), state.start.reply, state.buffer.length)
+        return deliverPacket(new Packet({ id: state.start.id, type: state.start.type, payload: state.buffer }, true), state.start.reply, state.total)
       }
       if (status !== ChunkEndStatus.OK) {
         return finishStream(state, Exit.fail(new ProtocolError({ reason: "StreamIntegrity", detail: "sender aborted the stream" })))
@@ -663,9 +663,9 @@ export const makeSession = (
       }
       return Stream.runForEach(streamOf(item.state), (chunk) =>
         Effect.suspend(() => {
-          total += chunk.length
-          if (total > maxMessageSize) return Effect.fail(tooLarge())
+          if (total + chunk.length > maxMessageSize) return Effect.fail(tooLarge())
           if (!charge(chunk.length)) return Effect.fail(ended ?? tooLarge())
+          total += chunk.length
           chunks.push(chunk)
           return Effect.void
         })).pipe(

@@ -1,0 +1,102 @@
+/**
+ * Alerts and errors, both ways, in one place (PROTOCOL.md §6): the alert a side sends for each of its
+ * errors, and what a received alert means, during the handshake and after it.
+ */
+import type * as Socket from "@effect/platform/Socket"
+import type { ConnectionClosed, EncryptionMismatch } from "../errors.js"
+import { AuthFailed, HandshakeError, ProtocolError } from "../errors.js"
+import { AlertCode, alertName } from "../wire/Messages.js"
+
+/** The alert that tells the peer why we are closing. */
+export const errorToAlert = (error: ProtocolError | ConnectionClosed | AuthFailed | HandshakeError | EncryptionMismatch | Socket.SocketError): AlertCode => {
+  switch (error._tag) {
+    case "HandshakeError":
+      return error.reason === "Version"
+        ? AlertCode.VERSION
+        : error.reason === "KeyConfirmation"
+        ? AlertCode.KEY_CONFIRMATION
+        : error.reason === "Timeout"
+        ? AlertCode.TIMEOUT
+        : error.reason === "Malformed" || error.reason === "InvalidPublicKey" || error.reason === "NotCvgPeer"
+        ? AlertCode.MALFORMED
+        : AlertCode.INTERNAL
+    case "AuthFailed":
+      return error.reason === "MissingPassword"
+        ? AlertCode.MISSING_PASSWORD
+        : error.reason === "WrongPassword"
+        ? AlertCode.WRONG_PASSWORD
+        : AlertCode.SERVER_UNPROVEN
+    case "EncryptionMismatch":
+      return AlertCode.ENCRYPTION_MISMATCH
+    case "ProtocolError":
+      return error.reason === "DecryptFailed"
+        ? AlertCode.DECRYPT_FAILED
+        : error.reason === "LimitExceeded" || error.reason === "MessageTooLarge" || error.reason === "FrameTooLarge"
+        ? AlertCode.LIMIT_EXCEEDED
+        : error.reason === "Timeout"
+        ? AlertCode.TIMEOUT
+        : AlertCode.MALFORMED
+    default:
+      return AlertCode.INTERNAL
+  }
+}
+
+export const handshakeAlertToError = (code: AlertCode): AuthFailed | HandshakeError | ProtocolError => {
+  switch (code) {
+    case AlertCode.VERSION:
+      return new HandshakeError({ reason: "Version", detail: "peer does not speak this version" })
+    case AlertCode.MALFORMED:
+      return new HandshakeError({ reason: "Malformed", detail: "peer rejected a message" })
+    case AlertCode.KEY_CONFIRMATION:
+      return new HandshakeError({ reason: "KeyConfirmation", detail: "peer saw a different transcript" })
+    case AlertCode.MISSING_PASSWORD:
+      return new AuthFailed({ reason: "MissingPassword" })
+    case AlertCode.WRONG_PASSWORD:
+      return new AuthFailed({ reason: "WrongPassword" })
+    case AlertCode.SERVER_UNPROVEN:
+      return new AuthFailed({ reason: "ServerUnproven" })
+    case AlertCode.DECRYPT_FAILED:
+      return new ProtocolError({ reason: "DecryptFailed" })
+    case AlertCode.ENCRYPTION_MISMATCH:
+      // Reserved (§6): each side computes a mismatch itself (§3.2), so no version sends this code.
+      return new HandshakeError({ reason: "Aborted", detail: `peer sent the reserved alert ${alertName(code)}` })
+    case AlertCode.LIMIT_EXCEEDED:
+      return new ProtocolError({ reason: "LimitExceeded", detail: "peer reported a limit" })
+    case AlertCode.TIMEOUT:
+      return new HandshakeError({ reason: "Timeout", detail: "peer timed out" })
+    case AlertCode.INTERNAL:
+      return new HandshakeError({ reason: "Aborted", detail: "peer aborted" })
+  }
+}
+
+/**
+ * A plaintext alert that arrives once this side holds encryption keys (PROTOCOL.md §6): anyone on
+ * the path could have written it, so its code is reported but never acted upon.
+ */
+export const unauthenticatedAlert = (code: number): HandshakeError =>
+  new HandshakeError({
+    reason: "Aborted",
+    detail: `unauthenticated plaintext alert ${alertName(code)} after keys were agreed; its meaning is not trusted`
+  })
+
+/**
+ * After the handshake only protocol-level alerts make sense (PROTOCOL.md §6), plus the client's
+ * SERVER_UNPROVEN, which reaches a server that has already started its session; any other handshake
+ * alert then is itself a protocol violation.
+ */
+export const sessionAlertToError = (code: AlertCode): ProtocolError | AuthFailed => {
+  switch (code) {
+    case AlertCode.SERVER_UNPROVEN:
+      return new AuthFailed({ reason: "ServerUnproven" })
+    case AlertCode.DECRYPT_FAILED:
+      return new ProtocolError({ reason: "DecryptFailed" })
+    case AlertCode.LIMIT_EXCEEDED:
+      return new ProtocolError({ reason: "LimitExceeded", detail: "peer reported a limit" })
+    case AlertCode.TIMEOUT:
+      return new ProtocolError({ reason: "Timeout", detail: "peer timed out" })
+    case AlertCode.MALFORMED:
+      return new ProtocolError({ reason: "Malformed", detail: "peer rejected a message" })
+    default:
+      return new ProtocolError({ reason: "UnexpectedMessage", detail: `alert ${code} after the handshake` })
+  }
+}
