@@ -68,6 +68,53 @@ export class ProtocolError extends Schema.TaggedError<ProtocolError>()("Protocol
   }
 }
 
+/** Why a peer answered a request with an error instead of a reply (PROTOCOL.md §8.3). */
+export const RemoteErrorReason = Schema.Literal("Failure", "Defect", "NoReply", "Unsupported", "Undecodable")
+export type RemoteErrorReason = typeof RemoteErrorReason.Type
+
+/**
+ * The peer could not answer a request; the session goes on. Sent by the peer, so `detail` is only as
+ * much as it chose to say: by default the failed error's tag, never a stack (`exposeErrors` opts in).
+ * - `Failure`: the handler failed with an error the request does not declare.
+ * - `Defect`: the handler died (a thrown exception, `Effect.die`).
+ * - `NoReply`: the handler finished without answering.
+ * - `Unsupported`: nothing on the peer handles this request.
+ * - `Undecodable`: the peer could not decode the request.
+ */
+export class RemoteError extends Schema.TaggedError<RemoteError>()("RemoteError", {
+  reason: RemoteErrorReason,
+  detail: Schema.String
+}) {
+  override get message(): string {
+    return this.detail === "" ? `the peer could not answer: ${this.reason}` : `the peer could not answer: ${this.reason}: ${this.detail}`
+  }
+}
+
+/** A request of ours got no answer within its `timeout`; its id is free again and a late reply is dropped. */
+export class RequestTimeout extends Schema.TaggedError<RequestTimeout>()("RequestTimeout", {
+  id: Schema.Number,
+  millis: Schema.Number
+}) {
+  override get message(): string {
+    return `request #${this.id} got no answer within ${this.millis} ms`
+  }
+}
+
+/**
+ * Typed bytes from the peer did not decode (PROTOCOL.md §12): `tag` names the message, `detail` says
+ * which Schema failed and where (never the value itself).
+ * - `Request`, `Message`: what the peer sent us; `Reply`, `Item`: an answer to our own request.
+ */
+export class DecodeFailed extends Schema.TaggedError<DecodeFailed>()("DecodeFailed", {
+  reason: Schema.Literal("Request", "Message", "Reply", "Item"),
+  tag: Schema.String,
+  detail: Schema.String
+}) {
+  override get message(): string {
+    return `could not decode ${this.reason.toLowerCase()} ${this.tag}: ${this.detail}`
+  }
+}
+
 /** What a `receive` asked for. */
 export const PacketFilter = Schema.Struct({
   type: Schema.optional(Schema.Number),
@@ -102,9 +149,10 @@ export class ConnectionClosed extends Schema.TaggedError<ConnectionClosed>()("Co
  * sequence number is touched.
  * - `Option`: an option of `connect`, `serve`, `listen` or a session constructor; `field` is its name.
  * - `Packet`: a packet, header or filter given to a session method; `field` is e.g. `packet.id`.
+ * - `Message`: a typed message its own Schema refuses to encode; `field` is its tag.
  */
 export class InvalidArgument extends Schema.TaggedError<InvalidArgument>()("InvalidArgument", {
-  reason: Schema.Literal("Option", "Packet"),
+  reason: Schema.Literal("Option", "Packet", "Message"),
   field: Schema.String,
   detail: Schema.String
 }) {

@@ -17,11 +17,15 @@ export * as ServerSession from "./server/Server.js"
 export type {
   IncomingStream,
   PacketFilter,
+  RequestError,
+  RequestOptions,
   Session,
   SessionError,
   SessionInfo,
   SessionOptions
 } from "./session/Session.js"
+/** Typed messages: `Api.make({ messages, requests, streams })`, then `client(session)` and `serve(session, handlers)`. */
+export * as Api from "./typed/Api.js"
 export type { HandshakeFailure, HandshakeOptions, PasswordInput } from "./handshake/Handshake.js"
 export { Packet, PacketFromBytes, decodePacket, encodePacket } from "./wire/Packet.js"
 export { PacketType, PacketTypeSchema, packetTypeName } from "./wire/PacketType.js"
@@ -29,12 +33,15 @@ export {
   AuthFailed,
   ConnectFailed,
   ConnectionClosed,
+  DecodeFailed,
   EncryptionMismatch,
   EncryptionPolicy,
   HandshakeError,
   InvalidArgument,
   ListenFailed,
   ProtocolError,
+  RemoteError,
+  RequestTimeout,
   UnexpectedPacket
 } from "./errors.js"
 export { Crypto, CryptoError, type CryptoLoad, type CryptoService } from "./crypto/Crypto.js"

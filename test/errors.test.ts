@@ -270,13 +270,19 @@ describe("ProtocolError", () => {
       expect(yield* client.closed).toMatchObject({ _tag: "ProtocolError", reason: "Timeout" })
     }).pipe(noHang(HANG_LIMIT, "the idle timeout")))
 
-  for (const [what, body] of [
-    ["a PACKET body under 5 bytes", Uint8Array.of(0, 0, 1)],
-    ["a PACKET of a type not in the table (0x55)", Uint8Array.of(0, 0, 0, 1, 0x55)]
+  const chunkStart = (flags: number) => encodeChunkStart({ streamId: 1, flags, id: 1, type: 0, total: 0 })
+  for (const [what, type, body] of [
+    ["a PACKET body under 5 bytes", MessageType.PACKET, Uint8Array.of(0, 0, 1)],
+    ["a REQUEST body under 5 bytes", MessageType.REQUEST, Uint8Array.of(0, 0, 1, 2)],
+    ["a REPLY_ERROR with reason 0", MessageType.REPLY_ERROR, Uint8Array.of(0, 0, 0, 1, 0)],
+    ["a REPLY_ERROR whose detail is over 1024 bytes", MessageType.REPLY_ERROR, new Uint8Array(5 + 1025).fill(1, 4)],
+    ["a STREAM_CANCEL of 5 bytes", MessageType.STREAM_CANCEL, Uint8Array.of(0, 0, 0, 1, 0)],
+    ["a CHUNK_START flagged both REQUEST and STREAM", MessageType.CHUNK_START, chunkStart(ChunkFlags.REQUEST | ChunkFlags.STREAM)],
+    ["a CHUNK_START flagged both REQUEST and REPLY", MessageType.CHUNK_START, chunkStart(ChunkFlags.REQUEST | ChunkFlags.REPLY)]
   ] as const) {
     it.scopedLive(`Malformed: ${what} after the handshake`, () =>
       Effect.gen(function*() {
-        const { client, server } = yield* misbehavingClient([encodeFrame(MessageType.PACKET, body)])
+        const { client, server } = yield* misbehavingClient([encodeFrame(type, body)])
         const error = typedError(yield* Effect.exit(server.receive()), "server receive")
         expect(error).toBeInstanceOf(ProtocolError)
         expect(error).toMatchObject({ _tag: "ProtocolError", reason: "Malformed" })

@@ -121,7 +121,7 @@ describe("golden transcripts (PROTOCOL.md §11)", () => {
         expect(parsed.frames.map((f) => f.direction)).toEqual(["C->S", "S->C", "S->C", "C->S", "S->C", "C->S", "S->C", "C->S", "S->C"])
         const toServer = messages(parsed, "C->S", sealed)
         const toClient = messages(parsed, "S->C", sealed)
-        expect(toServer.map((m) => m.type)).toEqual([0x01, 0x04, 0x10, 0x21])
+        expect(toServer.map((m) => m.type)).toEqual([0x01, 0x04, 0x18, 0x21])
         expect(toClient.map((m) => m.type)).toEqual([0x02, 0x03, 0x05, 0x16, 0x21])
         expect(hex(toClient[1]!.body)).toBe(hex(key(parsed, "server_finished_mac")))
         expect(hex(toClient[1]!.body)).toBe(hex(hmac(key(parsed, "server_finished_key"), h1)))

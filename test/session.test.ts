@@ -104,7 +104,7 @@ describe("procedures", () => {
       expect([request.id, str(request.payload)]).toEqual([42, "hello"])
     }).pipe(bounded("receiveAndSend")))
 
-  it.scopedLive("respond runs the handler and replies under the request's id; no reply when it returns undefined", () =>
+  it.scopedLive("respond runs the handler and replies under the request's id; RemoteError NoReply when it returns undefined", () =>
     Effect.gen(function*() {
       const { client, server } = yield* memorySessions({ client: modes.encrypted, server: modes.encrypted })
       const seen = yield* Ref.make<Array<string>>([])
@@ -119,16 +119,18 @@ describe("procedures", () => {
       expect([answer.id, answer.type, str(answer.payload)]).toEqual([77, PacketType.RESPONSE, "world"])
       expect((yield* Fiber.join(first)).id).toBe(77)
 
-      // A handler that returns undefined sends nothing: the request stays unanswered.
-      const unanswered = yield* client.request(packet(78, PacketType.COMMAND, "bye")).pipe(Effect.fork)
+      // A handler that returns undefined leaves the request unanswered: the requester gets NoReply, not a hang.
+      const unanswered = yield* client.request(packet(78, PacketType.COMMAND, "bye")).pipe(Effect.flip, Effect.fork)
       const second = yield* server.respond({ type: PacketType.COMMAND }, handler)
       expect(second.id).toBe(78)
+      expect(yield* Fiber.join(unanswered)).toMatchObject({ _tag: "RemoteError", reason: "NoReply" })
+      // A one-way packet is not a request: nothing is sent back for it.
+      yield* client.send(packet(79, PacketType.COMMAND, "one-way"))
+      expect((yield* server.respond({ type: PacketType.COMMAND }, handler)).id).toBe(79)
       // Anything the server sent before this marker has reached the client by the time it is received.
       yield* server.send(packet(1, PacketType.SUCCESS, "marker"))
       expect(str((yield* client.receive()).payload)).toBe("marker")
-      expect(Option.isNone(yield* Fiber.poll(unanswered))).toBe(true)
-      yield* Fiber.interrupt(unanswered)
-      expect(yield* Ref.get(seen)).toEqual(["hello", "bye"])
+      expect(yield* Ref.get(seen)).toEqual(["hello", "bye", "one-way"])
     }).pipe(bounded("respond")))
 
   it.scopedLive("the procedures over real TCP through connect and serve", () =>
@@ -283,13 +285,13 @@ describe("interrupting a request", () => {
       expect(Option.isNone(ended), String(Option.getOrUndefined(ended))).toBe(true)
     }).pipe(bounded("interrupted chunked send")))
 
-  it.scopedLive("a request with an id already in flight is refused", () =>
+  it.scopedLive("a request with an id already in flight is the caller's mistake: InvalidArgument, not ProtocolError", () =>
     Effect.gen(function*() {
       const { client } = yield* memorySessions({ client: modes.encrypted, server: modes.encrypted })
       const first = yield* client.request(packet(5, PacketType.COMMAND)).pipe(Effect.fork)
       yield* Effect.yieldNow()
       const error = yield* failure(client.request(packet(5, PacketType.COMMAND)))
-      expect(error).toMatchObject({ _tag: "ProtocolError", reason: "LimitExceeded" })
+      expect(error).toMatchObject({ _tag: "InvalidArgument", reason: "Packet", field: "packet.id" })
       expect(client.nextId()).not.toBe(5)
       yield* Fiber.interrupt(first)
     }).pipe(bounded("duplicate id")))

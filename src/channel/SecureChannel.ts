@@ -135,11 +135,14 @@ export const makeSecureChannel = (
         return
       }
       case MessageType.PACKET:
+      case MessageType.REQUEST:
       case MessageType.REPLY:
+      case MessageType.REPLY_ERROR:
       case MessageType.CHUNK_START:
       case MessageType.CHUNK_DATA:
       case MessageType.CHUNK_END:
       case MessageType.STREAM_CREDIT:
+      case MessageType.STREAM_CANCEL:
         handler?.onMessage(type, body)
         return
       default:

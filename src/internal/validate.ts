@@ -13,7 +13,7 @@ import { EncryptionPolicy, InvalidArgument } from "../errors.js"
 import type { HandshakeOptions } from "../handshake/Handshake.js"
 import { MAX_PUZZLE_DIFFICULTY } from "../handshake/Puzzle.js"
 import type { ServeAndAnnounceOptions } from "../server/Server.js"
-import type { PacketFilter, Session, SessionOptions } from "../session/Session.js"
+import type { PacketFilter, RequestOptions, Session, SessionOptions } from "../session/Session.js"
 import { MAX_FRAME_LENGTH } from "../wire/Frame.js"
 import { CLIENT_HELLO_LENGTH, SERVER_HELLO_LENGTH } from "../wire/Messages.js"
 import type { Packet } from "../wire/Packet.js"
@@ -100,7 +100,8 @@ const sessionFields = {
   maxConcurrentHandlers: PositiveInt,
   // Infinity is how a caller says "never" to a budget that has a default.
   idleTimeout: positiveDuration(true),
-  stallTimeout: positiveDuration(true)
+  stallTimeout: positiveDuration(true),
+  exposeErrors: Schema.Boolean.annotations({ description: "a boolean" })
 } satisfies Fields<SessionOptions>
 
 const sessionConstructorFields = {
@@ -204,15 +205,12 @@ const packetError = (field: string, expected: string, value: unknown, secret = f
   new InvalidArgument({ reason: "Packet", field, detail: `expected ${expected}, got ${show(value, secret)}` })
 
 const ID_RANGE = "an integer from 0 to 4294967295"
-const TYPE_RANGE = "a packet type of PROTOCOL.md §8"
+const TYPE_RANGE = "a packet type: an integer from 0 to 255"
 
 const isId = (id: unknown): boolean => typeof id === "number" && Number.isInteger(id) && id >= 0 && id <= 0xffffffff
-const isType = (type: unknown): boolean => typeof type === "number" && isPacketType(type)
+const isType = isPacketType
 
-/**
- * What is wrong with a packet's id and type, if anything: an id that is not a u32, or a type outside
- * PROTOCOL.md §8's table (sent, it would make the peer end the whole session as Malformed).
- */
+/** What is wrong with a packet's id and type, if anything: an id that is not a u32, or a type that is not a byte. */
 const headerProblem = (
   header: { readonly id: number; readonly type: number },
   name: string,
@@ -242,6 +240,19 @@ const filterProblem = (filter: PacketFilter | undefined, name: string): InvalidA
   return undefined
 }
 
+const isTimeout = Schema.is(positiveDuration(true))
+
+/** A request's options: `expect` a packet type, `timeout` a positive duration. */
+const requestOptionsProblem = (options: RequestOptions | undefined): InvalidArgument | undefined => {
+  if (options === undefined) return undefined
+  if (typeof options !== "object" || options === null) return packetError("options", "an object", options)
+  if (options.expect !== undefined && !isType(options.expect)) return packetError("options.expect", TYPE_RANGE, options.expect)
+  if (options.timeout !== undefined && !isTimeout(options.timeout)) {
+    return packetError("options.timeout", `a positive duration (${DURATION_FORMS})`, options.timeout)
+  }
+  return undefined
+}
+
 const orFail = <A, E, R>(problem: InvalidArgument | undefined, run: () => Effect.Effect<A, E, R>): Effect.Effect<A, E | InvalidArgument, R> =>
   problem === undefined ? run() : Effect.fail(problem)
 
@@ -260,15 +271,19 @@ export const checkedSession = (session: Session): Session => ({
   send: (packet) => orFail(packetProblem(packet, "packet"), () => session.send(packet)),
   receive: (filter) => orFail(filterProblem(filter, "filter"), () => session.receive(filter)),
   request: (packet, options) =>
-    orFail(
-      packetProblem(packet, "packet") ??
-        (options?.expect === undefined || isType(options.expect) ? undefined : packetError("options.expect", TYPE_RANGE, options.expect)),
-      () => session.request(packet, options)
-    ),
+    orFail(packetProblem(packet, "packet") ?? requestOptionsProblem(options), () => session.request(packet, options)),
   receiveAndSend: (response, filter) =>
     orFail(packetProblem(response, "response") ?? filterProblem(filter, "filter"), () => session.receiveAndSend(response, filter)),
   respond: (filter, handler) => orFail(filterProblem(filter, "filter"), () => session.respond(filter, checkedHandler(handler))),
   serve: (handler) => session.serve(checkedHandler(handler)),
+  requestStream: (packet, options) =>
+    orFail(packetProblem(packet, "packet") ?? requestOptionsProblem(options), () => session.requestStream(packet, options)),
+  reply: (request, response) =>
+    orFail(packetProblem(request, "request") ?? packetProblem(response, "response"), () => session.reply(request, response)),
+  replyStream: (request, type, data) =>
+    orFail(packetProblem(request, "request") ?? (isType(type) ? undefined : packetError("type", TYPE_RANGE, type)), () =>
+      session.replyStream(request, type, data)),
+  replyError: (request, error) => orFail(packetProblem(request, "request"), () => session.replyError(request, error)),
   sendStream: (header, data) => orFail(headerProblem(header, "header"), () => session.sendStream(header, data)),
   receiveStream: (filter) => orFail(filterProblem(filter, "filter"), () => session.receiveStream(filter))
 })

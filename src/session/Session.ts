@@ -7,11 +7,19 @@
  * message (docs/performance.md).
  */
 import type * as Socket from "@effect/platform/Socket"
-import { Clock, Duration, Effect, Either, Exit, FiberSet, Option, Stream } from "effect"
+import { Cause, Chunk, Clock, Duration, Effect, Either, Exit, FiberSet, Option, Stream } from "effect"
 import type { Scope } from "effect"
 import type { CryptoService, Sha256Hasher } from "../crypto/Crypto.js"
 import { Crypto } from "../crypto/Crypto.js"
-import { type AuthFailed, ConnectionClosed, type InvalidArgument, ProtocolError, UnexpectedPacket } from "../errors.js"
+import {
+  type AuthFailed,
+  ConnectionClosed,
+  InvalidArgument,
+  ProtocolError,
+  RemoteError,
+  RequestTimeout,
+  UnexpectedPacket
+} from "../errors.js"
 import { checkedSession } from "../internal/validate.js"
 import type { ChannelInfo, SecureChannel } from "../channel/SecureChannel.js"
 import {
@@ -21,6 +29,7 @@ import {
   encodeStreamHead,
   encodeChunkEnd,
   encodeChunkStart,
+  encodeStreamCancel,
   encodeStreamCredit,
   readStreamId,
   STREAM_ID_LENGTH
@@ -28,6 +37,7 @@ import {
 import { MessageType } from "../wire/Messages.js"
 import { decodePacket, encodePacketInto, Packet, PACKET_HEADER_LENGTH } from "../wire/Packet.js"
 import type { PacketType } from "../wire/PacketType.js"
+import { decodeReplyError, encodeReplyError } from "../wire/ReplyError.js"
 import { type BudgetRefusal, makeByteBudget, makeMemoryPool, type MemoryPool } from "./Budget.js"
 import { makeWatchdog, type Watchdog } from "./Watchdog.js"
 
@@ -66,6 +76,11 @@ export interface SessionOptions {
    * this long: the peer stopped reading while we have data for it. Default 30 seconds.
    */
   readonly stallTimeout?: Duration.DurationInput | undefined
+  /**
+   * Let a `RemoteError` carry the failure's message and stack to the peer when a handler of `serve` or
+   * `respond` fails or dies on a request. Off by default: the peer then learns the error's tag only.
+   */
+  readonly exposeErrors?: boolean | undefined
 }
 
 /** What the library itself passes to a session beside the user's options. */
@@ -89,32 +104,67 @@ export interface IncomingStream {
   readonly data: Stream.Stream<Uint8Array, SessionError>
 }
 
+export interface RequestOptions {
+  /** The reply must have this type, else `UnexpectedPacket`. */
+  readonly expect?: PacketType | undefined
+  /** Give up with `RequestTimeout` after this long; the id is freed and a late reply dropped. Default: wait. */
+  readonly timeout?: Duration.DurationInput | undefined
+}
+
+/** How a request can fail beyond the session itself: the peer's `RemoteError`, or our own timeout. */
+export type RequestError = SessionError | RemoteError | RequestTimeout | InvalidArgument
+
 export interface Session {
   readonly info: SessionInfo
   /** Sends one packet; payloads above the chunk size are chunked transparently. */
   readonly send: (packet: Packet) => Effect.Effect<void, SessionError | InvalidArgument>
   /** The next packet; `UnexpectedPacket` (and the packet is consumed) when it does not match the filter. */
   readonly receive: (filter?: PacketFilter) => Effect.Effect<Packet, SessionError | UnexpectedPacket | InvalidArgument>
-  /** Sends a request and waits for the reply with the same id; many may be in flight. */
-  readonly request: (
+  /**
+   * Sends a request and waits for the answer with the same id; many may be in flight. A streamed reply
+   * is collected (up to `maxMessageSize`); a peer that cannot answer gives `RemoteError`.
+   */
+  readonly request: (packet: Packet, options?: RequestOptions) => Effect.Effect<Packet, RequestError | UnexpectedPacket>
+  /** Sends a request whose answer is a stream (`replyStream`); a plain reply arrives as a one-chunk stream. */
+  readonly requestStream: (
     packet: Packet,
-    options?: { readonly expect?: PacketType | undefined }
-  ) => Effect.Effect<Packet, SessionError | UnexpectedPacket | InvalidArgument>
+    options?: Pick<RequestOptions, "timeout">
+  ) => Effect.Effect<IncomingStream, RequestError>
+  /** Answers a received request with `response` (its id set to the request's). */
+  readonly reply: (request: Packet, response: Packet) => Effect.Effect<void, SessionError | InvalidArgument>
+  /** Answers a received request with a stream, paced by the requester's credit (PROTOCOL.md §9.3). */
+  readonly replyStream: <E, R>(
+    request: Packet,
+    type: PacketType,
+    data: Stream.Stream<Uint8Array, E, R>
+  ) => Effect.Effect<void, SessionError | InvalidArgument | E, R>
+  /** Answers a received request with an error: the requester's `request` fails with it. */
+  readonly replyError: (request: Packet, error: RemoteError) => Effect.Effect<void, SessionError | InvalidArgument>
   /** Receives a packet and answers it with `response` (its id set to the request's). Returns the request. */
   readonly receiveAndSend: (
     response: Packet,
     filter?: PacketFilter
   ) => Effect.Effect<Packet, SessionError | UnexpectedPacket | InvalidArgument>
-  /** Receives a packet, runs `handler`, and sends back what it returns. Returns the request. */
+  /**
+   * Receives a packet, runs `handler`, and sends back what it returns. Returns the request. A request
+   * the handler fails on, dies on or leaves unanswered gets a `RemoteError` (see `serve`).
+   */
   readonly respond: <E, R>(
     filter: PacketFilter,
     handler: (packet: Packet) => Effect.Effect<Packet | undefined, E, R>
   ) => Effect.Effect<Packet, SessionError | UnexpectedPacket | InvalidArgument | E, R>
-  /** Answers every incoming packet concurrently until the peer closes; fails if a handler fails. */
+  /**
+   * Answers every incoming packet concurrently until the peer closes. On a request (`request`), a
+   * handler that fails, dies or returns `undefined` without answering sends the requester a
+   * `RemoteError` and serving goes on; on a one-way packet (`send`) a failure ends `serve` with it.
+   */
   readonly serve: <E, R>(
     handler: (packet: Packet) => Effect.Effect<Packet | undefined, E, R>
   ) => Effect.Effect<void, SessionError | InvalidArgument | E, R>
-  /** Sends a stream of unknown length with back-pressure from the peer's credit. */
+  /**
+   * Sends a stream of unknown length with back-pressure from the peer's credit. Ends early, without
+   * an error, if the receiver cancels it (PROTOCOL.md §9.4).
+   */
   readonly sendStream: <E, R>(
     header: { readonly id: number; readonly type: PacketType },
     data: Stream.Stream<Uint8Array, E, R>
@@ -143,7 +193,7 @@ export const INITIAL_STREAM_CREDIT = 1024 * 1024
 
 // --- internal state --------------------------------------------------------------------------
 
-type Resume<A> = (exit: Exit.Exit<A, SessionError>) => void
+type Resume<A, E = SessionError> = (exit: Exit.Exit<A, E>) => void
 
 /**
  * A chunked message being reassembled. `buffer` grows with the data that arrived (doubling, capped
@@ -152,7 +202,8 @@ type Resume<A> = (exit: Exit.Exit<A, SessionError>) => void
  */
 interface IncomingMessage {
   readonly _tag: "Message"
-  readonly start: { readonly id: number; readonly type: PacketType; readonly reply: boolean }
+  /** `kind`: what the reassembled packet is, PACKET, REQUEST or REPLY (PROTOCOL.md §8). */
+  readonly start: { readonly id: number; readonly type: PacketType; readonly kind: number }
   readonly total: number
   buffer: Uint8Array
   offset: number
@@ -171,21 +222,42 @@ interface IncomingStreamState {
   done: Exit.Exit<void, SessionError> | undefined
   waiter: Resume<Option.Option<Uint8Array>> | undefined
   hasher: Sha256Hasher | undefined
+  /** We sent STREAM_CANCEL: what still arrives is counted against credit, then dropped (PROTOCOL.md §9.4). */
+  cancelled: boolean
+  /** The buffer small pieces are packed into while they wait (`queueChunk`). */
+  pack: Uint8Array | undefined
 }
 
+/** Stream data under this size waits packed with its neighbours, in buffers of `PACK_SIZE`. */
+const PACK_BELOW = 4096
+const PACK_SIZE = 64 * 1024
+
+/** A received packet or stream; `request`: the sender awaits an answer (PROTOCOL.md §8.2). */
 type InboxItem =
-  | { readonly _tag: "Packet"; readonly packet: Packet; readonly charged: number }
-  | { readonly _tag: "Stream"; readonly id: number; readonly type: PacketType; readonly state: IncomingStreamState }
+  | { readonly _tag: "Packet"; readonly packet: Packet; readonly charged: number; readonly request: boolean }
+  | { readonly _tag: "Stream"; readonly id: number; readonly type: PacketType; readonly state: IncomingStreamState; readonly request: false }
 
 /** The smallest reassembly buffer; below it, growing step by step would cost more copies than it saves. */
 const MIN_REASSEMBLY = 64 * 1024
 
+/** A request of ours in flight: its answer, a packet or a streamed reply, or the peer's `RemoteError`. */
 interface PendingRequest {
-  result: Exit.Exit<Packet, SessionError> | undefined
-  resume: Resume<Packet> | undefined
+  result: Exit.Exit<InboxItem, SessionError | RemoteError> | undefined
+  resume: Resume<InboxItem, SessionError | RemoteError> | undefined
 }
 
 const EMPTY = new Uint8Array(0)
+
+/** Ends an outgoing stream whose receiver sent STREAM_CANCEL; never leaves the session. */
+interface StreamCancelled {
+  readonly _tag: "StreamCancelled"
+}
+const STREAM_CANCELLED: StreamCancelled = { _tag: "StreamCancelled" }
+
+/** A failure's `_tag`, if it has one: what a `RemoteError` says of it by default. */
+const tagOf = (error: unknown): string =>
+  typeof error === "object" && error !== null && "_tag" in error && typeof error._tag === "string" ? error._tag : ""
+
 const malformed = (detail: string) => new ProtocolError({ reason: "Malformed", detail })
 
 const matches = (filter: PacketFilter | undefined, packet: { readonly id: number; readonly type: number }) =>
@@ -217,6 +289,7 @@ export const makeSession = (
     const maxIncoming = options.maxIncomingStreams ?? 64
     const maxHandlers = Math.max(1, options.maxConcurrentHandlers ?? 1024)
     const maxBuffered = options.maxBufferedBytes ?? maxMessageSize + DEFAULT_BUFFER_HEADROOM
+    const exposeErrors = options.exposeErrors ?? false
     const finite = (input: Duration.DurationInput | undefined): Option.Option<number> =>
       input === undefined ? Option.none() : Option.filter(Option.some(Duration.toMillis(input)), Number.isFinite)
     const idleMillis = finite(options.idleTimeout)
@@ -242,7 +315,8 @@ export const makeSession = (
     const spawners = new Set<() => void>()
     const pending = new Map<number, PendingRequest>()
     const incoming = new Map<number, IncomingMessage | IncomingStreamState>()
-    const outgoingCredit = new Map<number, { credit: number; wake: (() => void) | undefined }>()
+    /** Our outgoing streams: credit left, the sender waiting for more, and whether the receiver cancelled. */
+    const outgoingCredit = new Map<number, { credit: number; wake: (() => void) | undefined; cancelled: boolean }>()
     let nextStreamId = 1
     let nextRequestId = 1
 
@@ -298,27 +372,41 @@ export const makeSession = (
       slotWaiters.shift()?.()
     }
 
-    const deliverReply = (packet: Packet) => {
-      const request = pending.get(packet.id)
-      // A reply nobody waits for belongs to an interrupted request: dropped (PROTOCOL.md §8.2).
-      if (request === undefined) return
-      forget(packet.id, request)
-      if (request.resume !== undefined) request.resume(Exit.succeed(packet))
-      else request.result = Exit.succeed(packet)
+    /**
+     * Hands an answer to the request waiting on `id`; false if none is (the request was interrupted
+     * or timed out, PROTOCOL.md §8.2), and the caller drops what it holds.
+     */
+    const deliverAnswer = (id: number, answer: Exit.Exit<InboxItem, SessionError | RemoteError>): boolean => {
+      const request = pending.get(id)
+      if (request === undefined) return false
+      forget(id, request)
+      if (request.resume !== undefined) request.resume(answer)
+      else request.result = answer
+      return true
     }
 
     /**
-     * Hands over a received packet. `charged` is what its bytes already hold against the budget (a
-     * reassembled message); a reply goes straight to its caller and gives that back at once.
+     * Hands over a received packet of message type `kind`. `charged` is what its bytes already hold
+     * against the budget (a reassembled message); a reply goes straight to its caller and gives that
+     * back at once.
      */
-    const deliverPacket = (packet: Packet, reply: boolean, charged: number) => {
-      if (reply) {
+    const deliverPacket = (packet: Packet, kind: number, charged: number) => {
+      if (kind === MessageType.REPLY) {
         budget.refund(charged)
-        return deliverReply(packet)
+        deliverAnswer(packet.id, Exit.succeed({ _tag: "Packet", packet, charged: 0, request: false }))
+        return
       }
       const extra = ITEM_OVERHEAD + (charged === 0 ? packet.payload.length : 0)
       if (!charge(extra)) return budget.refund(charged)
-      deliverItem({ _tag: "Packet", packet, charged: charged + extra })
+      deliverItem({ _tag: "Packet", packet, charged: charged + extra, request: kind === MessageType.REQUEST })
+    }
+
+    /** Tells the sender of a stream we want no more of it, and gives back what it holds (PROTOCOL.md §9.4). */
+    const cancelStream = (state: IncomingStreamState) => {
+      if (state.done !== undefined || state.cancelled || ended !== undefined) return
+      state.cancelled = true
+      for (const chunk of state.chunks.splice(0)) budget.refund(chunk.length)
+      channel.write(MessageType.STREAM_CANCEL, encodeStreamCancel(state.streamId))
     }
 
     const onChunkStart = (body: Uint8Array) => {
@@ -327,10 +415,12 @@ export const makeSession = (
       const start = decoded.right
       if (incoming.has(start.streamId)) return fail(malformed("stream id reused"))
       if (incoming.size >= maxIncoming) return fail(new ProtocolError({ reason: "LimitExceeded", detail: "too many open streams" }))
-      const reply = (start.flags & ChunkFlags.REPLY) !== 0
+      const kind = (start.flags & ChunkFlags.REPLY) !== 0
+        ? MessageType.REPLY
+        : (start.flags & ChunkFlags.REQUEST) !== 0
+        ? MessageType.REQUEST
+        : MessageType.PACKET
       if ((start.flags & ChunkFlags.STREAM) !== 0) {
-        if (reply) return fail(malformed("streamed reply"))
-        if (start.total !== 0) return fail(malformed("stream with a total"))
         const state: IncomingStreamState = {
           _tag: "Stream",
           streamId: start.streamId,
@@ -340,10 +430,16 @@ export const makeSession = (
           consumedSinceCredit: 0,
           done: undefined,
           waiter: undefined,
-          hasher: newHasher()
+          hasher: newHasher(),
+          cancelled: false,
+          pack: undefined
         }
         incoming.set(start.streamId, state)
-        return deliverItem({ _tag: "Stream", id: start.id, type: start.type, state })
+        const item: InboxItem = { _tag: "Stream", id: start.id, type: start.type, state, request: false }
+        if (kind !== MessageType.REPLY) return deliverItem(item)
+        // A streamed reply nobody waits for any more is cancelled at once.
+        if (!deliverAnswer(start.id, Exit.succeed(item))) cancelStream(state)
+        return
       }
       // Refused before allocating (PROTOCOL.md §9.1).
       if (start.total > maxMessageSize) {
@@ -351,7 +447,7 @@ export const makeSession = (
       }
       incoming.set(start.streamId, {
         _tag: "Message",
-        start: { id: start.id, type: start.type, reply },
+        start: { id: start.id, type: start.type, kind },
         total: start.total,
         buffer: EMPTY,
         offset: 0
@@ -384,6 +480,7 @@ export const makeSession = (
       }
       state.received += data.length
       if (state.received > state.granted) return fail(new ProtocolError({ reason: "LimitExceeded", detail: "stream credit exceeded" }))
+      if (state.cancelled) return
       if (!charge(data.length)) return
       state.hasher?.update(data)
       // A consumer already waiting takes the view at once; a chunk that waits is owned (`own`).
@@ -392,8 +489,34 @@ export const makeSession = (
         state.waiter = undefined
         waiter(Exit.succeed(Option.some(data)))
       } else {
-        state.chunks.push(own(data))
+        queueChunk(state, data)
       }
+    }
+
+    /**
+     * Queues stream data for its consumer. Small pieces are packed into a shared buffer behind the
+     * last one, so that a peer sending many tiny CHUNK_DATA frames costs memory in proportion to its
+     * bytes, not one object per frame (PROTOCOL.md §10.1); a stream's chunk boundaries are not kept.
+     */
+    const queueChunk = (state: IncomingStreamState, data: Uint8Array) => {
+      const last = state.chunks.length - 1
+      const tail = state.chunks[last]
+      if (data.length < PACK_BELOW && tail !== undefined && tail.buffer === state.pack?.buffer) {
+        const pack = state.pack
+        const end = tail.byteOffset - pack.byteOffset + tail.length
+        if (end + data.length <= pack.length) {
+          pack.set(data, end)
+          state.chunks[last] = pack.subarray(tail.byteOffset - pack.byteOffset, end + data.length)
+          return
+        }
+      }
+      if (data.length < PACK_BELOW) {
+        state.pack = new Uint8Array(PACK_SIZE)
+        state.pack.set(data, 0)
+        state.chunks.push(state.pack.subarray(0, data.length))
+        return
+      }
+      state.chunks.push(own(data))
     }
 
     const verifyDigest = (hasher: Sha256Hasher | undefined, data: Uint8Array | undefined, trailer: Uint8Array): boolean => {
@@ -430,8 +553,9 @@ export const makeSession = (
         if (state.offset !== state.total || !verifyDigest(undefined, state.buffer, trailer)) {
           return fail(new ProtocolError({ reason: "StreamIntegrity" }))
         }
-        return deliverPacket(new Packet({ id: state.start.id, type: state.start.type, payload: state.buffer }, true), state.start.reply, state.total)
+        return deliverPacket(new Packet({ id: state.start.id, type: state.start.type, payload: state.buffer }, true), state.start.kind, state.total)
       }
+      if (state.cancelled) return
       if (status !== ChunkEndStatus.OK) {
         return finishStream(state, Exit.fail(new ProtocolError({ reason: "StreamIntegrity", detail: "sender aborted the stream" })))
       }
@@ -451,6 +575,23 @@ export const makeSession = (
       const wake = out.wake
       out.wake = undefined
       wake?.()
+    }
+
+    const onStreamCancel = (body: Uint8Array) => {
+      const streamId = readStreamId(body)
+      if (streamId === undefined || body.length !== STREAM_ID_LENGTH) return fail(malformed("stream cancel"))
+      const out = outgoingCredit.get(streamId)
+      if (out === undefined) return // the stream already ended
+      out.cancelled = true
+      const wake = out.wake
+      out.wake = undefined
+      wake?.()
+    }
+
+    const onReplyError = (body: Uint8Array) => {
+      const decoded = decodeReplyError(body)
+      if (Either.isLeft(decoded)) return fail(decoded.left)
+      deliverAnswer(decoded.right.id, Exit.fail(decoded.right.error))
     }
 
     const onEnd = (error: SessionError) => {
@@ -478,13 +619,15 @@ export const makeSession = (
         received++
         switch (type) {
           case MessageType.PACKET:
+          case MessageType.REQUEST:
           case MessageType.REPLY: {
-            const reply = type === MessageType.REPLY
             // A queued packet keeps its bytes; a reply is taken by its caller at once.
-            const packet = decodePacket(reply ? body : own(body))
+            const packet = decodePacket(type === MessageType.REPLY ? body : own(body))
             if (Either.isLeft(packet)) return fail(packet.left)
-            return deliverPacket(packet.right, reply, 0)
+            return deliverPacket(packet.right, type, 0)
           }
+          case MessageType.REPLY_ERROR:
+            return onReplyError(body)
           case MessageType.CHUNK_START:
             return onChunkStart(body)
           case MessageType.CHUNK_DATA:
@@ -493,6 +636,8 @@ export const makeSession = (
             return onChunkEnd(body)
           case MessageType.STREAM_CREDIT:
             return onStreamCredit(body)
+          case MessageType.STREAM_CANCEL:
+            return onStreamCancel(body)
         }
       },
       onEnd
@@ -559,21 +704,27 @@ export const makeSession = (
       channel.write(type, head, payload)
     }
 
-    /** Writes a packet as PACKET/REPLY or as chunks, yielding to back-pressure between chunks. */
-    const sendPacket = (packet: Packet, reply: boolean): Effect.Effect<void, SessionError> =>
+    /** Waits out back-pressure after a write, then reports a session that ended meanwhile. */
+    const afterWrite: Effect.Effect<void, SessionError> = Effect.suspend(() =>
+      channel.pendingBytes() > 0 ? Effect.zipRight(channel.awaitWritable, checkOpen) : Effect.void
+    )
+
+    /**
+     * Writes a packet as a PACKET, REQUEST or REPLY (`kind`), or as chunks flagged the same way
+     * (PROTOCOL.md §9.1), yielding to back-pressure between chunks.
+     */
+    const sendPacket = (packet: Packet, kind: number): Effect.Effect<void, SessionError> =>
       Effect.suspend(() => {
         if (ended !== undefined) return Effect.fail(ended)
         const payload = packet.payload
         if (payload.length <= chunkSize) {
-          writeSmall(reply ? MessageType.REPLY : MessageType.PACKET, packet.id, packet.type, payload)
-          return channel.pendingBytes() > 0 ? Effect.zipRight(channel.awaitWritable, checkOpen) : Effect.void
+          writeSmall(kind, packet.id, packet.type, payload)
+          return afterWrite
         }
         const streamId = nextStreamId++
         const streamHead = encodeStreamHead(streamId)
-        channel.write(
-          MessageType.CHUNK_START,
-          encodeChunkStart({ streamId, flags: reply ? ChunkFlags.REPLY : 0, id: packet.id, type: packet.type, total: payload.length })
-        )
+        const flags = kind === MessageType.REPLY ? ChunkFlags.REPLY : kind === MessageType.REQUEST ? ChunkFlags.REQUEST : 0
+        channel.write(MessageType.CHUNK_START, encodeChunkStart({ streamId, flags, id: packet.id, type: packet.type, total: payload.length }))
         let offset = 0
         let finished = false
         const step: Effect.Effect<void, SessionError> = Effect.suspend(() => {
@@ -591,6 +742,96 @@ export const makeSession = (
           Effect.sync(() => {
             if (!finished) channel.write(MessageType.CHUNK_END, encodeChunkEnd(streamId, ChunkEndStatus.ABORTED, undefined))
           }))
+      })
+
+    /**
+     * Sends a stream (flags STREAM, or STREAM|REPLY for a streamed reply) paced by the receiver's
+     * credit (PROTOCOL.md §9.3). A STREAM_CANCEL from the receiver ends it early as a success: the
+     * receiver took what it wanted (§9.4).
+     */
+    const streamOut = <E, R>(
+      header: { readonly id: number; readonly type: PacketType },
+      data: Stream.Stream<Uint8Array, E, R>,
+      flags: number
+    ): Effect.Effect<void, SessionError | E, R> =>
+      Effect.suspend(() => {
+        if (ended !== undefined) return Effect.fail(ended)
+        const streamId = nextStreamId++
+        const streamHead = encodeStreamHead(streamId)
+        const flow = { credit: INITIAL_STREAM_CREDIT, wake: undefined as (() => void) | undefined, cancelled: false }
+        outgoingCredit.set(streamId, flow)
+        const hasher = newHasher()
+        channel.write(MessageType.CHUNK_START, encodeChunkStart({ streamId, flags, id: header.id, type: header.type, total: 0 }))
+
+        const awaitCredit = (bytes: number): Effect.Effect<void, SessionError> =>
+          Effect.async<void, SessionError>((resume) => {
+            const check = () => {
+              if (ended !== undefined) return resume(Effect.fail(ended))
+              if (flow.credit >= bytes || flow.cancelled) return resume(Effect.void)
+              flow.wake = check
+            }
+            check()
+            return Effect.sync(() => {
+              flow.wake = undefined
+            })
+          })
+
+        const sendPiece = (piece: Uint8Array): Effect.Effect<void, SessionError | StreamCancelled> =>
+          Effect.suspend(() => {
+            if (ended !== undefined) return Effect.fail(ended)
+            if (flow.cancelled) return Effect.fail(STREAM_CANCELLED)
+            if (flow.credit < piece.length) return Effect.zipRight(awaitCredit(piece.length), sendPiece(piece))
+            flow.credit -= piece.length
+            hasher?.update(piece)
+            channel.write(MessageType.CHUNK_DATA, streamHead, piece)
+            return channel.pendingBytes() > 0 ? channel.awaitWritable : Effect.void
+          })
+
+        const pieceSize = Math.min(chunkSize, INITIAL_STREAM_CREDIT)
+        const sendChunk = (chunk: Uint8Array): Effect.Effect<void, SessionError | StreamCancelled> => {
+          if (chunk.length <= pieceSize) return sendPiece(chunk)
+          let offset = 0
+          return Effect.whileLoop({
+            while: () => offset < chunk.length,
+            body: () => {
+              const piece = chunk.subarray(offset, Math.min(offset + pieceSize, chunk.length))
+              offset += piece.length
+              return sendPiece(piece)
+            },
+            step: () => {}
+          })
+        }
+
+        // Small items of one upstream chunk go out as one piece: a stream of many tiny items would
+        // otherwise cost a frame (and a seal) each.
+        const sendGroup = (group: Chunk.Chunk<Uint8Array>): Effect.Effect<void, SessionError | StreamCancelled> => {
+          if (group.length === 1) return sendChunk(Chunk.unsafeHead(group))
+          let total = 0
+          for (const item of group) total += item.length
+          if (total > pieceSize) return Effect.forEach(group, sendChunk, { discard: true })
+          const piece = new Uint8Array(total)
+          let offset = 0
+          for (const item of group) {
+            piece.set(item, offset)
+            offset += item.length
+          }
+          return sendPiece(piece)
+        }
+
+        return Stream.runForEachChunk(data, sendGroup).pipe(
+          Effect.onExit((exit) =>
+            Effect.sync(() => {
+              outgoingCredit.delete(streamId)
+              const ok = Exit.isSuccess(exit)
+              channel.write(
+                MessageType.CHUNK_END,
+                encodeChunkEnd(streamId, ok ? ChunkEndStatus.OK : ChunkEndStatus.ABORTED, ok && hasher !== undefined ? hasher.digest() : undefined)
+              )
+            })
+          ),
+          Effect.catchIf((error): error is StreamCancelled => error === STREAM_CANCELLED, () => Effect.void),
+          Effect.zipRight(checkOpen)
+        )
       })
 
     // --- receiving -----------------------------------------------------------------------------
@@ -631,6 +872,10 @@ export const makeSession = (
       }
     }
 
+    /**
+     * A stream's data for its consumer. A consumer that stops early cancels the rest (PROTOCOL.md
+     * §9.4) and gives back what was waiting for it.
+     */
     const streamOf = (state: IncomingStreamState): Stream.Stream<Uint8Array, SessionError> =>
       Stream.repeatEffectOption(
         pullChunk(state).pipe(
@@ -644,6 +889,11 @@ export const makeSession = (
               })
           }))
         )
+      ).pipe(
+        Stream.ensuring(Effect.sync(() => {
+          for (const chunk of state.chunks.splice(0)) budget.refund(chunk.length)
+          cancelStream(state)
+        }))
       )
 
     /**
@@ -687,24 +937,88 @@ export const makeSession = (
       Effect.flatMap(collect(item), ([packet, charged]) =>
         Effect.ensuring(use(packet), Effect.sync(() => budget.refund(charged))))
 
-    const receive = (filter?: PacketFilter): Effect.Effect<Packet, SessionError | UnexpectedPacket> =>
-      Effect.flatMap(takeItem, (item): Effect.Effect<Packet, SessionError | UnexpectedPacket> => {
+    /** Takes the next item, failing with `UnexpectedPacket` (the item consumed) when it does not match. */
+    const takeMatching = (filter: PacketFilter | undefined): Effect.Effect<InboxItem, SessionError | UnexpectedPacket> =>
+      Effect.flatMap(takeItem, (item): Effect.Effect<InboxItem, UnexpectedPacket> => {
         const header = item._tag === "Packet" ? item.packet : item
-        if (!matches(filter, header)) {
-          release(item)
-          return Effect.fail(unexpected(filter, header))
-        }
-        return withPacket(item, Effect.succeed)
+        if (matches(filter, header)) return Effect.succeed(item)
+        release(item)
+        return Effect.fail(unexpected(filter, header))
       })
 
-    const reply = (request: Packet, response: Packet): Effect.Effect<void, SessionError> =>
-      sendPacket(
-        response.id === request.id ? response : new Packet({ id: request.id, type: response.type, payload: response.payload }, true),
-        true
-      )
+    const toIncomingStream = (item: InboxItem): IncomingStream => {
+      release(item)
+      return item._tag === "Packet"
+        ? { id: item.packet.id, type: item.packet.type, data: Stream.make(item.packet.payload) }
+        : { id: item.id, type: item.type, data: streamOf(item.state) }
+    }
 
-    const awaitReply = (id: number, slot: PendingRequest): Effect.Effect<Packet, SessionError> =>
-      Effect.async<Packet, SessionError>((resume) => {
+    const receive = (filter?: PacketFilter): Effect.Effect<Packet, SessionError | UnexpectedPacket> =>
+      Effect.flatMap(takeMatching(filter), (item) => withPacket(item, Effect.succeed))
+
+    // --- answering requests (PROTOCOL.md §8.2, §8.3) --------------------------------------------
+
+    /** Requests that got their answer, so that `serve` does not answer them again with NO_REPLY. */
+    const answered = new WeakSet<Packet>()
+
+    const reply = (request: Packet, response: Packet): Effect.Effect<void, SessionError> =>
+      Effect.suspend(() => {
+        answered.add(request)
+        return sendPacket(
+          response.id === request.id ? response : new Packet({ id: request.id, type: response.type, payload: response.payload }, true),
+          MessageType.REPLY
+        )
+      })
+
+    const replyError = (request: Packet, error: RemoteError): Effect.Effect<void, SessionError> =>
+      Effect.suspend(() => {
+        if (ended !== undefined) return Effect.fail(ended)
+        answered.add(request)
+        channel.write(MessageType.REPLY_ERROR, encodeReplyError(request.id, error))
+        return afterWrite
+      })
+
+    const replyStream = <E, R>(request: Packet, type: PacketType, data: Stream.Stream<Uint8Array, E, R>) =>
+      Effect.suspend(() => {
+        answered.add(request)
+        return streamOut({ id: request.id, type }, data, ChunkFlags.STREAM | ChunkFlags.REPLY)
+      })
+
+    /** What the requester learns of a handler's failure: its tag, or everything with `exposeErrors`. */
+    const remoteErrorOf = (cause: Cause.Cause<unknown>): RemoteError => {
+      const failure = Cause.failureOption(cause)
+      const detail = exposeErrors ? Cause.pretty(cause) : Option.match(failure, { onNone: () => "", onSome: tagOf })
+      return new RemoteError({ reason: Option.isSome(failure) ? "Failure" : "Defect", detail })
+    }
+
+    /**
+     * Runs `handler` on an item and sends its answer. A request always gets one: the handler's reply,
+     * or a `RemoteError` when it fails, dies or answers nothing; the session goes on either way.
+     */
+    const handle = <E, R>(
+      item: InboxItem,
+      handler: (packet: Packet) => Effect.Effect<Packet | undefined, E, R>
+    ): Effect.Effect<Packet, SessionError | E, R> =>
+      withPacket(item, (packet) =>
+        Effect.matchCauseEffect(handler(packet), {
+          onSuccess: (response): Effect.Effect<Packet, SessionError> =>
+            response !== undefined
+              ? Effect.as(reply(packet, response), packet)
+              : item.request && !answered.has(packet)
+              ? Effect.as(replyError(packet, new RemoteError({ reason: "NoReply", detail: "" })), packet)
+              : Effect.succeed(packet),
+          onFailure: (cause): Effect.Effect<Packet, SessionError | E> =>
+            !item.request || Cause.isInterruptedOnly(cause)
+              ? Effect.failCause(cause)
+              : answered.has(packet)
+              ? Effect.as(Effect.logDebug("handler failed after answering its request", cause), packet)
+              : Effect.as(replyError(packet, remoteErrorOf(cause)), packet)
+        }))
+
+    // --- requesting ----------------------------------------------------------------------------
+
+    const awaitAnswer = (id: number, slot: PendingRequest): Effect.Effect<InboxItem, SessionError | RemoteError> =>
+      Effect.async<InboxItem, SessionError | RemoteError>((resume) => {
         if (slot.result !== undefined) return resume(slot.result)
         slot.resume = (exit) => resume(exit)
         return Effect.sync(() => forget(id, slot))
@@ -719,39 +1033,62 @@ export const makeSession = (
       })
     })
 
-    const request = (
-      packet: Packet,
-      requestOptions?: { readonly expect?: PacketType | undefined }
-    ): Effect.Effect<Packet, SessionError | UnexpectedPacket> =>
+    /** Sends a REQUEST and waits for its answer; the id is in flight until then, and free after. */
+    const exchange = (packet: Packet): Effect.Effect<InboxItem, SessionError | RemoteError | InvalidArgument> =>
       Effect.suspend(() => {
-          if (ended !== undefined) return Effect.fail(ended)
-          if (pending.size >= maxInFlight) return Effect.zipRight(awaitSlot, request(packet, requestOptions))
-          if (pending.has(packet.id)) {
-            return Effect.fail(new ProtocolError({ reason: "LimitExceeded", detail: `request id ${packet.id} is already in flight` }))
-          }
-          const slot: PendingRequest = { result: undefined, resume: undefined }
-          pending.set(packet.id, slot)
-          return sendPacket(packet, false).pipe(
-            Effect.zipRight(awaitReply(packet.id, slot)),
-            Effect.onExit(() => Effect.sync(() => forget(packet.id, slot))),
-            Effect.flatMap((answer) =>
-              requestOptions?.expect === undefined || answer.type === requestOptions.expect
-                ? Effect.succeed(answer)
-                : Effect.fail(unexpected({ type: requestOptions.expect, id: packet.id }, answer))
-            )
+        if (ended !== undefined) return Effect.fail(ended)
+        if (pending.size >= maxInFlight) return Effect.zipRight(awaitSlot, exchange(packet))
+        if (pending.has(packet.id)) {
+          // Our own mistake, not the peer's: two requests can't share an id (nextId gives free ones).
+          return Effect.fail(
+            new InvalidArgument({ reason: "Packet", field: "packet.id", detail: `request id ${packet.id} is already in flight; take ids from nextId()` })
           )
-        })
+        }
+        const slot: PendingRequest = { result: undefined, resume: undefined }
+        pending.set(packet.id, slot)
+        return sendPacket(packet, MessageType.REQUEST).pipe(
+          Effect.zipRight(awaitAnswer(packet.id, slot)),
+          Effect.onExit(() => Effect.sync(() => forget(packet.id, slot)))
+        )
+      })
+
+    const withTimeout = <A, E>(
+      effect: Effect.Effect<A, E>,
+      id: number,
+      timeout: Duration.DurationInput | undefined
+    ): Effect.Effect<A, E | RequestTimeout> => {
+      if (timeout === undefined) return effect
+      const millis = Duration.toMillis(timeout)
+      return Effect.timeoutFail(effect, { duration: timeout, onTimeout: () => new RequestTimeout({ id, millis }) })
+    }
+
+    const request = (packet: Packet, requestOptions?: RequestOptions): Effect.Effect<Packet, RequestError | UnexpectedPacket> =>
+      withTimeout(
+        Effect.flatMap(exchange(packet), (item) =>
+          // A streamed reply is collected, and what it held goes back at once: the caller owns it now.
+          Effect.map(collect(item), ([answer, charged]) => {
+            budget.refund(charged)
+            return answer
+          })),
+        packet.id,
+        requestOptions?.timeout
+      ).pipe(
+        Effect.flatMap((answer) =>
+          requestOptions?.expect === undefined || answer.type === requestOptions.expect
+            ? Effect.succeed(answer)
+            : Effect.fail(unexpected({ type: requestOptions.expect, id: packet.id }, answer))
+        )
+      )
+
+    const requestStream = (packet: Packet, requestOptions?: Pick<RequestOptions, "timeout">): Effect.Effect<IncomingStream, RequestError> =>
+      withTimeout(Effect.map(exchange(packet), toIncomingStream), packet.id, requestOptions?.timeout)
+
+    // --- serving -------------------------------------------------------------------------------
 
     const respond = <E, R>(
       filter: PacketFilter,
       handler: (packet: Packet) => Effect.Effect<Packet | undefined, E, R>
-    ): Effect.Effect<Packet, SessionError | UnexpectedPacket | E, R> =>
-      Effect.gen(function*() {
-        const packet = yield* receive(filter)
-        const response = yield* handler(packet)
-        if (response !== undefined) yield* reply(packet, response)
-        return packet
-      })
+    ): Effect.Effect<Packet, SessionError | UnexpectedPacket | E, R> => Effect.flatMap(takeMatching(filter), (item) => handle(item, handler))
 
     const serve = <E, R>(
       handler: (packet: Packet) => Effect.Effect<Packet | undefined, E, R>
@@ -763,11 +1100,7 @@ export const makeSession = (
           // Long-lived workers, one per packet being handled at once, instead of a fiber per packet
           // (docs/performance.md): a worker that finishes takes the next packet, and a packet that finds
           // every worker busy starts one more, so handling stays fully concurrent.
-          const worker: Effect.Effect<never, SessionError | E, R> = Effect.forever(
-            Effect.flatMap(takeItem, (item) =>
-              withPacket(item, (packet) =>
-                Effect.flatMap(handler(packet), (response) => (response === undefined ? Effect.void : reply(packet, response)))))
-          )
+          const worker: Effect.Effect<never, SessionError | E, R> = Effect.forever(Effect.flatMap(takeItem, (item) => handle(item, handler)))
           // Up to `maxConcurrentHandlers` workers; beyond that, packets wait in the inbox, within its budget.
           let workers = 0
           const spawn = () => {
@@ -788,83 +1121,8 @@ export const makeSession = (
         })
       )
 
-    const sendStream = <E, R>(
-      header: { readonly id: number; readonly type: PacketType },
-      data: Stream.Stream<Uint8Array, E, R>
-    ): Effect.Effect<void, SessionError | E, R> =>
-      Effect.suspend(() => {
-        if (ended !== undefined) return Effect.fail(ended)
-        const streamId = nextStreamId++
-        const streamHead = encodeStreamHead(streamId)
-        const flow = { credit: INITIAL_STREAM_CREDIT, wake: undefined as (() => void) | undefined }
-        outgoingCredit.set(streamId, flow)
-        const hasher = newHasher()
-        channel.write(MessageType.CHUNK_START, encodeChunkStart({ streamId, flags: ChunkFlags.STREAM, id: header.id, type: header.type, total: 0 }))
-
-        const awaitCredit = (bytes: number): Effect.Effect<void, SessionError> =>
-          Effect.async<void, SessionError>((resume) => {
-            const check = () => {
-              if (ended !== undefined) return resume(Effect.fail(ended))
-              if (flow.credit >= bytes) return resume(Effect.void)
-              flow.wake = check
-            }
-            check()
-            return Effect.sync(() => {
-              flow.wake = undefined
-            })
-          })
-
-        const sendPiece = (piece: Uint8Array): Effect.Effect<void, SessionError> =>
-          Effect.suspend(() => {
-            if (ended !== undefined) return Effect.fail(ended)
-            if (flow.credit < piece.length) return Effect.zipRight(awaitCredit(piece.length), sendPiece(piece))
-            flow.credit -= piece.length
-            hasher?.update(piece)
-            channel.write(MessageType.CHUNK_DATA, streamHead, piece)
-            return channel.pendingBytes() > 0 ? channel.awaitWritable : Effect.void
-          })
-
-        const pieceSize = Math.min(chunkSize, INITIAL_STREAM_CREDIT)
-        const sendChunk = (chunk: Uint8Array): Effect.Effect<void, SessionError> => {
-          if (chunk.length <= pieceSize) return sendPiece(chunk)
-          let offset = 0
-          return Effect.whileLoop({
-            while: () => offset < chunk.length,
-            body: () => {
-              const piece = chunk.subarray(offset, Math.min(offset + pieceSize, chunk.length))
-              offset += piece.length
-              return sendPiece(piece)
-            },
-            step: () => {}
-          })
-        }
-
-        return Stream.runForEach(data, sendChunk).pipe(
-          Effect.onExit((exit) =>
-            Effect.sync(() => {
-              outgoingCredit.delete(streamId)
-              const ok = Exit.isSuccess(exit)
-              channel.write(
-                MessageType.CHUNK_END,
-                encodeChunkEnd(streamId, ok ? ChunkEndStatus.OK : ChunkEndStatus.ABORTED, ok && hasher !== undefined ? hasher.digest() : undefined)
-              )
-            })
-          ),
-          Effect.zipRight(checkOpen)
-        )
-      })
-
     const receiveStream = (filter?: PacketFilter): Effect.Effect<IncomingStream, SessionError | UnexpectedPacket> =>
-      Effect.flatMap(takeItem, (item): Effect.Effect<IncomingStream, UnexpectedPacket> => {
-        release(item)
-        const header = item._tag === "Packet" ? item.packet : item
-        if (!matches(filter, header)) return Effect.fail(unexpected(filter, header))
-        return Effect.succeed<IncomingStream>(
-          item._tag === "Packet"
-            ? { id: item.packet.id, type: item.packet.type, data: Stream.make(item.packet.payload) }
-            : { id: item.id, type: item.type, data: streamOf(item.state) }
-        )
-      })
+      Effect.map(takeMatching(filter), toIncomingStream)
 
     const nextId = () => {
       while (pending.has(nextRequestId)) nextRequestId = (nextRequestId + 1) >>> 0
@@ -875,14 +1133,18 @@ export const makeSession = (
 
     return {
       info: { ...channel.info, peer: Option.fromNullable(options.peer) },
-      send: (packet) => sendPacket(packet, false),
+      send: (packet) => sendPacket(packet, MessageType.PACKET),
       receive,
       request,
+      requestStream,
+      reply,
+      replyStream,
+      replyError,
       receiveAndSend: (response, filter) =>
         Effect.flatMap(receive(filter), (packet) => Effect.as(reply(packet, response), packet)),
       respond,
       serve,
-      sendStream,
+      sendStream: (header, data) => streamOut(header, data, ChunkFlags.STREAM),
       receiveStream,
       nextId,
       close: channel.close(flushWithin),
@@ -890,10 +1152,6 @@ export const makeSession = (
     }
   })
 
-/**
- * A session over the channel a handshake yields, with the `Crypto` the handshake used; its methods
- * check the packets they are given (`checkedSession`).
- */
 export const fromHandshake = <E, R>(
   handshake: Effect.Effect<SecureChannel, E, R>,
   options: SessionSetup

@@ -7,15 +7,17 @@
  */
 import { Either } from "effect"
 import { ProtocolError } from "../errors.js"
-import { isPacketType, type PacketType } from "./PacketType.js"
+import type { PacketType } from "./PacketType.js"
 
 export const ChunkFlags = {
-  /** The packet answers a request (sent as REPLY rather than PACKET, PROTOCOL.md §8.2). */
+  /** The packet answers a request (a REPLY rather than a PACKET, PROTOCOL.md §8.2); with STREAM, a streamed reply. */
   REPLY: 0x01,
   /** Length unknown up front: a stream, paced by credit. `total` is 0. */
-  STREAM: 0x02
+  STREAM: 0x02,
+  /** The packet is a request awaiting a reply (a REQUEST rather than a PACKET, PROTOCOL.md §8.2). */
+  REQUEST: 0x04
 } as const
-const KNOWN_FLAGS = ChunkFlags.REPLY | ChunkFlags.STREAM
+const KNOWN_FLAGS = ChunkFlags.REPLY | ChunkFlags.STREAM | ChunkFlags.REQUEST
 
 export const CHUNK_START_LENGTH = 18
 export const STREAM_ID_LENGTH = 4
@@ -48,7 +50,11 @@ export const decodeChunkStart = (body: Uint8Array): Either.Either<ChunkStart, Pr
   const flags = body[4]!
   const type = body[9]!
   if ((flags & ~KNOWN_FLAGS) !== 0) return Either.left(malformed("chunk flags"))
-  if (!isPacketType(type)) return Either.left(malformed("packet type"))
+  // A request is answered, a reply answers: one transfer cannot be both, and a request is never a stream (§9.1).
+  if ((flags & ChunkFlags.REQUEST) !== 0 && (flags & (ChunkFlags.REPLY | ChunkFlags.STREAM)) !== 0) {
+    return Either.left(malformed("chunk flags"))
+  }
+  if ((flags & ChunkFlags.STREAM) !== 0 && view.getBigUint64(10) !== 0n) return Either.left(malformed("stream with a total"))
   const total = view.getBigUint64(10)
   if (total > BigInt(Number.MAX_SAFE_INTEGER)) return Either.left(malformed("chunk total"))
   return Either.right({ streamId: view.getUint32(0), flags, id: view.getUint32(5), type, total: Number(total) })
@@ -75,6 +81,9 @@ export const encodeChunkEnd = (streamId: number, status: number, digest: Uint8Ar
   if (digest !== undefined) out.set(digest, 5)
   return out
 }
+
+/** STREAM_CANCEL: the receiver of a stream wants no more of it (PROTOCOL.md §9.4). */
+export const encodeStreamCancel = (streamId: number): Uint8Array => encodeStreamHead(streamId)
 
 export const encodeStreamCredit = (streamId: number, bytes: number): Uint8Array => {
   const out = new Uint8Array(8)

@@ -27,6 +27,9 @@ export const MessageType = {
   ALERT: 0x15,
   REPLY: 0x16,
   ENCRYPTED: 0x17,
+  REQUEST: 0x18,
+  REPLY_ERROR: 0x19,
+  STREAM_CANCEL: 0x1a,
   KEY_UPDATE: 0x20,
   CLOSE: 0x21
 } as const
@@ -34,8 +37,11 @@ export type MessageType = (typeof MessageType)[keyof typeof MessageType]
 
 /** "CVG" opens every hello, so that a peer of another protocol is recognised at once (`NotCvgPeer`, PROTOCOL.md §3). */
 export const MAGIC = Uint8Array.of(0x43, 0x56, 0x47)
-/** Version 2 added the puzzle under load (HELLO_RETRY, PUZZLE_SOLUTION; PROTOCOL.md §3.6). */
-export const PROTOCOL_VERSION = 2
+/**
+ * Version 2 added the puzzle under load (HELLO_RETRY, PUZZLE_SOLUTION; PROTOCOL.md §3.6); version 3
+ * opened packet types and added REQUEST, REPLY_ERROR, STREAM_CANCEL and streamed replies (§8, §9).
+ */
+export const PROTOCOL_VERSION = 3
 export const NONCE_LENGTH = 32
 export const MAC_LENGTH = 32
 /**

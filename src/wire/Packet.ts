@@ -1,9 +1,9 @@
 /**
  * Packets: what procedures send and receive (PROTOCOL.md §8).
  *
- * Body layout: `id: u32 big-endian ‖ type: u8 ‖ payload (the rest)`. A body shorter than 5 bytes or with a
- * type byte outside PROTOCOL.md §8's table is malformed; there is no trailing data to reject because the
- * payload runs to the end of the body (the frame around it, PROTOCOL.md §2, says where that is).
+ * Body layout: `id: u32 big-endian ‖ type: u8 ‖ payload (the rest)`. A body shorter than 5 bytes is
+ * malformed; every type byte is valid (PROTOCOL.md §8.1), and there is no trailing data to reject because
+ * the payload runs to the end of the body (the frame around it, PROTOCOL.md §2, says where that is).
  *
  * Two codecs share those rules: a hand-written one for the hot path (a Schema decode of a small packet
  * costs microseconds, the hand codec well under 0.1 us; docs/performance.md), and `PacketFromBytes` for code that
@@ -11,7 +11,7 @@
  */
 import { Either, ParseResult, Schema } from "effect"
 import { ProtocolError } from "../errors.js"
-import { isPacketType, PacketTypeSchema, packetTypeName } from "./PacketType.js"
+import { PacketTypeSchema, packetTypeName } from "./PacketType.js"
 
 /** Bytes before the payload: the u32 id and the type byte. */
 export const PACKET_HEADER_LENGTH = 5
@@ -95,10 +95,9 @@ const decodeRaw = (bytes: Uint8Array): Packet | DecodeFailure => {
     return { detail: `packet of ${bytes.length} bytes is shorter than its ${PACKET_HEADER_LENGTH}-byte header` }
   }
   const type = bytes[4]!
-  if (!isPacketType(type)) return { detail: `unknown packet type ${packetTypeName(type)}` }
   const id = ((bytes[0]! << 24) | (bytes[1]! << 16) | (bytes[2]! << 8) | bytes[3]!) >>> 0
-  // Validation is skipped on purpose: the id is a u32 and the type was checked above, so the constructor's
-  // Schema check would only cost time. The payload is a view so that bulk data is never copied here.
+  // Validation is skipped on purpose: the id is a u32 and the type a byte by construction, so the
+  // constructor's Schema check would only cost time. The payload is a view so that bulk data is never copied here.
   return new Packet({ id, type, payload: bytes.subarray(PACKET_HEADER_LENGTH) }, true)
 }
 

@@ -1,8 +1,9 @@
 /**
- * Packet type bytes (PROTOCOL.md §8).
+ * Packet type bytes (PROTOCOL.md §8.1): any `u8`, the application's to give meaning to.
  *
- * The values are the seed's (cvg-core 0.1.3) so that its type names keep their meaning; COMMAND and
- * RESPONSE are the two the seed's README uses but its enum lacks.
+ * The names below are the seed's (cvg-core 0.1.3) so that its type names keep their meaning; COMMAND
+ * and RESPONSE are the two the seed's README uses but its enum lacks. `0xd0`-`0xdf` are the typed
+ * layer's (PROTOCOL.md §12).
  */
 import { Schema } from "effect"
 
@@ -25,22 +26,25 @@ export const PacketType = {
   UNKNOWN: 0xff
 } as const
 
-export type PacketType = (typeof PacketType)[keyof typeof PacketType]
+/** A packet type: any byte. The named constants above are conventions, not a closed set. */
+export type PacketType = number
 
-/** The type byte as a `Schema`; anything outside the table above fails to decode. */
-export const PacketTypeSchema: Schema.Enums<typeof PacketType> = Schema.Enums(PacketType)
+/** The type byte as a `Schema`: an integer in 0..255. */
+export const PacketTypeSchema: Schema.Schema<number> = Schema.Int.pipe(Schema.between(0, 0xff)).annotations({
+  identifier: "PacketType"
+})
 
-// Indexed by byte value: the decoder checks every incoming type byte, so this must be one array load
-// rather than a search through the enum's values.
+// Indexed by byte value, so that naming a type in a log line is one array load.
 const names: ReadonlyArray<string | undefined> = (() => {
   const table: Array<string | undefined> = new Array<string | undefined>(256).fill(undefined)
   for (const [name, value] of Object.entries(PacketType)) table[value] = name
   return table
 })()
 
-/** Whether `byte` is a known packet type (PROTOCOL.md §8). Any number is accepted; non-bytes are `false`. */
-export const isPacketType = (byte: number): byte is PacketType => names[byte] !== undefined
+/** Whether `value` can be a packet type: an integer in 0..255. */
+export const isPacketType = (value: unknown): value is PacketType =>
+  typeof value === "number" && Number.isInteger(value) && value >= 0 && value <= 0xff
 
-/** The name of a packet type, e.g. `"COMMAND"`, or `"0x42"` for a byte outside the table. */
+/** The name of a packet type, e.g. `"COMMAND"`, or `"0x42"` for a byte without a name. */
 export const packetTypeName = (type: number): string =>
   names[type] ?? `0x${(type >>> 0).toString(16).padStart(2, "0")}`

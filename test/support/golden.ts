@@ -4,7 +4,7 @@
  * `DeterministicCrypto.layer("cvg-golden-server")`, over an in-memory pair whose taps record every
  * byte in both directions:
  *
- *   handshake → client sends PACKET (id 1, COMMAND, "hello") → server answers (`respond`) with a
+ *   handshake → client sends REQUEST (id 1, COMMAND, "hello") → server answers (`respond`) with a
  *   REPLY (RESPONSE, "world") → client closes → server answers CLOSE.
  *
  * The derived secrets are recomputed independently of the handshake code's internals: the

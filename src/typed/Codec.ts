@@ -1,0 +1,81 @@
+/**
+ * Values to bytes and back for the typed layer (PROTOCOL.md §12.1): a value is encoded by its Schema
+ * (so a `Date` becomes its string, a class its fields), and the encoded form is written as
+ * MessagePack by `msgpackr`, restricted to the standard types. `undefined` alone is zero bytes; an
+ * object property whose value is `undefined` is left out, as JSON does.
+ *
+ * Decoding checks the bytes' structure first (`msgPackProblem`), so that a declared length never
+ * allocates more than the bytes that arrived, then decodes with the Schema. Failures come back as
+ * text for the caller's typed error: where in the value it failed and why, never the value itself.
+ */
+import { Either, ParseResult, Schema, type SchemaAST } from "effect"
+import { type Options, Packr, Unpackr } from "msgpackr"
+import { msgPackProblem } from "../wire/MsgPack.js"
+
+// `useRecords: false` and `moreTypes: false` keep to standard MessagePack, so that any implementation
+// can read what we write; `skipValues` drops `undefined` properties instead of writing an extension.
+// (`skipValues` is in msgpackr since 1.10 but not in its type declarations.)
+const packOptions: Options & { readonly skipValues: ReadonlyArray<unknown> } = {
+  useRecords: false,
+  moreTypes: false,
+  encodeUndefinedAsNil: true,
+  skipValues: [undefined]
+}
+const packr = new Packr(packOptions)
+const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, moreTypes: false })
+
+const EMPTY = new Uint8Array(0)
+
+/**
+ * Any Schema, by its AST: a request class's `success` may be `Schema.Never`, which no single Schema
+ * type parameter accepts beside the others; the codec needs only the AST.
+ */
+export interface HasAst {
+  readonly ast: SchemaAST.AST
+}
+const schemas = new WeakMap<SchemaAST.AST, Schema.Schema<unknown, unknown>>()
+const schemaOf = ({ ast }: HasAst): Schema.Schema<unknown, unknown> => {
+  let schema = schemas.get(ast)
+  if (schema === undefined) {
+    schema = Schema.make<unknown, unknown, never>(ast)
+    schemas.set(ast, schema)
+  }
+  return schema
+}
+
+/** Whether `value` is of `schema`'s type. */
+export const is = (schema: HasAst, value: unknown): boolean => Schema.is(schemaOf(schema))(value)
+
+const describe = (issue: ParseResult.ParseIssue): string => ParseResult.TreeFormatter.formatIssueSync(issue)
+
+/** Encodes `value` with `schema`, then to MessagePack; `Left` is what the Schema refused. */
+export const encode = (schema: HasAst, value: unknown): Either.Either<Uint8Array, string> => {
+  const encoded = ParseResult.encodeUnknownEither(schemaOf(schema))(value)
+  if (Either.isLeft(encoded)) return Either.left(describe(encoded.left))
+  if (encoded.right === undefined) return Either.right(EMPTY)
+  try {
+    return Either.right(packr.pack(encoded.right))
+  } catch (error) {
+    // A value the Schema passed but MessagePack cannot hold (a bigint in a `Schema.Any` field, say).
+    return Either.left(error instanceof Error ? error.message : String(error))
+  }
+}
+
+/** The MessagePack value in `bytes`, checked first; `Left` says why it is not one. */
+export const unpack = (bytes: Uint8Array): Either.Either<unknown, string> => {
+  if (bytes.length === 0) return Either.right(undefined)
+  const problem = msgPackProblem(bytes)
+  if (problem !== undefined) return Either.left(`not MessagePack: ${problem}`)
+  try {
+    return Either.right(unpackr.unpack(bytes))
+  } catch (error) {
+    return Either.left(`not MessagePack: ${error instanceof Error ? error.message : String(error)}`)
+  }
+}
+
+/** Decodes an unpacked value with `schema`; `Left` says where and why it failed. */
+export const decodeValue = (schema: HasAst, value: unknown): Either.Either<unknown, string> =>
+  Either.mapLeft(ParseResult.decodeUnknownEither(schemaOf(schema))(value), describe)
+
+export const decode = (schema: HasAst, bytes: Uint8Array): Either.Either<unknown, string> =>
+  Either.flatMap(unpack(bytes), (value) => decodeValue(schema, value))
