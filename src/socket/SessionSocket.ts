@@ -180,11 +180,19 @@ export const reconnecting = <E>(
   Effect.gen(function*() {
     const settings = yield* checkOptions(options)
     const outer = yield* Effect.scope
+    const open = yield* Effect.makeLatch(false)
+    let current: Adapter | undefined
+    // Once this socket's scope has closed, writes fail instead of waiting for a session that will not come.
+    let shut = false
+    yield* Effect.addFinalizer(() =>
+      Effect.suspend(() => {
+        shut = true
+        return open.open
+      })
+    )
     const watchers = yield* FiberSet.make()
     // One connection attempt at a time, so that concurrent `runRaw`s share one session.
     const connecting = yield* Effect.makeSemaphore(1)
-    const open = yield* Effect.makeLatch(false)
-    let current: Adapter | undefined
 
     const attach: Effect.Effect<Adapter, E> = Effect.gen(function*() {
       const scope = yield* Scope.fork(outer, ExecutionStrategy.sequential)
@@ -199,7 +207,7 @@ export const reconnecting = <E>(
           session.closed,
           Effect.suspend(() => {
             adapter.ended = true
-            if (current === adapter) open.unsafeClose()
+            if (current === adapter && !shut) open.unsafeClose()
             return Scope.close(scope, Exit.void)
           })
         )
@@ -210,11 +218,11 @@ export const reconnecting = <E>(
     yield* attach
 
     const live: Effect.Effect<Adapter, Socket.SocketError> = connecting.withPermits(1)(
-      Effect.suspend(() =>
-        current !== undefined && !current.ended
-          ? Effect.succeed(current)
-          : Effect.mapError(attach, (cause) => new Socket.SocketGenericError({ reason: "Open", cause }))
-      )
+      Effect.suspend(() => {
+        if (shut) return Effect.fail(new Socket.SocketGenericError({ reason: "Open", cause: new ConnectionClosed({ reason: "Closed" }) }))
+        if (current !== undefined && !current.ended) return Effect.succeed(current)
+        return Effect.mapError(attach, (cause) => new Socket.SocketGenericError({ reason: "Open", cause }))
+      })
     )
 
     const runRaw = <_, E2 = never, R = never>(
@@ -225,7 +233,7 @@ export const reconnecting = <E>(
     const write = (chunk: Uint8Array | string | Socket.CloseEvent): Effect.Effect<void, Socket.SocketError> =>
       open.whenOpen(
         Effect.suspend(() =>
-          current === undefined
+          shut || current === undefined
             ? Effect.fail(new Socket.SocketGenericError({ reason: "Write", cause: new ConnectionClosed({ reason: "Closed" }) }))
             : current.write(chunk)
         )
