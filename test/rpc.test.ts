@@ -16,6 +16,7 @@ import {
   layerServerProtocol,
   layerServerProtocolWith
 } from "cvg-core/rpc"
+import { main } from "../examples/rpc.js"
 import { type MemoryNetwork, memoryNetwork } from "./support/memoryNetwork.js"
 import { bounded, modes, type SideOptions } from "./support/sessions.js"
 
@@ -239,6 +240,12 @@ describe("@effect/rpc over cvg, over loopback TCP", () => {
       )
       expect(yield* client.WhoAmI()).toBe("ada")
     }).pipe(bounded("wrong password")))
+
+  it.live("examples/rpc.ts runs: typed error caught, stream received", () =>
+    Effect.gen(function*() {
+      const result = yield* main.pipe(bounded("examples/rpc.ts"))
+      expect(result).toMatchObject({ todo: { id: 1 }, missing: "TodoNotFound { id: 42 }", streamed: 2 })
+    }))
 
   it.effect("bad options fail the Layers with InvalidArgument before anything is opened", () =>
     Effect.gen(function*() {

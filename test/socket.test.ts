@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as Socket from "@effect/platform/Socket"
-import { Cause, Chunk, Deferred, Effect, Exit, Fiber, Option, Stream } from "effect"
+import { Cause, Chunk, Deferred, Effect, Exit, Fiber, Option, Scope, Stream } from "effect"
 import { InvalidArgument, Packet, PacketType, SessionSocket, UnexpectedPacket } from "cvg-core"
 import { MemorySocket } from "cvg-core/testing"
 import { memoryNetwork } from "./support/memoryNetwork.js"
@@ -170,6 +170,18 @@ describe("SessionSocket.reconnecting", () => {
       expect(yield* Deferred.await(back)).toBe("again")
       expect([connects, network.accepted()]).toEqual([2, 2])
     }).pipe(bounded("reconnecting socket")))
+
+  it.scopedLive("once the socket's scope has closed, a write fails instead of waiting for a session", () =>
+    Effect.gen(function*() {
+      const network = yield* memoryNetwork(modes.encrypted)
+      yield* Effect.forkScoped(network.server.run(() => Effect.never))
+      const scope = yield* Scope.make()
+      const socket = yield* Scope.extend(SessionSocket.reconnecting(network.connect(modes.encrypted)), scope)
+      const write = yield* socket.writer
+      yield* Scope.close(scope, Exit.void)
+      expect(failureOf(yield* Effect.exit(write("late")))).toMatchObject({ reason: "Write" })
+      expect(failureOf(yield* Effect.exit(socket.runRaw(() => {})))).toMatchObject({ reason: "Open" })
+    }).pipe(bounded("write after release")))
 
   it.scopedLive("the first connection is made at once: its typed error fails the socket's creation", () =>
     Effect.gen(function*() {
