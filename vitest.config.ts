@@ -13,7 +13,8 @@ export default defineConfig({
     // `paths` does the same for the type-check.
     alias: [
       { find: /^cvg-core$/, replacement: source("./src/index.ts") },
-      { find: /^cvg-core\/testing$/, replacement: source("./src/testing.ts") }
+      { find: /^cvg-core\/testing$/, replacement: source("./src/testing.ts") },
+      { find: /^cvg-core\/rpc$/, replacement: source("./src/rpc.ts") }
     ]
   },
   test: {

@@ -21,7 +21,8 @@ import { dirname, join, relative, resolve, sep } from "node:path"
 import { fileURLToPath } from "node:url"
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), "..")
-const PEERS = ["effect", "@effect/platform", "@effect/platform-node"]
+// @effect/rpc is an optional peer (only cvg-core/rpc needs it); installed here so that (b) checks that subpath.
+const PEERS = ["effect", "@effect/platform", "@effect/platform-node", "@effect/rpc"]
 const TIME_LIMIT_MS = 60_000
 
 /** Runs a command; returns its result, never throws. */
@@ -164,8 +165,11 @@ try {
 const { connect, Packet, PacketType, serve } = cvg`)
 
 const TS_CONSUMER = `
-import { Effect, type Layer } from "effect"
-import { type Crypto, connect, type ConnectError, ListenFailed, Packet, PacketType, serve, type ServeError, type Session, type SessionError, type UnexpectedPacket } from "cvg-core"
+import type * as Socket from "@effect/platform/Socket"
+import type { RpcClient, RpcSerialization, RpcServer } from "@effect/rpc"
+import { Effect, type Layer, type Scope } from "effect"
+import { type Crypto, connect, connectScoped, type ConnectError, type InvalidArgument, ListenFailed, Packet, PacketType, serve, type ServeError, type Session, type SessionError, SessionSocket, type UnexpectedPacket } from "cvg-core"
+import { layerClientProtocol, layerServerProtocol } from "cvg-core/rpc"
 import { DeterministicCrypto, MemorySocket } from "cvg-core/testing"
 
 const echo = (session: Session) =>
@@ -182,6 +186,13 @@ export const client: Effect.Effect<Packet, ConnectError | SessionError | Unexpec
 
 export const pair = MemorySocket.makePair({ clientToServer: { split: true } })
 export const crypto: Layer.Layer<Crypto> = DeterministicCrypto.layer("seed")
+
+export const rpcClient: Layer.Layer<RpcClient.Protocol, ConnectError, RpcSerialization.RpcSerialization> =
+  layerClientProtocol({ port: 5000, password: "pw", packetType: PacketType.PACKET })
+export const rpcServer: Layer.Layer<RpcServer.Protocol, ListenFailed | InvalidArgument, RpcSerialization.RpcSerialization> =
+  layerServerProtocol({ port: 0, password: "pw" })
+export const socket: Effect.Effect<Socket.Socket, ConnectError, Scope.Scope> =
+  SessionSocket.reconnecting(connectScoped({ port: 5000, password: "pw" }))
 `
 
 // --- the run ------------------------------------------------------------------------------------

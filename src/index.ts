@@ -63,3 +63,9 @@ export const NodeCrypto = {
   makeWith: makeNodeCryptoWith
 } as const
 export * as DeterministicCrypto from "./crypto/DeterministicCrypto.js"
+/**
+ * A session as an `@effect/platform` `Socket`, and a server as a `SocketServer`, so that protocols
+ * written against those interfaces run over cvg. `@effect/rpc` over cvg is in `cvg-core/rpc`.
+ */
+export * as SessionSocket from "./socket/SessionSocket.js"
+export * as SessionSocketServer from "./socket/SessionSocketServer.js"
