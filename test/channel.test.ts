@@ -6,7 +6,7 @@
  * checked frame by frame against the key schedule.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Either, Exit } from "effect"
+import { Effect, Either, Exit, Fiber } from "effect"
 import { NodeCrypto, Packet, PacketType, type Session } from "../src/index.js"
 import { makeEncryptedRecordLayer, MIN_REKEY_INTERVAL } from "../src/channel/RecordLayer.js"
 import { nextTrafficKeys, recordNonce, type TrafficKeys, trafficKeys } from "../src/handshake/KeySchedule.js"
@@ -49,14 +49,25 @@ const sendThroughFault = (faults: MemorySocket.FaultOptions, count: number, opti
     const result = yield* runPair(memory(faults), options, options)
     const client = succeeded(result.client, "client")
     const server = succeeded(result.server, "server")
-    for (let id = 1; id <= count; id++) yield* Effect.ignore(client.send(packet(id)))
-    const received: Array<number> = []
-    let failure: unknown
-    while (failure === undefined) {
-      const next = yield* Effect.exit(server.receive())
-      if (Exit.isSuccess(next)) received.push(next.value.id)
-      else failure = typedError(next, "server receive")
+    // The server is already receiving when the packets arrive: what a fault lets through is taken
+    // before the session fails (a failed session drops what nobody has taken).
+    const receiving = yield* Effect.fork(Effect.gen(function*() {
+      const received: Array<number> = []
+      while (true) {
+        const next = yield* Effect.exit(server.receive())
+        if (Exit.isSuccess(next)) received.push(next.value.id)
+        else return { received, failure: typedError(next, "server receive") }
+      }
+    }))
+    yield* Effect.yieldNow()
+    // One frame per packet, as the faults below count frames: a pause (a timer, after which every
+    // ready fiber has run) lets the writer take each packet alone instead of sealing them together
+    // as one BATCH (PROTOCOL.md §7.3).
+    for (let id = 1; id <= count; id++) {
+      yield* Effect.ignore(client.send(packet(id)))
+      yield* Effect.sleep("1 millis")
     }
+    const { received, failure } = yield* Fiber.join(receiving)
     const serverEnd = yield* server.closed
     const clientEnd = yield* client.closed
     for (const end of [serverEnd, clientEnd]) expect(TYPED_TAGS.has(end._tag), String(end)).toBe(true)
@@ -348,15 +359,21 @@ describe("rekey with a tiny interval", () => {
       const toClient = recorder.framesOf("S->C").slice(1)
       expect(toServer.every((f) => f.type === MessageType.ENCRYPTED)).toBe(true)
       expect(toClient.every((f) => f.type === MessageType.ENCRYPTED)).toBe(true)
-      const clientMessages = 1 + COUNT + 1 // ClientFinished, requests, CLOSE
-      const serverMessages = 2 + COUNT + 1 // ServerFinished, ServerAccept, replies, CLOSE
-      expect(toServer.length).toBe(clientMessages + expectedKeyUpdates(clientMessages, 3))
+      // Messages may share a record (BATCH, PROTOCOL.md §7.3), so the records carrying them are
+      // counted back from the wire: n records of messages need exactly expectedKeyUpdates(n, 3)
+      // KEY_UPDATEs between them.
+      const dataRecords = (frames: number) => {
+        for (let n = 1; n <= frames; n++) if (n + expectedKeyUpdates(n, 3) === frames) return n
+        return undefined
+      }
+      const clientRecords = dataRecords(toServer.length)
+      expect(clientRecords).toBeDefined()
+      expect(clientRecords!).toBeLessThanOrEqual(1 + COUNT + 1) // ClientFinished, requests, CLOSE
       // The server's answering CLOSE may miss the wire: the client stops reading once its own CLOSE
       // is out, and does not wait for the answer (PROTOCOL.md §7.1).
-      expect([serverMessages - 1 + expectedKeyUpdates(serverMessages - 1, 3), serverMessages + expectedKeyUpdates(serverMessages, 3)])
-        .toContain(toClient.length)
-      // About one key generation per two messages: well over a thousand key updates each way.
-      expect(expectedKeyUpdates(clientMessages, 3)).toBeGreaterThan(1000)
+      expect(dataRecords(toClient.length)).toBeDefined()
+      // Dozens of key updates each way even when 16 requests at a time share records.
+      expect(expectedKeyUpdates(clientRecords!, 3)).toBeGreaterThan(50)
     }).pipe(Effect.scoped, noHang("20 seconds", "the rekey run")), 30_000)
 
   it.live(`tcp: ${COUNT} requests and replies with rekeyAfter 2 (raised to the smallest, 3) on both sides`, () =>
