@@ -455,3 +455,30 @@ describe("record layer key update, frame by frame", () => {
       }))
   }
 })
+
+describe("BATCH (PROTOCOL.md §7.3)", () => {
+  for (const [mode, options] of [["encrypted", {}], ["plaintext", { encryption: "disabled" }]] as const) {
+    it.live(`${mode}: 256 requests in flight share frames both ways, and every reply reaches its request`, () =>
+      Effect.gen(function*() {
+        const recorder = makeRecorder()
+        const result = yield* runPair(
+          memory({ clientToServer: { tap: recorder.tap("C->S") }, serverToClient: { tap: recorder.tap("S->C") } }),
+          options,
+          options
+        )
+        const client = succeeded(result.client, "client")
+        const server = succeeded(result.server, "server")
+        yield* Effect.forkScoped(server.serve((p) => Effect.succeed(p)))
+        const replies = yield* Effect.forEach(
+          Array.from({ length: 256 }, (_, i) => i + 1),
+          (id) => client.request(packet(id, `batch ${id}`)),
+          { concurrency: "unbounded" }
+        )
+        expect(replies.map((r) => new TextDecoder().decode(r.payload))).toEqual(replies.map((_, i) => `batch ${i + 1}`))
+        // Far fewer frames than messages in each direction: the 256 went out in a few batches.
+        expect(recorder.framesOf("C->S").length).toBeLessThan(64)
+        expect(recorder.framesOf("S->C").length).toBeLessThan(64)
+        if (mode === "plaintext") expect(recorder.framesOf("C->S").some((f) => f.type === MessageType.BATCH)).toBe(true)
+      }).pipe(Effect.scoped, noHang("20 seconds", "the batched requests")))
+  }
+})
