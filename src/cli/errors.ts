@@ -69,6 +69,22 @@ export const ExitCode = {
   interrupted: 130
 } as const
 
+/** The exit codes as `--help` and README.md list them (a test checks that they agree). */
+export const EXIT_CODES: ReadonlyArray<readonly [string, string]> = [
+  ["0", "success"],
+  ["1", "other failure: a socket error, an internal error, the bench not available"],
+  ["2", "usage: bad or missing arguments, --password, an empty password file, an unset --password-env (UsageError, InvalidArgument)"],
+  ["3", "cannot connect or listen (ConnectFailed, ListenFailed)"],
+  ["4", "authentication failed: wrong or missing password (AuthFailed)"],
+  ["5", "handshake failed (HandshakeError, EncryptionMismatch)"],
+  ["6", "protocol error (ProtocolError, UnexpectedPacket, DecodeFailed)"],
+  ["7", "the connection closed before the command was done (ConnectionClosed)"],
+  ["8", "the peer refused or could not answer (RemoteError, RequestTimeout, TransferFailed)"],
+  ["9", "a local file could not be read or written (FileError)"],
+  ["130", "interrupted (Ctrl-C, SIGTERM)"],
+  ["N", "cvg bench: the bench's own exit code"]
+]
+
 /** Exit codes by error tag; a tag not listed (a socket error, a defect) exits with `other`. */
 const CODES: Readonly<Record<string, number>> = {
   UsageError: ExitCode.usage,

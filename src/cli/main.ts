@@ -13,7 +13,7 @@ import { Console, Effect, Exit, Logger } from "effect"
 import { benchCommand, runBench } from "./bench.js"
 import { lineLogger } from "./common.js"
 import { connectCommand } from "./connect.js"
-import { describeCause, ExitCode, Unavailable, UsageError } from "./errors.js"
+import { describeCause, EXIT_CODES, ExitCode, Unavailable, UsageError } from "./errors.js"
 import { receiveCommand } from "./receive.js"
 import { sendCommand } from "./send.js"
 import { packageInfo } from "./root.js"
@@ -28,22 +28,6 @@ const cvg = Command.make("cvg", {}, () =>
     ),
     Command.withSubcommands([serveCommand, connectCommand, sendCommand, receiveCommand, benchCommand])
   )
-
-/** The exit codes (README.md has the same table), by the error tags that lead to them. */
-const EXIT_CODES: ReadonlyArray<readonly [string, string]> = [
-  ["0", "success"],
-  ["1", "other failure: a socket error, an internal error, the bench not available"],
-  ["2", "usage: bad or missing arguments, --password, an empty password file, an unset --password-env (UsageError, InvalidArgument)"],
-  ["3", "cannot connect or listen (ConnectFailed, ListenFailed)"],
-  ["4", "authentication failed: wrong or missing password (AuthFailed)"],
-  ["5", "handshake failed (HandshakeError, EncryptionMismatch)"],
-  ["6", "protocol error (ProtocolError, UnexpectedPacket, DecodeFailed)"],
-  ["7", "the connection closed before the command was done (ConnectionClosed)"],
-  ["8", "the peer refused or could not answer (RemoteError, RequestTimeout, TransferFailed)"],
-  ["9", "a local file could not be read or written (FileError)"],
-  ["130", "interrupted (Ctrl-C, SIGTERM)"],
-  ["N", "cvg bench: the bench's own exit code"]
-]
 
 const footer = HelpDoc.blocks([
   HelpDoc.h1("PASSWORDS"),
