@@ -24,6 +24,7 @@ import {
   EncryptionMismatch,
   type EncryptionPolicy,
   HandshakeError,
+  type PeerAlert,
   ProtocolError
 } from "../errors.js"
 import { makeEncryptedRecordLayer, MAX_RECORDS_PER_KEY, plaintextRecordLayer, type RecordLayer } from "../channel/RecordLayer.js"
@@ -93,6 +94,7 @@ export type HandshakeFailure =
   | AuthFailed
   | HandshakeError
   | ProtocolError
+  | PeerAlert
   | ConnectionClosed
   | Socket.SocketError
 
@@ -270,7 +272,11 @@ const read = (ctx: Context, expected: ReadonlyArray<number>): Effect.Effect<read
 /** Tells the peer why we stop (PROTOCOL.md §6) unless `tell` is false, then fails with the same error. */
 const abort = <E extends HandshakeFailure>(ctx: Context, error: E, tellPeer = true): Effect.Effect<never, E> =>
   Effect.suspend(() => {
-    if (tellPeer && error._tag !== "ConnectionClosed" && error._tag !== "SocketError" && error._tag !== "EncryptionMismatch") {
+    // A PeerAlert is the peer's own alert, which is never answered with one (§6).
+    if (
+      tellPeer && error._tag !== "ConnectionClosed" && error._tag !== "SocketError" && error._tag !== "EncryptionMismatch" &&
+      error._tag !== "PeerAlert"
+    ) {
       const body = encodeAlert(new Alert({ code: errorToAlert(error) }))
       if (ctx.records === undefined) ctx.framed.enqueue(encodeFrame(MessageType.ALERT, body))
       else ctx.records.write(MessageType.ALERT, body, EMPTY, ctx.framed.enqueue)
