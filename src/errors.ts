@@ -53,10 +53,14 @@ export class AuthFailed extends Schema.TaggedError<AuthFailed>()("AuthFailed", {
  *   echo server, a client of another protocol); `detail` says what was seen.
  * - `Aborted`: a local failure (the `Crypto` service, a puzzle too hard), or an alert that cannot be
  *   trusted or has no meaning here (PROTOCOL.md §6); `detail` says which.
+ *
+ * `cause` is the lower-level error it was made from (a `CryptoError`, a `ProtocolError` of the frame
+ * layer), when there is one.
  */
 export class HandshakeError extends Schema.TaggedError<HandshakeError>()("HandshakeError", {
   reason: Schema.Literal("Version", "Malformed", "InvalidPublicKey", "KeyConfirmation", "Timeout", "Aborted", "NotCvgPeer"),
-  detail: Schema.optional(Schema.String)
+  detail: Schema.optional(Schema.String),
+  cause: Schema.optional(Schema.Defect)
 }) {
   override get message(): string {
     return this.detail === undefined ? `handshake failed: ${this.reason}` : `handshake failed: ${this.reason}: ${this.detail}`
@@ -66,6 +70,7 @@ export class HandshakeError extends Schema.TaggedError<HandshakeError>()("Handsh
 /**
  * This side found the peer breaking the wire protocol, or one of its own limits or timeouts ran out
  * (PROTOCOL.md §2, §8, §10); when the peer tells us it did, the error is `PeerAlert` instead.
+ * `cause` is the lower-level error it was made from, when there is one.
  */
 export class ProtocolError extends Schema.TaggedError<ProtocolError>()("ProtocolError", {
   reason: Schema.Literal(
@@ -78,7 +83,8 @@ export class ProtocolError extends Schema.TaggedError<ProtocolError>()("Protocol
     "LimitExceeded",
     "Timeout"
   ),
-  detail: Schema.optional(Schema.String)
+  detail: Schema.optional(Schema.String),
+  cause: Schema.optional(Schema.Defect)
 }) {
   override get message(): string {
     return this.detail === undefined ? `protocol error: ${this.reason}` : `protocol error: ${this.reason}: ${this.detail}`
@@ -193,10 +199,12 @@ export class UnexpectedPacket extends Schema.TaggedError<UnexpectedPacket>()("Un
 /**
  * The connection is over.
  * - `Closed`: the peer sent the orderly close message (PROTOCOL.md §7), or we closed it ourselves.
- * - `Cut`: the transport ended without a close message.
+ * - `Cut`: the transport ended without a close message; `cause` is the socket's error when it was a
+ *   reset or a failed read rather than an end of stream.
  */
 export class ConnectionClosed extends Schema.TaggedError<ConnectionClosed>()("ConnectionClosed", {
-  reason: Schema.Literal("Closed", "Cut")
+  reason: Schema.Literal("Closed", "Cut"),
+  cause: Schema.optional(Schema.Defect)
 }) {
   override get message(): string {
     return this.reason === "Closed" ? "connection closed" : "connection cut without a close message"

@@ -73,6 +73,11 @@ const failingKeyGeneration = cryptoWith(() => ({
   generateKeyPair: Effect.fail(new CryptoError({ reason: "Internal", detail: "no entropy (test)" }))
 }))
 
+/** A P-521 work queue that is always full (PROTOCOL.md §10.5). */
+const busyCrypto = cryptoWith(() => ({
+  deriveSharedSecret: () => Effect.fail(new CryptoError({ reason: "Busy", detail: "queue full (test)" }))
+}))
+
 const failingAead = cryptoWith(() => ({
   aead: () => Either.left(new CryptoError({ reason: "Internal", detail: "no cipher (test)" }))
 }))
@@ -130,12 +135,13 @@ const clientAgainstRaw = (bytes: Uint8Array) =>
 // ---------------------------------------------------------------------------------------------
 
 describe("HandshakeError", () => {
-  it.live("Aborted: a client whose Crypto cannot generate a key pair", () =>
+  it.live("Aborted: a client whose Crypto cannot generate a key pair; the CryptoError is its cause", () =>
     Effect.gen(function*() {
       const result = yield* runPair(memory(), {}, {}, { client: failingKeyGeneration })
       const client = typedError(result.client, "client")
       expect(client).toBeInstanceOf(HandshakeError)
       expect(client).toMatchObject({ _tag: "HandshakeError", reason: "Aborted" })
+      expect(client).toHaveProperty("cause", new CryptoError({ reason: "Internal", detail: "no entropy (test)" }))
       // The server hears an INTERNAL alert instead of a ClientHello: the failure was the client's.
       expect(typedError(result.server, "server")).toEqual(new PeerAlert({ reason: "Internal", phase: "Handshake" }))
     }).pipe(Effect.scoped, noHang(HANG_LIMIT, "the handshake")))
@@ -145,6 +151,7 @@ describe("HandshakeError", () => {
       const result = yield* runPair(memory(), {}, {}, { server: failingKeyGeneration })
       const server = typedError(result.server, "server")
       expect(server).toMatchObject({ _tag: "HandshakeError", reason: "Aborted" })
+      expect(server).toHaveProperty("cause._tag", "CryptoError")
       expect(typedError(result.client, "client")).toEqual(new PeerAlert({ reason: "Internal", phase: "Handshake" }))
     }).pipe(Effect.scoped, noHang(HANG_LIMIT, "the handshake")))
 
@@ -154,6 +161,7 @@ describe("HandshakeError", () => {
         const result = yield* runPair(memory(), {}, {}, side === "client" ? { client: failingAead } : { server: failingAead })
         const failed = typedError(side === "client" ? result.client : result.server, side)
         expect(failed).toMatchObject({ _tag: "HandshakeError", reason: "Aborted", detail: "key schedule" })
+        expect(failed).toHaveProperty("cause", new CryptoError({ reason: "Internal", detail: "no cipher (test)" }))
         // Without a cipher its alert goes out in plaintext, and the peer already holds keys: the alert
         // is unauthenticated and reported as such (PROTOCOL.md §6).
         const peer = typedError(side === "client" ? result.server : result.client, side === "client" ? "server" : "client")
@@ -170,6 +178,9 @@ describe("HandshakeError", () => {
       const { error, frames } = yield* serverAgainstRaw(encodeFrame(MessageType.CLIENT_HELLO, hello), 2)
       expect(error).toBeInstanceOf(HandshakeError)
       expect(error).toMatchObject({ _tag: "HandshakeError", reason: "InvalidPublicKey" })
+      // The Crypto service's refusal, which says why, is kept.
+      expect(error).toHaveProperty("cause._tag", "CryptoError")
+      expect(error).toHaveProperty("cause.reason", "InvalidPublicKey")
       expect(frames.map((f) => f[4])).toEqual([MessageType.SERVER_HELLO, MessageType.ALERT])
       expect(Array.from(frames[1] ?? [])).toEqual(alertFrame(AlertCode.MALFORMED))
     }))
@@ -360,6 +371,15 @@ describe("ProtocolError", () => {
       expect(yield* client.closed).toMatchObject({ _tag: "PeerAlert", reason: "LimitExceeded", phase: "Session" })
     }).pipe(noHang(HANG_LIMIT, "the session")))
 
+  it.live("LimitExceeded: a server with a full P-521 queue refuses; its cause is the CryptoError, the client hears the alert", () =>
+    Effect.gen(function*() {
+      const result = yield* runPair(memory(), {}, {}, { server: busyCrypto })
+      const server = typedError(result.server, "server")
+      expect(server).toMatchObject({ _tag: "ProtocolError", reason: "LimitExceeded", detail: "busy: queue full (test)" })
+      expect(server).toHaveProperty("cause", new CryptoError({ reason: "Busy", detail: "queue full (test)" }))
+      expect(typedError(result.client, "client")).toEqual(new PeerAlert({ reason: "LimitExceeded", phase: "Handshake" }))
+    }).pipe(Effect.scoped, noHang(HANG_LIMIT, "the handshake")))
+
   it.scopedLive("LimitExceeded: more open incoming streams than maxIncomingStreams", () =>
     Effect.gen(function*() {
       const { client, server } = yield* memorySessions({ server: { maxIncomingStreams: 1 } })
@@ -478,6 +498,25 @@ describe("ListenFailed", () => {
       expect(error).toMatchObject({ _tag: "ListenFailed", host: "192.0.2.1", port: 0, code: "EADDRNOTAVAIL" })
       expect(error.message).toContain("192.0.2.1:0")
     }).pipe(noHang(HANG_LIMIT, "the listen")))
+})
+
+describe("ConnectionClosed", () => {
+  it.live("Cut: a connection cut during the handshake keeps the socket's error as its cause", () =>
+    Effect.gen(function*() {
+      const [clientSocket, serverSocket] = yield* MemorySocket.makePair()
+      const raw = yield* rawPeer(serverSocket)
+      const client = yield* ClientSession.session().pipe(
+        Effect.provideService(Socket.Socket, clientSocket),
+        Effect.provide(NodeCrypto.layer),
+        Effect.exit,
+        Effect.fork
+      )
+      yield* raw.waitForFrames(1)
+      yield* MemorySocket.cut(serverSocket)
+      const error = typedError(yield* Fiber.join(client), "client")
+      expect(error).toMatchObject({ _tag: "ConnectionClosed", reason: "Cut" })
+      expect(error).toHaveProperty("cause._tag", "SocketError")
+    }).pipe(Effect.scoped, noHang(HANG_LIMIT, "the client handshake")))
 })
 
 // AuthFailed, EncryptionMismatch, UnexpectedPacket and ConnectionClosed: every reason is already
