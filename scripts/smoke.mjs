@@ -225,7 +225,8 @@ try {
   check("(b) strict NodeNext TypeScript consumer and the README snippets type-check against the shipped .d.ts", () => {
     writeFileSync(join(app, "consumer.ts"), TS_CONSUMER)
     const snippets = join(repo, "test", "support", "readme")
-    for (const name of readdirSync(snippets)) cpSync(join(snippets, name), join(app, `readme-${name}`))
+    // Under their own names, in a folder of their own: a snippet may import another (`./greeter.js`).
+    cpSync(snippets, join(app, "readme"), { recursive: true })
     writeFileSync(join(app, "tsconfig.json"), JSON.stringify({
       compilerOptions: {
         target: "ES2022",
@@ -238,7 +239,7 @@ try {
         verbatimModuleSyntax: true,
         noEmit: true
       },
-      include: ["*.ts"]
+      include: ["*.ts", "readme/*.ts"]
     }, null, 2))
     const tsc = join(repo, "node_modules", "typescript", "bin", "tsc")
     const result = run(process.execPath, [tsc, "-p", "tsconfig.json", "--listFiles", "--pretty", "false"], app)

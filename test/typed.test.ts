@@ -6,6 +6,7 @@
 import { describe, expect, expectTypeOf, it } from "@effect/vitest"
 import { Chunk, Effect, Fiber, Queue, Schema, Stream } from "effect"
 import { Api, connectScoped, DecodeFailed, RemoteError, type Session } from "cvg-core"
+import { main as typedExample } from "../examples/typed.js"
 import { bounded, memorySessions, modes, startServer } from "./support/sessions.js"
 
 class User extends Schema.Class<User>("User")({ id: Schema.Number, name: Schema.String, avatar: Schema.Uint8ArrayFromSelf }) {}
@@ -106,6 +107,14 @@ describe("typed messages (PROTOCOL.md §12)", () => {
       expect(yield* Effect.flip(users.call(new Slow(), { timeout: "50 millis" }))).toMatchObject({ _tag: "RequestTimeout" })
       expect((yield* users.call(new GetUser({ id: 7 }))).name).toBe("Alice")
     }).pipe(bounded("typed timeout")))
+})
+
+describe("examples/typed.ts", () => {
+  it.live("the seed's example with typed messages runs end to end over TCP", () =>
+    Effect.gen(function*() {
+      const result = yield* typedExample.pipe(bounded("examples/typed.ts"))
+      expect(result).toEqual({ greeting: "hello world", refused: "mallory is not welcome", ticks: [1, 2, 3] })
+    }))
 })
 
 describe("typed decoding failures", () => {

@@ -3,15 +3,17 @@
 // against the packed and installed package. Never run.
 
 import { Effect } from "effect"
-import { connect, Packet, PacketType } from "cvg-core"
+import { connect } from "cvg-core"
+import { Greeter, Hello } from "./greeter.js"
 
 const program = Effect.gen(function*() {
   const session = yield* connect({ host: "127.0.0.1", port: 5000, password: "secret" })
-  const answer = yield* session.request(
-    new Packet({ id: session.nextId(), type: PacketType.COMMAND, payload: new TextEncoder().encode("hello") }),
-    { expect: PacketType.RESPONSE }
+  const greeter = Greeter.client(session)
+  const greeting = yield* greeter.call(new Hello({ name: "world" }))
+  console.log(greeting.text) // "hello world"
+  yield* greeter.call(new Hello({ name: "mallory" })).pipe(
+    Effect.catchTag("NotWelcome", (error) => Effect.log(`${error.name} is not welcome`))
   )
-  console.log(String(answer))
   yield* session.close
 })
 

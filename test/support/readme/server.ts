@@ -4,11 +4,13 @@
 
 import { NodeRuntime } from "@effect/platform-node"
 import { Effect } from "effect"
-import { Packet, PacketType, serve } from "cvg-core"
+import { serve } from "cvg-core"
+import { Greeter, Greeting, NotWelcome } from "./greeter.js"
 
 const server = serve({ port: 5000, password: "secret" }, (session) =>
-  session.serve((packet) =>
-    Effect.succeed(new Packet({ id: packet.id, type: PacketType.RESPONSE, payload: packet.payload }))
-  ))
+  Greeter.serve(session, {
+    Hello: ({ name }) =>
+      name === "mallory" ? Effect.fail(new NotWelcome({ name })) : Effect.succeed(new Greeting({ text: `hello ${name}` }))
+  }))
 
 NodeRuntime.runMain(server)

@@ -1,0 +1,96 @@
+/**
+ * The typed layer's byte-level parts (PROTOCOL.md §12): the MessagePack structure check that runs
+ * before any decoding, and the reader of a streamed reply's items.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Either, FastCheck } from "effect"
+import { Packr } from "msgpackr"
+import * as Codec from "../src/typed/Codec.js"
+import { MAX_DEPTH, msgPackProblem } from "../src/wire/MsgPack.js"
+import { encodeItemInto, ITEM_HEADER_LENGTH, ItemStatus, makeItemReader } from "../src/wire/TypedFrames.js"
+
+const packr = new Packr({ useRecords: false, moreTypes: false })
+const jsonLike = FastCheck.jsonValue({ maxDepth: 6 })
+const header = (type: number, length: number, size: 2 | 4) => {
+  const out = new Uint8Array(1 + size)
+  out[0] = type
+  if (size === 2) new DataView(out.buffer).setUint16(1, length)
+  else new DataView(out.buffer).setUint32(1, length)
+  return out
+}
+
+describe("MessagePack structure check (PROTOCOL.md §12.1)", () => {
+  it.prop("passes every value msgpackr writes, with byte fields", [jsonLike, FastCheck.uint8Array({ maxLength: 300 })], ([value, bytes]) => {
+    expect(msgPackProblem(packr.pack({ value, bytes }))).toBeUndefined()
+  })
+
+  it.prop("refuses every truncation, and trailing bytes", [jsonLike], ([value]) => {
+    const packed = packr.pack([value, "end"])
+    for (let n = 0; n < packed.length; n++) expect(msgPackProblem(packed.subarray(0, n))).toBeDefined()
+    expect(msgPackProblem(Buffer.concat([packed, Uint8Array.of(0xc0)]))).toContain("after the value")
+  })
+
+  it("refuses a container that declares more elements than bytes remain, before anything is allocated", () => {
+    expect(msgPackProblem(header(0xdd, 30_000_000, 4))).toBe("a container of 30000000 elements in 0 bytes")
+    expect(msgPackProblem(header(0xdf, 2 ** 32 - 1, 4))).toContain("elements in 0 bytes")
+    expect(msgPackProblem(Buffer.concat([header(0xdc, 3, 2), Uint8Array.of(1, 2)]))).toContain("3 elements in 2 bytes")
+    // Through the codec: a typed error, not 230 MB.
+    const decoded = Codec.unpack(header(0xdd, 30_000_000, 4))
+    expect(Either.isLeft(decoded) && decoded.left).toContain("not MessagePack")
+  })
+
+  it("refuses extension types, the unused 0xc1, and nesting deeper than the limit", () => {
+    expect(msgPackProblem(Uint8Array.of(0xd4, 0x00, 0x00))).toContain("0xd4")
+    expect(msgPackProblem(Uint8Array.of(0xc7, 0x01, 0x05, 0x00))).toContain("0xc7")
+    expect(msgPackProblem(Uint8Array.of(0xc1))).toContain("0xc1")
+    const nested = (depth: number) => Uint8Array.from([...new Array<number>(depth).fill(0x91), 0x01])
+    expect(msgPackProblem(nested(MAX_DEPTH))).toBeUndefined()
+    expect(msgPackProblem(nested(MAX_DEPTH + 1))).toContain("nested deeper")
+  })
+
+  it.prop("never throws on random bytes, and the codec gives a value or a reason", [FastCheck.uint8Array({ maxLength: 64 })], ([bytes]) => {
+    const problem = msgPackProblem(bytes)
+    expect(problem === undefined || typeof problem === "string").toBe(true)
+    const decoded = Codec.unpack(bytes)
+    expect(Either.isLeft(decoded) ? typeof decoded.left : "value").toMatch(/string|value/)
+  })
+})
+
+describe("stream items (PROTOCOL.md §12.3)", () => {
+  const encodeItems = (bodies: ReadonlyArray<Uint8Array>): Uint8Array => {
+    const out = new Uint8Array(bodies.reduce((n, b) => n + ITEM_HEADER_LENGTH + b.length, 0))
+    let offset = 0
+    for (const body of bodies) offset = encodeItemInto(out, offset, ItemStatus.ITEM, body)
+    return out
+  }
+
+  it.prop(
+    "items cut at any boundaries come out whole and in order",
+    [FastCheck.array(FastCheck.uint8Array({ maxLength: 40 }), { maxLength: 12 }), FastCheck.array(FastCheck.nat(50), { maxLength: 8 })],
+    ([bodies, cuts]) => {
+      const bytes = encodeItems(bodies)
+      const reader = makeItemReader(1024)
+      const got: Array<Array<number>> = []
+      let offset = 0
+      for (const cut of [...cuts, bytes.length]) {
+        const end = Math.min(bytes.length, offset + cut)
+        const items = reader.push(bytes.subarray(offset, end))
+        if (typeof items === "string") throw new Error(items)
+        for (const item of items) got.push(Array.from(item.body))
+        offset = end
+      }
+      expect(got).toEqual(bodies.map((b) => Array.from(b)))
+      expect(reader.atBoundary()).toBe(true)
+    }
+  )
+
+  it("refuses an item over the limit from its header, and an unknown status", () => {
+    const over = new Uint8Array(ITEM_HEADER_LENGTH)
+    new DataView(over.buffer).setUint32(1, 1025)
+    expect(makeItemReader(1024).push(over)).toBe("an item of 1025 bytes, over 1024")
+    expect(makeItemReader(1024).push(Uint8Array.of(7, 0, 0, 0, 0))).toBe("item status 7")
+    const reader = makeItemReader(1024)
+    reader.push(Uint8Array.of(0, 0, 0, 0, 4, 1))
+    expect(reader.atBoundary()).toBe(false)
+  })
+})
