@@ -320,6 +320,16 @@ describe("ProtocolError", () => {
       expect(yield* client.closed).toEqual(new PeerAlert({ reason: "Timeout", phase: "Session" }))
     }).pipe(noHang(HANG_LIMIT, "the idle timeout")))
 
+  /** A BATCH body of `length` bytes of well-formed PACKET items. */
+  const batchOf = (length: number) => {
+    const out = new Uint8Array(length)
+    for (let offset = 0; offset < length;) {
+      const size = Math.min(1000, length - offset - 3)
+      out.set([MessageType.PACKET, size >>> 8, size & 0xff], offset)
+      offset += 3 + size
+    }
+    return out
+  }
   const chunkStart = (flags: number) => encodeChunkStart({ streamId: 1, flags, id: 1, type: 0, total: 0 })
   for (const [what, type, body] of [
     ["a PACKET body under 5 bytes", MessageType.PACKET, Uint8Array.of(0, 0, 1)],
@@ -328,7 +338,12 @@ describe("ProtocolError", () => {
     ["a REPLY_ERROR whose detail is over 1024 bytes", MessageType.REPLY_ERROR, new Uint8Array(5 + 1025).fill(1, 4)],
     ["a STREAM_CANCEL of 5 bytes", MessageType.STREAM_CANCEL, Uint8Array.of(0, 0, 0, 1, 0)],
     ["a CHUNK_START flagged both REQUEST and STREAM", MessageType.CHUNK_START, chunkStart(ChunkFlags.REQUEST | ChunkFlags.STREAM)],
-    ["a CHUNK_START flagged both REQUEST and REPLY", MessageType.CHUNK_START, chunkStart(ChunkFlags.REQUEST | ChunkFlags.REPLY)]
+    ["a CHUNK_START flagged both REQUEST and REPLY", MessageType.CHUNK_START, chunkStart(ChunkFlags.REQUEST | ChunkFlags.REPLY)],
+    ["an empty BATCH", MessageType.BATCH, new Uint8Array(0)],
+    ["a BATCH whose item runs past its end", MessageType.BATCH, Uint8Array.of(MessageType.PACKET, 0, 9, 0, 0, 0, 1, 0xc0)],
+    ["a BATCH inside a BATCH", MessageType.BATCH, Uint8Array.of(MessageType.BATCH, 0, 0)],
+    ["a CLOSE inside a BATCH", MessageType.BATCH, Uint8Array.of(MessageType.CLOSE, 0, 0)],
+    ["a BATCH over 16 KiB", MessageType.BATCH, batchOf(16 * 1024 + 1)]
   ] as const) {
     it.scopedLive(`Malformed: ${what} after the handshake`, () =>
       Effect.gen(function*() {

@@ -609,8 +609,10 @@ export const makeSession = (
       for (const waiter of slotWaiters.splice(0)) waiter()
       for (const state of incoming.values()) if (state._tag === "Stream") finishStream(state, failure)
       incoming.clear()
-      // Nobody will take what is still queued: it goes, and everything held goes back to the pool.
-      inbox.length = 0
+      // After an orderly close, what the peer sent before its CLOSE is still there for `receive` and
+      // `serve`, which see the close once it is taken (PROTOCOL.md §7.1). After a failure nothing
+      // that arrived can be acted on: it goes. Either way the budget goes back to the pool now.
+      if (!(error instanceof ConnectionClosed && error.reason === "Closed")) inbox.length = 0
       budget.close()
       for (const out of outgoingCredit.values()) out.wake?.()
       for (const waiter of endWaiters.splice(0)) waiter(error)
