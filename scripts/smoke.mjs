@@ -176,7 +176,7 @@ const TS_CONSUMER = `
 import type * as Socket from "@effect/platform/Socket"
 import type { RpcClient, RpcSerialization, RpcServer } from "@effect/rpc"
 import { Effect, type Layer, type Scope } from "effect"
-import { type Crypto, connect, connectScoped, type ConnectError, type InvalidArgument, ListenFailed, Packet, PacketType, serve, type ServeError, type Session, type SessionError, SessionSocket, type UnexpectedPacket } from "cvg-core"
+import { type Crypto, connect, connectScoped, type ConnectError, type InvalidArgument, ListenFailed, Packet, PacketType, type RequestError, serve, type ServeError, type Session, SessionSocket, type UnexpectedPacket } from "cvg-core"
 import { layerClientProtocol, layerServerProtocol } from "cvg-core/rpc"
 import { DeterministicCrypto, MemorySocket } from "cvg-core/testing"
 
@@ -187,7 +187,7 @@ export const server: Effect.Effect<never, ServeError> = serve({ port: 0, passwor
   Effect.tapError((error) => error instanceof ListenFailed ? Effect.logError(error.code, error.host, error.port) : Effect.void)
 )
 
-export const client: Effect.Effect<Packet, ConnectError | SessionError | UnexpectedPacket> = Effect.gen(function*() {
+export const client: Effect.Effect<Packet, ConnectError | RequestError | UnexpectedPacket> = Effect.gen(function*() {
   const session = yield* connect({ port: 5000, password: "pw", encryption: "required" })
   return yield* session.request(new Packet({ id: session.nextId(), type: PacketType.COMMAND, payload: new Uint8Array(1) }))
 }).pipe(Effect.tapErrorTag("ConnectFailed", (error) => Effect.logError(\`\${error.host}:\${error.port} \${error.code}\`)))

@@ -91,8 +91,9 @@ describe("faults after the handshake (encrypted)", () => {
       expect(outcome.received).toEqual([])
       expect(outcome.failure).toMatchObject(DECRYPT_FAILED)
       expect(outcome.serverEnd).toMatchObject(DECRYPT_FAILED)
-      // The server's DECRYPT_FAILED alert reaches the client (or it sees the connection end).
-      expect(["ProtocolError", "ConnectionClosed", "SocketError"]).toContain(outcome.clientEnd._tag)
+      // The server's DECRYPT_FAILED alert reaches the client as the peer's report (or it sees the connection end).
+      expect(["PeerAlert", "ConnectionClosed", "SocketError"]).toContain(outcome.clientEnd._tag)
+      if (outcome.clientEnd._tag === "PeerAlert") expect(outcome.clientEnd).toMatchObject({ reason: "DecryptFailed", phase: "Session" })
     }))
 
   for (const [what, offsetInFrame] of [
@@ -246,8 +247,9 @@ describe("faults after the handshake (plaintext)", () => {
       })
       const outcome = yield* sendThroughFault({ clientToServer: { transform: relay } }, 2, plaintext)
       expect(outcome.failure).toMatchObject({ _tag: "ProtocolError", reason: "UnexpectedMessage" })
-      // The server's alert tells the client.
-      expect(["ProtocolError", "ConnectionClosed", "SocketError"]).toContain(outcome.clientEnd._tag)
+      // The server's alert (MALFORMED) tells the client.
+      expect(["PeerAlert", "ConnectionClosed", "SocketError"]).toContain(outcome.clientEnd._tag)
+      if (outcome.clientEnd._tag === "PeerAlert") expect(outcome.clientEnd).toMatchObject({ reason: "Malformed", phase: "Session" })
     }))
 
   it.live("a handshake message after the handshake: UnexpectedMessage", () =>

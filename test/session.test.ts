@@ -414,7 +414,7 @@ describe("maxMessageSize", () => {
       expect(grew).toBeLessThan(256 * MiB)
       // The peer is told with an alert and its session ends too.
       const peerEnd = yield* client.closed
-      expect(peerEnd).toMatchObject({ _tag: "ProtocolError", reason: "LimitExceeded" })
+      expect(peerEnd).toMatchObject({ _tag: "PeerAlert", reason: "LimitExceeded", phase: "Session" })
     }).pipe(bounded("over the limit")))
 
   it.scopedLive("a sender with a larger limit than the receiver: the receiver refuses the message", () =>

@@ -7,7 +7,7 @@
  */
 import type * as Socket from "@effect/platform/Socket"
 import { Duration, Effect } from "effect"
-import type { AuthFailed, EncryptionPolicy } from "../errors.js"
+import type { AuthFailed, EncryptionPolicy, PeerAlert } from "../errors.js"
 import { ConnectionClosed, ProtocolError } from "../errors.js"
 import type { Framed, ReadEnd } from "../transport/Framed.js"
 import { BATCH_ITEM_HEADER, BATCH_LIMIT, type BatchItem, batchable, decodeBatch, encodeBatch } from "../wire/Batch.js"
@@ -20,10 +20,11 @@ const EMPTY = new Uint8Array(0)
 const PEER_CLOSE_WAIT = Duration.seconds(1)
 
 /**
- * How a channel ends. `AuthFailed` only as `ServerUnproven`: a client that rejects the server's
- * password proof does so after the server has started its session (PROTOCOL.md §6).
+ * How a channel ends: `ProtocolError` for what this side found, `PeerAlert` for what the peer
+ * reported (PROTOCOL.md §6). `AuthFailed` only as `ServerUnproven`: a client that rejects the
+ * server's password proof does so after the server has started its session.
  */
-export type ChannelError = ProtocolError | ConnectionClosed | AuthFailed | Socket.SocketError
+export type ChannelError = ProtocolError | PeerAlert | ConnectionClosed | AuthFailed | Socket.SocketError
 
 export interface ChannelInfo {
   /** Records are sealed with AES-256-GCM. */

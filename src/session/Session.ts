@@ -15,6 +15,7 @@ import {
   type AuthFailed,
   ConnectionClosed,
   InvalidArgument,
+  type PeerAlert,
   ProtocolError,
   RemoteError,
   RequestTimeout,
@@ -41,7 +42,8 @@ import { decodeReplyError, encodeReplyError } from "../wire/ReplyError.js"
 import { type BudgetRefusal, makeByteBudget, makeMemoryPool, type MemoryPool } from "./Budget.js"
 import { makeWatchdog, type Watchdog } from "./Watchdog.js"
 
-export type SessionError = ProtocolError | ConnectionClosed | AuthFailed | Socket.SocketError
+/** How a session ends; `PeerAlert` is a failure the peer reported, `ProtocolError` one this side found (PROTOCOL.md §6). */
+export type SessionError = ProtocolError | PeerAlert | ConnectionClosed | AuthFailed | Socket.SocketError
 
 export interface PacketFilter {
   readonly type?: PacketType | undefined
