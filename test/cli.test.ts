@@ -197,9 +197,15 @@ describe("cvg: help and refusals", () => {
     expect(result.code).toBe(0)
   })
 
+  it("bench passes its arguments to the repository's bench, --help included", async () => {
+    const result = await cvg(["bench", "--help"])
+    expect(result.code).toBe(0)
+    expect(result.stdout.toString()).toMatch(/^usage: npm run bench -- \[options\]\n +--quick /)
+  })
+
   it("README.md's exit code table is the one --help prints", async () => {
     const readme = await readFile(join(root, "README.md"), "utf8")
-    const table = /^### Exit codes\n([\s\S]*?)\n\n/m.exec(readme)?.[1] ?? ""
+    const table = /^### Exit codes\n([\s\S]*?)\n## /m.exec(readme)?.[1] ?? ""
     const rows = lines(table).filter((line) => /^\| `\w+` \|/.test(line)).map((line) => {
       const [, code = "", meaning = ""] = line.split("|").map((cell) => cell.trim())
       return [code.replace(/`/g, ""), meaning] as const
@@ -223,7 +229,7 @@ describe("cvg serve and cvg connect", () => {
 
     const wrong = await cvg(["connect", address, "--password-file", join(work, "wrong-password")], { input: "hello\n" })
     expect(wrong.code).toBe(ExitCode.auth)
-    expect(lines(wrong.stderr)).toEqual(["cvg: authentication failed: WrongPassword"])
+    expect(lines(wrong.stderr)).toEqual(["cvg: authentication failed: WrongPassword (reported by the peer)"])
     expect(wrong.stdout.length).toBe(0)
 
     const none = await cvg(["connect", address], { input: "hello\n" })

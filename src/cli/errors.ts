@@ -5,6 +5,7 @@
 import * as HelpDoc from "@effect/cli/HelpDoc"
 import * as ValidationError from "@effect/cli/ValidationError"
 import { Cause, Option, Schema } from "effect"
+import { PeerAlert } from "../index.js"
 
 /** The command line cannot be used as given: a missing or bad argument, `--password`, an unset variable. */
 export class UsageError extends Schema.TaggedError<UsageError>()("UsageError", {
@@ -76,8 +77,8 @@ export const EXIT_CODES: ReadonlyArray<readonly [string, string]> = [
   ["2", "usage: bad or missing arguments, --password, an empty password file, an unset --password-env (UsageError, InvalidArgument)"],
   ["3", "cannot connect or listen (ConnectFailed, ListenFailed)"],
   ["4", "authentication failed: wrong or missing password (AuthFailed)"],
-  ["5", "handshake failed (HandshakeError, EncryptionMismatch)"],
-  ["6", "protocol error (ProtocolError, UnexpectedPacket, DecodeFailed)"],
+  ["5", "handshake failed (HandshakeError, EncryptionMismatch, PeerAlert during the handshake)"],
+  ["6", "protocol error (ProtocolError, PeerAlert during the session, UnexpectedPacket, DecodeFailed)"],
   ["7", "the connection closed before the command was done (ConnectionClosed)"],
   ["8", "the peer refused or could not answer (RemoteError, RequestTimeout, TransferFailed)"],
   ["9", "a local file could not be read or written (FileError)"],
@@ -130,7 +131,11 @@ export const describeFailure = (error: unknown): { readonly code: number; readon
   }
   if (error instanceof ChildExited) return { code: error.code, line: error.message }
   const tag = tagOf(error)
-  const code = tag === undefined ? ExitCode.other : CODES[tag] ?? ExitCode.other
+  const code = error instanceof PeerAlert
+    ? error.phase === "Handshake" ? ExitCode.handshake : ExitCode.protocol
+    : tag === undefined
+    ? ExitCode.other
+    : CODES[tag] ?? ExitCode.other
   const message = oneLine(messageOf(error))
   // A socket error's message is terse ("An error occurred"): its cause says what happened.
   if (tag === "SocketError" || tag === "SocketServerError") {
