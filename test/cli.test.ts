@@ -77,6 +77,7 @@ interface Server {
   readonly port: number
   readonly child: ChildProcess
   readonly stderr: () => string
+  readonly stdout: () => string
   readonly exited: Promise<number | null>
 }
 
@@ -90,6 +91,10 @@ const startServer = (args: ReadonlyArray<string>, env: NodeJS.ProcessEnv = {}) =
     })
     live.add(child)
     let stderr = ""
+    let stdout = ""
+    child.stdout.on("data", (chunk: Buffer) => {
+      stdout += chunk.toString()
+    })
     const exited = new Promise<number | null>((done) => child.on("close", (code) => done(code)))
     const timer = setTimeout(() => reject(new Error(`cvg ${args.join(" ")} did not listen within ${LIMIT_MS} ms: ${stderr}`)), LIMIT_MS)
     child.stderr.on("data", (chunk: Buffer) => {
@@ -97,7 +102,7 @@ const startServer = (args: ReadonlyArray<string>, env: NodeJS.ProcessEnv = {}) =
       const match = /^cvg: listening on 127\.0\.0\.1:(\d+)$/m.exec(stderr)
       if (match !== null) {
         clearTimeout(timer)
-        resolve({ port: Number(match[1]), child, stderr: () => stderr, exited })
+        resolve({ port: Number(match[1]), child, stderr: () => stderr, stdout: () => stdout, exited })
       }
     })
     void exited.then((code) => reject(new Error(`cvg ${args.join(" ")} exited with ${code} before listening: ${stderr}`)))
@@ -255,6 +260,17 @@ describe("cvg serve and cvg connect", () => {
     const failed = await cvg(["connect", `127.0.0.1:${failing.port}`], { input: "anything\n" })
     expect(failed.code).toBe(ExitCode.refused)
     expect(lines(failed.stderr)).toEqual(["cvg: the peer could not answer: Failure: the command exited with code 3"])
+  })
+
+  it("serve --stdout prints what a client sends, in order, and answers with nothing", async () => {
+    const server = await startServer(["serve", "--stdout"])
+    const input = Array.from({ length: 200 }, (_, i) => `line ${i}\n`).join("")
+    const result = await cvg(["connect", `127.0.0.1:${server.port}`], { input })
+    expect(result.code).toBe(0)
+    expect(result.stdout.length).toBe(0)
+    server.child.kill("SIGTERM")
+    expect(await server.exited).toBe(ExitCode.interrupted)
+    expect(server.stdout()).toBe(input)
   })
 
   it("cannot connect: exit 3 and one line naming the address", async () => {

@@ -1,7 +1,8 @@
 /**
  * `cvg serve`: a cvg server that answers each request (COMMAND) in one of three ways: `--echo` (the
  * default) sends the payload back, `--exec CMD` runs CMD with the payload on stdin and answers with
- * its stdout, `--stdout` prints the payload on stdout and answers with nothing. It runs until
+ * its stdout, `--stdout` prints the payload on stdout (each session's in the order sent; sessions
+ * interleave request by request) and answers with nothing. It runs until
  * interrupted (Ctrl-C, SIGTERM); each connection is served on its own, and a failed one is logged as
  * one line on stderr without affecting the others.
  */
@@ -136,7 +137,15 @@ export const serveCommand = Command.make(
       const password = yield* loadPassword(options)
       const printing = yield* Effect.makeSemaphore(1)
       return yield* serve(
-        { host: options.host, port: options.port, encryption: options.encryption, password, onListen: announce(options.port) },
+        {
+          host: options.host,
+          port: options.port,
+          encryption: options.encryption,
+          password,
+          onListen: announce(options.port),
+          // Printed in the order sent: one request of a session at a time (connect keeps 16 in flight).
+          ...(mode._tag === "stdout" ? { maxConcurrentHandlers: 1 } : {})
+        },
         (session) => answer(mode, session, printing)
       )
     })
