@@ -37,6 +37,12 @@ export interface Usage {
   readonly startupRss: number
 }
 
+/** `process.cpuUsage()` of a worker: every thread of the process, user and system, microseconds. */
+export interface CpuTime {
+  readonly userUs: number
+  readonly systemUs: number
+}
+
 export type Command =
   | { readonly op: "startServer"; readonly system: SystemName }
   | { readonly op: "stopServer"; readonly system: SystemName }
@@ -48,6 +54,7 @@ export type Command =
   | { readonly op: "handshakes"; readonly system: SystemName; readonly target: Target; readonly options: HandshakeOptions }
   | { readonly op: "p521Limit"; readonly options: P521LimitOptions }
   | { readonly op: "usage" }
+  | { readonly op: "cpu" }
   | { readonly op: "exit" }
 
 /** What each command answers with. */
@@ -62,5 +69,6 @@ export interface Answers {
   readonly handshakes: HandshakeResult
   readonly p521Limit: P521LimitResult
   readonly usage: Usage
+  readonly cpu: CpuTime
   readonly exit: null
 }

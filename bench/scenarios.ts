@@ -3,6 +3,7 @@
  * the measuring happens in the worker processes, next to the sockets.
  */
 import { performance } from "node:perf_hooks"
+import type { CpuTime } from "./protocol.js"
 import { ECHO_ONLY, type SystemName, type Target } from "./systems/types.js"
 import { Worker, type WorkerLaunch } from "./workers.js"
 
@@ -117,6 +118,21 @@ const timedTimeout = (ctx: Context) => ctx.config.durationMs * 3 + 30_000
 
 const isCvg = (system: SystemName) => system === "cvg" || system === "cvg-plain"
 
+/** Microseconds of CPU a process spent between two `cpu` snapshots. */
+const cpuSpent = (before: CpuTime, after: CpuTime) => after.userUs - before.userUs + (after.systemUs - before.systemUs)
+
+/**
+ * CPU time (every thread, user + system) of the client and the server process around `measure`.
+ * The snapshots travel over IPC, which costs well under a millisecond against seconds measured.
+ */
+const withCpu = async <A>(client: Worker, server: Worker, measure: () => Promise<A>) => {
+  const snapshot = () => Promise.all([client.call({ op: "cpu" }, 10_000), server.call({ op: "cpu" }, 10_000)])
+  const before = await snapshot()
+  const result = await measure()
+  const after = await snapshot()
+  return { result, clientUs: cpuSpent(before[0], after[0]), serverUs: cpuSpent(before[1], after[1]) }
+}
+
 // --- bulk ------------------------------------------------------------------------------------
 
 const bulkOnce = async (ctx: Context, system: SystemName, round: number, inproc: boolean) => {
@@ -165,15 +181,24 @@ const rttOnce = async (ctx: Context, system: SystemName, round: number, inproc: 
 const inflightOnce = async (ctx: Context, system: SystemName, round: number) => {
   const { config, pool } = ctx
   const target = await pool.server(system)
+  const server = await pool.worker(`server-${system}`)
   const client = await pool.worker(`client-${system}`)
   const { handle } = await client.call({ op: "openEcho", system, target }, 30_000)
   try {
     const options = { depth: config.inflightDepth, payload: config.payload }
     if (round === 1) await client.call({ op: "inflight", handle, options: { ...options, durationMs: 300 } }, timedTimeout(ctx))
-    const result = await client.call({ op: "inflight", handle, options: { ...options, durationMs: config.durationMs } }, timedTimeout(ctx))
+    const { result, clientUs, serverUs } = await withCpu(client, server, () =>
+      client.call({ op: "inflight", handle, options: { ...options, durationMs: config.durationMs } }, timedTimeout(ctx)))
     const rps = result.completed / result.seconds
     record(ctx, "inflight_rps", system, "2proc", round, rps)
-    progress(`  inflight ${system}: ${rps.toFixed(0)} req/s (${result.completed} in ${result.seconds.toFixed(2)} s)`)
+    const perRequest = (us: number) => (result.completed > 0 ? us / result.completed : Number.NaN)
+    record(ctx, "inflight_cpu_us_per_req", system, "client+server", round, perRequest(clientUs + serverUs))
+    record(ctx, "inflight_cpu_us_per_req", system, "client", round, perRequest(clientUs))
+    record(ctx, "inflight_cpu_us_per_req", system, "server", round, perRequest(serverUs))
+    progress(
+      `  inflight ${system}: ${rps.toFixed(0)} req/s (${result.completed} in ${result.seconds.toFixed(2)} s), ` +
+        `CPU ${perRequest(clientUs + serverUs).toFixed(2)} us/request (client ${perRequest(clientUs).toFixed(2)}, server ${perRequest(serverUs).toFixed(2)})`
+    )
   } finally {
     await client.call({ op: "closeEcho", handle }, 10_000)
   }
@@ -185,16 +210,21 @@ const handshakeOnce = async (ctx: Context, system: SystemName, round: number) =>
   const { config, pool } = ctx
   if (system === "raw") return
   const target = await pool.server(system)
+  const server = await pool.worker(`server-${system}`)
   const client = await pool.worker(`client-${system}`)
   const variants = system === "tls" ? [false, true] : [false]
   for (const p521 of variants) {
     const options = { concurrency: config.handshakeConcurrency, durationMs: config.durationMs, p521 }
-    const result = await client.call({ op: "handshakes", system, target, options }, timedTimeout(ctx))
+    const { result, clientUs, serverUs } = await withCpu(client, server, () =>
+      client.call({ op: "handshakes", system, target, options }, timedTimeout(ctx)))
     const rate = result.completed / result.seconds
     const variant = system === "tls" ? (p521 ? "P-521" : "X25519") : "P-521"
     record(ctx, "handshakes_per_s", system, variant, round, rate)
+    // CPU per handshake depends far less than the rate on what else the machine's cores are doing.
+    if (result.completed > 0) record(ctx, "handshake_cpu_ms", system, variant, round, (clientUs + serverUs) / 1000 / result.completed)
     if (result.failed > 0) ctx.log.notes.push(`round ${round}: ${system} ${variant} handshakes: ${result.failed} failed (first: ${result.firstError ?? "?"})`)
-    progress(`  handshakes ${system} ${variant}: ${rate.toFixed(1)}/s (${result.completed} ok, ${result.failed} failed)`)
+    const cpuMs = result.completed > 0 ? (clientUs + serverUs) / 1000 / result.completed : Number.NaN
+    progress(`  handshakes ${system} ${variant}: ${rate.toFixed(1)}/s (${result.completed} ok, ${result.failed} failed), CPU ${cpuMs.toFixed(1)} ms/handshake`)
   }
 }
 
@@ -306,7 +336,8 @@ const rolesOf = (scenario: ScenarioName, system: SystemName): Array<string> => {
 }
 
 export const runScenario = async (ctx: Context, scenario: ScenarioName, system: SystemName, round: number): Promise<void> => {
-  // The typed layers' bulk, handshake and memory figures are cvg's own.
+  // The typed layers' bulk, handshake and memory figures are cvg's own; the anchors are peers for
+  // these two figures only.
   if (ECHO_ONLY.has(system) && scenario !== "rtt" && scenario !== "inflight") return
   try {
     switch (scenario) {

@@ -13,12 +13,23 @@ import { summarizeLatencies } from "./stats.js"
 import { cvg, cvgPlain } from "./systems/cvg.js"
 import { raw } from "./systems/raw.js"
 import { tls } from "./systems/tls.js"
+import { tlsRpc } from "./systems/tls-rpc.js"
 import { cvgTyped, rpcCvg } from "./systems/typed.js"
 import type { BenchServer, BenchSystem, EchoConnection, SystemName } from "./systems/types.js"
+import { wsTls } from "./systems/ws-tls.js"
 
 const LIFETIME_MS = Number(process.env["BENCH_WORKER_LIFETIME_MS"] ?? 60 * 60 * 1000)
 
-const systems: Record<SystemName, BenchSystem> = { raw, tls, cvg, "cvg-plain": cvgPlain, "cvg-typed": cvgTyped, "rpc-cvg": rpcCvg }
+const systems: Record<SystemName, BenchSystem> = {
+  raw,
+  tls,
+  "tls-rpc": tlsRpc,
+  "ws-tls": wsTls,
+  cvg,
+  "cvg-plain": cvgPlain,
+  "cvg-typed": cvgTyped,
+  "rpc-cvg": rpcCvg
+}
 const servers = new Map<SystemName, BenchServer>()
 const connections = new Map<number, EchoConnection>()
 let nextHandle = 1
@@ -88,6 +99,10 @@ const run = async (command: Command): Promise<Answers[keyof Answers]> => {
       return measureP521Limit(command.options)
     case "usage":
       return usage()
+    case "cpu": {
+      const { user, system } = process.cpuUsage()
+      return { userUs: user, systemUs: system }
+    }
     case "exit":
       setImmediate(() => void shutdown(0))
       return null

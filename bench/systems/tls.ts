@@ -1,6 +1,11 @@
 /**
  * `node:tls` with TLS 1.3 and TLS_AES_256_GCM_SHA384 forced on both sides: the encrypted anchor.
  * The certificate is the committed test-only one in bench/tls/ (its README says how it was made).
+ *
+ * The suite is forced with the `ciphers` option: Node takes TLS 1.3 suites there (names starting
+ * with `TLS_`) and ignores an option named `ciphersuites`. Every client checks what was negotiated
+ * and fails the measurement otherwise, so a changed default cannot slip in a different cipher.
+ * `tls-rpc.ts` and `ws-tls.ts` use the same options and the same check.
  */
 import * as Fs from "node:fs"
 import * as Path from "node:path"
@@ -13,16 +18,45 @@ export const TLS_CIPHER = "TLS_AES_256_GCM_SHA384"
 /** The worker is bundled to another folder, so the certificate folder comes from the orchestrator. */
 const certDir = () => process.env["BENCH_TLS_DIR"] ?? Path.resolve("bench", "tls")
 
-const common = { minVersion: "TLSv1.3", maxVersion: "TLSv1.3", ciphersuites: TLS_CIPHER } as const
+export const TLS_COMMON = { minVersion: "TLSv1.3", maxVersion: "TLSv1.3", ciphers: TLS_CIPHER } as const
 
-const dial = (target: Target, p521 = false) =>
+export const tlsServerOptions = (): Tls.TlsOptions => ({
+  ...TLS_COMMON,
+  key: Fs.readFileSync(Path.join(certDir(), "key.pem")),
+  cert: Fs.readFileSync(Path.join(certDir(), "cert.pem"))
+})
+
+/** For clients: the certificate is self-signed, and an IP address is not a valid SNI name. */
+export const tlsClientOptions = { ...TLS_COMMON, servername: "localhost", rejectUnauthorized: false } as const
+
+export const describeTls = (socket: Tls.TLSSocket): string => {
+  const cipher = socket.getCipher()
+  return `${socket.getProtocol() ?? "?"} ${cipher.standardName}`
+}
+
+/** What was negotiated, or a failure if it is not TLS 1.3 with AES-256-GCM. */
+export const checkNegotiated = (socket: Tls.TLSSocket): string => {
+  const negotiated = describeTls(socket)
+  if (!negotiated.includes(TLS_CIPHER) || !negotiated.startsWith("TLSv1.3")) throw new Error(`negotiated ${negotiated}`)
+  return negotiated
+}
+
+/** `checkNegotiated`, destroying the socket when it fails. */
+export const checkedOrDestroyed = (socket: Tls.TLSSocket): string => {
+  try {
+    return checkNegotiated(socket)
+  } catch (error) {
+    socket.destroy()
+    throw error
+  }
+}
+
+export const dialTls = (target: Target, p521 = false) =>
   new Promise<Tls.TLSSocket>((resolve, reject) => {
     const socket = Tls.connect({
-      ...common,
+      ...tlsClientOptions,
       host: target.host,
       port: target.port,
-      servername: "localhost",
-      rejectUnauthorized: false,
       ...(p521 ? { ecdhCurve: "P-521" } : {})
     })
     socket.once("secureConnect", () => {
@@ -32,32 +66,22 @@ const dial = (target: Target, p521 = false) =>
     socket.once("error", reject)
   })
 
-const describe = (socket: Tls.TLSSocket) => {
-  const cipher = socket.getCipher()
-  return `${socket.getProtocol() ?? "?"} ${cipher.standardName}`
-}
-
 export const tls: BenchSystem = {
   name: "tls",
   startServer: () =>
     listenTracked(
-      Tls.createServer(
-        { ...common, key: Fs.readFileSync(Path.join(certDir(), "key.pem")), cert: Fs.readFileSync(Path.join(certDir(), "cert.pem")) },
-        serveConnection
-      ),
+      Tls.createServer(tlsServerOptions(), serveConnection),
       // The TCP socket, so that `close` also tears down connections still in their handshake.
       "connection"
     ),
   openEcho: async (target) => {
-    const socket = await dial(target)
-    const negotiated = describe(socket)
-    if (!negotiated.includes(TLS_CIPHER) || !negotiated.startsWith("TLSv1.3")) throw new Error(`negotiated ${negotiated}`)
-    return echoConnection(socket, negotiated)
+    const socket = await dialTls(target)
+    return echoConnection(socket, checkedOrDestroyed(socket))
   },
-  bulk: async (target, options) => bulkOverSocket(await dial(target), options),
+  bulk: async (target, options) => bulkOverSocket(await dialTls(target), options),
   handshakes: (target, options) =>
     handshakeLoop(options.concurrency, options.durationMs, async () => {
-      const socket = await dial(target, options.p521 === true)
+      const socket = await dialTls(target, options.p521 === true)
       socket.destroy()
     })
 }
