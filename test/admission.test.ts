@@ -48,7 +48,7 @@ describe("the P-521 work pool (NodeCrypto)", () => {
       expect((yield* Fiber.join(queued)).length).toBe(66)
     }).pipe(noHang("20 seconds", "the pool")))
 
-  it.live("an interrupted job keeps its slot until its WebCrypto promise settles; a waiting one leaves the queue", () =>
+  it.live("an interrupted job keeps its slot until its thread answers; a waiting one leaves the queue", () =>
     Effect.gen(function*() {
       const { crypto, derive } = yield* idlePool({ concurrency: 1, maxQueue: 4 })
       const fibers = yield* Effect.forEach([1, 2, 3], () => Effect.fork(derive))

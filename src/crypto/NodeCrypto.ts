@@ -1,19 +1,16 @@
 /**
  * The `Crypto` service on `node:crypto` (OpenSSL). No primitive is written by hand here.
  *
- * P-521 work goes through WebCrypto (`crypto.subtle`) because Node runs its `generateKey` and
- * `deriveBits` as jobs on the libuv threadpool, whereas `crypto.diffieHellman` and `ECDH.computeSecret`
- * hold the event loop for the whole scalar multiplication (docs/performance.md). Measured on Node 20.20, 2
- * cores: 20 sequential `deriveBits` left a 1 ms timer ticking ~92% of the time, 20 `diffieHellman`
- * calls let it tick 0 times. WebCrypto's derive costs ~5.7 ms of CPU against ~2.7 ms for the
- * synchronous call, and derives that share a key are serialised by a per-key lock in Node, but the
- * event loop stays free. Everything on the per-frame path is synchronous instead, because a
- * threadpool hop costs more than the work itself.
+ * P-521 key generation and ECDH run with the synchronous `generateKeyPairSync` and `diffieHellman` on
+ * a few worker threads (`P521Threads.ts`): off the event loop, so that open sessions keep their
+ * latency during a burst of handshakes, at about half the CPU of WebCrypto's threadpool jobs
+ * (docs/performance.md: a derive costs ~2.7 ms synchronously against 5.7-7.5 ms through `deriveBits`).
+ * Peer keys are still validated by WebCrypto's import. Everything on the per-frame path is
+ * synchronous on the event loop, because a thread hop costs more than the work itself.
  */
 import * as NodeCrypto from "node:crypto"
 import { availableParallelism } from "node:os"
-import { types as nodeTypes } from "node:util"
-import { Effect, Either, Layer } from "effect"
+import { Effect, Either, Layer, Scope } from "effect"
 import {
   AEAD_KEY_LENGTH,
   AEAD_NONCE_LENGTH,
@@ -24,8 +21,7 @@ import {
   SHARED_SECRET_LENGTH
 } from "./Crypto.js"
 import type { Aead, CryptoService, EcdhKeyPair, EcdhPublicKey, Sha256Hasher } from "./Crypto.js"
-
-type WebCryptoKey = NodeCrypto.webcrypto.CryptoKey
+import * as P521Threads from "./P521Threads.js"
 
 const subtle = NodeCrypto.webcrypto.subtle
 const ECDH_P521 = { name: "ECDH", namedCurve: "P-521" } as const
@@ -50,8 +46,22 @@ const decryptFailed = Either.left(new CryptoError({ reason: "DecryptFailed" }))
 
 const messageOf = (cause: unknown): string => (cause instanceof Error ? cause.message : String(cause))
 
-const isEcdhKey = (value: unknown, type: "private" | "public"): value is WebCryptoKey =>
-  nodeTypes.isCryptoKey(value) && value.type === type && value.algorithm.name === "ECDH"
+/** Our key pairs and imported peer keys are `KeyObject`s on P-521; nothing else is accepted. */
+const isP521Key = (value: unknown, type: "private" | "public"): value is NodeCrypto.KeyObject =>
+  value instanceof NodeCrypto.KeyObject && value.type === type && value.asymmetricKeyType === "ec" &&
+  value.asymmetricKeyDetails?.namedCurve === "secp521r1"
+
+/**
+ * The unique DER of a SubjectPublicKeyInfo for id-ecPublicKey on the named curve secp521r1
+ * (RFC 5480): what `generateKeyPairSync` encodes before the 133-byte uncompressed point.
+ */
+const P521_SPKI_PREFIX = Buffer.from("30819b301006072a8648ce3d020106052b8104002303818600", "hex")
+
+const rawPointOf = (spki: unknown): Uint8Array | undefined =>
+  spki instanceof Uint8Array && spki.length === P521_SPKI_PREFIX.length + PUBLIC_KEY_LENGTH &&
+    P521_SPKI_PREFIX.equals(spki.subarray(0, P521_SPKI_PREFIX.length))
+    ? Uint8Array.from(spki.subarray(P521_SPKI_PREFIX.length))
+    : undefined
 
 export interface P521PoolOptions {
   /** Jobs running at once. Default `cores − 1`, at least 1. */
@@ -61,7 +71,7 @@ export interface P521PoolOptions {
 }
 
 /**
- * About a second of P-521 work on two cores (a derive costs ~6-8 ms of CPU): a legitimate burst (50
+ * Under a second of P-521 work on two cores (a derive costs ~3-5 ms of CPU): a legitimate burst (50
  * clients at once) waits well within the handshake timeout instead of being refused, while a flood
  * cannot queue without bound. Under load the server asks for a puzzle first (PROTOCOL.md §3.6), so
  * replayed hellos do not reach this queue at all.
@@ -71,16 +81,19 @@ const PREPARED_KEY_PAIRS = 2
 /** A P-521 job takes milliseconds; one that has not finished after this long is not waited for. */
 const STUCK_JOB_MS = 10_000
 
+type Decoded<A> = Either.Either<A, string>
+
 /**
- * The P-521 work of one `Crypto` (docs/performance.md). Jobs run on libuv's threadpool (4 threads by
- * default); on a machine with few cores, four concurrent scalar multiplications take every core from
- * the event loop, and every open session's latency with it. So at most `concurrency` jobs run at
- * once and at most `maxQueue` wait; beyond that a job is refused at once (`Busy`), which the server
- * turns into a refusal instead of letting a flood queue without bound (PROTOCOL.md §10).
+ * The P-521 work of one `Crypto` (docs/performance.md). Jobs run on the process's P-521 threads
+ * (`P521Threads.ts`, `cores − 1` of them); on a machine with few cores, more concurrent scalar
+ * multiplications would take every core from the event loop, and every open session's latency with
+ * it. So at most `concurrency` jobs of this `Crypto` run at once and at most `maxQueue` wait; beyond
+ * that a job is refused at once (`Busy`), which the server turns into a refusal instead of letting a
+ * flood queue without bound (PROTOCOL.md §10).
  *
- * A slot is held until the WebCrypto promise settles, not until the fiber that asked is done: an
- * interrupted handshake (timed out, evicted) cannot make a still-running job look free. A job still
- * waiting for a slot is simply dropped when its fiber is interrupted.
+ * A slot is held until the thread answers, not until the fiber that asked is done: an interrupted
+ * handshake (timed out, evicted) cannot make a still-running job look free. A job still waiting for a
+ * slot is simply dropped when its fiber is interrupted.
  *
  * Two ephemeral key pairs are prepared ahead while the pool is idle, so that a handshake rarely waits
  * for key generation; each pair is still used exactly once.
@@ -101,37 +114,41 @@ const makeP521Pool = (options: P521PoolOptions = {}) => {
   }
 
   /**
-   * Runs `job` in a slot; the slot is released when its promise settles, or after
-   * {@link STUCK_JOB_MS} if it never does: one job that OpenSSL or libuv never completes must not hold
-   * a slot, and with it every later handshake of the server, forever.
+   * Runs `request` in a slot; the slot is released when a thread answers, or after
+   * {@link STUCK_JOB_MS} if none does: one job that never completes must not hold a slot, and with it
+   * every later handshake of the server, forever (PROTOCOL.md §10.5).
    */
-  const submit = <A>(job: () => Promise<A>, onSettled: (result: Either.Either<A, unknown>) => void): void => {
+  const submit = <A>(
+    request: P521Threads.Request,
+    decode: (reply: P521Threads.Reply) => Decoded<A>,
+    onSettled: (result: Decoded<A>) => void
+  ): void => {
     inFlight++
     let settled = false
-    const settle = (result: Either.Either<A, unknown>) => {
+    // Assigned after `run` returns, which may already have settled the job (a thread that failed to start).
+    let cancel: (() => void) | undefined
+    const stuck = setTimeout(() => settle(Either.left(`no result after ${STUCK_JOB_MS} ms`)), STUCK_JOB_MS)
+    stuck.unref()
+    const settle = (result: Decoded<A>) => {
       if (settled) return
       settled = true
       clearTimeout(stuck)
+      cancel?.()
       release()
       onSettled(result)
     }
-    const stuck = setTimeout(() => settle(Either.left(new Error(`no result after ${STUCK_JOB_MS} ms`))), STUCK_JOB_MS)
-    stuck.unref()
-    let promise: Promise<A>
-    try {
-      promise = job()
-    } catch (cause) {
-      settle(Either.left(cause))
-      return
-    }
-    promise.then((value) => settle(Either.right(value)), (cause: unknown) => settle(Either.left(cause)))
+    cancel = P521Threads.run(request, (outcome) => {
+      if (!outcome.ok) return settle(Either.left(outcome.error))
+      const error = outcome.reply.error
+      settle(error === undefined ? decode(outcome.reply) : Either.left(String(error)))
+    })
   }
 
-  const run = <A>(what: string, job: () => Promise<A>): Effect.Effect<A, CryptoError> =>
+  const run = <A>(what: string, request: P521Threads.Request, decode: (reply: P521Threads.Reply) => Decoded<A>) =>
     Effect.async<A, CryptoError>((resume) => {
       const start = () =>
-        submit(job, (result) =>
-          resume(Either.isRight(result) ? Effect.succeed(result.right) : Effect.fail(internal(`${what}: ${messageOf(result.left)}`))))
+        submit(request, decode, (result) =>
+          resume(Either.isRight(result) ? Effect.succeed(result.right) : Effect.fail(internal(`${what}: ${result.left}`))))
       if (inFlight < concurrency) {
         start()
         return
@@ -147,18 +164,26 @@ const makeP521Pool = (options: P521PoolOptions = {}) => {
       })
     })
 
-  const generate = async (): Promise<EcdhKeyPair> => {
-    // Not extractable: the private scalar never exists as bytes outside OpenSSL.
-    const pair = await subtle.generateKey(ECDH_P521, false, ["deriveBits"])
-    const publicKey = new Uint8Array(await subtle.exportKey("raw", pair.publicKey))
-    return { publicKey, privateKey: pair.privateKey }
+  /** The private key stays a `KeyObject`: its scalar never exists as bytes outside OpenSSL. */
+  const decodeKeyPair = (reply: P521Threads.Reply): Decoded<EcdhKeyPair> => {
+    const publicKey = rawPointOf(reply.spki)
+    return publicKey !== undefined && isP521Key(reply.privateKey, "private")
+      ? Either.right({ publicKey, privateKey: reply.privateKey })
+      : Either.left("malformed key pair from the P-521 thread")
   }
+
+  const decodeSecret = (reply: P521Threads.Reply): Decoded<Uint8Array> =>
+    reply.secret instanceof Uint8Array && reply.secret.length === SHARED_SECRET_LENGTH
+      ? Either.right(reply.secret)
+      : Either.left("malformed secret from the P-521 thread")
+
+  const KEYGEN: P521Threads.Request = { op: "keygen" }
 
   /** Prepares key pairs only with a free slot and nobody waiting, so it never delays a handshake. */
   const refill = (): void => {
     if (refilling || prepared.length >= PREPARED_KEY_PAIRS || inFlight >= concurrency || waiting.length > 0) return
     refilling = true
-    submit(generate, (result) => {
+    submit(KEYGEN, decodeKeyPair, (result) => {
       refilling = false
       // A key pair that failed to generate is simply not added; the next handshake makes its own.
       if (Either.isRight(result)) prepared.push(result.right)
@@ -168,13 +193,16 @@ const makeP521Pool = (options: P521PoolOptions = {}) => {
 
   const generateKeyPair: Effect.Effect<EcdhKeyPair, CryptoError> = Effect.suspend(() => {
     const ready = prepared.shift()
-    const pair = ready === undefined ? run("generate key pair", generate) : Effect.succeed(ready)
+    const pair = ready === undefined ? run("generate key pair", KEYGEN, decodeKeyPair) : Effect.succeed(ready)
     return Effect.ensuring(pair, Effect.sync(refill))
   })
 
+  const derive = (privateKey: NodeCrypto.KeyObject, publicKey: NodeCrypto.KeyObject) =>
+    run("derive", { op: "derive", privateKey, publicKey }, decodeSecret)
+
   return {
-    run,
     generateKeyPair,
+    derive,
     load: () => ({ inFlight, queued: waiting.length, concurrency, maxQueue })
   }
 }
@@ -193,7 +221,10 @@ const importPublicKey = (raw: Uint8Array): Effect.Effect<EcdhPublicKey, CryptoEr
     return Effect.tryPromise({
       try: () => subtle.importKey("raw", copy, ECDH_P521, true, []),
       catch: () => invalidPublicKey("not a point on P-521")
-    }).pipe(Effect.map((handle): EcdhPublicKey => ({ raw: copy, handle })))
+    }).pipe(
+      // As a KeyObject, the form a P-521 thread takes it in (posted, not re-parsed).
+      Effect.map((key): EcdhPublicKey => ({ raw: copy, handle: NodeCrypto.KeyObject.from(key) }))
+    )
   })
 
 const deriveSharedSecret = (pool: ReturnType<typeof makeP521Pool>) =>
@@ -201,14 +232,13 @@ const deriveSharedSecret = (pool: ReturnType<typeof makeP521Pool>) =>
   Effect.suspend(() => {
     const privateKey = own.privateKey
     const publicKey = peer.handle
-    if (!isEcdhKey(privateKey, "private")) {
+    if (!isP521Key(privateKey, "private")) {
       return Effect.fail(internal("key pair was not made by this Crypto implementation"))
     }
-    if (!isEcdhKey(publicKey, "public")) {
+    if (!isP521Key(publicKey, "public")) {
       return Effect.fail(invalidPublicKey("public key was not imported by this Crypto implementation"))
     }
-    return pool.run("derive", () => subtle.deriveBits({ name: "ECDH", public: publicKey }, privateKey, SHARED_SECRET_LENGTH * 8))
-      .pipe(Effect.map((bits) => new Uint8Array(bits)))
+    return pool.derive(privateKey, publicKey)
   })
 
 const hkdf = (ikm: Uint8Array, salt: Uint8Array, info: Uint8Array, length: number) =>
@@ -219,8 +249,8 @@ const hkdf = (ikm: Uint8Array, salt: Uint8Array, info: Uint8Array, length: numbe
     if (info.length > HKDF_MAX_INFO_LENGTH) {
       return Effect.fail(invalidLength(`HKDF info must be at most ${HKDF_MAX_INFO_LENGTH} bytes`))
     }
-    // Synchronous on purpose: it costs microseconds, while the async variant would queue behind
-    // milliseconds-long P-521 jobs on the same threadpool during a burst of handshakes.
+    // Synchronous on purpose: it costs microseconds, while the async variant would hop to libuv's
+    // threadpool and back for less work than the hop.
     return Effect.try({
       try: () => new Uint8Array(NodeCrypto.hkdfSync("sha256", ikm, salt, info, length)),
       catch: (cause) => internal(`hkdf: ${messageOf(cause)}`)
@@ -346,9 +376,20 @@ export const makeWith = (options: P521PoolOptions = {}): Effect.Effect<CryptoSer
 
 export const make: Effect.Effect<CryptoService> = makeWith()
 
-export const layer: Layer.Layer<Crypto> = Layer.effect(Crypto, make)
+/**
+ * Holds the process's P-521 threads for as long as the scope is open; when the last holder's scope
+ * closes, they are terminated once idle for a few seconds (`P521Threads.ts` says why not at once).
+ * `make` without a scope leaves them to that idle rule alone; either way they never keep the process
+ * alive.
+ */
+const holdThreads: Effect.Effect<void, never, Scope.Scope> = Effect.asVoid(
+  Effect.acquireRelease(Effect.sync(P521Threads.hold), (release) => Effect.sync(release))
+)
 
-export const layerWith = (options: P521PoolOptions): Layer.Layer<Crypto> => Layer.effect(Crypto, makeWith(options))
+export const layer: Layer.Layer<Crypto> = Layer.scoped(Crypto, Effect.zipRight(holdThreads, make))
+
+export const layerWith = (options: P521PoolOptions): Layer.Layer<Crypto> =>
+  Layer.scoped(Crypto, Effect.zipRight(holdThreads, makeWith(options)))
 
 /**
  * @internal Builds a key pair from a given 66-byte big-endian private scalar in [1, n-1], for the
@@ -373,22 +414,19 @@ export const keyPairFromPrivateScalar = (scalar: Uint8Array): Effect.Effect<Ecdh
       catch: (cause) => internal(`public key from scalar: ${messageOf(cause)}`)
     })
     const b64 = (bytes: Uint8Array) => Buffer.from(bytes).toString("base64url")
-    // JWK is the one WebCrypto import format that takes a bare scalar without DER plumbing.
-    const privateKey = yield* Effect.tryPromise({
+    // JWK is the one import format that takes a bare scalar without DER plumbing.
+    const privateKey = yield* Effect.try({
       try: () =>
-        subtle.importKey(
-          "jwk",
-          {
+        NodeCrypto.createPrivateKey({
+          format: "jwk",
+          key: {
             kty: "EC",
             crv: "P-521",
             d: b64(scalar),
             x: b64(publicKey.subarray(1, 1 + SCALAR_LENGTH)),
             y: b64(publicKey.subarray(1 + SCALAR_LENGTH))
-          },
-          ECDH_P521,
-          false,
-          ["deriveBits"]
-        ),
+          }
+        }),
       catch: (cause) => internal(`import private scalar: ${messageOf(cause)}`)
     })
     return { publicKey, privateKey }
