@@ -96,7 +96,9 @@ type Decoded<A> = Either.Either<A, string>
  * slot is simply dropped when its fiber is interrupted.
  *
  * Two ephemeral key pairs are prepared ahead while the pool is idle, so that a handshake rarely waits
- * for key generation; each pair is still used exactly once.
+ * for key generation; each pair is still used exactly once. Only from the second key pair asked for
+ * on: a pool that serves one handshake (the default `Crypto` that `connect` builds per connection)
+ * would throw its prepared pairs away, and its derive would wait behind them.
  */
 const makeP521Pool = (options: P521PoolOptions = {}) => {
   const concurrency = Math.max(1, Math.floor(options.concurrency ?? availableParallelism() - 1))
@@ -105,6 +107,7 @@ const makeP521Pool = (options: P521PoolOptions = {}) => {
   const waiting: Array<() => void> = []
   const prepared: Array<EcdhKeyPair> = []
   let refilling = false
+  let asked = 0
 
   const release = () => {
     inFlight--
@@ -179,9 +182,9 @@ const makeP521Pool = (options: P521PoolOptions = {}) => {
 
   const KEYGEN: P521Threads.Request = { op: "keygen" }
 
-  /** Prepares key pairs only with a free slot and nobody waiting, so it never delays a handshake. */
+  /** Prepares key pairs only with a free slot and nobody waiting, and once a second pair was asked for. */
   const refill = (): void => {
-    if (refilling || prepared.length >= PREPARED_KEY_PAIRS || inFlight >= concurrency || waiting.length > 0) return
+    if (asked < 2 || refilling || prepared.length >= PREPARED_KEY_PAIRS || inFlight >= concurrency || waiting.length > 0) return
     refilling = true
     submit(KEYGEN, decodeKeyPair, (result) => {
       refilling = false
@@ -192,6 +195,7 @@ const makeP521Pool = (options: P521PoolOptions = {}) => {
   }
 
   const generateKeyPair: Effect.Effect<EcdhKeyPair, CryptoError> = Effect.suspend(() => {
+    asked++
     const ready = prepared.shift()
     const pair = ready === undefined ? run("generate key pair", KEYGEN, decodeKeyPair) : Effect.succeed(ready)
     return Effect.ensuring(pair, Effect.sync(refill))
