@@ -24,15 +24,19 @@ import { checkedSession } from "../internal/validate.js"
 import type { ChannelInfo, SecureChannel } from "../channel/SecureChannel.js"
 import {
   ChunkEndStatus,
+  chunkData,
   ChunkFlags,
+  decodeChunkEnd,
   decodeChunkStart,
+  decodeStreamCancel,
+  decodeStreamCredit,
   encodeStreamHead,
   encodeChunkEnd,
   encodeChunkStart,
   encodeStreamCancel,
   encodeStreamCredit,
-  readStreamId,
-  STREAM_ID_LENGTH
+  INITIAL_STREAM_CREDIT,
+  readStreamId
 } from "../wire/Chunks.js"
 import { MessageType } from "../wire/Messages.js"
 import { decodePacket, encodePacketInto, Packet, PACKET_HEADER_LENGTH } from "../wire/Packet.js"
@@ -188,8 +192,7 @@ export const CONNECTION_ALLOWANCE = 64 * 1024
 /** Charged per queued packet on top of its payload, so that empty packets are not free. */
 const ITEM_OVERHEAD = 64
 export const DEFAULT_STALL_TIMEOUT = Duration.seconds(30)
-/** Credit every stream starts with (PROTOCOL.md §9.3). */
-export const INITIAL_STREAM_CREDIT = 1024 * 1024
+export { INITIAL_STREAM_CREDIT }
 
 // --- internal state --------------------------------------------------------------------------
 
@@ -470,7 +473,7 @@ export const makeSession = (
       const streamId = readStreamId(body)
       const state = streamId === undefined ? undefined : incoming.get(streamId)
       if (state === undefined) return fail(malformed("data for unknown stream"))
-      const data = body.subarray(STREAM_ID_LENGTH)
+      const data = chunkData(body)
       if (state._tag === "Message") {
         if (state.offset + data.length > state.total) return fail(new ProtocolError({ reason: "StreamIntegrity", detail: "more data than declared" }))
         if (!reserve(state, data.length)) return
@@ -519,10 +522,10 @@ export const makeSession = (
       state.chunks.push(own(data))
     }
 
-    const verifyDigest = (hasher: Sha256Hasher | undefined, data: Uint8Array | undefined, trailer: Uint8Array): boolean => {
+    const verifyDigest = (hasher: Sha256Hasher | undefined, data: Uint8Array | undefined, trailer: Uint8Array | undefined): boolean => {
       if (encrypted) return true
       const digest = data === undefined ? hasher?.digest() : crypto.sha256(data)
-      return digest !== undefined && crypto.timingSafeEqual(digest, trailer)
+      return digest !== undefined && trailer !== undefined && crypto.timingSafeEqual(digest, trailer)
     }
 
     const finishStream = (state: IncomingStreamState, exit: Exit.Exit<void, SessionError>) => {
@@ -537,14 +540,10 @@ export const makeSession = (
     const onChunkEnd = (body: Uint8Array) => {
       const streamId = readStreamId(body)
       const state = streamId === undefined ? undefined : incoming.get(streamId)
-      if (streamId === undefined || state === undefined || body.length < 5) return fail(malformed("end of unknown stream"))
-      const status = body[4]
-      const trailer = body.subarray(5)
-      // A digest only in plaintext mode and only on success; anything else is an encoding error (PROTOCOL.md §9.2).
-      const digestLength = !encrypted && status === ChunkEndStatus.OK ? 32 : 0
-      if ((status !== ChunkEndStatus.OK && status !== ChunkEndStatus.ABORTED) || trailer.length !== digestLength) {
-        return fail(malformed("chunk end"))
-      }
+      if (streamId === undefined || state === undefined) return fail(malformed("end of unknown stream"))
+      const decoded = decodeChunkEnd(body, !encrypted)
+      if (Either.isLeft(decoded)) return fail(decoded.left)
+      const { digest: trailer, status } = decoded.right
       incoming.delete(streamId)
       if (state._tag === "Message") {
         // The sender gave up: nothing is delivered and the buffer goes back to the budget.
@@ -567,20 +566,20 @@ export const makeSession = (
     }
 
     const onStreamCredit = (body: Uint8Array) => {
-      const streamId = readStreamId(body)
-      if (streamId === undefined || body.length !== 8) return fail(malformed("stream credit"))
-      const out = outgoingCredit.get(streamId)
+      const decoded = decodeStreamCredit(body)
+      if (Either.isLeft(decoded)) return fail(decoded.left)
+      const out = outgoingCredit.get(decoded.right.streamId)
       if (out === undefined) return // the stream already ended
-      out.credit += ((body[4]! << 24) | (body[5]! << 16) | (body[6]! << 8) | body[7]!) >>> 0
+      out.credit += decoded.right.bytes
       const wake = out.wake
       out.wake = undefined
       wake?.()
     }
 
     const onStreamCancel = (body: Uint8Array) => {
-      const streamId = readStreamId(body)
-      if (streamId === undefined || body.length !== STREAM_ID_LENGTH) return fail(malformed("stream cancel"))
-      const out = outgoingCredit.get(streamId)
+      const streamId = decodeStreamCancel(body)
+      if (Either.isLeft(streamId)) return fail(streamId.left)
+      const out = outgoingCredit.get(streamId.right)
       if (out === undefined) return // the stream already ended
       out.cancelled = true
       const wake = out.wake
