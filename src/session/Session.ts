@@ -7,7 +7,7 @@
  * message (docs/performance.md).
  */
 import type * as Socket from "@effect/platform/Socket"
-import { Cause, Chunk, Clock, Duration, Effect, Either, Exit, FiberSet, Option, Stream } from "effect"
+import { Cause, Duration, Effect, Either, Exit, FiberSet, Option, Stream } from "effect"
 import type { Scope } from "effect"
 import type { CryptoService, Sha256Hasher } from "../crypto/Crypto.js"
 import { Crypto } from "../crypto/Crypto.js"
@@ -30,20 +30,20 @@ import {
   decodeChunkStart,
   decodeStreamCancel,
   decodeStreamCredit,
-  encodeStreamHead,
-  encodeChunkEnd,
-  encodeChunkStart,
   encodeStreamCancel,
   encodeStreamCredit,
   INITIAL_STREAM_CREDIT,
   readStreamId
 } from "../wire/Chunks.js"
 import { MessageType } from "../wire/Messages.js"
-import { decodePacket, encodePacketInto, Packet, PACKET_HEADER_LENGTH } from "../wire/Packet.js"
+import { decodePacket, Packet } from "../wire/Packet.js"
 import type { PacketType } from "../wire/PacketType.js"
 import { decodeReplyError, encodeReplyError } from "../wire/ReplyError.js"
-import { type BudgetRefusal, makeByteBudget, makeMemoryPool, type MemoryPool } from "./Budget.js"
-import { makeWatchdog, type Watchdog } from "./Watchdog.js"
+import { makeByteBudget, makeMemoryPool, type MemoryPool } from "./Budget.js"
+import { EMPTY, makeContext, malformed, newHasher, own, type Resume } from "./Context.js"
+import { makeOutgoing } from "./Outgoing.js"
+import { watchTimers } from "./Timers.js"
+import type { Watchdog } from "./Watchdog.js"
 
 export type SessionError = ProtocolError | ConnectionClosed | AuthFailed | Socket.SocketError
 
@@ -196,8 +196,6 @@ export { INITIAL_STREAM_CREDIT }
 
 // --- internal state --------------------------------------------------------------------------
 
-type Resume<A, E = SessionError> = (exit: Exit.Exit<A, E>) => void
-
 /**
  * A chunked message being reassembled. `buffer` grows with the data that arrived (doubling, capped
  * at `total`), never allocated from the declared total alone (PROTOCOL.md §9.1); its capacity is
@@ -249,19 +247,9 @@ interface PendingRequest {
   resume: Resume<InboxItem, SessionError | RemoteError> | undefined
 }
 
-const EMPTY = new Uint8Array(0)
-
-/** Ends an outgoing stream whose receiver sent STREAM_CANCEL; never leaves the session. */
-interface StreamCancelled {
-  readonly _tag: "StreamCancelled"
-}
-const STREAM_CANCELLED: StreamCancelled = { _tag: "StreamCancelled" }
-
 /** A failure's `_tag`, if it has one: what a `RemoteError` says of it by default. */
 const tagOf = (error: unknown): string =>
   typeof error === "object" && error !== null && "_tag" in error && typeof error._tag === "string" ? error._tag : ""
-
-const malformed = (detail: string) => new ProtocolError({ reason: "Malformed", detail })
 
 const matches = (filter: PacketFilter | undefined, packet: { readonly id: number; readonly type: number }) =>
   filter === undefined ||
@@ -272,13 +260,6 @@ const unexpected = (filter: PacketFilter | undefined, packet: { readonly id: num
     expected: { ...(filter?.type === undefined ? {} : { type: filter.type }), ...(filter?.id === undefined ? {} : { id: filter.id }) },
     received: { type: packet.type, id: packet.id }
   })
-
-/**
- * Bytes from the frame path that a session keeps: a view that is most of its buffer is kept as is;
- * a small view into a large buffer (a plaintext frame inside a socket read) is copied, so that what
- * the budget is charged is what memory holds.
- */
-const own = (bytes: Uint8Array): Uint8Array => (bytes.byteLength * 2 >= bytes.buffer.byteLength ? bytes : bytes.slice())
 
 export const makeSession = (
   channel: SecureChannel,
@@ -306,10 +287,9 @@ export const makeSession = (
     const maxInFlight = Math.max(1, options.maxInFlight ?? 4096)
     /** Requests waiting for one of the `maxInFlight` slots; the pending table itself counts those in use. */
     const slotWaiters: Array<() => void> = []
-    // Sealed chunks are already authenticated; plaintext ones get a digest of the whole (PROTOCOL.md §9.2).
-    const newHasher = (): Sha256Hasher | undefined => (encrypted ? undefined : crypto.sha256Hasher())
-
-    let ended: SessionError | undefined
+    const ctx = makeContext(channel, crypto, budget, maxBuffered)
+    const { charge, fail } = ctx
+    const outgoing = makeOutgoing(ctx, chunkSize)
     let received = 0
     const endWaiters: Array<(error: SessionError) => void> = []
     const inbox: Array<InboxItem> = []
@@ -318,34 +298,9 @@ export const makeSession = (
     const spawners = new Set<() => void>()
     const pending = new Map<number, PendingRequest>()
     const incoming = new Map<number, IncomingMessage | IncomingStreamState>()
-    /** Our outgoing streams: credit left, the sender waiting for more, and whether the receiver cancelled. */
-    const outgoingCredit = new Map<number, { credit: number; wake: (() => void) | undefined; cancelled: boolean }>()
-    let nextStreamId = 1
     let nextRequestId = 1
 
     // --- dispatch (synchronous, PROTOCOL.md §8-§9) --------------------------------------------
-
-    const fail = (error: ProtocolError) => {
-      channel.fail(error)
-    }
-
-    const overBudget = (refusal: BudgetRefusal) =>
-      fail(
-        new ProtocolError({
-          reason: "LimitExceeded",
-          detail: refusal === "ConnectionLimit"
-            ? `more than maxBufferedBytes (${maxBuffered}) held for the peer`
-            : "the server's memory budget is exhausted"
-        })
-      )
-
-    /** Charges `bytes` to the budget; on refusal the session ends and `false` comes back. */
-    const charge = (bytes: number): boolean => {
-      const refusal = budget.charge(bytes)
-      if (refusal === undefined) return true
-      overBudget(refusal)
-      return false
-    }
 
     /** What an item still holds against the budget, given back once the application has it. */
     const release = (item: InboxItem) => {
@@ -406,7 +361,7 @@ export const makeSession = (
 
     /** Tells the sender of a stream we want no more of it, and gives back what it holds (PROTOCOL.md §9.4). */
     const cancelStream = (state: IncomingStreamState) => {
-      if (state.done !== undefined || state.cancelled || ended !== undefined) return
+      if (state.done !== undefined || state.cancelled || ctx.ended !== undefined) return
       state.cancelled = true
       for (const chunk of state.chunks.splice(0)) budget.refund(chunk.length)
       channel.write(MessageType.STREAM_CANCEL, encodeStreamCancel(state.streamId))
@@ -433,7 +388,7 @@ export const makeSession = (
           consumedSinceCredit: 0,
           done: undefined,
           waiter: undefined,
-          hasher: newHasher(),
+          hasher: newHasher(ctx),
           cancelled: false,
           pack: undefined
         }
@@ -568,23 +523,13 @@ export const makeSession = (
     const onStreamCredit = (body: Uint8Array) => {
       const decoded = decodeStreamCredit(body)
       if (Either.isLeft(decoded)) return fail(decoded.left)
-      const out = outgoingCredit.get(decoded.right.streamId)
-      if (out === undefined) return // the stream already ended
-      out.credit += decoded.right.bytes
-      const wake = out.wake
-      out.wake = undefined
-      wake?.()
+      outgoing.credit(decoded.right)
     }
 
     const onStreamCancel = (body: Uint8Array) => {
       const streamId = decodeStreamCancel(body)
       if (Either.isLeft(streamId)) return fail(streamId.left)
-      const out = outgoingCredit.get(streamId.right)
-      if (out === undefined) return // the stream already ended
-      out.cancelled = true
-      const wake = out.wake
-      out.wake = undefined
-      wake?.()
+      outgoing.cancel(streamId.right)
     }
 
     const onReplyError = (body: Uint8Array) => {
@@ -594,8 +539,8 @@ export const makeSession = (
     }
 
     const onEnd = (error: SessionError) => {
-      if (ended !== undefined) return
-      ended = error
+      if (ctx.ended !== undefined) return
+      ctx.ended = error
       const failure = Exit.fail(error)
       for (const taker of takers.splice(0)) taker(failure)
       for (const request of pending.values()) {
@@ -609,7 +554,7 @@ export const makeSession = (
       // Nobody will take what is still queued: it goes, and everything held goes back to the pool.
       inbox.length = 0
       budget.close()
-      for (const out of outgoingCredit.values()) out.wake?.()
+      outgoing.end()
       for (const waiter of endWaiters.splice(0)) waiter(error)
     }
 
@@ -644,7 +589,7 @@ export const makeSession = (
 
     // When the channel ends for any reason, release the transport too.
     const closed: Effect.Effect<SessionError> = Effect.async<SessionError>((resume) => {
-      if (ended !== undefined) return resume(Effect.succeed(ended))
+      if (ctx.ended !== undefined) return resume(Effect.succeed(ctx.ended))
       const waiter = (error: SessionError) => resume(Effect.succeed(error))
       endWaiters.push(waiter)
       return Effect.sync(() => {
@@ -661,184 +606,14 @@ export const makeSession = (
       void runAtEnd(channel.release(error instanceof ConnectionClosed ? flushWithin : Math.min(flushWithin, 1000))))
     yield* Effect.addFinalizer(() => channel.close(flushWithin))
 
-    /**
-     * The session's time budgets (PROTOCOL.md §10.3), checked on the watchdog's ticks (the server's
-     * shared one, else one of our own that wakes four times per budget):
-     * - idle: nothing has arrived for `idleTimeout`;
-     * - stall: a socket write has not completed for `stallTimeout` — the peer stopped reading while
-     *   we have data for it, and what we queue for it would otherwise wait forever.
-     */
-    const budgets = [...Option.toArray(idleMillis), ...Option.toArray(stallMillis)]
-    if (budgets.length > 0) {
-      const watchdog = options.watchdog ?? (yield* makeWatchdog(Math.max(1, Math.min(...budgets) / 4)))
-      let seen = received
-      let lastActivity = yield* Clock.currentTimeMillis
-      const unwatch = watchdog.watch((now) => {
-        if (ended !== undefined) return unwatch()
-        if (received !== seen) {
-          seen = received
-          lastActivity = now
-        }
-        if (Option.isSome(idleMillis) && now - lastActivity >= idleMillis.value) {
-          return fail(new ProtocolError({ reason: "Timeout", detail: "idle timeout" }))
-        }
-        const since = channel.writingSince()
-        if (Option.isSome(stallMillis) && since !== undefined && now - since >= stallMillis.value) {
-          return fail(new ProtocolError({ reason: "Timeout", detail: "the peer stopped reading (stall timeout)" }))
-        }
-      })
-      yield* Effect.addFinalizer(() => Effect.sync(unwatch))
-    }
-
-    // --- sending -------------------------------------------------------------------------------
-
-    const checkOpen: Effect.Effect<void, SessionError> = Effect.suspend(() =>
-      ended === undefined ? Effect.void : Effect.fail(ended)
-    )
-
-    const writeSmall = (type: number, id: number, packetType: number, payload: Uint8Array) => {
-      // The payload goes to the record layer as is: only the 5-byte packet header is built here.
-      const head = new Uint8Array(PACKET_HEADER_LENGTH)
-      encodePacketInto(head, 0, id, packetType, EMPTY)
-      channel.write(type, head, payload)
-    }
-
-    /** Waits out back-pressure after a write, then reports a session that ended meanwhile. */
-    const afterWrite: Effect.Effect<void, SessionError> = Effect.suspend(() =>
-      channel.pendingBytes() > 0 ? Effect.zipRight(channel.awaitWritable, checkOpen) : Effect.void
-    )
-
-    /**
-     * Writes a packet as a PACKET, REQUEST or REPLY (`kind`), or as chunks flagged the same way
-     * (PROTOCOL.md §9.1), yielding to back-pressure between chunks.
-     */
-    const sendPacket = (packet: Packet, kind: number): Effect.Effect<void, SessionError> =>
-      Effect.suspend(() => {
-        if (ended !== undefined) return Effect.fail(ended)
-        const payload = packet.payload
-        if (payload.length <= chunkSize) {
-          writeSmall(kind, packet.id, packet.type, payload)
-          return afterWrite
-        }
-        const streamId = nextStreamId++
-        const streamHead = encodeStreamHead(streamId)
-        const flags = kind === MessageType.REPLY ? ChunkFlags.REPLY : kind === MessageType.REQUEST ? ChunkFlags.REQUEST : 0
-        channel.write(MessageType.CHUNK_START, encodeChunkStart({ streamId, flags, id: packet.id, type: packet.type, total: payload.length }))
-        let offset = 0
-        let finished = false
-        const step: Effect.Effect<void, SessionError> = Effect.suspend(() => {
-          if (ended !== undefined) return Effect.fail(ended)
-          const end = Math.min(offset + chunkSize, payload.length)
-          channel.write(MessageType.CHUNK_DATA, streamHead, payload.subarray(offset, end))
-          offset = end
-          if (offset < payload.length) return Effect.zipRight(channel.awaitWritable, step)
-          channel.write(MessageType.CHUNK_END, encodeChunkEnd(streamId, ChunkEndStatus.OK, encrypted ? undefined : crypto.sha256(payload)))
-          finished = true
-          return Effect.zipRight(channel.awaitWritable, checkOpen)
-        })
-        // Interrupted mid-way (a request or reply given up): tell the peer, so it frees its buffer.
-        return Effect.onExit(step, () =>
-          Effect.sync(() => {
-            if (!finished) channel.write(MessageType.CHUNK_END, encodeChunkEnd(streamId, ChunkEndStatus.ABORTED, undefined))
-          }))
-      })
-
-    /**
-     * Sends a stream (flags STREAM, or STREAM|REPLY for a streamed reply) paced by the receiver's
-     * credit (PROTOCOL.md §9.3). A STREAM_CANCEL from the receiver ends it early as a success: the
-     * receiver took what it wanted (§9.4).
-     */
-    const streamOut = <E, R>(
-      header: { readonly id: number; readonly type: PacketType },
-      data: Stream.Stream<Uint8Array, E, R>,
-      flags: number
-    ): Effect.Effect<void, SessionError | E, R> =>
-      Effect.suspend(() => {
-        if (ended !== undefined) return Effect.fail(ended)
-        const streamId = nextStreamId++
-        const streamHead = encodeStreamHead(streamId)
-        const flow = { credit: INITIAL_STREAM_CREDIT, wake: undefined as (() => void) | undefined, cancelled: false }
-        outgoingCredit.set(streamId, flow)
-        const hasher = newHasher()
-        channel.write(MessageType.CHUNK_START, encodeChunkStart({ streamId, flags, id: header.id, type: header.type, total: 0 }))
-
-        const awaitCredit = (bytes: number): Effect.Effect<void, SessionError> =>
-          Effect.async<void, SessionError>((resume) => {
-            const check = () => {
-              if (ended !== undefined) return resume(Effect.fail(ended))
-              if (flow.credit >= bytes || flow.cancelled) return resume(Effect.void)
-              flow.wake = check
-            }
-            check()
-            return Effect.sync(() => {
-              flow.wake = undefined
-            })
-          })
-
-        const sendPiece = (piece: Uint8Array): Effect.Effect<void, SessionError | StreamCancelled> =>
-          Effect.suspend(() => {
-            if (ended !== undefined) return Effect.fail(ended)
-            if (flow.cancelled) return Effect.fail(STREAM_CANCELLED)
-            if (flow.credit < piece.length) return Effect.zipRight(awaitCredit(piece.length), sendPiece(piece))
-            flow.credit -= piece.length
-            hasher?.update(piece)
-            channel.write(MessageType.CHUNK_DATA, streamHead, piece)
-            return channel.pendingBytes() > 0 ? channel.awaitWritable : Effect.void
-          })
-
-        const pieceSize = Math.min(chunkSize, INITIAL_STREAM_CREDIT)
-        const sendChunk = (chunk: Uint8Array): Effect.Effect<void, SessionError | StreamCancelled> => {
-          if (chunk.length <= pieceSize) return sendPiece(chunk)
-          let offset = 0
-          return Effect.whileLoop({
-            while: () => offset < chunk.length,
-            body: () => {
-              const piece = chunk.subarray(offset, Math.min(offset + pieceSize, chunk.length))
-              offset += piece.length
-              return sendPiece(piece)
-            },
-            step: () => {}
-          })
-        }
-
-        // Small items of one upstream chunk go out as one piece: a stream of many tiny items would
-        // otherwise cost a frame (and a seal) each.
-        const sendGroup = (group: Chunk.Chunk<Uint8Array>): Effect.Effect<void, SessionError | StreamCancelled> => {
-          if (group.length === 1) return sendChunk(Chunk.unsafeHead(group))
-          let total = 0
-          for (const item of group) total += item.length
-          if (total > pieceSize) return Effect.forEach(group, sendChunk, { discard: true })
-          const piece = new Uint8Array(total)
-          let offset = 0
-          for (const item of group) {
-            piece.set(item, offset)
-            offset += item.length
-          }
-          return sendPiece(piece)
-        }
-
-        return Stream.runForEachChunk(data, sendGroup).pipe(
-          Effect.onExit((exit) =>
-            Effect.sync(() => {
-              outgoingCredit.delete(streamId)
-              const ok = Exit.isSuccess(exit)
-              channel.write(
-                MessageType.CHUNK_END,
-                encodeChunkEnd(streamId, ok ? ChunkEndStatus.OK : ChunkEndStatus.ABORTED, ok && hasher !== undefined ? hasher.digest() : undefined)
-              )
-            })
-          ),
-          Effect.catchIf((error): error is StreamCancelled => error === STREAM_CANCELLED, () => Effect.void),
-          Effect.zipRight(checkOpen)
-        )
-      })
+    yield* watchTimers(ctx, { idle: idleMillis, stall: stallMillis, watchdog: options.watchdog, received: () => received })
 
     // --- receiving -----------------------------------------------------------------------------
 
     const takeItem: Effect.Effect<InboxItem, SessionError> = Effect.async<InboxItem, SessionError>((resume) => {
       const item = inbox.shift()
       if (item !== undefined) return resume(Effect.succeed(item))
-      if (ended !== undefined) return resume(Effect.fail(ended))
+      if (ctx.ended !== undefined) return resume(Effect.fail(ctx.ended))
       const taker: Resume<InboxItem> = (exit) => resume(exit)
       takers.push(taker)
       return Effect.sync(() => {
@@ -913,7 +688,7 @@ export const makeSession = (
       return Stream.runForEach(streamOf(item.state), (chunk) =>
         Effect.suspend(() => {
           if (total + chunk.length > maxMessageSize) return Effect.fail(tooLarge())
-          if (!charge(chunk.length)) return Effect.fail(ended ?? tooLarge())
+          if (!charge(chunk.length)) return Effect.fail(ctx.ended ?? tooLarge())
           total += chunk.length
           chunks.push(chunk)
           return Effect.void
@@ -963,7 +738,7 @@ export const makeSession = (
     const reply = (request: Packet, response: Packet): Effect.Effect<void, SessionError> =>
       Effect.suspend(() => {
         answered.add(request)
-        return sendPacket(
+        return outgoing.sendPacket(
           response.id === request.id ? response : new Packet({ id: request.id, type: response.type, payload: response.payload }, true),
           MessageType.REPLY
         )
@@ -971,16 +746,15 @@ export const makeSession = (
 
     const replyError = (request: Packet, error: RemoteError): Effect.Effect<void, SessionError> =>
       Effect.suspend(() => {
-        if (ended !== undefined) return Effect.fail(ended)
+        if (ctx.ended !== undefined) return Effect.fail(ctx.ended)
         answered.add(request)
-        channel.write(MessageType.REPLY_ERROR, encodeReplyError(request.id, error))
-        return afterWrite
+        return outgoing.write(MessageType.REPLY_ERROR, encodeReplyError(request.id, error))
       })
 
     const replyStream = <E, R>(request: Packet, type: PacketType, data: Stream.Stream<Uint8Array, E, R>) =>
       Effect.suspend(() => {
         answered.add(request)
-        return streamOut({ id: request.id, type }, data, ChunkFlags.STREAM | ChunkFlags.REPLY)
+        return outgoing.sendStream({ id: request.id, type }, data, ChunkFlags.STREAM | ChunkFlags.REPLY)
       })
 
     /** What the requester learns of a handler's failure: its tag, or everything with `exposeErrors`. */
@@ -1035,7 +809,7 @@ export const makeSession = (
     /** Sends a REQUEST and waits for its answer; the id is in flight until then, and free after. */
     const exchange = (packet: Packet): Effect.Effect<InboxItem, SessionError | RemoteError | InvalidArgument> =>
       Effect.suspend(() => {
-        if (ended !== undefined) return Effect.fail(ended)
+        if (ctx.ended !== undefined) return Effect.fail(ctx.ended)
         if (pending.size >= maxInFlight) return Effect.zipRight(awaitSlot, exchange(packet))
         if (pending.has(packet.id)) {
           // Our own mistake, not the peer's: two requests can't share an id (nextId gives free ones).
@@ -1045,7 +819,7 @@ export const makeSession = (
         }
         const slot: PendingRequest = { result: undefined, resume: undefined }
         pending.set(packet.id, slot)
-        return sendPacket(packet, MessageType.REQUEST).pipe(
+        return outgoing.sendPacket(packet, MessageType.REQUEST).pipe(
           Effect.zipRight(awaitAnswer(packet.id, slot)),
           Effect.onExit(() => Effect.sync(() => forget(packet.id, slot)))
         )
@@ -1132,7 +906,7 @@ export const makeSession = (
 
     return {
       info: { ...channel.info, peer: Option.fromNullable(options.peer) },
-      send: (packet) => sendPacket(packet, MessageType.PACKET),
+      send: (packet) => outgoing.sendPacket(packet, MessageType.PACKET),
       receive,
       request,
       requestStream,
@@ -1143,7 +917,7 @@ export const makeSession = (
         Effect.flatMap(receive(filter), (packet) => Effect.as(reply(packet, response), packet)),
       respond,
       serve,
-      sendStream: (header, data) => streamOut(header, data, ChunkFlags.STREAM),
+      sendStream: (header, data) => outgoing.sendStream(header, data, ChunkFlags.STREAM),
       receiveStream,
       nextId,
       close: channel.close(flushWithin),
