@@ -272,7 +272,7 @@ export const makeSession = (
       if (!requests.answer(start.id, Exit.succeed(item))) streams.cancel(state)
     }
 
-    /** §9.2 */
+    /** §9.2: data for an open transfer, appended to its message or queued for its stream. */
     const onChunkData = (body: Uint8Array) => {
       const streamId = readStreamId(body)
       const state = streamId === undefined ? undefined : incoming.get(streamId)
