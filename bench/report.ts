@@ -64,7 +64,10 @@ const specs = (): Array<RowSpec> => {
         { section, label: "tls echo", key: k("tls"), unit: "us", digits: 0, anchor: { key: k("raw"), label: "raw" } },
         { section, label: "cvg encrypted", key: k("cvg"), unit: "us", digits: 0, anchor: tlsAnchor, ...(target === undefined ? {} : { target }) },
         { section, label: "cvg plaintext", key: k("cvg-plain"), unit: "us", digits: 0, anchor: tlsAnchor, ...(target === undefined ? {} : { target }) },
-        { section, label: "cvg plaintext vs raw", key: k("cvg-plain"), unit: "us", digits: 0, anchor: { key: k("raw"), label: "raw" } }
+        { section, label: "cvg plaintext vs raw", key: k("cvg-plain"), unit: "us", digits: 0, anchor: { key: k("raw"), label: "raw" } },
+        // The cost of typing: the same request through the typed layers, against cvg's raw request.
+        { section, label: "cvg typed Api call", key: k("cvg-typed"), unit: "us", digits: 0, anchor: { key: k("cvg"), label: "cvg" } },
+        { section, label: "@effect/rpc over cvg", key: k("rpc-cvg"), unit: "us", digits: 0, anchor: { key: k("cvg"), label: "cvg" } }
       )
     }
   }
@@ -76,7 +79,9 @@ const specs = (): Array<RowSpec> => {
       { section, label: "raw echo", key: k("raw"), unit: "req/s", digits: 0 },
       { section, label: "tls echo", key: k("tls"), unit: "req/s", digits: 0, anchor: { key: k("raw"), label: "raw" } },
       { section, label: "cvg encrypted", key: k("cvg"), unit: "req/s", digits: 0, anchor: tlsAnchor, target: atLeast(1, ">= 1x tls") },
-      { section, label: "cvg plaintext", key: k("cvg-plain"), unit: "req/s", digits: 0, anchor: tlsAnchor, target: atLeast(1, ">= 1x tls") }
+      { section, label: "cvg plaintext", key: k("cvg-plain"), unit: "req/s", digits: 0, anchor: tlsAnchor, target: atLeast(1, ">= 1x tls") },
+      { section, label: "cvg typed Api call", key: k("cvg-typed"), unit: "req/s", digits: 0, anchor: { key: k("cvg"), label: "cvg" } },
+      { section, label: "@effect/rpc over cvg", key: k("rpc-cvg"), unit: "req/s", digits: 0, anchor: { key: k("cvg"), label: "cvg" } }
     )
   }
   {

@@ -13,11 +13,12 @@ import { summarizeLatencies } from "./stats.js"
 import { cvg, cvgPlain } from "./systems/cvg.js"
 import { raw } from "./systems/raw.js"
 import { tls } from "./systems/tls.js"
+import { cvgTyped, rpcCvg } from "./systems/typed.js"
 import type { BenchServer, BenchSystem, EchoConnection, SystemName } from "./systems/types.js"
 
 const LIFETIME_MS = Number(process.env["BENCH_WORKER_LIFETIME_MS"] ?? 60 * 60 * 1000)
 
-const systems: Record<SystemName, BenchSystem> = { raw, tls, cvg, "cvg-plain": cvgPlain }
+const systems: Record<SystemName, BenchSystem> = { raw, tls, cvg, "cvg-plain": cvgPlain, "cvg-typed": cvgTyped, "rpc-cvg": rpcCvg }
 const servers = new Map<SystemName, BenchServer>()
 const connections = new Map<number, EchoConnection>()
 let nextHandle = 1

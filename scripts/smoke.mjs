@@ -9,7 +9,9 @@
  *       password-authenticated round trip over loopback;
  *   (b) a strict NodeNext TypeScript consumer, and every README snippet (test/support/readme/),
  *       type-check against the shipped .d.ts alone (no file of the repository is read);
- *   (c) what `require("cvg-core")` from CommonJS does on this Node.js, which README.md explains.
+ *   (c) what `require("cvg-core")` from CommonJS does on this Node.js, which README.md explains;
+ *   (d) the `cvg` bin runs from the installed package (dist/, no src/ and no tsx there): `--help`,
+ *       and `bench`, which says the package does not ship the bench.
  *
  * The install is offline: the temporary project gets a lock file cut from this repository's
  * package-lock.json, so `npm ci --offline` finds every tarball in the npm cache that `npm ci` filled.
@@ -86,7 +88,9 @@ const consumerLock = (lock, dependencies, tarball) => {
       resolved: `file:${tarball.filename}`,
       integrity: tarball.integrity,
       license: lock.packages[""].license,
-      peerDependencies: lock.packages[""].peerDependencies
+      dependencies: lock.packages[""].dependencies,
+      peerDependencies: lock.packages[""].peerDependencies,
+      bin: lock.packages[""].bin
     }
   }
   const locate = (from, name) => {
@@ -96,7 +100,11 @@ const consumerLock = (lock, dependencies, tarball) => {
       if (base === "") return undefined
     }
   }
-  const queue = Object.keys(dependencies).filter((name) => name !== "cvg-core").map((name) => ["", name, false])
+  const queue = [
+    ...Object.keys(dependencies).filter((name) => name !== "cvg-core").map((name) => ["", name, false]),
+    // cvg-core's own dependencies (msgpackr, and @effect/cli for the bin), found where the root has them.
+    ...Object.keys(lock.packages[""].dependencies ?? {}).map((name) => ["node_modules/cvg-core", name, false])
+  ]
   while (queue.length > 0) {
     const [from, name, optional] = queue.shift()
     const path = locate(from, name)
@@ -168,7 +176,7 @@ const TS_CONSUMER = `
 import type * as Socket from "@effect/platform/Socket"
 import type { RpcClient, RpcSerialization, RpcServer } from "@effect/rpc"
 import { Effect, type Layer, type Scope } from "effect"
-import { type Crypto, connect, connectScoped, type ConnectError, type InvalidArgument, ListenFailed, Packet, PacketType, serve, type ServeError, type Session, type SessionError, SessionSocket, type UnexpectedPacket } from "cvg-core"
+import { type Crypto, connect, connectScoped, type ConnectError, type InvalidArgument, ListenFailed, Packet, PacketType, type RequestError, serve, type ServeError, type Session, SessionSocket, type UnexpectedPacket } from "cvg-core"
 import { layerClientProtocol, layerServerProtocol } from "cvg-core/rpc"
 import { DeterministicCrypto, MemorySocket } from "cvg-core/testing"
 
@@ -179,7 +187,7 @@ export const server: Effect.Effect<never, ServeError> = serve({ port: 0, passwor
   Effect.tapError((error) => error instanceof ListenFailed ? Effect.logError(error.code, error.host, error.port) : Effect.void)
 )
 
-export const client: Effect.Effect<Packet, ConnectError | SessionError | UnexpectedPacket> = Effect.gen(function*() {
+export const client: Effect.Effect<Packet, ConnectError | RequestError | UnexpectedPacket> = Effect.gen(function*() {
   const session = yield* connect({ port: 5000, password: "pw", encryption: "required" })
   return yield* session.request(new Packet({ id: session.nextId(), type: PacketType.COMMAND, payload: new Uint8Array(1) }))
 }).pipe(Effect.tapErrorTag("ConnectFailed", (error) => Effect.logError(\`\${error.host}:\${error.port} \${error.code}\`)))
@@ -206,7 +214,7 @@ try {
 
   const [tarball] = JSON.parse(must("pack", "npm", ["pack", "--json", "--pack-destination", work], repo))
   const shipped = tarball.files.map((file) => file.path)
-  const strays = shipped.filter((path) => !/^(dist\/|docs\/[^/]+\.md$|README\.md$|PROTOCOL\.md$|LICENSE$|package\.json$)/.test(path))
+  const strays = shipped.filter((path) => !/^(dist\/|bin\/cvg\.mjs$|docs\/[^/]+\.md$|README\.md$|PROTOCOL\.md$|LICENSE$|package\.json$)/.test(path))
   if (strays.length > 0) fail(`smoke: the tarball ships files outside dist/ and the docs: ${strays.join(", ")}`)
 
   mkdirSync(app)
@@ -274,6 +282,18 @@ try {
     return out.startsWith("require failed")
       ? `Node.js ${process.version}: ${out}`
       : `Node.js ${process.version} loads it with require(esm)${warning}; round trip ${out}`
+  })
+
+  check("(d) the cvg bin from the installed package", () => {
+    const cvg = join(app, "node_modules", ".bin", "cvg")
+    const help = run(cvg, ["--help"], app)
+    if (help.status !== 0 || !help.stdout.includes("- send ")) fail("smoke (d): `cvg --help` failed", help.stdout + help.stderr)
+    const bench = run(cvg, ["bench", "--quick"], app)
+    const expected = "cvg: the bench is not shipped with the installed package"
+    if (bench.status !== 1 || !bench.stderr.startsWith(expected) || bench.stderr.trim().includes("\n")) {
+      fail(`smoke (d): \`cvg bench\` should exit 1 with one line "${expected}..."`, `exit ${bench.status}\n${bench.stdout}${bench.stderr}`)
+    }
+    return `cvg ${must("(d)", cvg, ["--version"], app).trim()} runs dist/cli/main.js`
   })
 } catch (error) {
   failures++

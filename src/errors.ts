@@ -21,35 +21,57 @@ export class EncryptionMismatch extends Schema.TaggedError<EncryptionMismatch>()
   }
 }
 
+/** Which side found a failure: this one, or the peer, which told us with an alert (PROTOCOL.md §6). */
+export const FailureSource = Schema.Literal("Local", "Peer")
+export type FailureSource = typeof FailureSource.Type
+
 /**
  * Password authentication failed (PROTOCOL.md §5).
  * - `MissingPassword`: the server requires a password and the client has none.
  * - `WrongPassword`: the client's proof did not verify (on the client: the server denied it).
  * - `ServerUnproven`: the server did not prove knowledge of the password the client holds.
+ *
+ * Each reason is found by one side and told to the other with its alert, which is this same error
+ * there: `source` says which. A server whose log says `ServerUnproven` reported by the peer learns that
+ * a client rejected the server's proof (another password, or someone in the middle).
  */
 export class AuthFailed extends Schema.TaggedError<AuthFailed>()("AuthFailed", {
-  reason: Schema.Literal("MissingPassword", "WrongPassword", "ServerUnproven")
+  reason: Schema.Literal("MissingPassword", "WrongPassword", "ServerUnproven"),
+  source: Schema.optionalWith(FailureSource, { default: () => "Local" })
 }) {
   override get message(): string {
-    return `authentication failed: ${this.reason}`
+    return this.source === "Peer"
+      ? `authentication failed: ${this.reason} (reported by the peer)`
+      : `authentication failed: ${this.reason}`
   }
 }
 
 /**
- * The handshake failed before a secure channel existed (PROTOCOL.md §3).
+ * This side found the handshake broken before a secure channel existed (PROTOCOL.md §3); when the
+ * peer tells us it failed, the error is `PeerAlert` instead.
  * - `NotCvgPeer`: the first bytes from the peer are not a cvg handshake message (an HTTP server, an
  *   echo server, a client of another protocol); `detail` says what was seen.
+ * - `Aborted`: a local failure (the `Crypto` service, a puzzle too hard), or an alert that cannot be
+ *   trusted or has no meaning here (PROTOCOL.md §6); `detail` says which.
+ *
+ * `cause` is the lower-level error it was made from (a `CryptoError`, a `ProtocolError` of the frame
+ * layer), when there is one.
  */
 export class HandshakeError extends Schema.TaggedError<HandshakeError>()("HandshakeError", {
   reason: Schema.Literal("Version", "Malformed", "InvalidPublicKey", "KeyConfirmation", "Timeout", "Aborted", "NotCvgPeer"),
-  detail: Schema.optional(Schema.String)
+  detail: Schema.optional(Schema.String),
+  cause: Schema.optional(Schema.Defect)
 }) {
   override get message(): string {
     return this.detail === undefined ? `handshake failed: ${this.reason}` : `handshake failed: ${this.reason}: ${this.detail}`
   }
 }
 
-/** The peer broke the wire protocol after or during framing (PROTOCOL.md §2, §6, §8). */
+/**
+ * This side found the peer breaking the wire protocol, or one of its own limits or timeouts ran out
+ * (PROTOCOL.md §2, §8, §10); when the peer tells us it did, the error is `PeerAlert` instead.
+ * `cause` is the lower-level error it was made from, when there is one.
+ */
 export class ProtocolError extends Schema.TaggedError<ProtocolError>()("ProtocolError", {
   reason: Schema.Literal(
     "FrameTooLarge",
@@ -61,10 +83,53 @@ export class ProtocolError extends Schema.TaggedError<ProtocolError>()("Protocol
     "LimitExceeded",
     "Timeout"
   ),
-  detail: Schema.optional(Schema.String)
+  detail: Schema.optional(Schema.String),
+  cause: Schema.optional(Schema.Defect)
 }) {
   override get message(): string {
     return this.detail === undefined ? `protocol error: ${this.reason}` : `protocol error: ${this.reason}: ${this.detail}`
+  }
+}
+
+/** What a received alert says failed at the peer (PROTOCOL.md §6), one reason per alert code. */
+export const PeerAlertReason = Schema.Literal(
+  "Version",
+  "Malformed",
+  "KeyConfirmation",
+  "DecryptFailed",
+  "LimitExceeded",
+  "Timeout",
+  "Internal"
+)
+export type PeerAlertReason = typeof PeerAlertReason.Type
+
+const PEER_ALERTS: { readonly [R in PeerAlertReason]: readonly [alert: string, meaning: string] } = {
+  Version: ["VERSION", "it does not speak this protocol version"],
+  Malformed: ["MALFORMED", "it rejected a message of ours"],
+  KeyConfirmation: ["KEY_CONFIRMATION", "it saw a different handshake or holds other keys"],
+  DecryptFailed: ["DECRYPT_FAILED", "a record of ours did not open there"],
+  LimitExceeded: ["LIMIT_EXCEEDED", "one of its limits ran out"],
+  Timeout: ["TIMEOUT", "it timed out"],
+  Internal: ["INTERNAL", "it failed on its own side"]
+}
+
+/**
+ * The peer ended the connection with an authenticated alert (PROTOCOL.md §6): the failure was found
+ * there, not here. `ProtocolError` and `HandshakeError` are what this side found; an alert never
+ * becomes one of them, so `Effect.catchTag("PeerAlert", ...)` catches exactly what the peer reported.
+ * `phase` says whether the handshake was still running or the session had started.
+ *
+ * The authentication alerts are `AuthFailed` with `source: "Peer"`, and an alert that cannot be
+ * trusted (plaintext once keys exist) or means nothing here is `HandshakeError("Aborted")` or
+ * `ProtocolError("UnexpectedMessage")`, as §6 says.
+ */
+export class PeerAlert extends Schema.TaggedError<PeerAlert>()("PeerAlert", {
+  reason: PeerAlertReason,
+  phase: Schema.Literal("Handshake", "Session")
+}) {
+  override get message(): string {
+    const [alert, meaning] = PEER_ALERTS[this.reason]
+    return `the peer ended the ${this.phase === "Handshake" ? "handshake" : "session"} with ALERT ${alert}: ${meaning}`
   }
 }
 
@@ -134,10 +199,12 @@ export class UnexpectedPacket extends Schema.TaggedError<UnexpectedPacket>()("Un
 /**
  * The connection is over.
  * - `Closed`: the peer sent the orderly close message (PROTOCOL.md §7), or we closed it ourselves.
- * - `Cut`: the transport ended without a close message.
+ * - `Cut`: the transport ended without a close message; `cause` is the socket's error when it was a
+ *   reset or a failed read rather than an end of stream.
  */
 export class ConnectionClosed extends Schema.TaggedError<ConnectionClosed>()("ConnectionClosed", {
-  reason: Schema.Literal("Closed", "Cut")
+  reason: Schema.Literal("Closed", "Cut"),
+  cause: Schema.optional(Schema.Defect)
 }) {
   override get message(): string {
     return this.reason === "Closed" ? "connection closed" : "connection cut without a close message"

@@ -77,7 +77,7 @@ for (const [name, transport] of transports) {
           })
         )
         expect(yield* endOf(server)).toBe("ProtocolError/LimitExceeded")
-        expect(yield* endOf(client)).toBe("ProtocolError/LimitExceeded")
+        expect(yield* endOf(client)).toBe("PeerAlert/LimitExceeded")
       }).pipe(bounded("maxBufferedBytes")))
 
     it.scopedLive("a declared 64 MiB message allocates only what arrives: 1 MiB then abort is fine, 3 MiB is over the budget", () =>
@@ -104,7 +104,7 @@ for (const [name, transport] of transports) {
         expect(Exit.isFailure(served) && Exit.causeOption(served).pipe(Option.map(String), Option.getOrElse(() => ""))).toContain(
           "MessageTooLarge"
         )
-        expect(yield* endOf(client)).toBe("ProtocolError/LimitExceeded")
+        expect(yield* endOf(client)).toBe("PeerAlert/LimitExceeded")
       }).pipe(bounded("endless stream")))
 
     it.scopedLive("stream credit is counted against what was granted, not what was consumed (PROTOCOL.md §9.3)", () =>
@@ -127,7 +127,7 @@ for (const [name, transport] of transports) {
         const { client, server } = yield* sessions(transport(), modes.encrypted, { ...modes.encrypted, maxFrameSize: 4 * KiB })
         yield* client.send(packet(1, PacketType.COMMAND, randomPayload(8 * KiB)))
         expect(yield* endOf(server)).toBe("ProtocolError/FrameTooLarge")
-        expect(yield* endOf(client)).toBe("ProtocolError/LimitExceeded")
+        expect(yield* endOf(client)).toBe("PeerAlert/LimitExceeded")
       }).pipe(bounded("frame too large")))
   })
 
@@ -145,7 +145,7 @@ for (const [name, transport] of transports) {
           const { client, inject, server } = yield* sessions(transport(), modes.plaintext, modes.plaintext)
           yield* inject(...frames)
           expect(yield* endOf(server)).toBe("ProtocolError/Malformed")
-          expect(yield* endOf(client)).toBe("ProtocolError/Malformed")
+          expect(yield* endOf(client)).toBe("PeerAlert/Malformed")
         }).pipe(bounded(what)))
     }
 
@@ -163,7 +163,7 @@ for (const [name, transport] of transports) {
         const { client, inject, server } = yield* sessions(transport(), modes.encrypted, modes.encrypted)
         yield* inject(encodeFrame(MessageType.PACKET, encodePacket(packet(1, PacketType.COMMAND, "in the clear"))))
         expect(yield* endOf(server)).toBe("ProtocolError/DecryptFailed")
-        expect(yield* endOf(client)).toBe("ProtocolError/DecryptFailed")
+        expect(yield* endOf(client)).toBe("PeerAlert/DecryptFailed")
       }).pipe(bounded("plaintext in encrypted")))
   })
 }
@@ -248,7 +248,7 @@ describe("server budgets over TCP", () => {
       expect((yield* small.receive()).id).toBe(1)
       const [first, second] = yield* Effect.all([hoard(1), hoard(2)], { concurrency: 2 })
       // 2.25 MiB held by each hoarder do not both fit in 3 MiB: one of them is refused.
-      expect(yield* Effect.raceFirst(endOf(first), endOf(second))).toBe("ProtocolError/LimitExceeded")
+      expect(yield* Effect.raceFirst(endOf(first), endOf(second))).toBe("PeerAlert/LimitExceeded")
       const answer = yield* small.request(packet(2, PacketType.COMMAND, "still served"))
       expect(answer.id).toBe(2)
     }).pipe(bounded("memory budget")))

@@ -2,8 +2,9 @@
  * Every typed error has a test that provokes it through the public API (`src/index.ts`,
  * `src/testing.ts`, and the handshake-level `ClientSession.session` / `ServerSession.session` over
  * `MemorySocket`). This file holds the cases no other test file covers with both the tag and the
- * `reason`; grep test/ for a reason literal to find the others (EncryptionMismatch, AuthFailed,
- * HandshakeError Version/Malformed/KeyConfirmation/Timeout: handshake.test.ts and handshake.hostile.test.ts; ProtocolError
+ * `reason`; grep test/ for a reason literal to find the others (EncryptionMismatch, AuthFailed
+ * with its `source`, HandshakeError Version/Malformed/KeyConfirmation/Timeout: handshake.test.ts and
+ * handshake.hostile.test.ts; PeerAlert also in channel.test.ts and budgets.test.ts; ProtocolError
  * FrameTooLarge/DecryptFailed: channel.test.ts; MessageTooLarge/StreamIntegrity, UnexpectedPacket:
  * session.test.ts; ConnectionClosed: channel.test.ts and handshake.test.ts; InvalidArgument, every
  * option and packet field: validation.test.ts). One `describe` per class.
@@ -30,6 +31,7 @@ import {
   NodeCrypto,
   Packet,
   PacketType,
+  PeerAlert,
   ProtocolError,
   serve,
   ServerSession
@@ -69,6 +71,11 @@ const cryptoWith = (override: (node: CryptoService) => Partial<CryptoService>): 
 
 const failingKeyGeneration = cryptoWith(() => ({
   generateKeyPair: Effect.fail(new CryptoError({ reason: "Internal", detail: "no entropy (test)" }))
+}))
+
+/** A P-521 work queue that is always full (PROTOCOL.md §10.5). */
+const busyCrypto = cryptoWith(() => ({
+  deriveSharedSecret: () => Effect.fail(new CryptoError({ reason: "Busy", detail: "queue full (test)" }))
 }))
 
 const failingAead = cryptoWith(() => ({
@@ -128,43 +135,40 @@ const clientAgainstRaw = (bytes: Uint8Array) =>
 // ---------------------------------------------------------------------------------------------
 
 describe("HandshakeError", () => {
-  it.live("Aborted: a client whose Crypto cannot generate a key pair", () =>
+  it.live("Aborted: a client whose Crypto cannot generate a key pair; the CryptoError is its cause", () =>
     Effect.gen(function*() {
       const result = yield* runPair(memory(), {}, {}, { client: failingKeyGeneration })
       const client = typedError(result.client, "client")
       expect(client).toBeInstanceOf(HandshakeError)
       expect(client).toMatchObject({ _tag: "HandshakeError", reason: "Aborted" })
-      // The server hears an INTERNAL alert instead of a ClientHello.
-      expect(typedError(result.server, "server")).toMatchObject({ _tag: "HandshakeError", reason: "Aborted" })
+      expect(client).toHaveProperty("cause", new CryptoError({ reason: "Internal", detail: "no entropy (test)" }))
+      // The server hears an INTERNAL alert instead of a ClientHello: the failure was the client's.
+      expect(typedError(result.server, "server")).toEqual(new PeerAlert({ reason: "Internal", phase: "Handshake" }))
     }).pipe(Effect.scoped, noHang(HANG_LIMIT, "the handshake")))
 
   it.live("Aborted: a server whose Crypto cannot generate a key pair, and the client is told (ALERT INTERNAL)", () =>
     Effect.gen(function*() {
       const result = yield* runPair(memory(), {}, {}, { server: failingKeyGeneration })
-      expect(typedError(result.server, "server")).toMatchObject({ _tag: "HandshakeError", reason: "Aborted" })
-      expect(typedError(result.client, "client")).toMatchObject({ _tag: "HandshakeError", reason: "Aborted" })
+      const server = typedError(result.server, "server")
+      expect(server).toMatchObject({ _tag: "HandshakeError", reason: "Aborted" })
+      expect(server).toHaveProperty("cause._tag", "CryptoError")
+      expect(typedError(result.client, "client")).toEqual(new PeerAlert({ reason: "Internal", phase: "Handshake" }))
     }).pipe(Effect.scoped, noHang(HANG_LIMIT, "the handshake")))
 
   for (const side of ["client", "server"] as const) {
     it.live(`Aborted: a ${side} whose Crypto cannot make the traffic cipher, and the peer is told`, () =>
       Effect.gen(function*() {
         const result = yield* runPair(memory(), {}, {}, side === "client" ? { client: failingAead } : { server: failingAead })
-        expect(typedError(result.client, "client")).toMatchObject({ _tag: "HandshakeError", reason: "Aborted" })
-        expect(typedError(result.server, "server")).toMatchObject({ _tag: "HandshakeError", reason: "Aborted" })
+        const failed = typedError(side === "client" ? result.client : result.server, side)
+        expect(failed).toMatchObject({ _tag: "HandshakeError", reason: "Aborted", detail: "key schedule" })
+        expect(failed).toHaveProperty("cause", new CryptoError({ reason: "Internal", detail: "no cipher (test)" }))
+        // Without a cipher its alert goes out in plaintext, and the peer already holds keys: the alert
+        // is unauthenticated and reported as such (PROTOCOL.md §6).
+        const peer = typedError(side === "client" ? result.server : result.client, side === "client" ? "server" : "client")
+        expect(peer).toMatchObject({ _tag: "HandshakeError", reason: "Aborted" })
+        expect((peer as HandshakeError).detail).toContain("unauthenticated plaintext alert INTERNAL")
       }).pipe(Effect.scoped, noHang(HANG_LIMIT, "the handshake")))
   }
-
-  it.live("Aborted: a client hearing ALERT INTERNAL instead of a ServerHello", () =>
-    Effect.gen(function*() {
-      const error = yield* clientAgainstRaw(Uint8Array.from(alertFrame(AlertCode.INTERNAL)))
-      expect(error).toMatchObject({ _tag: "HandshakeError", reason: "Aborted" })
-    }))
-
-  it.live("Aborted: a server hearing ALERT INTERNAL instead of a ClientHello", () =>
-    Effect.gen(function*() {
-      const { error } = yield* serverAgainstRaw(Uint8Array.from(alertFrame(AlertCode.INTERNAL)), 0)
-      expect(error).toMatchObject({ _tag: "HandshakeError", reason: "Aborted" })
-    }))
 
   it.live("InvalidPublicKey: a ClientHello whose key is off the curve; the server alerts MALFORMED after its hello", () =>
     Effect.gen(function*() {
@@ -174,6 +178,9 @@ describe("HandshakeError", () => {
       const { error, frames } = yield* serverAgainstRaw(encodeFrame(MessageType.CLIENT_HELLO, hello), 2)
       expect(error).toBeInstanceOf(HandshakeError)
       expect(error).toMatchObject({ _tag: "HandshakeError", reason: "InvalidPublicKey" })
+      // The Crypto service's refusal, which says why, is kept.
+      expect(error).toHaveProperty("cause._tag", "CryptoError")
+      expect(error).toHaveProperty("cause.reason", "InvalidPublicKey")
       expect(frames.map((f) => f[4])).toEqual([MessageType.SERVER_HELLO, MessageType.ALERT])
       expect(Array.from(frames[1] ?? [])).toEqual(alertFrame(AlertCode.MALFORMED))
     }))
@@ -231,29 +238,72 @@ describe("HandshakeError NotCvgPeer (PROTOCOL.md §3): the peer does not speak c
 
 // ---------------------------------------------------------------------------------------------
 
-describe("alerts during the handshake (PROTOCOL.md §6): each code is the receiver's error", () => {
-  const table: ReadonlyArray<readonly [name: string, code: number, expected: { readonly _tag: string; readonly reason?: string }]> = [
-    ["VERSION", AlertCode.VERSION, { _tag: "HandshakeError", reason: "Version" }],
-    ["MALFORMED", AlertCode.MALFORMED, { _tag: "HandshakeError", reason: "Malformed" }],
-    ["KEY_CONFIRMATION", AlertCode.KEY_CONFIRMATION, { _tag: "HandshakeError", reason: "KeyConfirmation" }],
-    ["MISSING_PASSWORD", AlertCode.MISSING_PASSWORD, { _tag: "AuthFailed", reason: "MissingPassword" }],
-    ["WRONG_PASSWORD", AlertCode.WRONG_PASSWORD, { _tag: "AuthFailed", reason: "WrongPassword" }],
-    ["SERVER_UNPROVEN", AlertCode.SERVER_UNPROVEN, { _tag: "AuthFailed", reason: "ServerUnproven" }],
-    ["DECRYPT_FAILED", AlertCode.DECRYPT_FAILED, { _tag: "ProtocolError", reason: "DecryptFailed" }],
-    // Before the ServerHello the server does not know both policies yet.
+describe("PeerAlert (PROTOCOL.md §6): what the peer reported, never mistaken for what this side found", () => {
+  const handshakeTable: ReadonlyArray<readonly [name: string, code: number, expected: Record<string, string>]> = [
+    ["VERSION", AlertCode.VERSION, { _tag: "PeerAlert", reason: "Version", phase: "Handshake" }],
+    ["MALFORMED", AlertCode.MALFORMED, { _tag: "PeerAlert", reason: "Malformed", phase: "Handshake" }],
+    ["KEY_CONFIRMATION", AlertCode.KEY_CONFIRMATION, { _tag: "PeerAlert", reason: "KeyConfirmation", phase: "Handshake" }],
+    ["MISSING_PASSWORD", AlertCode.MISSING_PASSWORD, { _tag: "AuthFailed", reason: "MissingPassword", source: "Peer" }],
+    ["WRONG_PASSWORD", AlertCode.WRONG_PASSWORD, { _tag: "AuthFailed", reason: "WrongPassword", source: "Peer" }],
+    ["SERVER_UNPROVEN", AlertCode.SERVER_UNPROVEN, { _tag: "AuthFailed", reason: "ServerUnproven", source: "Peer" }],
+    ["DECRYPT_FAILED", AlertCode.DECRYPT_FAILED, { _tag: "PeerAlert", reason: "DecryptFailed", phase: "Handshake" }],
+    // Reserved: no version sends it, so it has no meaning to report (the server does not even know
+    // both policies before its ServerHello).
     ["ENCRYPTION_MISMATCH", AlertCode.ENCRYPTION_MISMATCH, { _tag: "HandshakeError", reason: "Aborted" }],
-    ["LIMIT_EXCEEDED", AlertCode.LIMIT_EXCEEDED, { _tag: "ProtocolError", reason: "LimitExceeded" }],
-    ["TIMEOUT", AlertCode.TIMEOUT, { _tag: "HandshakeError", reason: "Timeout" }],
-    ["INTERNAL", AlertCode.INTERNAL, { _tag: "HandshakeError", reason: "Aborted" }],
+    ["LIMIT_EXCEEDED", AlertCode.LIMIT_EXCEEDED, { _tag: "PeerAlert", reason: "LimitExceeded", phase: "Handshake" }],
+    ["TIMEOUT", AlertCode.TIMEOUT, { _tag: "PeerAlert", reason: "Timeout", phase: "Handshake" }],
+    ["INTERNAL", AlertCode.INTERNAL, { _tag: "PeerAlert", reason: "Internal", phase: "Handshake" }],
+    // Not an alert this side can read: the frame itself is broken, which this side found.
     ["an unknown code (0x7f)", 0x7f, { _tag: "HandshakeError", reason: "Malformed" }]
   ]
-  for (const [name, code, expected] of table) {
+  for (const [name, code, expected] of handshakeTable) {
     it.live(`ALERT ${name} instead of a ClientHello: the server fails with ${expected._tag}(${expected.reason})`, () =>
       Effect.gen(function*() {
         const { error } = yield* serverAgainstRaw(Uint8Array.from(alertFrame(code)), 0)
         expect(error).toMatchObject(expected)
       }))
   }
+
+  it.live("ALERT TIMEOUT instead of a ServerHello: the client's PeerAlert says the peer timed out", () =>
+    Effect.gen(function*() {
+      const error = yield* clientAgainstRaw(Uint8Array.from(alertFrame(AlertCode.TIMEOUT)))
+      expect(error).toBeInstanceOf(PeerAlert)
+      expect(error).toEqual(new PeerAlert({ reason: "Timeout", phase: "Handshake" }))
+      expect(error.message).toBe("the peer ended the handshake with ALERT TIMEOUT: it timed out")
+    }))
+
+  const sessionTable = [
+    ["DECRYPT_FAILED", AlertCode.DECRYPT_FAILED, "DecryptFailed"],
+    ["LIMIT_EXCEEDED", AlertCode.LIMIT_EXCEEDED, "LimitExceeded"],
+    ["TIMEOUT", AlertCode.TIMEOUT, "Timeout"],
+    ["MALFORMED", AlertCode.MALFORMED, "Malformed"]
+  ] as const
+  for (const [name, code, reason] of sessionTable) {
+    it.scopedLive(`ALERT ${name} after the handshake: PeerAlert(${reason}, Session), and no alert answers it`, () =>
+      Effect.gen(function*() {
+        const { client, server } = yield* misbehavingClient([Uint8Array.from(alertFrame(code))])
+        const error = typedError(yield* Effect.exit(server.receive()), "server receive")
+        expect(error).toEqual(new PeerAlert({ reason, phase: "Session" }))
+        expect(yield* server.closed).toEqual(new PeerAlert({ reason, phase: "Session" }))
+        // The server answers nothing (§6): the client sees its transport end, not an alert.
+        expect((yield* client.closed)._tag).not.toBe("PeerAlert")
+      }).pipe(noHang(HANG_LIMIT, "the session")))
+  }
+
+  it.scopedLive("catchTag tells our own idle timeout (ProtocolError) from the peer's (PeerAlert)", () =>
+    Effect.gen(function*() {
+      const { client, server } = yield* memorySessions({ server: { idleTimeout: "100 millis" } })
+      const who = (session: typeof client) =>
+        session.receive().pipe(
+          Effect.as("received"),
+          Effect.catchTag("ProtocolError", (e) => Effect.succeed(`we found ${e.reason}`)),
+          Effect.catchTag("PeerAlert", (e) => Effect.succeed(`the peer reported ${e.reason} during the ${e.phase}`)),
+          Effect.orElseSucceed(() => "something else")
+        )
+      expect(yield* who(server)).toBe("we found Timeout")
+      expect(yield* who(client)).toBe("the peer reported Timeout during the Session")
+      expect((yield* client.closed).message).toBe("the peer ended the session with ALERT TIMEOUT: it timed out")
+    }).pipe(noHang(HANG_LIMIT, "the idle timeout")))
 })
 
 // ---------------------------------------------------------------------------------------------
@@ -266,10 +316,20 @@ describe("ProtocolError", () => {
       expect(serverEnd).toBeInstanceOf(ProtocolError)
       expect(serverEnd).toMatchObject({ _tag: "ProtocolError", reason: "Timeout" })
       expect(typedError(yield* Effect.exit(server.receive()), "server receive")).toMatchObject({ _tag: "ProtocolError", reason: "Timeout" })
-      // The peer hears ALERT TIMEOUT, which after the handshake is ProtocolError(Timeout) (PROTOCOL.md §6).
-      expect(yield* client.closed).toMatchObject({ _tag: "ProtocolError", reason: "Timeout" })
+      // The peer hears ALERT TIMEOUT: the timeout was ours, not its (PROTOCOL.md §6).
+      expect(yield* client.closed).toEqual(new PeerAlert({ reason: "Timeout", phase: "Session" }))
     }).pipe(noHang(HANG_LIMIT, "the idle timeout")))
 
+  /** A BATCH body of `length` bytes of well-formed PACKET items. */
+  const batchOf = (length: number) => {
+    const out = new Uint8Array(length)
+    for (let offset = 0; offset < length;) {
+      const size = Math.min(1000, length - offset - 3)
+      out.set([MessageType.PACKET, size >>> 8, size & 0xff], offset)
+      offset += 3 + size
+    }
+    return out
+  }
   const chunkStart = (flags: number) => encodeChunkStart({ streamId: 1, flags, id: 1, type: 0, total: 0 })
   for (const [what, type, body] of [
     ["a PACKET body under 5 bytes", MessageType.PACKET, Uint8Array.of(0, 0, 1)],
@@ -278,7 +338,12 @@ describe("ProtocolError", () => {
     ["a REPLY_ERROR whose detail is over 1024 bytes", MessageType.REPLY_ERROR, new Uint8Array(5 + 1025).fill(1, 4)],
     ["a STREAM_CANCEL of 5 bytes", MessageType.STREAM_CANCEL, Uint8Array.of(0, 0, 0, 1, 0)],
     ["a CHUNK_START flagged both REQUEST and STREAM", MessageType.CHUNK_START, chunkStart(ChunkFlags.REQUEST | ChunkFlags.STREAM)],
-    ["a CHUNK_START flagged both REQUEST and REPLY", MessageType.CHUNK_START, chunkStart(ChunkFlags.REQUEST | ChunkFlags.REPLY)]
+    ["a CHUNK_START flagged both REQUEST and REPLY", MessageType.CHUNK_START, chunkStart(ChunkFlags.REQUEST | ChunkFlags.REPLY)],
+    ["an empty BATCH", MessageType.BATCH, new Uint8Array(0)],
+    ["a BATCH whose item runs past its end", MessageType.BATCH, Uint8Array.of(MessageType.PACKET, 0, 9, 0, 0, 0, 1, 0xc0)],
+    ["a BATCH inside a BATCH", MessageType.BATCH, Uint8Array.of(MessageType.BATCH, 0, 0)],
+    ["a CLOSE inside a BATCH", MessageType.BATCH, Uint8Array.of(MessageType.CLOSE, 0, 0)],
+    ["a BATCH over 16 KiB", MessageType.BATCH, batchOf(16 * 1024 + 1)]
   ] as const) {
     it.scopedLive(`Malformed: ${what} after the handshake`, () =>
       Effect.gen(function*() {
@@ -287,8 +352,8 @@ describe("ProtocolError", () => {
         expect(error).toBeInstanceOf(ProtocolError)
         expect(error).toMatchObject({ _tag: "ProtocolError", reason: "Malformed" })
         expect(yield* server.closed).toMatchObject({ _tag: "ProtocolError", reason: "Malformed" })
-        // The peer hears ALERT MALFORMED, which after the handshake is ProtocolError(Malformed).
-        expect(yield* client.closed).toMatchObject({ _tag: "ProtocolError", reason: "Malformed" })
+        // The peer hears ALERT MALFORMED.
+        expect(yield* client.closed).toMatchObject({ _tag: "PeerAlert", reason: "Malformed", phase: "Session" })
       }).pipe(noHang(HANG_LIMIT, "the session")))
   }
 
@@ -298,14 +363,14 @@ describe("ProtocolError", () => {
       const error = typedError(yield* Effect.exit(server.receive()), "server receive")
       expect(error).toMatchObject({ _tag: "ProtocolError", reason: "UnexpectedMessage" })
       // We alert MALFORMED: the peer sent something that is not a message of this protocol.
-      expect(yield* client.closed).toMatchObject({ _tag: "ProtocolError", reason: "Malformed" })
+      expect(yield* client.closed).toMatchObject({ _tag: "PeerAlert", reason: "Malformed", phase: "Session" })
     }).pipe(noHang(HANG_LIMIT, "the session")))
 
   it.scopedLive("UnexpectedMessage: a handshake-only alert (INTERNAL) after the handshake", () =>
     Effect.gen(function*() {
       const { server } = yield* misbehavingClient([Uint8Array.from(alertFrame(AlertCode.INTERNAL))])
       const error = typedError(yield* Effect.exit(server.receive()), "server receive")
-      expect(error).toMatchObject({ _tag: "ProtocolError", reason: "UnexpectedMessage" })
+      expect(error).toMatchObject({ _tag: "ProtocolError", reason: "UnexpectedMessage", detail: "alert INTERNAL (0x0b) after the handshake" })
     }).pipe(noHang(HANG_LIMIT, "the session")))
 
   it.scopedLive("LimitExceeded: more packets queued than maxQueuedPackets; the peer hears LIMIT_EXCEEDED", () =>
@@ -318,8 +383,17 @@ describe("ProtocolError", () => {
       const serverEnd = yield* server.closed
       expect(serverEnd).toBeInstanceOf(ProtocolError)
       expect(serverEnd).toMatchObject({ _tag: "ProtocolError", reason: "LimitExceeded", detail: "too many queued packets" })
-      expect(yield* client.closed).toMatchObject({ _tag: "ProtocolError", reason: "LimitExceeded" })
+      expect(yield* client.closed).toMatchObject({ _tag: "PeerAlert", reason: "LimitExceeded", phase: "Session" })
     }).pipe(noHang(HANG_LIMIT, "the session")))
+
+  it.live("LimitExceeded: a server with a full P-521 queue refuses; its cause is the CryptoError, the client hears the alert", () =>
+    Effect.gen(function*() {
+      const result = yield* runPair(memory(), {}, {}, { server: busyCrypto })
+      const server = typedError(result.server, "server")
+      expect(server).toMatchObject({ _tag: "ProtocolError", reason: "LimitExceeded", detail: "busy: queue full (test)" })
+      expect(server).toHaveProperty("cause", new CryptoError({ reason: "Busy", detail: "queue full (test)" }))
+      expect(typedError(result.client, "client")).toEqual(new PeerAlert({ reason: "LimitExceeded", phase: "Handshake" }))
+    }).pipe(Effect.scoped, noHang(HANG_LIMIT, "the handshake")))
 
   it.scopedLive("LimitExceeded: more open incoming streams than maxIncomingStreams", () =>
     Effect.gen(function*() {
@@ -328,7 +402,7 @@ describe("ProtocolError", () => {
       yield* Effect.forkScoped(client.sendStream({ id: 1, type: PacketType.STREAM_DATA }, Stream.never))
       yield* Effect.forkScoped(client.sendStream({ id: 2, type: PacketType.STREAM_DATA }, Stream.never))
       expect(yield* server.closed).toMatchObject({ _tag: "ProtocolError", reason: "LimitExceeded", detail: "too many open streams" })
-      expect(yield* client.closed).toMatchObject({ _tag: "ProtocolError", reason: "LimitExceeded" })
+      expect(yield* client.closed).toMatchObject({ _tag: "PeerAlert", reason: "LimitExceeded", phase: "Session" })
     }).pipe(noHang(HANG_LIMIT, "the session")))
 
   it.scopedLive("LimitExceeded: a stream sender that ignores the credit window", () =>
@@ -439,6 +513,25 @@ describe("ListenFailed", () => {
       expect(error).toMatchObject({ _tag: "ListenFailed", host: "192.0.2.1", port: 0, code: "EADDRNOTAVAIL" })
       expect(error.message).toContain("192.0.2.1:0")
     }).pipe(noHang(HANG_LIMIT, "the listen")))
+})
+
+describe("ConnectionClosed", () => {
+  it.live("Cut: a connection cut during the handshake keeps the socket's error as its cause", () =>
+    Effect.gen(function*() {
+      const [clientSocket, serverSocket] = yield* MemorySocket.makePair()
+      const raw = yield* rawPeer(serverSocket)
+      const client = yield* ClientSession.session().pipe(
+        Effect.provideService(Socket.Socket, clientSocket),
+        Effect.provide(NodeCrypto.layer),
+        Effect.exit,
+        Effect.fork
+      )
+      yield* raw.waitForFrames(1)
+      yield* MemorySocket.cut(serverSocket)
+      const error = typedError(yield* Fiber.join(client), "client")
+      expect(error).toMatchObject({ _tag: "ConnectionClosed", reason: "Cut" })
+      expect(error).toHaveProperty("cause._tag", "SocketError")
+    }).pipe(Effect.scoped, noHang(HANG_LIMIT, "the client handshake")))
 })
 
 // AuthFailed, EncryptionMismatch, UnexpectedPacket and ConnectionClosed: every reason is already

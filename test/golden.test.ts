@@ -118,10 +118,10 @@ describe("golden transcripts (PROTOCOL.md §11)", () => {
         }
 
         // Wire order of PROTOCOL.md §3 and §7.1, then the contents of each message.
-        expect(parsed.frames.map((f) => f.direction)).toEqual(["C->S", "S->C", "S->C", "C->S", "S->C", "C->S", "S->C", "C->S", "S->C"])
+        expect(parsed.frames.map((f) => f.direction)).toEqual(["C->S", "S->C", "S->C", "C->S", "S->C", "C->S", "S->C", "C->S", "C->S", "S->C"])
         const toServer = messages(parsed, "C->S", sealed)
         const toClient = messages(parsed, "S->C", sealed)
-        expect(toServer.map((m) => m.type)).toEqual([0x01, 0x04, 0x18, 0x21])
+        expect(toServer.map((m) => m.type)).toEqual([0x01, 0x04, 0x18, 0x1b, 0x21])
         expect(toClient.map((m) => m.type)).toEqual([0x02, 0x03, 0x05, 0x16, 0x21])
         expect(hex(toClient[1]!.body)).toBe(hex(key(parsed, "server_finished_mac")))
         expect(hex(toClient[1]!.body)).toBe(hex(hmac(key(parsed, "server_finished_key"), h1)))
@@ -152,7 +152,19 @@ describe("golden transcripts (PROTOCOL.md §11)", () => {
         // §8: the packet and the reply.
         expect(hex(toServer[2]!.body)).toBe("00000001c0" + Buffer.from("hello").toString("hex"))
         expect(hex(toClient[3]!.body)).toBe("00000001c1" + Buffer.from("world").toString("hex"))
-        expect(toServer[3]!.body.length).toBe(0)
+        // §7.3: one BATCH holding the two PACKETs, `type ‖ length: u16 ‖ body` each.
+        const batch = toServer[3]!.body
+        const items: Array<string> = []
+        for (let at = 0; at < batch.length;) {
+          const length = (batch[at + 1]! << 8) | batch[at + 2]!
+          items.push(`${batch[at]!.toString(16)}:${hex(batch.subarray(at + 3, at + 3 + length))}`)
+          at += 3 + length
+        }
+        expect(items).toEqual([
+          "10:00000002c0" + Buffer.from("one").toString("hex"),
+          "10:00000003c0" + Buffer.from("two").toString("hex")
+        ])
+        expect(toServer[4]!.body.length).toBe(0)
         expect(toClient[4]!.body.length).toBe(0)
         // The password itself is nowhere on the wire.
         const wire = Buffer.concat(parsed.frames.map((f) => f.bytes))

@@ -166,8 +166,8 @@ describe("a plaintext alert forged in place of ServerFinished", () => {
     it.live(`${name}: a sealed alert from a real peer still carries its meaning (wrong password)`, () =>
       Effect.gen(function*() {
         const result = yield* runPair(mitm(name, () => ({})), { password: "wrong" }, { password: PASSWORD })
-        expect(typedError(result.client, "client")).toMatchObject({ _tag: "AuthFailed", reason: "WrongPassword" })
-        expect(typedError(result.server, "server")).toMatchObject({ _tag: "AuthFailed", reason: "WrongPassword" })
+        expect(typedError(result.client, "client")).toMatchObject({ _tag: "AuthFailed", reason: "WrongPassword", source: "Peer" })
+        expect(typedError(result.server, "server")).toMatchObject({ _tag: "AuthFailed", reason: "WrongPassword", source: "Local" })
       }).pipe(Effect.scoped, noHang(HANG_LIMIT, "the handshake")))
   }
 })
@@ -427,7 +427,7 @@ describe("the client puzzle under load (PROTOCOL.md §3.6)", () => {
         }
       }).pipe(Effect.scoped, noHang(HANG_LIMIT, "the handshake")))
 
-    it.live(`${name}: a wrong solution is refused before any P-521 work (Malformed on both sides)`, () =>
+    it.live(`${name}: a wrong solution is refused before any P-521 work (Malformed, and the client hears it)`, () =>
       Effect.gen(function*() {
         const result = yield* runPair(
           mitm(name, () => ({
@@ -443,7 +443,8 @@ describe("the client puzzle under load (PROTOCOL.md §3.6)", () => {
           { ...PUZZLE, puzzleDifficulty: 16 }
         )
         expect(typedError(result.server, "server")).toMatchObject({ _tag: "HandshakeError", reason: "Malformed", detail: "puzzle solution does not verify" })
-        expect(typedError(result.client, "client")).toMatchObject({ _tag: "HandshakeError", reason: "Malformed" })
+        // Before any keys the server's MALFORMED is plaintext, and trusted (§6).
+        expect(typedError(result.client, "client")).toMatchObject({ _tag: "PeerAlert", reason: "Malformed", phase: "Handshake" })
       }).pipe(Effect.scoped, noHang(HANG_LIMIT, "the handshake")))
 
     it.live(`${name}: a solution replayed on another connection is refused (the challenge is fresh)`, () =>

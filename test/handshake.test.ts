@@ -18,6 +18,7 @@ import {
   type EncryptionPolicy,
   HandshakeError,
   NodeCrypto,
+  PeerAlert,
   serve,
   ServerSession
 } from "../src/index.js"
@@ -133,22 +134,23 @@ describe("password", () => {
     it.live(`${transportName}: a wrong password is AuthFailed(WrongPassword) on both sides`, () =>
       Effect.gen(function*() {
         const result = yield* runPair(transport(), { password: "wrong" }, { password: PASSWORD })
-        expect(typedError(result.client, "client")).toEqual(new AuthFailed({ reason: "WrongPassword" }))
-        expect(typedError(result.server, "server")).toEqual(new AuthFailed({ reason: "WrongPassword" }))
+        // The server finds the proof wrong; the client learns it from the server's alert.
+        expect(typedError(result.client, "client")).toEqual(new AuthFailed({ reason: "WrongPassword", source: "Peer" }))
+        expect(typedError(result.server, "server")).toEqual(new AuthFailed({ reason: "WrongPassword", source: "Local" }))
       }).pipe(Effect.scoped, noHang(HANG_LIMIT, "the handshake")))
 
     it.live(`${transportName}: a missing password is AuthFailed(MissingPassword) on both sides`, () =>
       Effect.gen(function*() {
         const result = yield* runPair(transport(), {}, { password: PASSWORD })
-        expect(typedError(result.client, "client")).toEqual(new AuthFailed({ reason: "MissingPassword" }))
-        expect(typedError(result.server, "server")).toEqual(new AuthFailed({ reason: "MissingPassword" }))
+        expect(typedError(result.client, "client")).toEqual(new AuthFailed({ reason: "MissingPassword", source: "Local" }))
+        expect(typedError(result.server, "server")).toEqual(new AuthFailed({ reason: "MissingPassword", source: "Peer" }))
       }).pipe(Effect.scoped, noHang(HANG_LIMIT, "the handshake")))
 
     it.live(`${transportName}: a server without the password is AuthFailed(ServerUnproven) on the client`, () =>
       Effect.gen(function*() {
         const result = yield* runPair(transport(), { password: PASSWORD }, {})
-        expect(typedError(result.client, "client")).toEqual(new AuthFailed({ reason: "ServerUnproven" }))
-        expect(typedError(result.server, "server")).toEqual(new AuthFailed({ reason: "ServerUnproven" }))
+        expect(typedError(result.client, "client")).toEqual(new AuthFailed({ reason: "ServerUnproven", source: "Local" }))
+        expect(typedError(result.server, "server")).toEqual(new AuthFailed({ reason: "ServerUnproven", source: "Peer" }))
       }).pipe(Effect.scoped, noHang(HANG_LIMIT, "the handshake")))
   }
 
@@ -225,7 +227,8 @@ describe("password failures through serve are logged", () => {
   it.live("wrong password: AuthFailed on the client, a logged AuthFailed on the server", () =>
     Effect.gen(function*() {
       const { error, logs } = yield* serveAndConnect("wrong password")
-      expect(error).toEqual(new AuthFailed({ reason: "WrongPassword" }))
+      expect(error).toEqual(new AuthFailed({ reason: "WrongPassword", source: "Peer" }))
+      expect(error.message).toBe("authentication failed: WrongPassword (reported by the peer)")
       const line = logs.find((l) => l.includes("AuthFailed"))
       expect(line).toContain("WrongPassword")
       // Neither password shows up in the logs.
@@ -236,8 +239,8 @@ describe("password failures through serve are logged", () => {
   it.live("missing password: AuthFailed on the client, a logged AuthFailed on the server", () =>
     Effect.gen(function*() {
       const { error, logs } = yield* serveAndConnect(undefined)
-      expect(error).toEqual(new AuthFailed({ reason: "MissingPassword" }))
-      expect(logs.find((l) => l.includes("AuthFailed"))).toContain("MissingPassword")
+      expect(error).toEqual(new AuthFailed({ reason: "MissingPassword", source: "Local" }))
+      expect(logs.find((l) => l.includes("AuthFailed"))).toContain("MissingPassword (reported by the peer)")
       expect(logs.join("\n")).not.toContain(PASSWORD)
     }))
 })
@@ -285,8 +288,9 @@ describe("man in the middle", () => {
       client: { encryption: "preferred" },
       server: { encryption: "disabled" },
       toServer: rewriteByteAt(HELLO_POLICY, () => POLICY_CODE.disabled),
+      // The client finds ServerFinished wrong; the server hears its KEY_CONFIRMATION alert.
       clientTag: "HandshakeError",
-      serverTag: "HandshakeError"
+      serverTag: "PeerAlert"
     },
     {
       name: "ServerHello policy byte: downgrade preferred → disabled",
@@ -312,7 +316,7 @@ describe("man in the middle", () => {
       server: { encryption: "disabled" },
       toServer: rewriteByteAt(CLIENT_HELLO_NONCE, (b) => b ^ 0x01),
       clientTag: "HandshakeError",
-      serverTag: "HandshakeError"
+      serverTag: "PeerAlert"
     },
     {
       name: "ServerHello nonce byte, encrypted with password",
@@ -381,9 +385,10 @@ describe("man in the middle", () => {
           // Neither side may think the password was proven to an attacker.
           expect(tagOf(client)).not.toBe("AuthFailed")
           if (mode === "plaintext") {
-            // The finished MACs under different keys: key confirmation, told to the peer by an alert.
+            // The finished MACs under different keys: the client finds ServerFinished wrong and tells
+            // the server with an alert.
             expect(client).toMatchObject({ _tag: "HandshakeError", reason: "KeyConfirmation" })
-            expect(server).toMatchObject({ _tag: "HandshakeError", reason: "KeyConfirmation" })
+            expect(server).toMatchObject({ _tag: "PeerAlert", reason: "KeyConfirmation", phase: "Handshake" })
           }
         }).pipe(Effect.scoped, Effect.provide(NodeCrypto.layer), noHang(HANG_LIMIT, "the handshake")))
     }
@@ -581,10 +586,11 @@ describe("bad input before and during the hello", () => {
         )
         const { client, server } = expectBothFailTyped(result)
         // The side that reads the garbage first sees another protocol; its MALFORMED alert reaches the
-        // other side in plaintext: before that side has keys it is Malformed, after, unauthenticated (§6).
+        // other side in plaintext: before that side has keys it is the peer's Malformed, after,
+        // unauthenticated (§6).
         if (direction === "client → server") {
           expect(server).toMatchObject({ _tag: "HandshakeError", reason: "NotCvgPeer" })
-          expect(client).toMatchObject({ _tag: "HandshakeError", reason: "Malformed" })
+          expect(client).toMatchObject({ _tag: "PeerAlert", reason: "Malformed", phase: "Handshake" })
         } else {
           expect(client).toMatchObject({ _tag: "HandshakeError", reason: "NotCvgPeer" })
           expect(server).toMatchObject({ _tag: "HandshakeError", reason: "Aborted" })
@@ -648,29 +654,46 @@ describe("silent peer (TestClock)", () => {
       }))
   }
 
-  it.scoped("a server that stalls after its hello: the client times out", () =>
+  it.scoped("a server that stalls after its hello: the client times out and tells the server with a sealed ALERT TIMEOUT", () =>
     Effect.gen(function*() {
-      // A relay that lets the ServerHello through and swallows everything after it.
+      // A relay that lets the ServerHello through and swallows everything after it; ServerFinished
+      // going into it means the server is waiting for ClientFinished.
+      const serverWaiting = yield* Deferred.make<void>()
       const [clientSocket, serverSocket] = yield* MemorySocket.makePair({
-        serverToClient: { transform: frameRelay((frame, index) => (index === 0 ? [frame] : [])) }
+        serverToClient: {
+          transform: frameRelay((frame, index) => {
+            if (index === 1) Deferred.unsafeDone(serverWaiting, Exit.void)
+            return index === 0 ? [frame] : []
+          })
+        }
       })
+      // The client's ECDH runs in real time: once it is done, the client installs its keys and
+      // waits for ServerFinished without another pause, so its alert will be sealed.
+      const clientKeys = yield* Deferred.make<void>()
+      const node = yield* NodeCrypto.make
+      const clientCrypto: CryptoService = {
+        ...node,
+        deriveSharedSecret: (own, peer) => Effect.zipLeft(node.deriveSharedSecret(own, peer), Deferred.succeed(clientKeys, undefined))
+      }
       const client = yield* ClientSession.session({ handshakeTimeout: "1 second" }).pipe(
         Effect.provideService(Socket.Socket, clientSocket),
-        Effect.provide(NodeCrypto.layer),
+        Effect.provideService(Crypto, clientCrypto),
         Effect.exit,
         Effect.fork
       )
-      const server = yield* ServerSession.session({ handshakeTimeout: "1 second" }).pipe(
+      const server = yield* ServerSession.session({ handshakeTimeout: "2 seconds" }).pipe(
         Effect.provideService(Socket.Socket, serverSocket),
-        Effect.provide(NodeCrypto.layer),
+        Effect.provideService(Crypto, node),
         Effect.exit,
         Effect.fork
       )
-      // Both are waiting: the client for ServerFinished, the server for ClientFinished.
-      while ((yield* TestClock.sleeps()).length < 2) yield* Effect.yieldNow()
+      yield* Deferred.await(serverWaiting)
+      yield* Deferred.await(clientKeys)
+      for (let i = 0; i < 100; i++) yield* Effect.yieldNow()
+      // The client's deadline comes first: its own timeout, which the server hears from it.
       yield* TestClock.adjust("1 second")
-      expect(typedError(yield* Fiber.join(client), "client")).toMatchObject({ _tag: "HandshakeError", reason: "Timeout" })
-      expect(typedError(yield* Fiber.join(server), "server")).toMatchObject({ _tag: "HandshakeError", reason: "Timeout" })
+      expect(typedError(yield* Fiber.join(client), "client")).toEqual(new HandshakeError({ reason: "Timeout" }))
+      expect(typedError(yield* Fiber.join(server), "server")).toEqual(new PeerAlert({ reason: "Timeout", phase: "Handshake" }))
     }))
 })
 

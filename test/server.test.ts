@@ -123,7 +123,7 @@ describe("server", () => {
       const second = yield* connectScoped({ port, ...modes.encrypted })
       const third = yield* Effect.either(Effect.scoped(connectScoped({ port, ...modes.encrypted })))
       expect(Either.isLeft(third)).toBe(true)
-      if (Either.isLeft(third)) expect(third.left).toMatchObject({ _tag: "ProtocolError", reason: "LimitExceeded" })
+      if (Either.isLeft(third)) expect(third.left).toMatchObject({ _tag: "PeerAlert", reason: "LimitExceeded", phase: "Handshake" })
       expect(logs.entries.some((e) => e.message.includes("connections refused, maxConnections reached"))).toBe(true)
       // The two admitted ones are unaffected, and a slot frees up when one leaves.
       expect(str((yield* first.request(packet(1, PacketType.COMMAND, "a"))).payload)).toBe("a|ok")

@@ -414,7 +414,7 @@ describe("maxMessageSize", () => {
       expect(grew).toBeLessThan(256 * MiB)
       // The peer is told with an alert and its session ends too.
       const peerEnd = yield* client.closed
-      expect(peerEnd).toMatchObject({ _tag: "ProtocolError", reason: "LimitExceeded" })
+      expect(peerEnd).toMatchObject({ _tag: "PeerAlert", reason: "LimitExceeded", phase: "Session" })
     }).pipe(bounded("over the limit")))
 
   it.scopedLive("a sender with a larger limit than the receiver: the receiver refuses the message", () =>
@@ -781,4 +781,21 @@ describe("interruption leaves no fibers behind", () => {
       yield* client.close
       expect(yield* server.closed).toMatchObject({ reason: "Closed" })
     })).pipe(bounded("serve interruption")))
+})
+
+describe("orderly close (PROTOCOL.md §7.1)", () => {
+  for (const mode of ["encrypted", "plaintext"] as const) {
+    it.scopedLive(`${mode}: packets sent right before CLOSE are all received, then ConnectionClosed`, () =>
+      Effect.gen(function*() {
+        const { client, server } = yield* memorySessions({ client: modes[mode], server: modes[mode] })
+        for (let id = 1; id <= 5; id++) yield* client.send(packet(id, PacketType.COMMAND, `last words ${id}`))
+        yield* client.close
+        // The CLOSE may well arrive in the same read as the packets: none of them is lost.
+        yield* server.closed
+        const got: Array<string> = []
+        for (let i = 0; i < 5; i++) got.push(str((yield* server.receive()).payload))
+        expect(got).toEqual([1, 2, 3, 4, 5].map((id) => `last words ${id}`))
+        expect(yield* Effect.flip(server.receive())).toMatchObject({ _tag: "ConnectionClosed", reason: "Closed" })
+      }).pipe(bounded("last words")))
+  }
 })

@@ -1,6 +1,9 @@
 /** What every benchmarked system provides, so that scenarios are written once. */
 
-export const SYSTEM_NAMES = ["raw", "tls", "cvg", "cvg-plain"] as const
+export const SYSTEM_NAMES = ["raw", "tls", "cvg", "cvg-plain", "cvg-typed", "rpc-cvg"] as const
+
+/** Systems measured only for round trips and requests in flight (the typed layers over cvg). */
+export const ECHO_ONLY: ReadonlySet<string> = new Set(["cvg-typed", "rpc-cvg"])
 export type SystemName = (typeof SYSTEM_NAMES)[number]
 
 export interface Target {

@@ -4,7 +4,7 @@
  */
 import type * as Socket from "@effect/platform/Socket"
 import type { ConnectionClosed, EncryptionMismatch } from "../errors.js"
-import { AuthFailed, HandshakeError, ProtocolError } from "../errors.js"
+import { AuthFailed, HandshakeError, PeerAlert, ProtocolError } from "../errors.js"
 import { AlertCode, alertName } from "../wire/Messages.js"
 
 /** The alert that tells the peer why we are closing. */
@@ -41,31 +41,35 @@ export const errorToAlert = (error: ProtocolError | ConnectionClosed | AuthFaile
   }
 }
 
-export const handshakeAlertToError = (code: AlertCode): AuthFailed | HandshakeError | ProtocolError => {
+/**
+ * What an authenticated alert means during the handshake (PROTOCOL.md §6): the peer found the
+ * failure, so it is `PeerAlert` (or `AuthFailed` from the peer), never an error of this side's own.
+ */
+export const handshakeAlertToError = (code: AlertCode): AuthFailed | HandshakeError | PeerAlert => {
   switch (code) {
     case AlertCode.VERSION:
-      return new HandshakeError({ reason: "Version", detail: "peer does not speak this version" })
+      return new PeerAlert({ reason: "Version", phase: "Handshake" })
     case AlertCode.MALFORMED:
-      return new HandshakeError({ reason: "Malformed", detail: "peer rejected a message" })
+      return new PeerAlert({ reason: "Malformed", phase: "Handshake" })
     case AlertCode.KEY_CONFIRMATION:
-      return new HandshakeError({ reason: "KeyConfirmation", detail: "peer saw a different transcript" })
+      return new PeerAlert({ reason: "KeyConfirmation", phase: "Handshake" })
     case AlertCode.MISSING_PASSWORD:
-      return new AuthFailed({ reason: "MissingPassword" })
+      return new AuthFailed({ reason: "MissingPassword", source: "Peer" })
     case AlertCode.WRONG_PASSWORD:
-      return new AuthFailed({ reason: "WrongPassword" })
+      return new AuthFailed({ reason: "WrongPassword", source: "Peer" })
     case AlertCode.SERVER_UNPROVEN:
-      return new AuthFailed({ reason: "ServerUnproven" })
+      return new AuthFailed({ reason: "ServerUnproven", source: "Peer" })
     case AlertCode.DECRYPT_FAILED:
-      return new ProtocolError({ reason: "DecryptFailed" })
+      return new PeerAlert({ reason: "DecryptFailed", phase: "Handshake" })
     case AlertCode.ENCRYPTION_MISMATCH:
       // Reserved (§6): each side computes a mismatch itself (§3.2), so no version sends this code.
       return new HandshakeError({ reason: "Aborted", detail: `peer sent the reserved alert ${alertName(code)}` })
     case AlertCode.LIMIT_EXCEEDED:
-      return new ProtocolError({ reason: "LimitExceeded", detail: "peer reported a limit" })
+      return new PeerAlert({ reason: "LimitExceeded", phase: "Handshake" })
     case AlertCode.TIMEOUT:
-      return new HandshakeError({ reason: "Timeout", detail: "peer timed out" })
+      return new PeerAlert({ reason: "Timeout", phase: "Handshake" })
     case AlertCode.INTERNAL:
-      return new HandshakeError({ reason: "Aborted", detail: "peer aborted" })
+      return new PeerAlert({ reason: "Internal", phase: "Handshake" })
   }
 }
 
@@ -82,21 +86,21 @@ export const unauthenticatedAlert = (code: number): HandshakeError =>
 /**
  * After the handshake only protocol-level alerts make sense (PROTOCOL.md §6), plus the client's
  * SERVER_UNPROVEN, which reaches a server that has already started its session; any other handshake
- * alert then is itself a protocol violation.
+ * alert then is itself a protocol violation, which this side found.
  */
-export const sessionAlertToError = (code: AlertCode): ProtocolError | AuthFailed => {
+export const sessionAlertToError = (code: AlertCode): ProtocolError | PeerAlert | AuthFailed => {
   switch (code) {
     case AlertCode.SERVER_UNPROVEN:
-      return new AuthFailed({ reason: "ServerUnproven" })
+      return new AuthFailed({ reason: "ServerUnproven", source: "Peer" })
     case AlertCode.DECRYPT_FAILED:
-      return new ProtocolError({ reason: "DecryptFailed" })
+      return new PeerAlert({ reason: "DecryptFailed", phase: "Session" })
     case AlertCode.LIMIT_EXCEEDED:
-      return new ProtocolError({ reason: "LimitExceeded", detail: "peer reported a limit" })
+      return new PeerAlert({ reason: "LimitExceeded", phase: "Session" })
     case AlertCode.TIMEOUT:
-      return new ProtocolError({ reason: "Timeout", detail: "peer timed out" })
+      return new PeerAlert({ reason: "Timeout", phase: "Session" })
     case AlertCode.MALFORMED:
-      return new ProtocolError({ reason: "Malformed", detail: "peer rejected a message" })
+      return new PeerAlert({ reason: "Malformed", phase: "Session" })
     default:
-      return new ProtocolError({ reason: "UnexpectedMessage", detail: `alert ${code} after the handshake` })
+      return new ProtocolError({ reason: "UnexpectedMessage", detail: `alert ${alertName(code)} after the handshake` })
   }
 }

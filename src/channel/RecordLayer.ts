@@ -8,7 +8,7 @@
  * In plaintext mode frames are `len ‖ type ‖ body` and nothing is checked beyond the framing.
  */
 import { Either } from "effect"
-import type { Aead, CryptoService } from "../crypto/Crypto.js"
+import type { Aead, CryptoError, CryptoService } from "../crypto/Crypto.js"
 import { AEAD_TAG_LENGTH } from "../crypto/Crypto.js"
 import { ProtocolError } from "../errors.js"
 import { nextTrafficKeys, recordNonce, type TrafficKeys } from "../handshake/KeySchedule.js"
@@ -61,18 +61,16 @@ interface Direction {
   sequence: number
 }
 
-const direction = (crypto: CryptoService, keys: TrafficKeys): Either.Either<Direction, ProtocolError> =>
-  crypto.aead(keys.key).pipe(
-    Either.map((aead) => ({ keys, aead, sequence: 0 })),
-    Either.mapLeft(() => new ProtocolError({ reason: "Malformed", detail: "traffic key" }))
-  )
+/** A cipher the local `Crypto` cannot make is this side's failure, not the peer's: it stays a `CryptoError`. */
+const direction = (crypto: CryptoService, keys: TrafficKeys): Either.Either<Direction, CryptoError> =>
+  Either.map(crypto.aead(keys.key), (aead) => ({ keys, aead, sequence: 0 }))
 
 export const makeEncryptedRecordLayer = (
   crypto: CryptoService,
   sendKeys: TrafficKeys,
   receiveKeys: TrafficKeys,
   rekeyAfter: number
-): Either.Either<RecordLayer, ProtocolError> =>
+): Either.Either<RecordLayer, CryptoError> =>
   Either.gen(function*() {
     const limit = Math.max(MIN_REKEY_INTERVAL, Math.min(rekeyAfter, MAX_RECORDS_PER_KEY))
     const send = yield* direction(crypto, sendKeys)

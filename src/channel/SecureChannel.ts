@@ -7,9 +7,10 @@
  */
 import type * as Socket from "@effect/platform/Socket"
 import { Duration, Effect } from "effect"
-import type { AuthFailed, EncryptionPolicy } from "../errors.js"
+import type { AuthFailed, EncryptionPolicy, PeerAlert } from "../errors.js"
 import { ConnectionClosed, ProtocolError } from "../errors.js"
 import type { Framed, ReadEnd } from "../transport/Framed.js"
+import { BATCH_ITEM_HEADER, BATCH_LIMIT, type BatchItem, batchable, decodeBatch, encodeBatch } from "../wire/Batch.js"
 import { decodeAlert, encodeAlert, Alert, MessageType } from "../wire/Messages.js"
 import { errorToAlert, sessionAlertToError } from "./Alerts.js"
 import type { RecordLayer } from "./RecordLayer.js"
@@ -19,10 +20,11 @@ const EMPTY = new Uint8Array(0)
 const PEER_CLOSE_WAIT = Duration.seconds(1)
 
 /**
- * How a channel ends. `AuthFailed` only as `ServerUnproven`: a client that rejects the server's
- * password proof does so after the server has started its session (PROTOCOL.md §6).
+ * How a channel ends: `ProtocolError` for what this side found, `PeerAlert` for what the peer
+ * reported (PROTOCOL.md §6). `AuthFailed` only as `ServerUnproven`: a client that rejects the
+ * server's password proof does so after the server has started its session.
  */
-export type ChannelError = ProtocolError | ConnectionClosed | AuthFailed | Socket.SocketError
+export type ChannelError = ProtocolError | PeerAlert | ConnectionClosed | AuthFailed | Socket.SocketError
 
 export interface ChannelInfo {
   /** Records are sealed with AES-256-GCM. */
@@ -93,9 +95,34 @@ export const makeSecureChannel = (
   let handler: ChannelHandler | undefined
   const emit = framed.enqueue
 
+  // Messages held back until the writer takes its next batch, then sealed together as one BATCH
+  // record (PROTOCOL.md §7.3): one AEAD operation and one tag for all of them instead of one each.
+  let held: Array<BatchItem> = []
+  let heldBytes = 0
+
+  const sealHeld = () => {
+    if (held.length === 0) return
+    const items = held
+    const length = heldBytes
+    held = []
+    heldBytes = 0
+    if (items.length === 1) records.write(items[0]!.type, items[0]!.head, items[0]!.data, emit)
+    else records.write(MessageType.BATCH, encodeBatch(items, length), EMPTY, emit)
+  }
+
   const write = (type: number, head: Uint8Array, data: Uint8Array = EMPTY) => {
     if (closing || ended !== undefined) return
-    records.write(type, head, data, emit)
+    const size = BATCH_ITEM_HEADER + head.length + data.length
+    // A large message goes alone, as it would fill most of a batch anyway; what was held goes first.
+    if (size > BATCH_LIMIT / 2 || !batchable(type)) {
+      sealHeld()
+      records.write(type, head, data, emit)
+      return
+    }
+    if (heldBytes + size > BATCH_LIMIT) sealHeld()
+    held.push({ type, head, data })
+    heldBytes += size
+    if (held.length === 1) framed.enqueueLater(sealHeld)
   }
 
   const finish = (error: ChannelError) => {
@@ -106,16 +133,23 @@ export const makeSecureChannel = (
 
   const sendClose = () => {
     if (closing) return
+    sealHeld()
     records.write(MessageType.CLOSE, EMPTY, EMPTY, emit)
     closing = true
   }
 
   const fail = (error: ProtocolError) => {
     if (!closing && ended === undefined) {
+      sealHeld()
       records.write(MessageType.ALERT, encodeAlert(new Alert({ code: errorToAlert(error) })), EMPTY, emit)
       closing = true
     }
     finish(error)
+  }
+
+  /** One message of a BATCH: only the session's own types get here (`decodeBatch` checks). */
+  const deliverItem = (type: number, body: Uint8Array) => {
+    if (ended === undefined) handler?.onMessage(type, body)
   }
 
   const deliver = (type: number, body: Uint8Array) => {
@@ -145,6 +179,11 @@ export const makeSecureChannel = (
       case MessageType.STREAM_CANCEL:
         handler?.onMessage(type, body)
         return
+      case MessageType.BATCH: {
+        const error = decodeBatch(body, deliverItem)
+        if (error !== undefined) fail(error)
+        return
+      }
       default:
         fail(new ProtocolError({ reason: "UnexpectedMessage", detail: `message type ${type}` }))
     }
@@ -187,7 +226,7 @@ export const makeSecureChannel = (
     info,
     write,
     awaitWritable: framed.awaitWritable,
-    pendingBytes: framed.pendingBytes,
+    pendingBytes: () => framed.pendingBytes() + heldBytes,
     writingSince: framed.writingSince,
     listen,
     close: (flushWithin) =>

@@ -24,6 +24,7 @@ import {
   EncryptionMismatch,
   type EncryptionPolicy,
   HandshakeError,
+  type PeerAlert,
   ProtocolError
 } from "../errors.js"
 import { makeEncryptedRecordLayer, MAX_RECORDS_PER_KEY, plaintextRecordLayer, type RecordLayer } from "../channel/RecordLayer.js"
@@ -93,6 +94,7 @@ export type HandshakeFailure =
   | AuthFailed
   | HandshakeError
   | ProtocolError
+  | PeerAlert
   | ConnectionClosed
   | Socket.SocketError
 
@@ -127,7 +129,9 @@ export const isBusyRefusal = (error: unknown): boolean =>
 
 /** P-521 work refused by a full queue is `LimitExceeded` (ALERT LIMIT_EXCEEDED), any other failure `fallback`. */
 const cryptoFailure = <E extends HandshakeFailure>(fallback: (e: CryptoError) => E) => (e: CryptoError): E | ProtocolError =>
-  e.reason === "Busy" ? new ProtocolError({ reason: "LimitExceeded", detail: `${BUSY}: ${e.detail ?? "P-521 queue full"}` }) : fallback(e)
+  e.reason === "Busy"
+    ? new ProtocolError({ reason: "LimitExceeded", detail: `${BUSY}: ${e.detail ?? "P-521 queue full"}`, cause: e })
+    : fallback(e)
 
 export const SUITE = "ECDHE-P521+HKDF-SHA256+AES-256-GCM"
 export const PLAINTEXT_SUITE = "ECDHE-P521+HKDF-SHA256+NONE"
@@ -142,7 +146,9 @@ export const redactPassword = (input: PasswordInput | undefined): Option.Option<
   return Option.some(Redacted.make(typeof value === "string" ? encoder.encode(value) : value))
 }
 
-const malformed = (detail: string) => new HandshakeError({ reason: "Malformed", detail })
+/** `cause` is the decoder's or the frame layer's error, when there is one. */
+const malformed = (detail: string, cause?: ProtocolError) =>
+  new HandshakeError(cause === undefined ? { reason: "Malformed", detail } : { reason: "Malformed", detail, cause })
 const cut = new ConnectionClosed({ reason: "Cut" })
 
 /** Shared state of one side during the handshake. */
@@ -199,13 +205,13 @@ const readEndStop = (ctx: Context, end: ReadEnd): Stop => {
     case "Eof":
       return quiet(cut)
     case "SocketError":
-      return quiet(isCut(end.error) ? cut : end.error)
+      return quiet(isCut(end.error) ? new ConnectionClosed({ reason: "Cut", cause: end.error }) : end.error)
     case "ProtocolError":
       // A first length over the handshake limit is another protocol's bytes (`HTTP`, `SSH-`), §3.
       if (ctx.framesRead === 0 && end.error.reason === "FrameTooLarge") {
         return tell(notCvgPeer(describeFirstBytes(ctx.framed.firstBytes())))
       }
-      return tell(end.error.reason === "LimitExceeded" ? end.error : malformed(end.error.message))
+      return tell(end.error.reason === "LimitExceeded" ? end.error : malformed(end.error.message, end.error))
   }
 }
 
@@ -231,7 +237,7 @@ const read = (ctx: Context, expected: ReadonlyArray<number>): Effect.Effect<read
       if (outerType === MessageType.ALERT && ctx.records.encrypted) {
         // §6: a peer with keys seals its alerts, so a plaintext one may have been written by anyone.
         const alert = decodeAlert(frameBody)
-        return yield* Effect.fail(quiet(Either.isRight(alert) ? unauthenticatedAlert(alert.right.code) : malformed("alert")))
+        return yield* Effect.fail(quiet(Either.isRight(alert) ? unauthenticatedAlert(alert.right.code) : malformed("alert", alert.left)))
       }
       const error = ctx.records.read(outerType, header, frameBody, (type, body) => {
         message = [type, body]
@@ -240,10 +246,12 @@ const read = (ctx: Context, expected: ReadonlyArray<number>): Effect.Effect<read
         const unreadable = error.reason === "DecryptFailed" || outerType === MessageType.ENCRYPTED
         if (firstUnderKeys && unreadable) {
           return yield* Effect.fail(
-            tell(new HandshakeError({ reason: "KeyConfirmation", detail: "the first frame under the new keys cannot be read" }))
+            tell(
+              new HandshakeError({ reason: "KeyConfirmation", detail: "the first frame under the new keys cannot be read", cause: error })
+            )
           )
         }
-        return yield* Effect.fail(tell(error.reason === "DecryptFailed" ? error : malformed(error.message)))
+        return yield* Effect.fail(tell(error.reason === "DecryptFailed" ? error : malformed(error.message, error)))
       }
       // The record layer consumed a KEY_UPDATE, which has no place in the handshake (§7.2).
       if (message === undefined) return yield* Effect.fail(tell(malformed("KEY_UPDATE inside the handshake")))
@@ -251,7 +259,7 @@ const read = (ctx: Context, expected: ReadonlyArray<number>): Effect.Effect<read
     const [type, body] = message
     if (type === MessageType.ALERT) {
       const alert = decodeAlert(body)
-      return yield* Effect.fail(quiet(Either.isRight(alert) ? handshakeAlertToError(alert.right.code) : malformed("alert")))
+      return yield* Effect.fail(quiet(Either.isRight(alert) ? handshakeAlertToError(alert.right.code) : malformed("alert", alert.left)))
     }
     if (first) {
       if (ctx.ownHello !== undefined && sameBytes(encodeFrame(type, body), ctx.ownHello)) {
@@ -270,7 +278,11 @@ const read = (ctx: Context, expected: ReadonlyArray<number>): Effect.Effect<read
 /** Tells the peer why we stop (PROTOCOL.md §6) unless `tell` is false, then fails with the same error. */
 const abort = <E extends HandshakeFailure>(ctx: Context, error: E, tellPeer = true): Effect.Effect<never, E> =>
   Effect.suspend(() => {
-    if (tellPeer && error._tag !== "ConnectionClosed" && error._tag !== "SocketError" && error._tag !== "EncryptionMismatch") {
+    // A PeerAlert is the peer's own alert, which is never answered with one (§6).
+    if (
+      tellPeer && error._tag !== "ConnectionClosed" && error._tag !== "SocketError" && error._tag !== "EncryptionMismatch" &&
+      error._tag !== "PeerAlert"
+    ) {
       const body = encodeAlert(new Alert({ code: errorToAlert(error) }))
       if (ctx.records === undefined) ctx.framed.enqueue(encodeFrame(MessageType.ALERT, body))
       else ctx.records.write(MessageType.ALERT, body, EMPTY, ctx.framed.enqueue)
@@ -301,7 +313,7 @@ const puzzleIfLoaded = (ctx: Context, options: HandshakeOptions, clientHelloFram
     const challenge = yield* ctx.crypto.randomBytes(CHALLENGE_LENGTH)
     send(ctx, MessageType.HELLO_RETRY, encodeHelloRetry(new HelloRetry({ difficulty, challenge })))
     const solution = decodePuzzleSolution(yield* receive(ctx, MessageType.PUZZLE_SOLUTION))
-    if (Either.isLeft(solution)) return yield* abort(ctx, malformed(solution.left.message))
+    if (Either.isLeft(solution)) return yield* abort(ctx, malformed(solution.left.message, solution.left))
     if (!verifySolution(ctx.crypto, difficulty, challenge, ctx.crypto.sha256(clientHelloFrame), solution.right)) {
       return yield* abort(ctx, malformed("puzzle solution does not verify"))
     }
@@ -311,7 +323,7 @@ const puzzleIfLoaded = (ctx: Context, options: HandshakeOptions, clientHelloFram
 const solvePuzzle = (ctx: Context, body: Uint8Array, ownHello: Uint8Array) =>
   Effect.gen(function*() {
     const retry = decodeHelloRetry(body)
-    if (Either.isLeft(retry)) return yield* abort(ctx, malformed(retry.left.message))
+    if (Either.isLeft(retry)) return yield* abort(ctx, malformed(retry.left.message, retry.left))
     const { challenge, difficulty } = retry.right
     if (difficulty > MAX_PUZZLE_DIFFICULTY) {
       return yield* abort(
@@ -332,7 +344,8 @@ const unlessReadFails = <A>(ctx: Context, work: Effect.Effect<A, HandshakeFailur
 
 const importAndDerive = (ctx: Context, own: EcdhKeyPair, peerKey: Uint8Array) =>
   Effect.gen(function*() {
-    const invalid = () => new HandshakeError({ reason: "InvalidPublicKey" })
+    // The CryptoError says why the point was refused; it holds no key material, only the reason.
+    const invalid = (cause: CryptoError) => new HandshakeError({ reason: "InvalidPublicKey", cause })
     const peer = yield* Effect.mapError(ctx.crypto.importPublicKey(peerKey), invalid)
     return yield* Effect.mapError(ctx.crypto.deriveSharedSecret(own, peer), cryptoFailure(invalid))
   })
@@ -354,7 +367,9 @@ const installRecords = (
       : [secrets.serverTraffic, secrets.clientTraffic]
     const records = makeEncryptedRecordLayer(ctx.crypto, sendKeys, receiveKeys, rekeyAfter)
     // A local failure is told to the peer too (ALERT INTERNAL, PROTOCOL.md §6), so it does not wait for its timeout.
-    if (Either.isLeft(records)) return abort(ctx, new HandshakeError({ reason: "Aborted", detail: "key schedule" }))
+    if (Either.isLeft(records)) {
+      return abort(ctx, new HandshakeError({ reason: "Aborted", detail: "key schedule", cause: records.left }))
+    }
     ctx.records = records.right
     return Effect.void
   })
@@ -440,7 +455,7 @@ const ephemeral = (ctx: Context) =>
     keyPair: unlessReadFails(
       ctx,
       Effect.catchAll(ctx.crypto.generateKeyPair, (e) =>
-        abort(ctx, cryptoFailure((c) => new HandshakeError({ reason: "Aborted", detail: c.message }))(e)))
+        abort(ctx, cryptoFailure((c) => new HandshakeError({ reason: "Aborted", detail: c.message, cause: c }))(e)))
     ),
     nonce: ctx.crypto.randomBytes(NONCE_LENGTH)
   })
@@ -504,7 +519,7 @@ const clientSteps = (ctx: Context, options: HandshakeOptions) =>
       return yield* abort(ctx, new HandshakeError({ reason: "Version", detail: `server speaks version ${version.right}` }))
     }
     const serverHello = decodeServerHello(serverHelloBody)
-    if (Either.isLeft(serverHello)) return yield* abort(ctx, malformed(serverHello.left.message))
+    if (Either.isLeft(serverHello)) return yield* abort(ctx, malformed(serverHello.left.message, serverHello.left))
     const policies = { client: policy, server: serverHello.right.policy }
 
     // §4.1 negotiation and §4.2 key schedule, from the two hellos.
@@ -519,7 +534,7 @@ const clientSteps = (ctx: Context, options: HandshakeOptions) =>
     // §3.3 ServerFinished: the server saw the same hellos, policies included.
     const expectedServerMac = crypto.hmacSha256(secrets.serverFinishedKey, ctx.transcript.hash())
     const serverFinished = yield* receive(ctx, MessageType.SERVER_FINISHED)
-    const [serverMac] = yield* decodeMacs(serverFinished, 1).pipe(Effect.catchAll((e) => abort(ctx, malformed(e.message))))
+    const [serverMac] = yield* decodeMacs(serverFinished, 1).pipe(Effect.catchAll((e) => abort(ctx, malformed(e.message, e))))
     if (serverMac === undefined || !crypto.timingSafeEqual(serverMac, expectedServerMac)) {
       return yield* abort(ctx, new HandshakeError({ reason: "KeyConfirmation" }))
     }
@@ -545,7 +560,7 @@ const clientSteps = (ctx: Context, options: HandshakeOptions) =>
     const beforeAccept = ctx.transcript.hash()
     const accept = yield* receive(ctx, MessageType.SERVER_ACCEPT)
     const [serverProof] = yield* decodeMacs(accept, Option.isSome(password) ? 1 : 0).pipe(
-      Effect.catchAll((e) => abort(ctx, malformed(e.message)))
+      Effect.catchAll((e) => abort(ctx, malformed(e.message, e)))
     )
     if (Option.isSome(password)) {
       const expected = passwordProof(crypto, secrets.authKey, Redacted.value(password.value), Labels.serverProof, beforeAccept)
@@ -575,12 +590,12 @@ const serverSteps = (ctx: Context, options: HandshakeOptions) =>
     // newer client hears `Version`.
     const clientHelloBody = yield* Effect.timeout(receive(ctx, MessageType.CLIENT_HELLO), options.helloTimeout ?? DEFAULT_HELLO_TIMEOUT)
     const version = helloVersion(clientHelloBody)
-    if (Either.isLeft(version)) return yield* abort(ctx, malformed(version.left.message))
+    if (Either.isLeft(version)) return yield* abort(ctx, malformed(version.left.message, version.left))
     if (version.right !== PROTOCOL_VERSION) {
       return yield* abort(ctx, new HandshakeError({ reason: "Version", detail: `client speaks version ${version.right}` }))
     }
     const clientHello = decodeClientHello(clientHelloBody)
-    if (Either.isLeft(clientHello)) return yield* abort(ctx, malformed(clientHello.left.message))
+    if (Either.isLeft(clientHello)) return yield* abort(ctx, malformed(clientHello.left.message, clientHello.left))
 
     // §3.6 Under load, a puzzle before any P-521 work.
     yield* puzzleIfLoaded(ctx, options, encodeFrame(MessageType.CLIENT_HELLO, clientHelloBody))
@@ -613,7 +628,7 @@ const serverSteps = (ctx: Context, options: HandshakeOptions) =>
     const beforeClientFinished = ctx.transcript.hash()
     const clientFinished = yield* receive(ctx, MessageType.CLIENT_FINISHED)
     const macs = decodeMacs(clientFinished, Option.isSome(password) ? 2 : 1)
-    if (Either.isLeft(macs)) return yield* abort(ctx, malformed(macs.left.message))
+    if (Either.isLeft(macs)) return yield* abort(ctx, malformed(macs.left.message, macs.left))
     const [clientMac, clientProof] = macs.right
     const expectedClientMac = crypto.hmacSha256(secrets.clientFinishedKey, beforeClientFinished)
     if (clientMac === undefined || !crypto.timingSafeEqual(clientMac, expectedClientMac)) {

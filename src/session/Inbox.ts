@@ -36,8 +36,12 @@ export interface Inbox {
   readonly addSpawner: (spawn: () => void) => () => void
   /** Items waiting. */
   readonly size: () => number
-  /** The session ended: waiting callers fail, and what is queued goes, since nobody will take it. */
-  readonly end: (failure: Exit.Exit<never, SessionError>) => void
+  /**
+   * The session ended: waiting callers fail. After an orderly close (`orderly`), what the peer sent
+   * before its CLOSE stays for `receive` and `serve`, which see the close once it is taken
+   * (PROTOCOL.md §7.1); after a failure nothing that arrived can be acted on, and it goes.
+   */
+  readonly end: (failure: Exit.Exit<never, SessionError>, orderly: boolean) => void
 }
 
 /** Charged per queued packet on top of its payload, so that empty packets are not free (PROTOCOL.md §10.1). */
@@ -112,9 +116,9 @@ export const makeInbox = (ctx: SessionContext, maxQueued: number): Inbox => {
       return () => void spawners.delete(spawn)
     },
     size: () => items.length,
-    end: (failure) => {
+    end: (failure, orderly) => {
       for (const taker of takers.splice(0)) taker(failure)
-      items.length = 0
+      if (!orderly) items.length = 0
     }
   }
 }

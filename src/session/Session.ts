@@ -17,6 +17,7 @@ import {
   type AuthFailed,
   ConnectionClosed,
   type InvalidArgument,
+  type PeerAlert,
   ProtocolError,
   type RemoteError,
   type RequestTimeout,
@@ -49,7 +50,8 @@ import { makeServing } from "./Serving.js"
 import { watchTimers } from "./Timers.js"
 import type { Watchdog } from "./Watchdog.js"
 
-export type SessionError = ProtocolError | ConnectionClosed | AuthFailed | Socket.SocketError
+/** How a session ends; `PeerAlert` is a failure the peer reported, `ProtocolError` one this side found (PROTOCOL.md §6). */
+export type SessionError = ProtocolError | PeerAlert | ConnectionClosed | AuthFailed | Socket.SocketError
 
 export interface PacketFilter {
   readonly type?: PacketType | undefined
@@ -339,10 +341,11 @@ export const makeSession = (
       if (ctx.ended !== undefined) return
       ctx.ended = error
       const failure = Exit.fail(error)
-      inbox.end(failure)
+      inbox.end(failure, error instanceof ConnectionClosed && error.reason === "Closed")
       requests.end(failure)
       for (const state of incoming.values()) if (state._tag === "Stream") streams.finish(state, failure)
       incoming.clear()
+      // Whatever the inbox keeps, the budget goes back to the pool now.
       budget.close()
       outgoing.end()
       for (const waiter of endWaiters.splice(0)) waiter(error)

@@ -51,6 +51,12 @@ export interface Framed {
    * were queued, concatenated into one socket write per batch.
    */
   readonly enqueue: (frame: Uint8Array) => void
+  /**
+   * Ensures the writer runs and calls `hook` each time it takes a batch, before taking it: a layer
+   * above that holds messages back (the secure channel's BATCH, PROTOCOL.md §7.3) frames them then,
+   * into `enqueue`, so that everything ready by the time the socket can take it goes out together.
+   */
+  readonly enqueueLater: (hook: () => void) => void
   /** Bytes queued but not yet handed to the socket. */
   readonly pendingBytes: () => number
   /** Waits until queued bytes drop below the high-water mark. */
@@ -271,6 +277,8 @@ export const makeFramed = (
     const runtime = yield* Effect.runtime<never>()
     let queue: Array<Uint8Array> = []
     let queued = 0
+    /** Set by `enqueueLater`: frames what the layer above holds back, at the next batch. */
+    let batchHook: (() => void) | undefined
     let inFlight = 0
     let writingSince: number | undefined
     let ending = false
@@ -347,7 +355,7 @@ export const makeFramed = (
       yield* Effect.yieldNow()
       // Frames queued while a write was in flight are written by the same fiber; it ends (in the
       // same synchronous step as the check, so `enqueue` cannot miss it) once the queue is empty.
-      while (queue.length > 0 && !stopped) {
+      while (ready() && !stopped) {
         writingSince = yield* Clock.currentTimeMillis
         const exit = yield* Effect.exit(Effect.forEach(takeBatch(), write, { discard: true }))
         writingSince = undefined
@@ -360,6 +368,7 @@ export const makeFramed = (
 
     const abandonWrites: Effect.Effect<void> = Effect.suspend(() => {
       stopped = true
+      batchHook = undefined
       queue = []
       queued = 0
       const fiber = writer
@@ -368,15 +377,33 @@ export const makeFramed = (
     })
     yield* Scope.addFinalizer(scope, abandonWrites)
 
-    const enqueue = (frame: Uint8Array) => {
-      if (ending || stopped) return
-      queue.push(frame)
-      queued += frame.length
+    /** What the layer above still holds back, framed into the queue now; then whether there is anything to write. */
+    const ready = (): boolean => {
+      const hook = batchHook
+      batchHook = undefined
+      hook?.()
+      return queue.length > 0
+    }
+
+    const startWriter = () => {
       if (!writing) {
         writing = true
         const fiber = Runtime.runFork(runtime, drain())
         if (writing) writer = fiber
       }
+    }
+
+    const enqueue = (frame: Uint8Array) => {
+      if (ending || stopped) return
+      queue.push(frame)
+      queued += frame.length
+      startWriter()
+    }
+
+    const enqueueLater = (hook: () => void) => {
+      if (ending || stopped) return
+      batchHook = hook
+      startWriter()
     }
 
     const endWrite = Effect.suspend(() => {
@@ -426,6 +453,7 @@ export const makeFramed = (
       firstBytes: () => first.slice(0, firstFill),
       reuseFrameBuffers: decoder.reuseBuffers,
       enqueue,
+      enqueueLater,
       pendingBytes: () => queued + inFlight,
       awaitWritable,
       writingSince: () => writingSince,

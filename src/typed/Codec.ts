@@ -33,24 +33,35 @@ const EMPTY = new Uint8Array(0)
 export interface HasAst {
   readonly ast: SchemaAST.AST
 }
-const schemas = new WeakMap<SchemaAST.AST, Schema.Schema<unknown, unknown>>()
-const schemaOf = ({ ast }: HasAst): Schema.Schema<unknown, unknown> => {
-  let schema = schemas.get(ast)
-  if (schema === undefined) {
-    schema = Schema.make<unknown, unknown, never>(ast)
-    schemas.set(ast, schema)
+/** A Schema's parsers, built once per AST: building them is most of the cost of a small value. */
+interface Parsers {
+  readonly encode: (value: unknown) => Either.Either<unknown, ParseResult.ParseIssue>
+  readonly decode: (value: unknown) => Either.Either<unknown, ParseResult.ParseIssue>
+  readonly is: (value: unknown) => boolean
+}
+const parsers = new WeakMap<SchemaAST.AST, Parsers>()
+const parsersOf = ({ ast }: HasAst): Parsers => {
+  let found = parsers.get(ast)
+  if (found === undefined) {
+    const schema = Schema.make<unknown, unknown, never>(ast)
+    found = {
+      encode: ParseResult.encodeUnknownEither(schema),
+      decode: ParseResult.decodeUnknownEither(schema),
+      is: Schema.is(schema)
+    }
+    parsers.set(ast, found)
   }
-  return schema
+  return found
 }
 
 /** Whether `value` is of `schema`'s type. */
-export const is = (schema: HasAst, value: unknown): boolean => Schema.is(schemaOf(schema))(value)
+export const is = (schema: HasAst, value: unknown): boolean => parsersOf(schema).is(value)
 
 const describe = (issue: ParseResult.ParseIssue): string => ParseResult.TreeFormatter.formatIssueSync(issue)
 
 /** Encodes `value` with `schema`, then to MessagePack; `Left` is what the Schema refused. */
 export const encode = (schema: HasAst, value: unknown): Either.Either<Uint8Array, string> => {
-  const encoded = ParseResult.encodeUnknownEither(schemaOf(schema))(value)
+  const encoded = parsersOf(schema).encode(value)
   if (Either.isLeft(encoded)) return Either.left(describe(encoded.left))
   if (encoded.right === undefined) return Either.right(EMPTY)
   try {
@@ -75,7 +86,7 @@ export const unpack = (bytes: Uint8Array): Either.Either<unknown, string> => {
 
 /** Decodes an unpacked value with `schema`; `Left` says where and why it failed. */
 export const decodeValue = (schema: HasAst, value: unknown): Either.Either<unknown, string> =>
-  Either.mapLeft(ParseResult.decodeUnknownEither(schemaOf(schema))(value), describe)
+  Either.mapLeft(parsersOf(schema).decode(value), describe)
 
 export const decode = (schema: HasAst, bytes: Uint8Array): Either.Either<unknown, string> =>
   Either.flatMap(unpack(bytes), (value) => decodeValue(schema, value))

@@ -30,6 +30,7 @@ export const MessageType = {
   REQUEST: 0x18,
   REPLY_ERROR: 0x19,
   STREAM_CANCEL: 0x1a,
+  BATCH: 0x1b,
   KEY_UPDATE: 0x20,
   CLOSE: 0x21
 } as const

@@ -5,7 +5,8 @@
  * byte in both directions:
  *
  *   handshake → client sends REQUEST (id 1, COMMAND, "hello") → server answers (`respond`) with a
- *   REPLY (RESPONSE, "world") → client closes → server answers CLOSE.
+ *   REPLY (RESPONSE, "world") → client sends two PACKETs ("one", "two") back to back, which travel
+ *   as one BATCH → client closes → server answers CLOSE.
  *
  * The derived secrets are recomputed independently of the handshake code's internals: the
  * deterministic streams are replayed (the private scalar is rebuilt from the stream as
@@ -100,6 +101,8 @@ const runConversation = (scenario: GoldenScenario) =>
         const session = yield* ServerSession.session(options)
         yield* session.respond({}, () =>
           Effect.succeed(new Packet({ id: 0, type: PacketType.RESPONSE, payload: encoder.encode("world") })))
+        yield* session.receive()
+        yield* session.receive()
         return yield* session.closed
       }).pipe(
         Effect.provideService(Socket.Socket, serverSocket),
@@ -115,6 +118,9 @@ const runConversation = (scenario: GoldenScenario) =>
       if (reply.type !== PacketType.RESPONSE || new TextDecoder().decode(reply.payload) !== "world") {
         return yield* Effect.dieMessage(`golden: unexpected reply ${reply.toString()}`)
       }
+      // Two one-way packets written back to back travel as one BATCH (PROTOCOL.md §7.3).
+      yield* client.send(new Packet({ id: 2, type: PacketType.COMMAND, payload: encoder.encode("one") }))
+      yield* client.send(new Packet({ id: 3, type: PacketType.COMMAND, payload: encoder.encode("two") }))
       yield* client.close
       const serverEnd = yield* Fiber.join(server)
       if (serverEnd._tag !== "ConnectionClosed" || serverEnd.reason !== "Closed") {

@@ -105,6 +105,7 @@ export const TYPED_TAGS: ReadonlySet<string> = new Set([
   "ConnectionClosed",
   "HandshakeError",
   "ProtocolError",
+  "PeerAlert",
   "AuthFailed",
   "EncryptionMismatch",
   "SocketError"
