@@ -1,46 +1,54 @@
 /**
  * A session: the seed's procedures on top of a secure channel (PROTOCOL.md §8, §9).
  *
- * Incoming messages are dispatched synchronously, in the channel's frame handler: packets go to the
- * inbox (for `receive`, `respond`, `serve`), replies to the request waiting on their id, chunks into
- * their reassembly buffer. Waiting is done with `Effect.async` callbacks, not Deferreds or fibers per
- * message (docs/performance.md).
+ * This module holds the public types and wires the parts together, each with one job and sharing
+ * only the `SessionContext` (docs/architecture.md): `Inbox`, `Requests`, `Reassembly`,
+ * `IncomingStreams`, `Outgoing`, `Serving` and `Timers`. What stays here is the dispatch: each
+ * incoming message is routed synchronously, in the channel's frame handler — packets to the inbox,
+ * answers to the request waiting on their id, chunks to their transfer — and waiting is done with
+ * `Effect.async` callbacks, not Deferreds or fibers per message (docs/performance.md).
  */
 import type * as Socket from "@effect/platform/Socket"
-import { Cause, Chunk, Clock, Duration, Effect, Either, Exit, FiberSet, Option, Stream } from "effect"
+import { Duration, Effect, Either, Exit, FiberSet, Option, type Stream } from "effect"
 import type { Scope } from "effect"
-import type { CryptoService, Sha256Hasher } from "../crypto/Crypto.js"
+import type { CryptoService } from "../crypto/Crypto.js"
 import { Crypto } from "../crypto/Crypto.js"
 import {
   type AuthFailed,
   ConnectionClosed,
-  InvalidArgument,
+  type InvalidArgument,
   type PeerAlert,
   ProtocolError,
-  RemoteError,
-  RequestTimeout,
-  UnexpectedPacket
+  type RemoteError,
+  type RequestTimeout,
+  type UnexpectedPacket
 } from "../errors.js"
 import { checkedSession } from "../internal/validate.js"
 import type { ChannelInfo, SecureChannel } from "../channel/SecureChannel.js"
 import {
-  ChunkEndStatus,
+  chunkData,
   ChunkFlags,
+  decodeChunkEnd,
   decodeChunkStart,
-  encodeStreamHead,
-  encodeChunkEnd,
-  encodeChunkStart,
-  encodeStreamCancel,
-  encodeStreamCredit,
-  readStreamId,
-  STREAM_ID_LENGTH
+  decodeStreamCancel,
+  decodeStreamCredit,
+  INITIAL_STREAM_CREDIT,
+  readStreamId
 } from "../wire/Chunks.js"
 import { MessageType } from "../wire/Messages.js"
-import { decodePacket, encodePacketInto, Packet, PACKET_HEADER_LENGTH } from "../wire/Packet.js"
+import { decodePacket, type Packet } from "../wire/Packet.js"
 import type { PacketType } from "../wire/PacketType.js"
-import { decodeReplyError, encodeReplyError } from "../wire/ReplyError.js"
-import { type BudgetRefusal, makeByteBudget, makeMemoryPool, type MemoryPool } from "./Budget.js"
-import { makeWatchdog, type Watchdog } from "./Watchdog.js"
+import { decodeReplyError } from "../wire/ReplyError.js"
+import { makeByteBudget, makeMemoryPool, type MemoryPool } from "./Budget.js"
+import { makeContext, malformed, own } from "./Context.js"
+import { type InboxItem, makeInbox } from "./Inbox.js"
+import { type IncomingStreamState, makeIncomingStreams } from "./IncomingStreams.js"
+import { makeOutgoing } from "./Outgoing.js"
+import { type IncomingMessage, makeReassembly } from "./Reassembly.js"
+import { makeRequests } from "./Requests.js"
+import { makeServing } from "./Serving.js"
+import { watchTimers } from "./Timers.js"
+import type { Watchdog } from "./Watchdog.js"
 
 /** How a session ends; `PeerAlert` is a failure the peer reported, `ProtocolError` one this side found (PROTOCOL.md §6). */
 export type SessionError = ProtocolError | PeerAlert | ConnectionClosed | AuthFailed | Socket.SocketError
@@ -187,97 +195,8 @@ export const DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
 const DEFAULT_BUFFER_HEADROOM = 16 * 1024 * 1024
 /** Held by each session without drawing on its server's pool: enough for ordinary request traffic. */
 export const CONNECTION_ALLOWANCE = 64 * 1024
-/** Charged per queued packet on top of its payload, so that empty packets are not free. */
-const ITEM_OVERHEAD = 64
 export const DEFAULT_STALL_TIMEOUT = Duration.seconds(30)
-/** Credit every stream starts with (PROTOCOL.md §9.3). */
-export const INITIAL_STREAM_CREDIT = 1024 * 1024
-
-// --- internal state --------------------------------------------------------------------------
-
-type Resume<A, E = SessionError> = (exit: Exit.Exit<A, E>) => void
-
-/**
- * A chunked message being reassembled. `buffer` grows with the data that arrived (doubling, capped
- * at `total`), never allocated from the declared total alone (PROTOCOL.md §9.1); its capacity is
- * what the budget is charged.
- */
-interface IncomingMessage {
-  readonly _tag: "Message"
-  /** `kind`: what the reassembled packet is, PACKET, REQUEST or REPLY (PROTOCOL.md §8). */
-  readonly start: { readonly id: number; readonly type: PacketType; readonly kind: number }
-  readonly total: number
-  buffer: Uint8Array
-  offset: number
-}
-
-/** A stream being received: chunks wait here until the consumer pulls them. */
-interface IncomingStreamState {
-  readonly _tag: "Stream"
-  readonly streamId: number
-  readonly chunks: Array<Uint8Array>
-  /** Credit granted so far: the initial window plus every STREAM_CREDIT sent (PROTOCOL.md §9.3). */
-  granted: number
-  /** CHUNK_DATA bytes received; never more than `granted`. */
-  received: number
-  consumedSinceCredit: number
-  done: Exit.Exit<void, SessionError> | undefined
-  waiter: Resume<Option.Option<Uint8Array>> | undefined
-  hasher: Sha256Hasher | undefined
-  /** We sent STREAM_CANCEL: what still arrives is counted against credit, then dropped (PROTOCOL.md §9.4). */
-  cancelled: boolean
-  /** The buffer small pieces are packed into while they wait (`queueChunk`). */
-  pack: Uint8Array | undefined
-}
-
-/** Stream data under this size waits packed with its neighbours, in buffers of `PACK_SIZE`. */
-const PACK_BELOW = 4096
-const PACK_SIZE = 64 * 1024
-
-/** A received packet or stream; `request`: the sender awaits an answer (PROTOCOL.md §8.2). */
-type InboxItem =
-  | { readonly _tag: "Packet"; readonly packet: Packet; readonly charged: number; readonly request: boolean }
-  | { readonly _tag: "Stream"; readonly id: number; readonly type: PacketType; readonly state: IncomingStreamState; readonly request: false }
-
-/** The smallest reassembly buffer; below it, growing step by step would cost more copies than it saves. */
-const MIN_REASSEMBLY = 64 * 1024
-
-/** A request of ours in flight: its answer, a packet or a streamed reply, or the peer's `RemoteError`. */
-interface PendingRequest {
-  result: Exit.Exit<InboxItem, SessionError | RemoteError> | undefined
-  resume: Resume<InboxItem, SessionError | RemoteError> | undefined
-}
-
-const EMPTY = new Uint8Array(0)
-
-/** Ends an outgoing stream whose receiver sent STREAM_CANCEL; never leaves the session. */
-interface StreamCancelled {
-  readonly _tag: "StreamCancelled"
-}
-const STREAM_CANCELLED: StreamCancelled = { _tag: "StreamCancelled" }
-
-/** A failure's `_tag`, if it has one: what a `RemoteError` says of it by default. */
-const tagOf = (error: unknown): string =>
-  typeof error === "object" && error !== null && "_tag" in error && typeof error._tag === "string" ? error._tag : ""
-
-const malformed = (detail: string) => new ProtocolError({ reason: "Malformed", detail })
-
-const matches = (filter: PacketFilter | undefined, packet: { readonly id: number; readonly type: number }) =>
-  filter === undefined ||
-  ((filter.type === undefined || filter.type === packet.type) && (filter.id === undefined || filter.id === packet.id))
-
-const unexpected = (filter: PacketFilter | undefined, packet: { readonly id: number; readonly type: number }) =>
-  new UnexpectedPacket({
-    expected: { ...(filter?.type === undefined ? {} : { type: filter.type }), ...(filter?.id === undefined ? {} : { id: filter.id }) },
-    received: { type: packet.type, id: packet.id }
-  })
-
-/**
- * Bytes from the frame path that a session keeps: a view that is most of its buffer is kept as is;
- * a small view into a large buffer (a plaintext frame inside a socket read) is copied, so that what
- * the budget is charged is what memory holds.
- */
-const own = (bytes: Uint8Array): Uint8Array => (bytes.byteLength * 2 >= bytes.buffer.byteLength ? bytes : bytes.slice())
+export { INITIAL_STREAM_CREDIT }
 
 export const makeSession = (
   channel: SecureChannel,
@@ -287,11 +206,8 @@ export const makeSession = (
   Effect.gen(function*() {
     const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE
     const maxMessageSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE
-    const maxQueued = options.maxQueuedPackets ?? 65536
     const maxIncoming = options.maxIncomingStreams ?? 64
-    const maxHandlers = Math.max(1, options.maxConcurrentHandlers ?? 1024)
     const maxBuffered = options.maxBufferedBytes ?? maxMessageSize + DEFAULT_BUFFER_HEADROOM
-    const exposeErrors = options.exposeErrors ?? false
     const finite = (input: Duration.DurationInput | undefined): Option.Option<number> =>
       input === undefined ? Option.none() : Option.filter(Option.some(Duration.toMillis(input)), Number.isFinite)
     const idleMillis = finite(options.idleTimeout)
@@ -301,116 +217,39 @@ export const makeSession = (
       allowance: CONNECTION_ALLOWANCE,
       pool: options.pool ?? makeMemoryPool(maxBuffered)
     })
-    const encrypted = channel.info.encrypted
-    const maxInFlight = Math.max(1, options.maxInFlight ?? 4096)
-    /** Requests waiting for one of the `maxInFlight` slots; the pending table itself counts those in use. */
-    const slotWaiters: Array<() => void> = []
-    // Sealed chunks are already authenticated; plaintext ones get a digest of the whole (PROTOCOL.md §9.2).
-    const newHasher = (): Sha256Hasher | undefined => (encrypted ? undefined : crypto.sha256Hasher())
 
-    let ended: SessionError | undefined
+    // The parts, each with one job, sharing only the context (docs/architecture.md).
+    const ctx = makeContext(channel, crypto, budget, maxBuffered)
+    const { fail } = ctx
+    const outgoing = makeOutgoing(ctx, chunkSize)
+    const inbox = makeInbox(ctx, options.maxQueuedPackets ?? 65536)
+    const reassembly = makeReassembly(ctx, maxMessageSize)
+    const streams = makeIncomingStreams(ctx, maxMessageSize)
+    const requests = makeRequests(ctx, Math.max(1, options.maxInFlight ?? 4096), { outgoing, streams })
+    const serving = makeServing(
+      ctx,
+      { maxHandlers: Math.max(1, options.maxConcurrentHandlers ?? 1024), exposeErrors: options.exposeErrors ?? false },
+      { inbox, streams, outgoing }
+    )
+
+    // --- dispatch (synchronous, in the channel's frame handler: PROTOCOL.md §8, §9) --------------
+
+    /** Messages received: the idle timer's measure of activity. */
     let received = 0
-    const endWaiters: Array<(error: SessionError) => void> = []
-    const inbox: Array<InboxItem> = []
-    const takers: Array<Resume<InboxItem>> = []
-    /** One per running `serve`: starts another worker when a packet finds all of them busy. */
-    const spawners = new Set<() => void>()
-    const pending = new Map<number, PendingRequest>()
+    /** The transfers the peer has open, by stream id (PROTOCOL.md §9): messages and streams share the ids. */
     const incoming = new Map<number, IncomingMessage | IncomingStreamState>()
-    /** Our outgoing streams: credit left, the sender waiting for more, and whether the receiver cancelled. */
-    const outgoingCredit = new Map<number, { credit: number; wake: (() => void) | undefined; cancelled: boolean }>()
-    let nextStreamId = 1
-    let nextRequestId = 1
-
-    // --- dispatch (synchronous, PROTOCOL.md §8-§9) --------------------------------------------
-
-    const fail = (error: ProtocolError) => {
-      channel.fail(error)
-    }
-
-    const overBudget = (refusal: BudgetRefusal) =>
-      fail(
-        new ProtocolError({
-          reason: "LimitExceeded",
-          detail: refusal === "ConnectionLimit"
-            ? `more than maxBufferedBytes (${maxBuffered}) held for the peer`
-            : "the server's memory budget is exhausted"
-        })
-      )
-
-    /** Charges `bytes` to the budget; on refusal the session ends and `false` comes back. */
-    const charge = (bytes: number): boolean => {
-      const refusal = budget.charge(bytes)
-      if (refusal === undefined) return true
-      overBudget(refusal)
-      return false
-    }
-
-    /** What an item still holds against the budget, given back once the application has it. */
-    const release = (item: InboxItem) => {
-      if (item._tag === "Packet") budget.refund(item.charged)
-    }
-
-    const deliverItem = (item: InboxItem) => {
-      let taker = takers.shift()
-      if (taker === undefined) {
-        // Every `serve` worker is busy: start one more, up to the limit. It may already be waiting
-        // when `spawn` returns; otherwise it finds the item in the inbox.
-        for (const spawn of spawners) {
-          spawn()
-          break
-        }
-        taker = takers.shift()
-      }
-      if (taker !== undefined) return taker(Exit.succeed(item))
-      if (inbox.length >= maxQueued) return fail(new ProtocolError({ reason: "LimitExceeded", detail: "too many queued packets" }))
-      inbox.push(item)
-    }
-
-    /** Frees a request's id and its in-flight slot, if the table still holds this very request. */
-    const forget = (id: number, slot: PendingRequest) => {
-      if (pending.get(id) !== slot) return
-      pending.delete(id)
-      slotWaiters.shift()?.()
-    }
 
     /**
-     * Hands an answer to the request waiting on `id`; false if none is (the request was interrupted
-     * or timed out, PROTOCOL.md §8.2), and the caller drops what it holds.
-     */
-    const deliverAnswer = (id: number, answer: Exit.Exit<InboxItem, SessionError | RemoteError>): boolean => {
-      const request = pending.get(id)
-      if (request === undefined) return false
-      forget(id, request)
-      if (request.resume !== undefined) request.resume(answer)
-      else request.result = answer
-      return true
-    }
-
-    /**
-     * Hands over a received packet of message type `kind`. `charged` is what its bytes already hold
-     * against the budget (a reassembled message); a reply goes straight to its caller and gives that
-     * back at once.
+     * A PACKET or REQUEST goes to the inbox; a REPLY to the request waiting on its id, which takes its
+     * bytes at once, so what they held (`charged`, a reassembled message's) goes back (§8.2).
      */
     const deliverPacket = (packet: Packet, kind: number, charged: number) => {
-      if (kind === MessageType.REPLY) {
-        budget.refund(charged)
-        deliverAnswer(packet.id, Exit.succeed({ _tag: "Packet", packet, charged: 0, request: false }))
-        return
-      }
-      const extra = ITEM_OVERHEAD + (charged === 0 ? packet.payload.length : 0)
-      if (!charge(extra)) return budget.refund(charged)
-      deliverItem({ _tag: "Packet", packet, charged: charged + extra, request: kind === MessageType.REQUEST })
+      if (kind !== MessageType.REPLY) return inbox.deliverPacket(packet, kind === MessageType.REQUEST, charged)
+      budget.refund(charged)
+      requests.answer(packet.id, Exit.succeed({ _tag: "Packet", packet, charged: 0, request: false }))
     }
 
-    /** Tells the sender of a stream we want no more of it, and gives back what it holds (PROTOCOL.md §9.4). */
-    const cancelStream = (state: IncomingStreamState) => {
-      if (state.done !== undefined || state.cancelled || ended !== undefined) return
-      state.cancelled = true
-      for (const chunk of state.chunks.splice(0)) budget.refund(chunk.length)
-      channel.write(MessageType.STREAM_CANCEL, encodeStreamCancel(state.streamId))
-    }
-
+    /** §9.1: a message to reassemble, or a stream; a streamed reply answers its request. */
     const onChunkStart = (body: Uint8Array) => {
       const decoded = decodeChunkStart(body)
       if (Either.isLeft(decoded)) return fail(decoded.left)
@@ -422,234 +261,101 @@ export const makeSession = (
         : (start.flags & ChunkFlags.REQUEST) !== 0
         ? MessageType.REQUEST
         : MessageType.PACKET
-      if ((start.flags & ChunkFlags.STREAM) !== 0) {
-        const state: IncomingStreamState = {
-          _tag: "Stream",
-          streamId: start.streamId,
-          chunks: [],
-          granted: INITIAL_STREAM_CREDIT,
-          received: 0,
-          consumedSinceCredit: 0,
-          done: undefined,
-          waiter: undefined,
-          hasher: newHasher(),
-          cancelled: false,
-          pack: undefined
-        }
-        incoming.set(start.streamId, state)
-        const item: InboxItem = { _tag: "Stream", id: start.id, type: start.type, state, request: false }
-        if (kind !== MessageType.REPLY) return deliverItem(item)
-        // A streamed reply nobody waits for any more is cancelled at once.
-        if (!deliverAnswer(start.id, Exit.succeed(item))) cancelStream(state)
+      if ((start.flags & ChunkFlags.STREAM) === 0) {
+        const message = reassembly.open(start, kind)
+        if (message !== undefined) incoming.set(start.streamId, message)
         return
       }
-      // Refused before allocating (PROTOCOL.md §9.1).
-      if (start.total > maxMessageSize) {
-        return fail(new ProtocolError({ reason: "MessageTooLarge", detail: `${start.total} > ${maxMessageSize}` }))
-      }
-      incoming.set(start.streamId, {
-        _tag: "Message",
-        start: { id: start.id, type: start.type, kind },
-        total: start.total,
-        buffer: EMPTY,
-        offset: 0
-      })
+      const state = streams.open(start.streamId)
+      incoming.set(start.streamId, state)
+      const item: InboxItem = { _tag: "Stream", id: start.id, type: start.type, state, request: false }
+      if (kind !== MessageType.REPLY) return inbox.deliver(item)
+      // A streamed reply nobody waits for any more is cancelled at once (§8.2, §9.4).
+      if (!requests.answer(start.id, Exit.succeed(item))) streams.cancel(state)
     }
 
-    /** Makes room for `bytes` more in a message's buffer, charging the growth; false if refused. */
-    const reserve = (state: IncomingMessage, bytes: number): boolean => {
-      const needed = state.offset + bytes
-      if (needed <= state.buffer.length) return true
-      const size = Math.min(state.total, Math.max(needed, MIN_REASSEMBLY, 2 * state.buffer.length))
-      if (!charge(size - state.buffer.length)) return false
-      const next = new Uint8Array(size)
-      next.set(state.buffer.subarray(0, state.offset), 0)
-      state.buffer = next
-      return true
-    }
-
+    /** §9.2: data for an open transfer, appended to its message or queued for its stream. */
     const onChunkData = (body: Uint8Array) => {
       const streamId = readStreamId(body)
       const state = streamId === undefined ? undefined : incoming.get(streamId)
       if (state === undefined) return fail(malformed("data for unknown stream"))
-      const data = body.subarray(STREAM_ID_LENGTH)
-      if (state._tag === "Message") {
-        if (state.offset + data.length > state.total) return fail(new ProtocolError({ reason: "StreamIntegrity", detail: "more data than declared" }))
-        if (!reserve(state, data.length)) return
-        state.buffer.set(data, state.offset)
-        state.offset += data.length
-        return
-      }
-      state.received += data.length
-      if (state.received > state.granted) return fail(new ProtocolError({ reason: "LimitExceeded", detail: "stream credit exceeded" }))
-      if (state.cancelled) return
-      if (!charge(data.length)) return
-      state.hasher?.update(data)
-      // A consumer already waiting takes the view at once; a chunk that waits is owned (`own`).
-      if (state.waiter !== undefined) {
-        const waiter = state.waiter
-        state.waiter = undefined
-        waiter(Exit.succeed(Option.some(data)))
-      } else {
-        queueChunk(state, data)
-      }
+      if (state._tag === "Message") reassembly.data(state, chunkData(body))
+      else streams.data(state, chunkData(body))
     }
 
-    /**
-     * Queues stream data for its consumer. Small pieces are packed into a shared buffer behind the
-     * last one, so that a peer sending many tiny CHUNK_DATA frames costs memory in proportion to its
-     * bytes, not one object per frame (PROTOCOL.md §10.1); a stream's chunk boundaries are not kept.
-     */
-    const queueChunk = (state: IncomingStreamState, data: Uint8Array) => {
-      const last = state.chunks.length - 1
-      const tail = state.chunks[last]
-      if (data.length < PACK_BELOW && tail !== undefined && tail.buffer === state.pack?.buffer) {
-        const pack = state.pack
-        const end = tail.byteOffset - pack.byteOffset + tail.length
-        if (end + data.length <= pack.length) {
-          pack.set(data, end)
-          state.chunks[last] = pack.subarray(tail.byteOffset - pack.byteOffset, end + data.length)
-          return
-        }
-      }
-      if (data.length < PACK_BELOW) {
-        state.pack = new Uint8Array(PACK_SIZE)
-        state.pack.set(data, 0)
-        state.chunks.push(state.pack.subarray(0, data.length))
-        return
-      }
-      state.chunks.push(own(data))
-    }
-
-    const verifyDigest = (hasher: Sha256Hasher | undefined, data: Uint8Array | undefined, trailer: Uint8Array): boolean => {
-      if (encrypted) return true
-      const digest = data === undefined ? hasher?.digest() : crypto.sha256(data)
-      return digest !== undefined && crypto.timingSafeEqual(digest, trailer)
-    }
-
-    const finishStream = (state: IncomingStreamState, exit: Exit.Exit<void, SessionError>) => {
-      state.done = exit
-      if (state.waiter !== undefined && state.chunks.length === 0) {
-        const waiter = state.waiter
-        state.waiter = undefined
-        waiter(Exit.isSuccess(exit) ? Exit.succeed(Option.none()) : Exit.failCause(exit.cause))
-      }
-    }
-
+    /** §9.2: a complete message is delivered like a packet; a stream ends for its consumer. */
     const onChunkEnd = (body: Uint8Array) => {
       const streamId = readStreamId(body)
       const state = streamId === undefined ? undefined : incoming.get(streamId)
-      if (streamId === undefined || state === undefined || body.length < 5) return fail(malformed("end of unknown stream"))
-      const status = body[4]
-      const trailer = body.subarray(5)
-      // A digest only in plaintext mode and only on success; anything else is an encoding error (PROTOCOL.md §9.2).
-      const digestLength = !encrypted && status === ChunkEndStatus.OK ? 32 : 0
-      if ((status !== ChunkEndStatus.OK && status !== ChunkEndStatus.ABORTED) || trailer.length !== digestLength) {
-        return fail(malformed("chunk end"))
-      }
+      if (streamId === undefined || state === undefined) return fail(malformed("end of unknown stream"))
+      const end = decodeChunkEnd(body, !ctx.encrypted)
+      if (Either.isLeft(end)) return fail(end.left)
       incoming.delete(streamId)
-      if (state._tag === "Message") {
-        // The sender gave up: nothing is delivered and the buffer goes back to the budget.
-        if (status !== ChunkEndStatus.OK) return budget.refund(state.buffer.length)
-        // Growth is capped at `total`, so a complete message fills its buffer exactly.
-        if (state.offset !== state.total || !verifyDigest(undefined, state.buffer, trailer)) {
-          return fail(new ProtocolError({ reason: "StreamIntegrity" }))
+      if (state._tag === "Stream") return streams.end(state, end.right)
+      const packet = reassembly.end(state, end.right)
+      if (packet !== undefined) deliverPacket(packet, state.start.kind, state.total)
+    }
+
+    const onMessage = (type: number, body: Uint8Array) => {
+      received++
+      switch (type) {
+        case MessageType.PACKET:
+        case MessageType.REQUEST:
+        case MessageType.REPLY: {
+          // A queued packet keeps its bytes; a reply is taken by its caller at once.
+          const packet = decodePacket(type === MessageType.REPLY ? body : own(body))
+          if (Either.isLeft(packet)) return fail(packet.left)
+          return deliverPacket(packet.right, type, 0)
         }
-        return deliverPacket(new Packet({ id: state.start.id, type: state.start.type, payload: state.buffer }, true), state.start.kind, state.total)
+        case MessageType.REPLY_ERROR: {
+          const decoded = decodeReplyError(body)
+          if (Either.isLeft(decoded)) return fail(decoded.left)
+          requests.answer(decoded.right.id, Exit.fail(decoded.right.error))
+          return
+        }
+        case MessageType.CHUNK_START:
+          return onChunkStart(body)
+        case MessageType.CHUNK_DATA:
+          return onChunkData(body)
+        case MessageType.CHUNK_END:
+          return onChunkEnd(body)
+        case MessageType.STREAM_CREDIT: {
+          const credit = decodeStreamCredit(body)
+          if (Either.isLeft(credit)) return fail(credit.left)
+          return outgoing.credit(credit.right)
+        }
+        case MessageType.STREAM_CANCEL: {
+          const streamId = decodeStreamCancel(body)
+          if (Either.isLeft(streamId)) return fail(streamId.left)
+          return outgoing.cancel(streamId.right)
+        }
       }
-      if (state.cancelled) return
-      if (status !== ChunkEndStatus.OK) {
-        return finishStream(state, Exit.fail(new ProtocolError({ reason: "StreamIntegrity", detail: "sender aborted the stream" })))
-      }
-      if (!verifyDigest(state.hasher, undefined, trailer)) {
-        finishStream(state, Exit.fail(new ProtocolError({ reason: "StreamIntegrity" })))
-        return fail(new ProtocolError({ reason: "StreamIntegrity" }))
-      }
-      finishStream(state, Exit.void)
     }
 
-    const onStreamCredit = (body: Uint8Array) => {
-      const streamId = readStreamId(body)
-      if (streamId === undefined || body.length !== 8) return fail(malformed("stream credit"))
-      const out = outgoingCredit.get(streamId)
-      if (out === undefined) return // the stream already ended
-      out.credit += ((body[4]! << 24) | (body[5]! << 16) | (body[6]! << 8) | body[7]!) >>> 0
-      const wake = out.wake
-      out.wake = undefined
-      wake?.()
-    }
+    // --- the end ----------------------------------------------------------------------------------
 
-    const onStreamCancel = (body: Uint8Array) => {
-      const streamId = readStreamId(body)
-      if (streamId === undefined || body.length !== STREAM_ID_LENGTH) return fail(malformed("stream cancel"))
-      const out = outgoingCredit.get(streamId)
-      if (out === undefined) return // the stream already ended
-      out.cancelled = true
-      const wake = out.wake
-      out.wake = undefined
-      wake?.()
-    }
+    const endWaiters: Array<(error: SessionError) => void> = []
 
-    const onReplyError = (body: Uint8Array) => {
-      const decoded = decodeReplyError(body)
-      if (Either.isLeft(decoded)) return fail(decoded.left)
-      deliverAnswer(decoded.right.id, Exit.fail(decoded.right.error))
-    }
-
+    /** Everyone waiting fails with the session's error, and everything held goes back to the pool. */
     const onEnd = (error: SessionError) => {
-      if (ended !== undefined) return
-      ended = error
+      if (ctx.ended !== undefined) return
+      ctx.ended = error
       const failure = Exit.fail(error)
-      for (const taker of takers.splice(0)) taker(failure)
-      for (const request of pending.values()) {
-        if (request.resume !== undefined) request.resume(failure)
-        else request.result = failure
-      }
-      pending.clear()
-      for (const waiter of slotWaiters.splice(0)) waiter()
-      for (const state of incoming.values()) if (state._tag === "Stream") finishStream(state, failure)
+      inbox.end(failure, error instanceof ConnectionClosed && error.reason === "Closed")
+      requests.end(failure)
+      for (const state of incoming.values()) if (state._tag === "Stream") streams.finish(state, failure)
       incoming.clear()
-      // After an orderly close, what the peer sent before its CLOSE is still there for `receive` and
-      // `serve`, which see the close once it is taken (PROTOCOL.md §7.1). After a failure nothing
-      // that arrived can be acted on: it goes. Either way the budget goes back to the pool now.
-      if (!(error instanceof ConnectionClosed && error.reason === "Closed")) inbox.length = 0
+      // Whatever the inbox keeps, the budget goes back to the pool now.
       budget.close()
-      for (const out of outgoingCredit.values()) out.wake?.()
+      outgoing.end()
       for (const waiter of endWaiters.splice(0)) waiter(error)
     }
 
-    channel.listen({
-      onMessage: (type, body) => {
-        received++
-        switch (type) {
-          case MessageType.PACKET:
-          case MessageType.REQUEST:
-          case MessageType.REPLY: {
-            // A queued packet keeps its bytes; a reply is taken by its caller at once.
-            const packet = decodePacket(type === MessageType.REPLY ? body : own(body))
-            if (Either.isLeft(packet)) return fail(packet.left)
-            return deliverPacket(packet.right, type, 0)
-          }
-          case MessageType.REPLY_ERROR:
-            return onReplyError(body)
-          case MessageType.CHUNK_START:
-            return onChunkStart(body)
-          case MessageType.CHUNK_DATA:
-            return onChunkData(body)
-          case MessageType.CHUNK_END:
-            return onChunkEnd(body)
-          case MessageType.STREAM_CREDIT:
-            return onStreamCredit(body)
-          case MessageType.STREAM_CANCEL:
-            return onStreamCancel(body)
-        }
-      },
-      onEnd
-    })
+    channel.listen({ onMessage, onEnd })
 
     // When the channel ends for any reason, release the transport too.
     const closed: Effect.Effect<SessionError> = Effect.async<SessionError>((resume) => {
-      if (ended !== undefined) return resume(Effect.succeed(ended))
+      if (ctx.ended !== undefined) return resume(Effect.succeed(ctx.ended))
       const waiter = (error: SessionError) => resume(Effect.succeed(error))
       endWaiters.push(waiter)
       return Effect.sync(() => {
@@ -666,491 +372,27 @@ export const makeSession = (
       void runAtEnd(channel.release(error instanceof ConnectionClosed ? flushWithin : Math.min(flushWithin, 1000))))
     yield* Effect.addFinalizer(() => channel.close(flushWithin))
 
-    /**
-     * The session's time budgets (PROTOCOL.md §10.3), checked on the watchdog's ticks (the server's
-     * shared one, else one of our own that wakes four times per budget):
-     * - idle: nothing has arrived for `idleTimeout`;
-     * - stall: a socket write has not completed for `stallTimeout` — the peer stopped reading while
-     *   we have data for it, and what we queue for it would otherwise wait forever.
-     */
-    const budgets = [...Option.toArray(idleMillis), ...Option.toArray(stallMillis)]
-    if (budgets.length > 0) {
-      const watchdog = options.watchdog ?? (yield* makeWatchdog(Math.max(1, Math.min(...budgets) / 4)))
-      let seen = received
-      let lastActivity = yield* Clock.currentTimeMillis
-      const unwatch = watchdog.watch((now) => {
-        if (ended !== undefined) return unwatch()
-        if (received !== seen) {
-          seen = received
-          lastActivity = now
-        }
-        if (Option.isSome(idleMillis) && now - lastActivity >= idleMillis.value) {
-          return fail(new ProtocolError({ reason: "Timeout", detail: "idle timeout" }))
-        }
-        const since = channel.writingSince()
-        if (Option.isSome(stallMillis) && since !== undefined && now - since >= stallMillis.value) {
-          return fail(new ProtocolError({ reason: "Timeout", detail: "the peer stopped reading (stall timeout)" }))
-        }
-      })
-      yield* Effect.addFinalizer(() => Effect.sync(unwatch))
-    }
-
-    // --- sending -------------------------------------------------------------------------------
-
-    const checkOpen: Effect.Effect<void, SessionError> = Effect.suspend(() =>
-      ended === undefined ? Effect.void : Effect.fail(ended)
-    )
-
-    const writeSmall = (type: number, id: number, packetType: number, payload: Uint8Array) => {
-      // The payload goes to the record layer as is: only the 5-byte packet header is built here.
-      const head = new Uint8Array(PACKET_HEADER_LENGTH)
-      encodePacketInto(head, 0, id, packetType, EMPTY)
-      channel.write(type, head, payload)
-    }
-
-    /** Waits out back-pressure after a write, then reports a session that ended meanwhile. */
-    const afterWrite: Effect.Effect<void, SessionError> = Effect.suspend(() =>
-      channel.pendingBytes() > 0 ? Effect.zipRight(channel.awaitWritable, checkOpen) : Effect.void
-    )
-
-    /**
-     * Writes a packet as a PACKET, REQUEST or REPLY (`kind`), or as chunks flagged the same way
-     * (PROTOCOL.md §9.1), yielding to back-pressure between chunks.
-     */
-    const sendPacket = (packet: Packet, kind: number): Effect.Effect<void, SessionError> =>
-      Effect.suspend(() => {
-        if (ended !== undefined) return Effect.fail(ended)
-        const payload = packet.payload
-        if (payload.length <= chunkSize) {
-          writeSmall(kind, packet.id, packet.type, payload)
-          return afterWrite
-        }
-        const streamId = nextStreamId++
-        const streamHead = encodeStreamHead(streamId)
-        const flags = kind === MessageType.REPLY ? ChunkFlags.REPLY : kind === MessageType.REQUEST ? ChunkFlags.REQUEST : 0
-        channel.write(MessageType.CHUNK_START, encodeChunkStart({ streamId, flags, id: packet.id, type: packet.type, total: payload.length }))
-        let offset = 0
-        let finished = false
-        const step: Effect.Effect<void, SessionError> = Effect.suspend(() => {
-          if (ended !== undefined) return Effect.fail(ended)
-          const end = Math.min(offset + chunkSize, payload.length)
-          channel.write(MessageType.CHUNK_DATA, streamHead, payload.subarray(offset, end))
-          offset = end
-          if (offset < payload.length) return Effect.zipRight(channel.awaitWritable, step)
-          channel.write(MessageType.CHUNK_END, encodeChunkEnd(streamId, ChunkEndStatus.OK, encrypted ? undefined : crypto.sha256(payload)))
-          finished = true
-          return Effect.zipRight(channel.awaitWritable, checkOpen)
-        })
-        // Interrupted mid-way (a request or reply given up): tell the peer, so it frees its buffer.
-        return Effect.onExit(step, () =>
-          Effect.sync(() => {
-            if (!finished) channel.write(MessageType.CHUNK_END, encodeChunkEnd(streamId, ChunkEndStatus.ABORTED, undefined))
-          }))
-      })
-
-    /**
-     * Sends a stream (flags STREAM, or STREAM|REPLY for a streamed reply) paced by the receiver's
-     * credit (PROTOCOL.md §9.3). A STREAM_CANCEL from the receiver ends it early as a success: the
-     * receiver took what it wanted (§9.4).
-     */
-    const streamOut = <E, R>(
-      header: { readonly id: number; readonly type: PacketType },
-      data: Stream.Stream<Uint8Array, E, R>,
-      flags: number
-    ): Effect.Effect<void, SessionError | E, R> =>
-      Effect.suspend(() => {
-        if (ended !== undefined) return Effect.fail(ended)
-        const streamId = nextStreamId++
-        const streamHead = encodeStreamHead(streamId)
-        const flow = { credit: INITIAL_STREAM_CREDIT, wake: undefined as (() => void) | undefined, cancelled: false }
-        outgoingCredit.set(streamId, flow)
-        const hasher = newHasher()
-        channel.write(MessageType.CHUNK_START, encodeChunkStart({ streamId, flags, id: header.id, type: header.type, total: 0 }))
-
-        const awaitCredit = (bytes: number): Effect.Effect<void, SessionError> =>
-          Effect.async<void, SessionError>((resume) => {
-            const check = () => {
-              if (ended !== undefined) return resume(Effect.fail(ended))
-              if (flow.credit >= bytes || flow.cancelled) return resume(Effect.void)
-              flow.wake = check
-            }
-            check()
-            return Effect.sync(() => {
-              flow.wake = undefined
-            })
-          })
-
-        const sendPiece = (piece: Uint8Array): Effect.Effect<void, SessionError | StreamCancelled> =>
-          Effect.suspend(() => {
-            if (ended !== undefined) return Effect.fail(ended)
-            if (flow.cancelled) return Effect.fail(STREAM_CANCELLED)
-            if (flow.credit < piece.length) return Effect.zipRight(awaitCredit(piece.length), sendPiece(piece))
-            flow.credit -= piece.length
-            hasher?.update(piece)
-            channel.write(MessageType.CHUNK_DATA, streamHead, piece)
-            return channel.pendingBytes() > 0 ? channel.awaitWritable : Effect.void
-          })
-
-        const pieceSize = Math.min(chunkSize, INITIAL_STREAM_CREDIT)
-        const sendChunk = (chunk: Uint8Array): Effect.Effect<void, SessionError | StreamCancelled> => {
-          if (chunk.length <= pieceSize) return sendPiece(chunk)
-          let offset = 0
-          return Effect.whileLoop({
-            while: () => offset < chunk.length,
-            body: () => {
-              const piece = chunk.subarray(offset, Math.min(offset + pieceSize, chunk.length))
-              offset += piece.length
-              return sendPiece(piece)
-            },
-            step: () => {}
-          })
-        }
-
-        // Small items of one upstream chunk go out as one piece: a stream of many tiny items would
-        // otherwise cost a frame (and a seal) each.
-        const sendGroup = (group: Chunk.Chunk<Uint8Array>): Effect.Effect<void, SessionError | StreamCancelled> => {
-          if (group.length === 1) return sendChunk(Chunk.unsafeHead(group))
-          let total = 0
-          for (const item of group) total += item.length
-          if (total > pieceSize) return Effect.forEach(group, sendChunk, { discard: true })
-          const piece = new Uint8Array(total)
-          let offset = 0
-          for (const item of group) {
-            piece.set(item, offset)
-            offset += item.length
-          }
-          return sendPiece(piece)
-        }
-
-        return Stream.runForEachChunk(data, sendGroup).pipe(
-          Effect.onExit((exit) =>
-            Effect.sync(() => {
-              outgoingCredit.delete(streamId)
-              const ok = Exit.isSuccess(exit)
-              channel.write(
-                MessageType.CHUNK_END,
-                encodeChunkEnd(streamId, ok ? ChunkEndStatus.OK : ChunkEndStatus.ABORTED, ok && hasher !== undefined ? hasher.digest() : undefined)
-              )
-            })
-          ),
-          Effect.catchIf((error): error is StreamCancelled => error === STREAM_CANCELLED, () => Effect.void),
-          Effect.zipRight(checkOpen)
-        )
-      })
-
-    // --- receiving -----------------------------------------------------------------------------
-
-    const takeItem: Effect.Effect<InboxItem, SessionError> = Effect.async<InboxItem, SessionError>((resume) => {
-      const item = inbox.shift()
-      if (item !== undefined) return resume(Effect.succeed(item))
-      if (ended !== undefined) return resume(Effect.fail(ended))
-      const taker: Resume<InboxItem> = (exit) => resume(exit)
-      takers.push(taker)
-      return Effect.sync(() => {
-        const i = takers.indexOf(taker)
-        if (i >= 0) takers.splice(i, 1)
-      })
-    })
-
-    const pullChunk = (state: IncomingStreamState): Effect.Effect<Option.Option<Uint8Array>, SessionError> =>
-      Effect.async<Option.Option<Uint8Array>, SessionError>((resume) => {
-        const chunk = state.chunks.shift()
-        if (chunk !== undefined) return resume(Effect.succeed(Option.some(chunk)))
-        if (state.done !== undefined) {
-          return resume(Exit.isSuccess(state.done) ? Effect.succeed(Option.none()) : Effect.failCause(state.done.cause))
-        }
-        state.waiter = (exit) => resume(exit)
-        return Effect.sync(() => {
-          state.waiter = undefined
-        })
-      })
-
-    /** Hands credit back once half the window is consumed, so the sender rarely stalls. */
-    const consumed = (state: IncomingStreamState, bytes: number) => {
-      budget.refund(bytes)
-      state.consumedSinceCredit += bytes
-      if (state.done === undefined && state.consumedSinceCredit >= INITIAL_STREAM_CREDIT / 2) {
-        channel.write(MessageType.STREAM_CREDIT, encodeStreamCredit(state.streamId, state.consumedSinceCredit))
-        state.granted += state.consumedSinceCredit
-        state.consumedSinceCredit = 0
-      }
-    }
-
-    /**
-     * A stream's data for its consumer. A consumer that stops early cancels the rest (PROTOCOL.md
-     * §9.4) and gives back what was waiting for it.
-     */
-    const streamOf = (state: IncomingStreamState): Stream.Stream<Uint8Array, SessionError> =>
-      Stream.repeatEffectOption(
-        pullChunk(state).pipe(
-          Effect.mapError(Option.some),
-          Effect.flatMap(Option.match({
-            onNone: () => Effect.fail(Option.none()),
-            onSome: (chunk) =>
-              Effect.sync(() => {
-                consumed(state, chunk.length)
-                return chunk
-              })
-          }))
-        )
-      ).pipe(
-        Stream.ensuring(Effect.sync(() => {
-          for (const chunk of state.chunks.splice(0)) budget.refund(chunk.length)
-          cancelStream(state)
-        }))
-      )
-
-    /**
-     * Collects a stream into one packet for `receive` and `serve`. The running total is checked
-     * against `maxMessageSize` as the data arrives and charged to the budget, so an endless stream
-     * ends the session at the limit instead of growing without bound (PROTOCOL.md §9.3).
-     * Returns the packet and what it holds against the budget.
-     */
-    const collect = (item: InboxItem): Effect.Effect<readonly [Packet, number], SessionError> => {
-      if (item._tag === "Packet") return Effect.succeed([item.packet, item.charged] as const)
-      const chunks: Array<Uint8Array> = []
-      let total = 0
-      const tooLarge = () => {
-        const error = new ProtocolError({ reason: "MessageTooLarge", detail: `stream over ${maxMessageSize} bytes` })
-        fail(error)
-        return error
-      }
-      return Stream.runForEach(streamOf(item.state), (chunk) =>
-        Effect.suspend(() => {
-          if (total + chunk.length > maxMessageSize) return Effect.fail(tooLarge())
-          if (!charge(chunk.length)) return Effect.fail(ended ?? tooLarge())
-          total += chunk.length
-          chunks.push(chunk)
-          return Effect.void
-        })).pipe(
-          Effect.onError(() => Effect.sync(() => budget.refund(total))),
-          Effect.map(() => {
-            const payload = new Uint8Array(total)
-            let offset = 0
-            for (const c of chunks) {
-              payload.set(c, offset)
-              offset += c.length
-            }
-            return [new Packet({ id: item.id, type: item.type, payload }, true), total] as const
-          })
-        )
-    }
-
-    /** Collects an item, hands the packet to `use`, and gives its bytes back to the budget after. */
-    const withPacket = <A, E, R>(item: InboxItem, use: (packet: Packet) => Effect.Effect<A, E, R>) =>
-      Effect.flatMap(collect(item), ([packet, charged]) =>
-        Effect.ensuring(use(packet), Effect.sync(() => budget.refund(charged))))
-
-    /** Takes the next item, failing with `UnexpectedPacket` (the item consumed) when it does not match. */
-    const takeMatching = (filter: PacketFilter | undefined): Effect.Effect<InboxItem, SessionError | UnexpectedPacket> =>
-      Effect.flatMap(takeItem, (item): Effect.Effect<InboxItem, UnexpectedPacket> => {
-        const header = item._tag === "Packet" ? item.packet : item
-        if (matches(filter, header)) return Effect.succeed(item)
-        release(item)
-        return Effect.fail(unexpected(filter, header))
-      })
-
-    const toIncomingStream = (item: InboxItem): IncomingStream => {
-      release(item)
-      return item._tag === "Packet"
-        ? { id: item.packet.id, type: item.packet.type, data: Stream.make(item.packet.payload) }
-        : { id: item.id, type: item.type, data: streamOf(item.state) }
-    }
+    yield* watchTimers(ctx, { idle: idleMillis, stall: stallMillis, watchdog: options.watchdog, received: () => received })
 
     const receive = (filter?: PacketFilter): Effect.Effect<Packet, SessionError | UnexpectedPacket> =>
-      Effect.flatMap(takeMatching(filter), (item) => withPacket(item, Effect.succeed))
-
-    // --- answering requests (PROTOCOL.md §8.2, §8.3) --------------------------------------------
-
-    /** Requests that got their answer, so that `serve` does not answer them again with NO_REPLY. */
-    const answered = new WeakSet<Packet>()
-
-    const reply = (request: Packet, response: Packet): Effect.Effect<void, SessionError> =>
-      Effect.suspend(() => {
-        answered.add(request)
-        return sendPacket(
-          response.id === request.id ? response : new Packet({ id: request.id, type: response.type, payload: response.payload }, true),
-          MessageType.REPLY
-        )
-      })
-
-    const replyError = (request: Packet, error: RemoteError): Effect.Effect<void, SessionError> =>
-      Effect.suspend(() => {
-        if (ended !== undefined) return Effect.fail(ended)
-        answered.add(request)
-        channel.write(MessageType.REPLY_ERROR, encodeReplyError(request.id, error))
-        return afterWrite
-      })
-
-    const replyStream = <E, R>(request: Packet, type: PacketType, data: Stream.Stream<Uint8Array, E, R>) =>
-      Effect.suspend(() => {
-        answered.add(request)
-        return streamOut({ id: request.id, type }, data, ChunkFlags.STREAM | ChunkFlags.REPLY)
-      })
-
-    /** What the requester learns of a handler's failure: its tag, or everything with `exposeErrors`. */
-    const remoteErrorOf = (cause: Cause.Cause<unknown>): RemoteError => {
-      const failure = Cause.failureOption(cause)
-      const detail = exposeErrors ? Cause.pretty(cause) : Option.match(failure, { onNone: () => "", onSome: tagOf })
-      return new RemoteError({ reason: Option.isSome(failure) ? "Failure" : "Defect", detail })
-    }
-
-    /**
-     * Runs `handler` on an item and sends its answer. A request always gets one: the handler's reply,
-     * or a `RemoteError` when it fails, dies or answers nothing; the session goes on either way.
-     */
-    const handle = <E, R>(
-      item: InboxItem,
-      handler: (packet: Packet) => Effect.Effect<Packet | undefined, E, R>
-    ): Effect.Effect<Packet, SessionError | E, R> =>
-      withPacket(item, (packet) =>
-        Effect.matchCauseEffect(handler(packet), {
-          onSuccess: (response): Effect.Effect<Packet, SessionError> =>
-            response !== undefined
-              ? Effect.as(reply(packet, response), packet)
-              : item.request && !answered.has(packet)
-              ? Effect.as(replyError(packet, new RemoteError({ reason: "NoReply", detail: "" })), packet)
-              : Effect.succeed(packet),
-          onFailure: (cause): Effect.Effect<Packet, SessionError | E> =>
-            !item.request || Cause.isInterruptedOnly(cause)
-              ? Effect.failCause(cause)
-              : answered.has(packet)
-              ? Effect.as(Effect.logDebug("handler failed after answering its request", cause), packet)
-              : Effect.as(replyError(packet, remoteErrorOf(cause)), packet)
-        }))
-
-    // --- requesting ----------------------------------------------------------------------------
-
-    const awaitAnswer = (id: number, slot: PendingRequest): Effect.Effect<InboxItem, SessionError | RemoteError> =>
-      Effect.async<InboxItem, SessionError | RemoteError>((resume) => {
-        if (slot.result !== undefined) return resume(slot.result)
-        slot.resume = (exit) => resume(exit)
-        return Effect.sync(() => forget(id, slot))
-      })
-
-    const awaitSlot: Effect.Effect<void> = Effect.async<void>((resume) => {
-      const waiter = () => resume(Effect.void)
-      slotWaiters.push(waiter)
-      return Effect.sync(() => {
-        const i = slotWaiters.indexOf(waiter)
-        if (i >= 0) slotWaiters.splice(i, 1)
-      })
-    })
-
-    /** Sends a REQUEST and waits for its answer; the id is in flight until then, and free after. */
-    const exchange = (packet: Packet): Effect.Effect<InboxItem, SessionError | RemoteError | InvalidArgument> =>
-      Effect.suspend(() => {
-        if (ended !== undefined) return Effect.fail(ended)
-        if (pending.size >= maxInFlight) return Effect.zipRight(awaitSlot, exchange(packet))
-        if (pending.has(packet.id)) {
-          // Our own mistake, not the peer's: two requests can't share an id (nextId gives free ones).
-          return Effect.fail(
-            new InvalidArgument({ reason: "Packet", field: "packet.id", detail: `request id ${packet.id} is already in flight; take ids from nextId()` })
-          )
-        }
-        const slot: PendingRequest = { result: undefined, resume: undefined }
-        pending.set(packet.id, slot)
-        return sendPacket(packet, MessageType.REQUEST).pipe(
-          Effect.zipRight(awaitAnswer(packet.id, slot)),
-          Effect.onExit(() => Effect.sync(() => forget(packet.id, slot)))
-        )
-      })
-
-    const withTimeout = <A, E>(
-      effect: Effect.Effect<A, E>,
-      id: number,
-      timeout: Duration.DurationInput | undefined
-    ): Effect.Effect<A, E | RequestTimeout> => {
-      if (timeout === undefined) return effect
-      const millis = Duration.toMillis(timeout)
-      return Effect.timeoutFail(effect, { duration: timeout, onTimeout: () => new RequestTimeout({ id, millis }) })
-    }
-
-    const request = (packet: Packet, requestOptions?: RequestOptions): Effect.Effect<Packet, RequestError | UnexpectedPacket> =>
-      withTimeout(
-        Effect.flatMap(exchange(packet), (item) =>
-          // A streamed reply is collected, and what it held goes back at once: the caller owns it now.
-          Effect.map(collect(item), ([answer, charged]) => {
-            budget.refund(charged)
-            return answer
-          })),
-        packet.id,
-        requestOptions?.timeout
-      ).pipe(
-        Effect.flatMap((answer) =>
-          requestOptions?.expect === undefined || answer.type === requestOptions.expect
-            ? Effect.succeed(answer)
-            : Effect.fail(unexpected({ type: requestOptions.expect, id: packet.id }, answer))
-        )
-      )
-
-    const requestStream = (packet: Packet, requestOptions?: Pick<RequestOptions, "timeout">): Effect.Effect<IncomingStream, RequestError> =>
-      withTimeout(Effect.map(exchange(packet), toIncomingStream), packet.id, requestOptions?.timeout)
-
-    // --- serving -------------------------------------------------------------------------------
-
-    const respond = <E, R>(
-      filter: PacketFilter,
-      handler: (packet: Packet) => Effect.Effect<Packet | undefined, E, R>
-    ): Effect.Effect<Packet, SessionError | UnexpectedPacket | E, R> => Effect.flatMap(takeMatching(filter), (item) => handle(item, handler))
-
-    const serve = <E, R>(
-      handler: (packet: Packet) => Effect.Effect<Packet | undefined, E, R>
-    ): Effect.Effect<void, SessionError | E, R> =>
-      Effect.scoped(
-        Effect.gen(function*() {
-          const handlers = yield* FiberSet.make<void, SessionError | E>()
-          const run = yield* FiberSet.runtime(handlers)<R>()
-          // Long-lived workers, one per packet being handled at once, instead of a fiber per packet
-          // (docs/performance.md): a worker that finishes takes the next packet, and a packet that finds
-          // every worker busy starts one more, so handling stays fully concurrent.
-          const worker: Effect.Effect<never, SessionError | E, R> = Effect.forever(Effect.flatMap(takeItem, (item) => handle(item, handler)))
-          // Up to `maxConcurrentHandlers` workers; beyond that, packets wait in the inbox, within its budget.
-          let workers = 0
-          const spawn = () => {
-            if (workers >= maxHandlers) return
-            workers++
-            run(worker)
-          }
-          spawners.add(spawn)
-          yield* Effect.addFinalizer(() => Effect.sync(() => spawners.delete(spawn)))
-          for (let i = 0; i < Math.max(1, inbox.length); i++) spawn()
-          const outcome = yield* Effect.either(FiberSet.join(handlers))
-          if (Either.isLeft(outcome)) {
-            const error = outcome.left
-            // An orderly close by the peer is how serving normally ends.
-            if (error instanceof ConnectionClosed && error.reason === "Closed") return
-            return yield* Effect.fail(error)
-          }
-        })
-      )
-
-    const receiveStream = (filter?: PacketFilter): Effect.Effect<IncomingStream, SessionError | UnexpectedPacket> =>
-      Effect.map(takeMatching(filter), toIncomingStream)
-
-    const nextId = () => {
-      while (pending.has(nextRequestId)) nextRequestId = (nextRequestId + 1) >>> 0
-      const id = nextRequestId
-      nextRequestId = (nextRequestId + 1) >>> 0
-      return id
-    }
+      Effect.flatMap(inbox.takeMatching(filter), (item) => streams.withPacket(item, Effect.succeed))
 
     return {
       info: { ...channel.info, peer: Option.fromNullable(options.peer) },
-      send: (packet) => sendPacket(packet, MessageType.PACKET),
+      send: (packet) => outgoing.sendPacket(packet, MessageType.PACKET),
       receive,
-      request,
-      requestStream,
-      reply,
-      replyStream,
-      replyError,
+      request: requests.request,
+      requestStream: requests.requestStream,
+      reply: serving.reply,
+      replyStream: serving.replyStream,
+      replyError: serving.replyError,
       receiveAndSend: (response, filter) =>
-        Effect.flatMap(receive(filter), (packet) => Effect.as(reply(packet, response), packet)),
-      respond,
-      serve,
-      sendStream: (header, data) => streamOut(header, data, ChunkFlags.STREAM),
-      receiveStream,
-      nextId,
+        Effect.flatMap(receive(filter), (packet) => Effect.as(serving.reply(packet, response), packet)),
+      respond: serving.respond,
+      serve: serving.serve,
+      sendStream: (header, data) => outgoing.sendStream(header, data, ChunkFlags.STREAM),
+      receiveStream: (filter) => Effect.map(inbox.takeMatching(filter), streams.toIncomingStream),
+      nextId: requests.nextId,
       close: channel.close(flushWithin),
       closed
     }

@@ -1,0 +1,92 @@
+/**
+ * What the parts of a session share (docs/architecture.md, `session/`): the channel, the byte budget
+ * that what the peer makes us hold is charged to (PROTOCOL.md §10.1), and how the session ended.
+ * Each part gets this one object and keeps the rest of its state to itself, so that what crosses
+ * between parts is named here.
+ */
+import type { Exit } from "effect"
+import type { SecureChannel } from "../channel/SecureChannel.js"
+import type { CryptoService, Sha256Hasher } from "../crypto/Crypto.js"
+import { ProtocolError } from "../errors.js"
+import type { ByteBudget } from "./Budget.js"
+import type { SessionError } from "./Session.js"
+
+export interface SessionContext {
+  readonly channel: SecureChannel
+  readonly crypto: CryptoService
+  /** Sealed pieces are authenticated already; plaintext transfers carry a digest (PROTOCOL.md §9.2). */
+  readonly encrypted: boolean
+  readonly budget: ByteBudget
+  /**
+   * How the session ended, once it has: set by the session's end handler alone, read by every part
+   * before it starts work. A field rather than a getter, since it is read on every send.
+   */
+  ended: SessionError | undefined
+  /** Ends the session from the frame path; the channel sends the matching alert (PROTOCOL.md §6). */
+  readonly fail: (error: ProtocolError) => void
+  /** Charges `bytes` to the budget; on refusal the session ends and `false` comes back. */
+  readonly charge: (bytes: number) => boolean
+}
+
+export const makeContext = (
+  channel: SecureChannel,
+  crypto: CryptoService,
+  budget: ByteBudget,
+  maxBuffered: number
+): SessionContext => {
+  const fail = (error: ProtocolError) => channel.fail(error)
+  return {
+    channel,
+    crypto,
+    encrypted: channel.info.encrypted,
+    budget,
+    ended: undefined,
+    fail,
+    charge: (bytes) => {
+      const refusal = budget.charge(bytes)
+      if (refusal === undefined) return true
+      fail(
+        new ProtocolError({
+          reason: "LimitExceeded",
+          detail: refusal === "ConnectionLimit"
+            ? `more than maxBufferedBytes (${maxBuffered}) held for the peer`
+            : "the server's memory budget is exhausted"
+        })
+      )
+      return false
+    }
+  }
+}
+
+/** Resumes a caller waiting in `Effect.async`: how waiting is done without a Deferred per message (docs/performance.md). */
+export type Resume<A, E = SessionError> = (exit: Exit.Exit<A, E>) => void
+
+export const EMPTY = new Uint8Array(0)
+
+export const malformed = (detail: string) => new ProtocolError({ reason: "Malformed", detail })
+
+/**
+ * Bytes from the frame path that a session keeps: a view that is most of its buffer is kept as is;
+ * a small view into a large buffer (a plaintext frame inside a socket read) is copied, so that what
+ * the budget is charged is what memory holds (docs/resources.md).
+ */
+export const own = (bytes: Uint8Array): Uint8Array => (bytes.byteLength * 2 >= bytes.buffer.byteLength ? bytes : bytes.slice())
+
+/** A running digest of a transfer, in plaintext mode only (PROTOCOL.md §9.2). */
+export const newHasher = (ctx: SessionContext): Sha256Hasher | undefined =>
+  ctx.encrypted ? undefined : ctx.crypto.sha256Hasher()
+
+/**
+ * Whether a transfer that ended complete is intact: always when sealed; in plaintext mode when the
+ * SHA-256 of what arrived (`hasher`'s, or of `data` when given) is the `digest` its CHUNK_END carried.
+ */
+export const intact = (
+  ctx: SessionContext,
+  hasher: Sha256Hasher | undefined,
+  data: Uint8Array | undefined,
+  digest: Uint8Array | undefined
+): boolean => {
+  if (ctx.encrypted) return true
+  const ours = data === undefined ? hasher?.digest() : ctx.crypto.sha256(data)
+  return ours !== undefined && digest !== undefined && ctx.crypto.timingSafeEqual(ours, digest)
+}

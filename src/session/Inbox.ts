@@ -1,0 +1,124 @@
+/**
+ * The inbox: received packets and streams waiting for `receive`, `respond` or a `serve` worker.
+ *
+ * An item goes straight to a caller already waiting; otherwise it waits here, its bytes charged to
+ * the budget, up to `maxQueuedPackets` items (PROTOCOL.md §10.1). Waiting callers are `Effect.async`
+ * callbacks in an array, not a queue of Deferreds (docs/performance.md).
+ */
+import { Effect, Exit } from "effect"
+import type { ByteBudget } from "./Budget.js"
+import { ProtocolError, UnexpectedPacket } from "../errors.js"
+import type { Packet } from "../wire/Packet.js"
+import type { PacketType } from "../wire/PacketType.js"
+import type { Resume, SessionContext } from "./Context.js"
+import type { IncomingStreamState } from "./IncomingStreams.js"
+import type { PacketFilter, SessionError } from "./Session.js"
+
+/** A received packet or stream; `request`: the sender awaits an answer (PROTOCOL.md §8.2). */
+export type InboxItem =
+  | { readonly _tag: "Packet"; readonly packet: Packet; readonly charged: number; readonly request: boolean }
+  | { readonly _tag: "Stream"; readonly id: number; readonly type: PacketType; readonly state: IncomingStreamState; readonly request: false }
+
+export interface Inbox {
+  /**
+   * Queues a received packet. `charged` is what its bytes already hold against the budget (a
+   * reassembled message); a packet that arrived whole is charged here, with its overhead.
+   */
+  readonly deliverPacket: (packet: Packet, request: boolean, charged: number) => void
+  readonly deliver: (item: InboxItem) => void
+  readonly take: Effect.Effect<InboxItem, SessionError>
+  /** Takes the next item, failing with `UnexpectedPacket` (the item consumed) when it does not match. */
+  readonly takeMatching: (filter: PacketFilter | undefined) => Effect.Effect<InboxItem, SessionError | UnexpectedPacket>
+  /**
+   * Registers a `serve`'s way to start one more worker, called when an item finds every worker busy;
+   * returns the unregistering function.
+   */
+  readonly addSpawner: (spawn: () => void) => () => void
+  /** Items waiting. */
+  readonly size: () => number
+  /**
+   * The session ended: waiting callers fail. After an orderly close (`orderly`), what the peer sent
+   * before its CLOSE stays for `receive` and `serve`, which see the close once it is taken
+   * (PROTOCOL.md §7.1); after a failure nothing that arrived can be acted on, and it goes.
+   */
+  readonly end: (failure: Exit.Exit<never, SessionError>, orderly: boolean) => void
+}
+
+/** Charged per queued packet on top of its payload, so that empty packets are not free (PROTOCOL.md §10.1). */
+const ITEM_OVERHEAD = 64
+
+/** What an item still holds against the budget, given back once the application has it. */
+export const release = (budget: ByteBudget, item: InboxItem): void => {
+  if (item._tag === "Packet") budget.refund(item.charged)
+}
+
+const matches = (filter: PacketFilter | undefined, packet: { readonly id: number; readonly type: number }) =>
+  filter === undefined ||
+  ((filter.type === undefined || filter.type === packet.type) && (filter.id === undefined || filter.id === packet.id))
+
+export const unexpected = (filter: PacketFilter | undefined, packet: { readonly id: number; readonly type: number }) =>
+  new UnexpectedPacket({
+    expected: { ...(filter?.type === undefined ? {} : { type: filter.type }), ...(filter?.id === undefined ? {} : { id: filter.id }) },
+    received: { type: packet.type, id: packet.id }
+  })
+
+export const makeInbox = (ctx: SessionContext, maxQueued: number): Inbox => {
+  const items: Array<InboxItem> = []
+  const takers: Array<Resume<InboxItem>> = []
+  /** One per running `serve`. */
+  const spawners = new Set<() => void>()
+
+  const deliver = (item: InboxItem) => {
+    let taker = takers.shift()
+    if (taker === undefined) {
+      // Every `serve` worker is busy: start one more, up to the limit. It may already be waiting
+      // when `spawn` returns; otherwise it finds the item in the inbox.
+      for (const spawn of spawners) {
+        spawn()
+        break
+      }
+      taker = takers.shift()
+    }
+    if (taker !== undefined) return taker(Exit.succeed(item))
+    if (items.length >= maxQueued) return ctx.fail(new ProtocolError({ reason: "LimitExceeded", detail: "too many queued packets" }))
+    items.push(item)
+  }
+
+  const take: Effect.Effect<InboxItem, SessionError> = Effect.async<InboxItem, SessionError>((resume) => {
+    const item = items.shift()
+    if (item !== undefined) return resume(Effect.succeed(item))
+    if (ctx.ended !== undefined) return resume(Effect.fail(ctx.ended))
+    const taker: Resume<InboxItem> = (exit) => resume(exit)
+    takers.push(taker)
+    return Effect.sync(() => {
+      const i = takers.indexOf(taker)
+      if (i >= 0) takers.splice(i, 1)
+    })
+  })
+
+  return {
+    deliverPacket: (packet, request, charged) => {
+      const extra = ITEM_OVERHEAD + (charged === 0 ? packet.payload.length : 0)
+      if (!ctx.charge(extra)) return ctx.budget.refund(charged)
+      deliver({ _tag: "Packet", packet, charged: charged + extra, request })
+    },
+    deliver,
+    take,
+    takeMatching: (filter) =>
+      Effect.flatMap(take, (item): Effect.Effect<InboxItem, UnexpectedPacket> => {
+        const header = item._tag === "Packet" ? item.packet : item
+        if (matches(filter, header)) return Effect.succeed(item)
+        release(ctx.budget, item)
+        return Effect.fail(unexpected(filter, header))
+      }),
+    addSpawner: (spawn) => {
+      spawners.add(spawn)
+      return () => void spawners.delete(spawn)
+    },
+    size: () => items.length,
+    end: (failure, orderly) => {
+      for (const taker of takers.splice(0)) taker(failure)
+      if (!orderly) items.length = 0
+    }
+  }
+}

@@ -1,0 +1,241 @@
+/**
+ * Streams we receive (PROTOCOL.md §9.3, §9.4): their data waits, charged to the budget, until the
+ * consumer pulls it; credit goes back to the sender as it does, and a consumer that stops early
+ * cancels the rest. `receive` and `serve` collect a stream into one packet, within `maxMessageSize`.
+ */
+import { Effect, Exit, Option, Stream } from "effect"
+import type { Sha256Hasher } from "../crypto/Crypto.js"
+import { ProtocolError } from "../errors.js"
+import { type ChunkEnd, ChunkEndStatus, encodeStreamCancel, encodeStreamCredit, INITIAL_STREAM_CREDIT } from "../wire/Chunks.js"
+import { MessageType } from "../wire/Messages.js"
+import { Packet } from "../wire/Packet.js"
+import { intact, newHasher, own, type Resume, type SessionContext } from "./Context.js"
+import { type InboxItem, release } from "./Inbox.js"
+import type { IncomingStream, SessionError } from "./Session.js"
+
+/** A stream being received: chunks wait here until the consumer pulls them. */
+export interface IncomingStreamState {
+  readonly _tag: "Stream"
+  readonly streamId: number
+  readonly chunks: Array<Uint8Array>
+  /** Credit granted so far: the initial window plus every STREAM_CREDIT sent (PROTOCOL.md §9.3). */
+  granted: number
+  /** CHUNK_DATA bytes received; never more than `granted`. */
+  received: number
+  consumedSinceCredit: number
+  done: Exit.Exit<void, SessionError> | undefined
+  waiter: Resume<Option.Option<Uint8Array>> | undefined
+  hasher: Sha256Hasher | undefined
+  /** We sent STREAM_CANCEL: what still arrives is counted against credit, then dropped (PROTOCOL.md §9.4). */
+  cancelled: boolean
+  /** The buffer small pieces are packed into while they wait (`queueChunk`). */
+  pack: Uint8Array | undefined
+}
+
+export interface IncomingStreams {
+  /** The state of a stream the peer opened with CHUNK_START. */
+  readonly open: (streamId: number) => IncomingStreamState
+  /** CHUNK_DATA: counted against the credit granted, then handed to the consumer or queued. */
+  readonly data: (state: IncomingStreamState, data: Uint8Array) => void
+  /** CHUNK_END: the stream completes, or fails with `StreamIntegrity` (PROTOCOL.md §9.2). */
+  readonly end: (state: IncomingStreamState, end: ChunkEnd) => void
+  /** Ends a stream for its consumer, which gets `exit` once it has taken what waits. */
+  readonly finish: (state: IncomingStreamState, exit: Exit.Exit<void, SessionError>) => void
+  /** Tells the sender of a stream we want no more of it, and gives back what it holds (PROTOCOL.md §9.4). */
+  readonly cancel: (state: IncomingStreamState) => void
+  /**
+   * Collects an item into one packet for `receive`, `serve` and `request`. Returns the packet and
+   * what it holds against the budget.
+   */
+  readonly collect: (item: InboxItem) => Effect.Effect<readonly [Packet, number], SessionError>
+  /** Collects an item, hands the packet to `use`, and gives its bytes back to the budget after. */
+  readonly withPacket: <A, E, R>(item: InboxItem, use: (packet: Packet) => Effect.Effect<A, E, R>) => Effect.Effect<A, SessionError | E, R>
+  /** An item as a stream for its consumer: a packet becomes a one-chunk stream. */
+  readonly toIncomingStream: (item: InboxItem) => IncomingStream
+}
+
+/** Stream data under this size waits packed with its neighbours, in buffers of `PACK_SIZE`. */
+const PACK_BELOW = 4096
+const PACK_SIZE = 64 * 1024
+
+/**
+ * Queues stream data for its consumer. Small pieces are packed into a shared buffer behind the
+ * last one, so that a peer sending many tiny CHUNK_DATA frames costs memory in proportion to its
+ * bytes, not one object per frame (PROTOCOL.md §10.1); a stream's chunk boundaries are not kept.
+ */
+const queueChunk = (state: IncomingStreamState, data: Uint8Array) => {
+  const last = state.chunks.length - 1
+  const tail = state.chunks[last]
+  if (data.length < PACK_BELOW && tail !== undefined && tail.buffer === state.pack?.buffer) {
+    const pack = state.pack
+    const end = tail.byteOffset - pack.byteOffset + tail.length
+    if (end + data.length <= pack.length) {
+      pack.set(data, end)
+      state.chunks[last] = pack.subarray(tail.byteOffset - pack.byteOffset, end + data.length)
+      return
+    }
+  }
+  if (data.length < PACK_BELOW) {
+    state.pack = new Uint8Array(PACK_SIZE)
+    state.pack.set(data, 0)
+    state.chunks.push(state.pack.subarray(0, data.length))
+    return
+  }
+  state.chunks.push(own(data))
+}
+
+export const makeIncomingStreams = (ctx: SessionContext, maxMessageSize: number): IncomingStreams => {
+  const { budget, channel } = ctx
+
+  const finish = (state: IncomingStreamState, exit: Exit.Exit<void, SessionError>) => {
+    state.done = exit
+    if (state.waiter !== undefined && state.chunks.length === 0) {
+      const waiter = state.waiter
+      state.waiter = undefined
+      waiter(Exit.isSuccess(exit) ? Exit.succeed(Option.none()) : Exit.failCause(exit.cause))
+    }
+  }
+
+  const cancel = (state: IncomingStreamState) => {
+    if (state.done !== undefined || state.cancelled || ctx.ended !== undefined) return
+    state.cancelled = true
+    for (const chunk of state.chunks.splice(0)) budget.refund(chunk.length)
+    channel.write(MessageType.STREAM_CANCEL, encodeStreamCancel(state.streamId))
+  }
+
+  const pullChunk = (state: IncomingStreamState): Effect.Effect<Option.Option<Uint8Array>, SessionError> =>
+    Effect.async<Option.Option<Uint8Array>, SessionError>((resume) => {
+      const chunk = state.chunks.shift()
+      if (chunk !== undefined) return resume(Effect.succeed(Option.some(chunk)))
+      if (state.done !== undefined) {
+        return resume(Exit.isSuccess(state.done) ? Effect.succeed(Option.none()) : Effect.failCause(state.done.cause))
+      }
+      state.waiter = (exit) => resume(exit)
+      return Effect.sync(() => {
+        state.waiter = undefined
+      })
+    })
+
+  /** Hands credit back once half the window is consumed, so the sender rarely stalls. */
+  const consumed = (state: IncomingStreamState, bytes: number) => {
+    budget.refund(bytes)
+    state.consumedSinceCredit += bytes
+    if (state.done === undefined && state.consumedSinceCredit >= INITIAL_STREAM_CREDIT / 2) {
+      channel.write(MessageType.STREAM_CREDIT, encodeStreamCredit(state.streamId, state.consumedSinceCredit))
+      state.granted += state.consumedSinceCredit
+      state.consumedSinceCredit = 0
+    }
+  }
+
+  /**
+   * A stream's data for its consumer. A consumer that stops early cancels the rest (PROTOCOL.md
+   * §9.4) and gives back what was waiting for it.
+   */
+  const streamOf = (state: IncomingStreamState): Stream.Stream<Uint8Array, SessionError> =>
+    Stream.repeatEffectOption(
+      pullChunk(state).pipe(
+        Effect.mapError(Option.some),
+        Effect.flatMap(Option.match({
+          onNone: () => Effect.fail(Option.none()),
+          onSome: (chunk) =>
+            Effect.sync(() => {
+              consumed(state, chunk.length)
+              return chunk
+            })
+        }))
+      )
+    ).pipe(
+      Stream.ensuring(Effect.sync(() => {
+        for (const chunk of state.chunks.splice(0)) budget.refund(chunk.length)
+        cancel(state)
+      }))
+    )
+
+  /**
+   * The running total is checked against `maxMessageSize` as the data arrives and charged to the
+   * budget, so an endless stream ends the session at the limit instead of growing without bound
+   * (PROTOCOL.md §9.3).
+   */
+  const collect = (item: InboxItem): Effect.Effect<readonly [Packet, number], SessionError> => {
+    if (item._tag === "Packet") return Effect.succeed([item.packet, item.charged] as const)
+    const chunks: Array<Uint8Array> = []
+    let total = 0
+    const tooLarge = () => {
+      const error = new ProtocolError({ reason: "MessageTooLarge", detail: `stream over ${maxMessageSize} bytes` })
+      ctx.fail(error)
+      return error
+    }
+    return Stream.runForEach(streamOf(item.state), (chunk) =>
+      Effect.suspend(() => {
+        if (total + chunk.length > maxMessageSize) return Effect.fail(tooLarge())
+        if (!ctx.charge(chunk.length)) return Effect.fail(ctx.ended ?? tooLarge())
+        total += chunk.length
+        chunks.push(chunk)
+        return Effect.void
+      })).pipe(
+        Effect.onError(() => Effect.sync(() => budget.refund(total))),
+        Effect.map(() => {
+          const payload = new Uint8Array(total)
+          let offset = 0
+          for (const c of chunks) {
+            payload.set(c, offset)
+            offset += c.length
+          }
+          return [new Packet({ id: item.id, type: item.type, payload }, true), total] as const
+        })
+      )
+  }
+
+  return {
+    open: (streamId) => ({
+      _tag: "Stream",
+      streamId,
+      chunks: [],
+      granted: INITIAL_STREAM_CREDIT,
+      received: 0,
+      consumedSinceCredit: 0,
+      done: undefined,
+      waiter: undefined,
+      hasher: newHasher(ctx),
+      cancelled: false,
+      pack: undefined
+    }),
+    data: (state, data) => {
+      state.received += data.length
+      if (state.received > state.granted) return ctx.fail(new ProtocolError({ reason: "LimitExceeded", detail: "stream credit exceeded" }))
+      if (state.cancelled) return
+      if (!ctx.charge(data.length)) return
+      state.hasher?.update(data)
+      // A consumer already waiting takes the view at once; a chunk that waits is owned (`own`).
+      if (state.waiter !== undefined) {
+        const waiter = state.waiter
+        state.waiter = undefined
+        waiter(Exit.succeed(Option.some(data)))
+      } else {
+        queueChunk(state, data)
+      }
+    },
+    end: (state, end) => {
+      if (state.cancelled) return
+      if (end.status !== ChunkEndStatus.OK) {
+        return finish(state, Exit.fail(new ProtocolError({ reason: "StreamIntegrity", detail: "sender aborted the stream" })))
+      }
+      if (!intact(ctx, state.hasher, undefined, end.digest)) {
+        finish(state, Exit.fail(new ProtocolError({ reason: "StreamIntegrity" })))
+        return ctx.fail(new ProtocolError({ reason: "StreamIntegrity" }))
+      }
+      finish(state, Exit.void)
+    },
+    finish,
+    cancel,
+    collect,
+    withPacket: (item, use) =>
+      Effect.flatMap(collect(item), ([packet, charged]) => Effect.ensuring(use(packet), Effect.sync(() => budget.refund(charged)))),
+    toIncomingStream: (item) => {
+      release(budget, item)
+      return item._tag === "Packet"
+        ? { id: item.packet.id, type: item.packet.type, data: Stream.make(item.packet.payload) }
+        : { id: item.id, type: item.type, data: streamOf(item.state) }
+    }
+  }
+}
