@@ -7,7 +7,7 @@ import { type ChildProcess, spawn, spawnSync } from "node:child_process"
 import { createHash, randomBytes } from "node:crypto"
 import { createReadStream } from "node:fs"
 import { mkdir, mkdtemp, open, readdir, readFile, rm, writeFile } from "node:fs/promises"
-import { createServer } from "node:net"
+import { freePort } from "./support/tcp.js"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { Chunk, Effect, Option, Stream } from "effect"
@@ -106,18 +106,6 @@ const startServer = (args: ReadonlyArray<string>, env: NodeJS.ProcessEnv = {}) =
       }
     })
     void exited.then((code) => reject(new Error(`cvg ${args.join(" ")} exited with ${code} before listening: ${stderr}`)))
-  })
-
-/** A port nothing listens on (bound, then closed). */
-const freePort = () =>
-  new Promise<number>((resolve, reject) => {
-    const server = createServer()
-    server.once("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      const port = typeof address === "object" && address !== null ? address.port : 0
-      server.close(() => resolve(port))
-    })
   })
 
 const lines = (text: string) => text.split("\n").filter((line) => line !== "")

@@ -6,23 +6,12 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { spawn } from "node:child_process"
 import { once } from "node:events"
-import { createServer } from "node:net"
+import { freePort } from "./support/tcp.js"
 import { join } from "node:path"
 import { connect, Packet, PacketType } from "../src/index.js"
 import { bounded, str } from "./support/sessions.js"
 
 const root = join(import.meta.dirname, "..")
-
-const freePort = () =>
-  new Promise<number>((resolve, reject) => {
-    const server = createServer()
-    server.once("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      const port = typeof address === "object" && address !== null ? address.port : 0
-      server.close(() => resolve(port))
-    })
-  })
 
 describe("examples/cluster.ts", () => {
   it.live("two workers share one port: connections reach both, and SIGTERM to the primary stops them", () =>

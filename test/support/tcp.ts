@@ -8,6 +8,7 @@ import { NodeSocket, NodeSocketServer } from "@effect/platform-node"
 import type * as Socket from "@effect/platform/Socket"
 import { Deferred, Effect } from "effect"
 import type { Scope } from "effect"
+import { createServer } from "node:net"
 
 export interface TcpPair {
   readonly client: Socket.Socket
@@ -25,3 +26,15 @@ export const tcpPair: Effect.Effect<TcpPair, unknown, Scope.Scope> = Effect.gen(
   const client = yield* NodeSocket.makeNet({ host: "127.0.0.1", port })
   return { client, server: Deferred.await(accepted), port }
 })
+
+/** A port nothing listens on (bound, then closed). */
+export const freePort = () =>
+  new Promise<number>((resolve, reject) => {
+    const server = createServer()
+    server.once("error", reject)
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address()
+      const port = typeof address === "object" && address !== null ? address.port : 0
+      server.close(() => resolve(port))
+    })
+  })
