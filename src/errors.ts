@@ -201,13 +201,19 @@ export class UnexpectedPacket extends Schema.TaggedError<UnexpectedPacket>()("Un
  * - `Closed`: the peer sent the orderly close message (PROTOCOL.md §7), or we closed it ourselves.
  * - `Cut`: the transport ended without a close message; `cause` is the socket's error when it was a
  *   reset or a failed read rather than an end of stream.
+ * - `Timeout`: the peer stopped answering: with `keepAlive` set, nothing arrived for an interval
+ *   after our PING (PROTOCOL.md §7.4). Not a fault of either side's protocol, so not a `ProtocolError`.
  */
 export class ConnectionClosed extends Schema.TaggedError<ConnectionClosed>()("ConnectionClosed", {
-  reason: Schema.Literal("Closed", "Cut"),
+  reason: Schema.Literal("Closed", "Cut", "Timeout"),
   cause: Schema.optional(Schema.Defect)
 }) {
   override get message(): string {
-    return this.reason === "Closed" ? "connection closed" : "connection cut without a close message"
+    return this.reason === "Closed"
+      ? "connection closed"
+      : this.reason === "Cut"
+      ? "connection cut without a close message"
+      : "the peer stopped answering (keep-alive)"
   }
 }
 

@@ -60,7 +60,8 @@ const badSessionOptions: ReadonlyArray<readonly [what: string, options: ConnectO
   [`encryption: "maybe"`, untyped(`{ "port": 1, "encryption": "maybe" }`), "encryption"],
   ["maxFrameSize: NaN", { port: 1, maxFrameSize: NaN }, "maxFrameSize"],
   ["chunkSize: 0 (send looped forever on empty frames)", { port: 1, chunkSize: 0 }, "chunkSize"],
-  ["rekeyAfter: 1 (KEY_UPDATE itself takes the last sequence number)", { port: 1, rekeyAfter: 1 }, "rekeyAfter"]
+  ["rekeyAfter: 1 (KEY_UPDATE itself takes the last sequence number)", { port: 1, rekeyAfter: 1 }, "rekeyAfter"],
+  ["keepAlive: 0 (a PING on every watchdog tick)", { port: 1, keepAlive: 0 }, "keepAlive"]
 ]
 
 const badPorts: ReadonlyArray<readonly [what: string, port: number]> = [

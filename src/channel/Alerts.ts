@@ -28,6 +28,9 @@ export const errorToAlert = (error: ProtocolError | ConnectionClosed | AuthFaile
         : AlertCode.SERVER_UNPROVEN
     case "EncryptionMismatch":
       return AlertCode.ENCRYPTION_MISMATCH
+    // A keep-alive that went unanswered (PROTOCOL.md §7.4): a peer that is only slow learns why.
+    case "ConnectionClosed":
+      return error.reason === "Timeout" ? AlertCode.TIMEOUT : AlertCode.INTERNAL
     case "ProtocolError":
       return error.reason === "DecryptFailed"
         ? AlertCode.DECRYPT_FAILED

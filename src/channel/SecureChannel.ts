@@ -2,7 +2,8 @@
  * The secure channel: what a successful handshake turns into (PROTOCOL.md §7).
  *
  * Only the handshake constructs one, so nothing can be sent before keys are confirmed and the
- * password checked. It owns the record layer, answers CLOSE and ALERT itself, and tells a finished
+ * password checked. It owns the record layer, answers CLOSE, ALERT and PING (with PONG) itself, and
+ * counts every frame it receives for the keep-alive (PROTOCOL.md §7.4). It tells a finished
  * connection (CLOSE received) from a cut one (end of stream without CLOSE).
  */
 import type * as Socket from "@effect/platform/Socket"
@@ -11,7 +12,7 @@ import type { AuthFailed, EncryptionPolicy, PeerAlert } from "../errors.js"
 import { ConnectionClosed, ProtocolError } from "../errors.js"
 import type { Framed, ReadEnd } from "../transport/Framed.js"
 import { BATCH_ITEM_HEADER, BATCH_LIMIT, type BatchItem, batchable, decodeBatch, encodeBatch } from "../wire/Batch.js"
-import { decodeAlert, encodeAlert, Alert, MessageType } from "../wire/Messages.js"
+import { decodeAlert, encodeAlert, Alert, KEEP_ALIVE_BODY_LENGTH, MessageType } from "../wire/Messages.js"
 import { errorToAlert, sessionAlertToError } from "./Alerts.js"
 import type { RecordLayer } from "./RecordLayer.js"
 
@@ -57,6 +58,13 @@ export interface SecureChannel {
   readonly pendingBytes: () => number
   /** When the socket write in flight began, if one is (see `Framed.writingSince`). */
   readonly writingSince: () => number | undefined
+  /**
+   * Frames received since the handshake, of any type (PING and PONG included): the keep-alive's
+   * measure of a live peer (PROTOCOL.md §7.4). A counter, so that receiving costs no clock read.
+   */
+  readonly heard: () => number
+  /** Sends a PING (PROTOCOL.md §7.4); the peer answers with a PONG, which the channel consumes. */
+  readonly ping: () => void
   /** Starts delivering messages; frames that arrived earlier are delivered first. */
   readonly listen: (handler: ChannelHandler) => void
   /**
@@ -66,9 +74,10 @@ export interface SecureChannel {
   readonly close: (flushWithin: Duration.DurationInput) => Effect.Effect<void>
   /**
    * Ends the channel with `error` from inside the frame path: queues the matching alert and tells
-   * the handler. The transport is released by `release`, which the owner runs.
+   * the handler. The transport is released by `release`, which the owner runs. `ConnectionClosed`
+   * only as `Timeout`: the keep-alive went unanswered (PROTOCOL.md §7.4).
    */
-  readonly fail: (error: ProtocolError) => void
+  readonly fail: (error: ProtocolError | ConnectionClosed) => void
   /**
    * Releases the transport once the channel has ended: flushes what is queued (abandoned after
    * `flushWithin`), ends the write side and stops reading. After a close we started, it first
@@ -94,6 +103,8 @@ export const makeSecureChannel = (
   let initiatedClose = false
   let handler: ChannelHandler | undefined
   const emit = framed.enqueue
+  let heard = 0
+  let pings = 0
 
   // Messages held back until the writer takes its next batch, then sealed together as one BATCH
   // record (PROTOCOL.md §7.3): one AEAD operation and one tag for all of them instead of one each.
@@ -138,7 +149,7 @@ export const makeSecureChannel = (
     closing = true
   }
 
-  const fail = (error: ProtocolError) => {
+  const fail = (error: ProtocolError | ConnectionClosed) => {
     if (!closing && ended === undefined) {
       sealHeld()
       records.write(MessageType.ALERT, encodeAlert(new Alert({ code: errorToAlert(error) })), EMPTY, emit)
@@ -168,6 +179,17 @@ export const makeSecureChannel = (
         finish(alert._tag === "Right" ? sessionAlertToError(alert.right.code) : alert.left)
         return
       }
+      // Keep-alive (PROTOCOL.md §7.4): answered here, never seen by the session, so that it is
+      // neither application data nor activity for the idle timeout (§10.3).
+      case MessageType.PING: {
+        if (body.length !== KEEP_ALIVE_BODY_LENGTH) return fail(new ProtocolError({ reason: "Malformed", detail: "ping length" }))
+        // Copied: the body is a view into a frame buffer that may be reused before the PONG is written.
+        return write(MessageType.PONG, body.slice())
+      }
+      case MessageType.PONG:
+        // Its only job was to arrive, which `heard` has counted; the body is opaque to us.
+        if (body.length !== KEEP_ALIVE_BODY_LENGTH) return fail(new ProtocolError({ reason: "Malformed", detail: "pong length" }))
+        return
       case MessageType.PACKET:
       case MessageType.REQUEST:
       case MessageType.REPLY:
@@ -200,6 +222,7 @@ export const makeSecureChannel = (
     framed.setSink({
       onFrame: (type, header, body) => {
         if (ended !== undefined) return
+        heard++
         const error = records.read(type, header, body, deliver)
         if (error !== undefined) fail(error)
       },
@@ -228,6 +251,13 @@ export const makeSecureChannel = (
     awaitWritable: framed.awaitWritable,
     pendingBytes: () => framed.pendingBytes() + heldBytes,
     writingSince: framed.writingSince,
+    heard: () => heard,
+    ping: () => {
+      // The body is opaque to the peer (§7.4): a counter, so that PINGs differ on the wire.
+      const body = new Uint8Array(KEEP_ALIVE_BODY_LENGTH)
+      new DataView(body.buffer).setBigUint64(0, BigInt(++pings))
+      write(MessageType.PING, body)
+    },
     listen,
     close: (flushWithin) =>
       Effect.suspend(() => {

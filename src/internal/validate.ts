@@ -101,6 +101,8 @@ const sessionFields = {
   // Infinity is how a caller says "never" to a budget that has a default.
   idleTimeout: positiveDuration(true),
   stallTimeout: positiveDuration(true),
+  // Off by default; Infinity says "off" explicitly, like the budgets above.
+  keepAlive: positiveDuration(true),
   exposeErrors: Schema.Boolean.annotations({ description: "a boolean" })
 } satisfies Fields<SessionOptions>
 

@@ -77,10 +77,18 @@ export interface SessionOptions {
   /** Handlers `serve` runs at once; further packets wait in the inbox, within its budget. Default 1024. */
   readonly maxConcurrentHandlers?: number | undefined
   /**
-   * End the session with `ProtocolError("Timeout")` when nothing arrives for this long. Default:
+   * End the session with `ProtocolError("Timeout")` when no application message arrives for this
+   * long (keep-alive PINGs and PONGs do not count, PROTOCOL.md §10.3). Default:
    * never on a client, 5 minutes on a server (`serve`, `listen`); `Duration.infinity` turns it off.
    */
   readonly idleTimeout?: Duration.DurationInput | undefined
+  /**
+   * Detect a dead peer on a quiet connection (PROTOCOL.md §7.4): when nothing has arrived for this
+   * long, send a PING; when still nothing has arrived this long after it, end the session with
+   * `ConnectionClosed("Timeout")`. PING and PONG are not application activity: they never keep a
+   * session from its `idleTimeout` (§10.3). Default: off; `Duration.infinity` also turns it off.
+   */
+  readonly keepAlive?: Duration.DurationInput | undefined
   /**
    * End the session with `ProtocolError("Timeout")` when a write to the peer has not completed for
    * this long: the peer stopped reading while we have data for it. Default 30 seconds.
@@ -212,6 +220,7 @@ export const makeSession = (
       input === undefined ? Option.none() : Option.filter(Option.some(Duration.toMillis(input)), Number.isFinite)
     const idleMillis = finite(options.idleTimeout)
     const stallMillis = finite(options.stallTimeout ?? DEFAULT_STALL_TIMEOUT)
+    const keepAliveMillis = finite(options.keepAlive)
     const budget = makeByteBudget({
       limit: maxBuffered,
       allowance: CONNECTION_ALLOWANCE,
@@ -234,7 +243,7 @@ export const makeSession = (
 
     // --- dispatch (synchronous, in the channel's frame handler: PROTOCOL.md §8, §9) --------------
 
-    /** Messages received: the idle timer's measure of activity. */
+    /** Application messages received (never PING or PONG, which the channel keeps): the idle timer's measure of activity. */
     let received = 0
     /** The transfers the peer has open, by stream id (PROTOCOL.md §9): messages and streams share the ids. */
     const incoming = new Map<number, IncomingMessage | IncomingStreamState>()
@@ -369,10 +378,19 @@ export const makeSession = (
     // Released when the session ends, by a fiber started then rather than one waiting all along.
     const runAtEnd = yield* FiberSet.makeRuntime<never, void, never>()
     endWaiters.push((error) =>
-      void runAtEnd(channel.release(error instanceof ConnectionClosed ? flushWithin : Math.min(flushWithin, 1000))))
+      void runAtEnd(channel.release(
+        // A peer that stopped answering is unlikely to read what is left: it gets the failure's second.
+        error instanceof ConnectionClosed && error.reason !== "Timeout" ? flushWithin : Math.min(flushWithin, 1000)
+      )))
     yield* Effect.addFinalizer(() => channel.close(flushWithin))
 
-    yield* watchTimers(ctx, { idle: idleMillis, stall: stallMillis, watchdog: options.watchdog, received: () => received })
+    yield* watchTimers(ctx, {
+      idle: idleMillis,
+      stall: stallMillis,
+      keepAlive: keepAliveMillis,
+      watchdog: options.watchdog,
+      received: () => received
+    })
 
     const receive = (filter?: PacketFilter): Effect.Effect<Packet, SessionError | UnexpectedPacket> =>
       Effect.flatMap(inbox.takeMatching(filter), (item) => streams.withPacket(item, Effect.succeed))

@@ -31,6 +31,8 @@ export const MessageType = {
   REPLY_ERROR: 0x19,
   STREAM_CANCEL: 0x1a,
   BATCH: 0x1b,
+  PING: 0x1c,
+  PONG: 0x1d,
   KEY_UPDATE: 0x20,
   CLOSE: 0x21
 } as const
@@ -40,9 +42,12 @@ export type MessageType = (typeof MessageType)[keyof typeof MessageType]
 export const MAGIC = Uint8Array.of(0x43, 0x56, 0x47)
 /**
  * Version 2 added the puzzle under load (HELLO_RETRY, PUZZLE_SOLUTION; PROTOCOL.md §3.6); version 3
- * opened packet types and added REQUEST, REPLY_ERROR, STREAM_CANCEL and streamed replies (§8, §9).
+ * opened packet types and added REQUEST, REPLY_ERROR, STREAM_CANCEL and streamed replies (§8, §9),
+ * BATCH (§7.3) and PING/PONG (§7.4).
  */
 export const PROTOCOL_VERSION = 3
+/** The opaque body of a PING, echoed by its PONG (PROTOCOL.md §7.4): exactly this long, else `Malformed`. */
+export const KEEP_ALIVE_BODY_LENGTH = 8
 export const NONCE_LENGTH = 32
 export const MAC_LENGTH = 32
 /**
