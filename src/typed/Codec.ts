@@ -40,14 +40,33 @@ interface Parsers {
   readonly is: (value: unknown) => boolean
 }
 const parsers = new WeakMap<SchemaAST.AST, Parsers>()
-const parsersOf = ({ ast }: HasAst): Parsers => {
+
+/** What `Schema.Class` and its tagged kinds build: a constructor taking the fields and a flag to skip validation. */
+type ClassConstructor = new (props: unknown, disableValidation: boolean) => unknown
+
+/**
+ * A class's decoder, as Effect's own class transformation runs it (decode the fields, then
+ * `new Class(fields, true)`) without the generic transformation and declaration steps, which cost
+ * about four times as much for a small request (`scratchpad/perf/codec-cost.ts`, docs/performance.md).
+ */
+const classDecoder = (schema: HasAst): Parsers["decode"] | undefined => {
+  const ast = schema.ast
+  if (typeof schema !== "function" || ast._tag !== "Transformation" || ast.to._tag !== "Declaration") return undefined
+  // A Schema class is a constructor (checked just above): TypeScript cannot see it through `HasAst`.
+  const Class = schema as unknown as ClassConstructor
+  const decodeFields = ParseResult.decodeUnknownEither(Schema.make<unknown, unknown, never>(ast.from))
+  return (value) => Either.map(decodeFields(value), (fields) => new Class(fields, true))
+}
+
+const parsersOf = (schema: HasAst): Parsers => {
+  const ast = schema.ast
   let found = parsers.get(ast)
   if (found === undefined) {
-    const schema = Schema.make<unknown, unknown, never>(ast)
+    const generic = Schema.make<unknown, unknown, never>(ast)
     found = {
-      encode: ParseResult.encodeUnknownEither(schema),
-      decode: ParseResult.decodeUnknownEither(schema),
-      is: Schema.is(schema)
+      encode: ParseResult.encodeUnknownEither(generic),
+      decode: classDecoder(schema) ?? ParseResult.decodeUnknownEither(generic),
+      is: Schema.is(generic)
     }
     parsers.set(ast, found)
   }
