@@ -14,6 +14,7 @@ import { cvg, cvgPlain } from "./systems/cvg.js"
 import { raw } from "./systems/raw.js"
 import { tls } from "./systems/tls.js"
 import { tlsRpc } from "./systems/tls-rpc.js"
+import { cvgCluster } from "./systems/cluster.js"
 import { cvgTyped, rpcCvg } from "./systems/typed.js"
 import type { BenchServer, BenchSystem, EchoConnection, SystemName } from "./systems/types.js"
 import { wsTls } from "./systems/ws-tls.js"
@@ -28,7 +29,8 @@ const systems: Record<SystemName, BenchSystem> = {
   cvg,
   "cvg-plain": cvgPlain,
   "cvg-typed": cvgTyped,
-  "rpc-cvg": rpcCvg
+  "rpc-cvg": rpcCvg,
+  "cvg-cluster": cvgCluster
 }
 const servers = new Map<SystemName, BenchServer>()
 const connections = new Map<number, EchoConnection>()

@@ -1,12 +1,15 @@
 /** What every benchmarked system provides, so that scenarios are written once. */
 
-export const SYSTEM_NAMES = ["raw", "tls", "tls-rpc", "ws-tls", "cvg", "cvg-plain", "cvg-typed", "rpc-cvg"] as const
+export const SYSTEM_NAMES = ["raw", "tls", "tls-rpc", "ws-tls", "cvg", "cvg-plain", "cvg-typed", "rpc-cvg", "cvg-cluster"] as const
 
 /**
  * Systems measured only for round trips and requests in flight: the request/response anchors of
  * issue 11 (tls-rpc, ws-tls) and the typed layers over cvg.
  */
 export const ECHO_ONLY: ReadonlySet<string> = new Set(["tls-rpc", "ws-tls", "cvg-typed", "rpc-cvg"])
+
+/** Systems measured only for the handshake rate: a cvg server on two processes (node:cluster). */
+export const HANDSHAKE_ONLY: ReadonlySet<string> = new Set(["cvg-cluster"])
 export type SystemName = (typeof SYSTEM_NAMES)[number]
 
 export interface Target {
