@@ -24,6 +24,8 @@ export type {
   SessionInfo,
   SessionOptions
 } from "./session/Session.js"
+/** Span names, metric descriptors and log annotation keys (README "Observability"). */
+export * as Observability from "./Observability.js"
 /** Typed messages: `Api.make({ messages, requests, streams })`, then `client(session)` and `serve(session, handlers)`. */
 export * as Api from "./typed/Api.js"
 export type { HandshakeFailure, HandshakeOptions, PasswordInput } from "./handshake/Handshake.js"

@@ -14,6 +14,7 @@ import { ProtocolError } from "../errors.js"
 import { nextTrafficKeys, recordNonce, type TrafficKeys } from "../handshake/KeySchedule.js"
 import { frameHeader } from "../wire/Frame.js"
 import { MessageType } from "../wire/Messages.js"
+import { count, recordsSealed, rekeys } from "../Observability.js"
 
 /** Hard cap on records under one key (PROTOCOL.md §7.2), as TLS 1.3 recommends for AES-GCM. */
 export const MAX_RECORDS_PER_KEY = 2 ** 24
@@ -92,6 +93,7 @@ export const makeEncryptedRecordLayer = (
       // lengths or non-bytes, which the API edge refuses before this point.
       if (Either.isLeft(sealed)) return
       send.sequence++
+      count(recordsSealed, 1)
       emit(header)
       for (const part of sealed.right) emit(part)
     }
@@ -112,6 +114,7 @@ export const makeEncryptedRecordLayer = (
         if (send.sequence === limit - 1) {
           seal(MessageType.KEY_UPDATE, EMPTY, EMPTY, emit)
           installNext(send)
+          count(rekeys, 1)
         }
         seal(type, head, data, emit)
       },

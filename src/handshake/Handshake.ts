@@ -14,7 +14,7 @@
  * Each returns a `SecureChannel`, which exists only once every check has passed.
  */
 import * as Socket from "@effect/platform/Socket"
-import { type Cause, Duration, Effect, Either, Option, Redacted } from "effect"
+import { Cause, Duration, Effect, Either, Exit, Option, Redacted } from "effect"
 import type { Scope } from "effect"
 import type { CryptoError, CryptoService, EcdhKeyPair } from "../crypto/Crypto.js"
 import { Crypto } from "../crypto/Crypto.js"
@@ -60,6 +60,7 @@ import { deriveHandshakeSecrets, type HandshakeSecrets, Labels, passwordProof } 
 import { negotiate } from "./Negotiation.js"
 import { DEFAULT_PUZZLE_DIFFICULTY, MAX_PUZZLE_DIFFICULTY, solve, verifySolution } from "./Puzzle.js"
 import { Transcript } from "./Transcript.js"
+import { countTagged, errorName, handshakes, SPAN_HANDSHAKE } from "../Observability.js"
 
 /** A password as the user may give it; kept `Redacted` from the moment it enters (PROTOCOL.md §5). */
 export type PasswordInput = string | Uint8Array | Redacted.Redacted<string> | Redacted.Redacted<Uint8Array>
@@ -491,11 +492,64 @@ class Evicted {
   readonly _tag = "Evicted"
 }
 
+/** What the library passes to a handshake beside the user's options: the peer's address, for its span. */
+export interface HandshakeSetup extends HandshakeOptions {
+  readonly peer?: string | undefined
+}
+
+/** How a handshake's end is named in its span and in the `cvg.handshakes` metric: `ok`, or the error's tag and reason. */
+const outcomeReason = (exit: Exit.Exit<SecureChannel, HandshakeFailure>): string =>
+  Exit.match(exit, {
+    onSuccess: () => "ok",
+    onFailure: (cause) =>
+      Option.match(Cause.failureOption(cause), {
+        onSome: errorName,
+        onNone: () => (Cause.isInterruptedOnly(cause) ? "Interrupted" : "Defect")
+      })
+  })
+
+/**
+ * The handshake under its `cvg.handshake` span, counted in `cvg.handshakes` (README "Observability").
+ * Attributes are what was asked and negotiated, never keys, passwords, nonces or proofs.
+ */
+const observed = (role: "client" | "server", options: HandshakeSetup) =>
+<R>(handshake: Effect.Effect<SecureChannel, HandshakeFailure, R>): Effect.Effect<SecureChannel, HandshakeFailure, R> =>
+  handshake.pipe(
+    Effect.onExit((exit) => {
+      const reason = outcomeReason(exit)
+      const outcome = Exit.isSuccess(exit) ? "success" : "failure"
+      countTagged(handshakes, { role, outcome, reason })
+      const negotiated = Exit.isSuccess(exit)
+        ? {
+          "cvg.encrypted": exit.value.info.encrypted,
+          "cvg.authenticated": exit.value.info.authenticated,
+          "cvg.suite": exit.value.info.suite,
+          "cvg.encryption.peer": exit.value.info.peerPolicy
+        }
+        : {}
+      return Effect.annotateCurrentSpan({ ...negotiated, "cvg.outcome": outcome, "cvg.reason": reason })
+    }),
+    Effect.withSpan(SPAN_HANDSHAKE, {
+      kind: role,
+      // The call site would be this line, not the user's: not worth an Error per span.
+      captureStackTrace: false,
+      attributes: {
+        "cvg.role": role,
+        "cvg.protocol.version": PROTOCOL_VERSION,
+        "cvg.encryption.local": options.encryption ?? "required",
+        "cvg.password.configured": options.password !== undefined,
+        ...(options.peer === undefined ? {} : { "cvg.peer": options.peer })
+      }
+    })
+  )
+
 /** The client's side of PROTOCOL.md §3. */
 export const clientHandshake = (
-  options: HandshakeOptions = {}
+  options: HandshakeSetup = {}
 ): Effect.Effect<SecureChannel, HandshakeFailure, Socket.Socket | Crypto | Scope.Scope> =>
-  Effect.flatMap(setup(options, "client"), (ctx) => withDeadline(ctx, options)(clientSteps(ctx, options)))
+  Effect.flatMap(setup(options, "client"), (ctx) => withDeadline(ctx, options)(clientSteps(ctx, options))).pipe(
+    observed("client", options)
+  )
 
 const clientSteps = (ctx: Context, options: HandshakeOptions) =>
   Effect.gen(function*() {
@@ -574,11 +628,12 @@ const clientSteps = (ctx: Context, options: HandshakeOptions) =>
 
 /** The server's side of PROTOCOL.md §3. */
 export const serverHandshake = (
-  options: HandshakeOptions = {},
+  options: HandshakeSetup = {},
   admission?: Admission
 ): Effect.Effect<SecureChannel, HandshakeFailure, Socket.Socket | Crypto | Scope.Scope> =>
   Effect.flatMap(setup(options, "server", admission), (ctx) => withDeadline(ctx, options, admission)(serverSteps(ctx, options))).pipe(
-    Effect.ensuring(admission?.done ?? Effect.void)
+    Effect.ensuring(admission?.done ?? Effect.void),
+    observed("server", options)
   )
 
 const serverSteps = (ctx: Context, options: HandshakeOptions) =>

@@ -30,6 +30,7 @@ import { fromHandshake, type Session, type SessionOptions, type SessionSetup } f
 import { listenFailed } from "../transport/NetErrors.js"
 import { encodeFrame } from "../wire/Frame.js"
 import { AlertCode, MessageType } from "../wire/Messages.js"
+import { countTagged, LOG_PEER, LOG_SESSION, refusedConnections } from "../Observability.js"
 
 export interface ServeOptions extends HandshakeOptions, SessionOptions {
   /** Default `"127.0.0.1"`. */
@@ -254,12 +255,16 @@ export const listen = (options: ServeOptions): Effect.Effect<Server, ListenFaile
     const evictLog = rateLimitedWarning("cvg-core: pending handshakes evicted to make room (maxHandshakes or maxConnections reached)")
     const refusedLog = rateLimitedWarning("cvg-core: connections refused, maxConnections reached")
     const failureLog = makeFailureLog()
-    const handshakes = makeHandshakeSlots(options.maxHandshakes ?? DEFAULT_MAX_HANDSHAKES, evictLog)
+    const onEvict = Effect.zipRight(Effect.sync(() => countTagged(refusedConnections, { reason: "evicted" })), evictLog)
+    const handshakes = makeHandshakeSlots(options.maxHandshakes ?? DEFAULT_MAX_HANDSHAKES, onEvict)
     const handshakeSlot = handshakes.slot(makeLoadSignal(crypto, options.puzzleThreshold ?? DEFAULT_PUZZLE_THRESHOLD))
     /** Failures that admission control caused are counted in rate-limited lines, not logged one by one. */
     const logFailure = (cause: Cause.Cause<unknown>, peer: string) => {
       const failure = Cause.failureOption(cause)
-      if (Option.isSome(failure) && isBusyRefusal(failure.value)) return busyLog
+      if (Option.isSome(failure) && isBusyRefusal(failure.value)) {
+        countTagged(refusedConnections, { reason: "busy" })
+        return busyLog
+      }
       if (Option.isSome(failure) && failure.value instanceof HandshakeError && failure.value.detail === EVICTED) return Effect.void
       return failureLog(cause, peer)
     }
@@ -278,9 +283,12 @@ export const listen = (options: ServeOptions): Effect.Effect<Server, ListenFaile
               })
             )
             const peer = Option.getOrElse(yield* peerAddress, () => "unknown")
+            // Set for the connection's scope rather than wrapped around it, so no frame stays on its stack.
+            yield* Effect.annotateLogsScoped(LOG_PEER, peer)
             // Full: a handshake waiting on a silent peer makes room; the evicted connection gives its
             // count back as it closes, so the count may exceed the cap by the evictions in progress.
             if (connections >= maxConnections && !(yield* handshakes.evictWaiting)) {
+              countTagged(refusedConnections, { reason: "maxConnections" })
               yield* refusedLog
               return yield* refuse(socket)
             }
@@ -293,7 +301,7 @@ export const listen = (options: ServeOptions): Effect.Effect<Server, ListenFaile
                   Effect.provideService(Socket.Socket, socket),
                   Effect.provideService(Crypto, crypto)
                 ),
-                handler
+                (session) => Effect.zipRight(Effect.annotateLogsScoped(LOG_SESSION, session.info.id), handler(session))
               )).pipe(
                 Effect.asVoid,
                 Effect.catchAllCause((cause) => logFailure(cause, peer))

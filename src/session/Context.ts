@@ -8,6 +8,7 @@ import type { Exit } from "effect"
 import type { SecureChannel } from "../channel/SecureChannel.js"
 import type { CryptoService, Sha256Hasher } from "../crypto/Crypto.js"
 import { ProtocolError } from "../errors.js"
+import { budgetExhaustions, countTagged } from "../Observability.js"
 import type { ByteBudget } from "./Budget.js"
 import type { SessionError } from "./Session.js"
 
@@ -45,6 +46,7 @@ export const makeContext = (
     charge: (bytes) => {
       const refusal = budget.charge(bytes)
       if (refusal === undefined) return true
+      countTagged(budgetExhaustions, { reason: refusal })
       fail(
         new ProtocolError({
           reason: "LimitExceeded",

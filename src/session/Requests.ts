@@ -12,6 +12,7 @@ import { type InboxItem, unexpected } from "./Inbox.js"
 import type { IncomingStreams } from "./IncomingStreams.js"
 import type { Outgoing } from "./Outgoing.js"
 import type { IncomingStream, RequestError, RequestOptions, SessionError } from "./Session.js"
+import { SPAN_REQUEST } from "../Observability.js"
 
 export interface Requests {
   readonly request: (packet: Packet, options?: RequestOptions) => Effect.Effect<Packet, RequestError | UnexpectedPacket>
@@ -36,7 +37,7 @@ interface PendingRequest {
 export const makeRequests = (
   ctx: SessionContext,
   maxInFlight: number,
-  parts: { readonly outgoing: Outgoing; readonly streams: IncomingStreams }
+  parts: { readonly outgoing: Outgoing; readonly streams: IncomingStreams; readonly sessionId: string }
 ): Requests => {
   const { outgoing, streams } = parts
   const pending = new Map<number, PendingRequest>()
@@ -96,9 +97,18 @@ export const makeRequests = (
     return Effect.timeoutFail(effect, { duration: timeout, onTimeout: () => new RequestTimeout({ id, millis }) })
   }
 
+  /** Each request runs under a `cvg.request` span (README "Observability"): its id, type and session, never its payload. */
+  const traced = <A, E>(effect: Effect.Effect<A, E>, packet: Packet, stream: boolean): Effect.Effect<A, E> =>
+    Effect.withSpan(effect, SPAN_REQUEST, {
+      kind: "client",
+      // The call site would be this line, not the user's: not worth an Error per request.
+      captureStackTrace: false,
+      attributes: { "cvg.request.id": packet.id, "cvg.packet.type": packet.type, "cvg.session": parts.sessionId, "cvg.stream": stream }
+    })
+
   return {
     request: (packet, options) =>
-      withTimeout(
+      traced(withTimeout(
         Effect.flatMap(exchange(packet), (item) =>
           // A streamed reply is collected, and what it held goes back at once: the caller owns it now.
           Effect.map(streams.collect(item), ([answer, charged]) => {
@@ -113,8 +123,9 @@ export const makeRequests = (
             ? Effect.succeed(answer)
             : Effect.fail(unexpected({ type: options.expect, id: packet.id }, answer))
         )
-      ),
-    requestStream: (packet, options) => withTimeout(Effect.map(exchange(packet), streams.toIncomingStream), packet.id, options?.timeout),
+      ), packet, false),
+    requestStream: (packet, options) =>
+      traced(withTimeout(Effect.map(exchange(packet), streams.toIncomingStream), packet.id, options?.timeout), packet, true),
     answer: (id, answer) => {
       const request = pending.get(id)
       if (request === undefined) return false

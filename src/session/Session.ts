@@ -49,6 +49,7 @@ import { makeRequests } from "./Requests.js"
 import { makeServing } from "./Serving.js"
 import { watchTimers } from "./Timers.js"
 import type { Watchdog } from "./Watchdog.js"
+import { LOG_PEER, LOG_SESSION, moveActiveSessions, nextSessionId } from "../Observability.js"
 
 /** How a session ends; `PeerAlert` is a failure the peer reported, `ProtocolError` one this side found (PROTOCOL.md §6). */
 export type SessionError = ProtocolError | PeerAlert | ConnectionClosed | AuthFailed | Socket.SocketError
@@ -113,6 +114,8 @@ export interface SessionSetup extends SessionOptions {
 export interface SessionInfo extends ChannelInfo {
   /** The peer's address, when the transport knows it. */
   readonly peer: Option.Option<string>
+  /** Unique in this process, not secret: the `cvg.session` log annotation and span attribute (README "Observability"). */
+  readonly id: string
 }
 
 /** A stream of unknown length from the peer, paced by credit (PROTOCOL.md §9.3). */
@@ -234,7 +237,8 @@ export const makeSession = (
     const inbox = makeInbox(ctx, options.maxQueuedPackets ?? 65536)
     const reassembly = makeReassembly(ctx, maxMessageSize)
     const streams = makeIncomingStreams(ctx, maxMessageSize)
-    const requests = makeRequests(ctx, Math.max(1, options.maxInFlight ?? 4096), { outgoing, streams })
+    const id = nextSessionId()
+    const requests = makeRequests(ctx, Math.max(1, options.maxInFlight ?? 4096), { outgoing, streams, sessionId: id })
     const serving = makeServing(
       ctx,
       { maxHandlers: Math.max(1, options.maxConcurrentHandlers ?? 1024), exposeErrors: options.exposeErrors ?? false },
@@ -345,10 +349,20 @@ export const makeSession = (
 
     const endWaiters: Array<(error: SessionError) => void> = []
 
+    // `cvg.sessions.active` counts this session from here until it ends or its scope closes, whichever is first.
+    let active = true
+    moveActiveSessions(1)
+    const inactive = () => {
+      if (!active) return
+      active = false
+      moveActiveSessions(-1)
+    }
+
     /** Everyone waiting fails with the session's error, and everything held goes back to the pool. */
     const onEnd = (error: SessionError) => {
       if (ctx.ended !== undefined) return
       ctx.ended = error
+      inactive()
       const failure = Exit.fail(error)
       inbox.end(failure, error instanceof ConnectionClosed && error.reason === "Closed")
       requests.end(failure)
@@ -382,7 +396,7 @@ export const makeSession = (
         // A peer that stopped answering is unlikely to read what is left: it gets the failure's second.
         error instanceof ConnectionClosed && error.reason !== "Timeout" ? flushWithin : Math.min(flushWithin, 1000)
       )))
-    yield* Effect.addFinalizer(() => channel.close(flushWithin))
+    yield* Effect.addFinalizer(() => Effect.zipRight(Effect.sync(inactive), channel.close(flushWithin)))
 
     yield* watchTimers(ctx, {
       idle: idleMillis,
@@ -395,8 +409,11 @@ export const makeSession = (
     const receive = (filter?: PacketFilter): Effect.Effect<Packet, SessionError | UnexpectedPacket> =>
       Effect.flatMap(inbox.takeMatching(filter), (item) => streams.withPacket(item, Effect.succeed))
 
+    // What `serve` and `respond` log (and what their handlers log) names the peer and the session.
+    const logAnnotations = options.peer === undefined ? { [LOG_SESSION]: id } : { [LOG_PEER]: options.peer, [LOG_SESSION]: id }
+
     return {
-      info: { ...channel.info, peer: Option.fromNullable(options.peer) },
+      info: { ...channel.info, peer: Option.fromNullable(options.peer), id },
       send: (packet) => outgoing.sendPacket(packet, MessageType.PACKET),
       receive,
       request: requests.request,
@@ -406,8 +423,8 @@ export const makeSession = (
       replyError: serving.replyError,
       receiveAndSend: (response, filter) =>
         Effect.flatMap(receive(filter), (packet) => Effect.as(serving.reply(packet, response), packet)),
-      respond: serving.respond,
-      serve: serving.serve,
+      respond: (filter, handler) => Effect.annotateLogs(serving.respond(filter, handler), logAnnotations),
+      serve: (handler) => Effect.annotateLogs(serving.serve(handler), logAnnotations),
       sendStream: (header, data) => outgoing.sendStream(header, data, ChunkFlags.STREAM),
       receiveStream: (filter) => Effect.map(inbox.takeMatching(filter), streams.toIncomingStream),
       nextId: requests.nextId,

@@ -15,6 +15,7 @@ import type * as Socket from "@effect/platform/Socket"
 import { Clock, Deferred, Effect, ExecutionStrategy, Exit, Fiber, FiberId, Runtime, Scope } from "effect"
 import { ProtocolError } from "../errors.js"
 import { makeFrameDecoder } from "../wire/Frame.js"
+import { bytesIn, bytesOut, count } from "../Observability.js"
 
 /** How the reading side ended. */
 export type ReadEnd =
@@ -335,7 +336,9 @@ export const makeFramed = (
         run = []
         runLength = 0
       }
+      let total = 0
       for (const piece of batch) {
+        total += piece.length
         if (piece.length >= DIRECT_WRITE_SIZE) {
           flushRun()
           writes.push(piece)
@@ -345,6 +348,8 @@ export const makeFramed = (
         }
       }
       flushRun()
+      // Counted once per batch, as it is handed to the socket (README "Observability").
+      count(bytesOut, total)
       return writes
     }
 
@@ -413,6 +418,7 @@ export const makeFramed = (
 
     // Reading starts last, so that everything it may call on the writing side exists.
     const reader = yield* socket.run((chunk) => {
+      count(bytesIn, chunk.length)
       if (readEnd !== undefined) return
       if (firstFill < FIRST_BYTES) {
         const take = Math.min(FIRST_BYTES - firstFill, chunk.length)

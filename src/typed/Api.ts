@@ -25,6 +25,7 @@ import {
   ReplyStatus
 } from "../wire/TypedFrames.js"
 import * as Codec from "./Codec.js"
+import { SPAN_CALL } from "../Observability.js"
 
 /** The packet types of typed messages (PROTOCOL.md §12.2). */
 export const TypedPacket = { MESSAGE: 0xd0, CALL: 0xd1, STREAM: 0xd2 } as const
@@ -168,7 +169,7 @@ export const make = <
   }
 
   const client = (session: Session): ApiClient<MC, QC, SC> => {
-    const call = <Req extends Schema.Schema.Type<QC>>(
+    const exchange = <Req extends Schema.Schema.Type<QC>>(
       request: Req,
       options?: CallOptions
     ): Effect.Effect<Schema.WithResult.Success<Req>, Schema.WithResult.Failure<Req> | CallError> =>
@@ -191,6 +192,23 @@ export const make = <
             : Effect.fail(decoded.right as Schema.WithResult.Failure<Req>)
         })
       })
+
+    /**
+     * The exchange under a `cvg.call` span, in which the `cvg.request` span of its packet nests
+     * (README "Observability"). Built when run, as the rest of `call` is, not when called.
+     */
+    const call = <Req extends Schema.Schema.Type<QC>>(
+      request: Req,
+      options?: CallOptions
+    ): Effect.Effect<Schema.WithResult.Success<Req>, Schema.WithResult.Failure<Req> | CallError> =>
+      Effect.suspend(() =>
+        Effect.withSpan(exchange(request, options), SPAN_CALL, {
+          kind: "client",
+          // The call site would be this line, not the user's: not worth an Error per call.
+          captureStackTrace: false,
+          attributes: { "cvg.call": tagOf(request) ?? "", "cvg.session": session.info.id }
+        })
+      )
 
     const stream = <Req extends Schema.Schema.Type<SC>>(
       request: Req,
