@@ -236,6 +236,16 @@ describe("cvg serve and cvg connect", () => {
     expect(lines(server.stderr()).every((line) => line.startsWith("cvg: "))).toBe(true)
   })
 
+  it("connect into a reader that goes away (| head -1) stops quietly with exit 0", async () => {
+    const server = await startServer(["serve"])
+    const input = Array.from({ length: 20_000 }, (_, i) => `line ${i}`).join("\n") + "\n"
+    // pipefail: the pipeline's status is cvg's, not head's.
+    const piped = await runProcess("bash", ["-c", `set -o pipefail; "${process.execPath}" "${bin}" connect 127.0.0.1:${server.port} | head -1`], { input })
+    expect(piped.stdout.toString()).toBe("line 0\n")
+    expect(piped.stderr).toBe("")
+    expect(piped.code).toBe(0)
+  })
+
   it("serve --exec runs a command per line; a failing command fails the request with exit 8 and one line", async () => {
     const server = await startServer(["serve", "--exec", "tr a-z A-Z"])
     const address = `127.0.0.1:${server.port}`

@@ -9,11 +9,11 @@
 import * as Command from "@effect/cli/Command"
 import * as HelpDoc from "@effect/cli/HelpDoc"
 import { NodeContext } from "@effect/platform-node"
-import { Console, Effect, Exit, Logger } from "effect"
+import { Cause, Console, Effect, Exit, Logger, Option } from "effect"
 import { benchCommand, runBench } from "./bench.js"
 import { lineLogger } from "./common.js"
 import { connectCommand } from "./connect.js"
-import { describeCause, EXIT_CODES, ExitCode, Unavailable, UsageError } from "./errors.js"
+import { describeCause, EXIT_CODES, ExitCode, FileError, Unavailable, UsageError } from "./errors.js"
 import { receiveCommand } from "./receive.js"
 import { sendCommand } from "./send.js"
 import { packageInfo } from "./root.js"
@@ -88,8 +88,12 @@ const fiber = Effect.runFork(program(process.argv.slice(2)))
 const interrupt = () => fiber.unsafeInterruptAsFork(fiber.id())
 process.once("SIGINT", interrupt)
 process.once("SIGTERM", interrupt)
+/** stdout's reader went away (`cvg connect … | head -1`): like any filter, stop quietly. */
+const readerGone = (cause: Cause.Cause<unknown>): boolean =>
+  Option.exists(Cause.failureOption(cause), (error) => error instanceof FileError && error.path === "stdout" && error.code === "EPIPE")
+
 fiber.addObserver((result) => {
-  if (Exit.isSuccess(result)) return exit(ExitCode.ok)
+  if (Exit.isSuccess(result) || readerGone(result.cause)) return exit(ExitCode.ok)
   const { code, line } = describeCause(result.cause)
   if (line !== undefined) process.stderr.write(`cvg: ${line}\n`)
   exit(code)
