@@ -168,10 +168,11 @@ export class RequestTimeout extends Schema.TaggedError<RequestTimeout>()("Reques
 /**
  * Typed bytes from the peer did not decode (PROTOCOL.md §12): `tag` names the message, `detail` says
  * which Schema failed and where (never the value itself).
- * - `Request`, `Message`: what the peer sent us; `Reply`, `Item`: an answer to our own request.
+ * - `Message`: a one-way message the peer sent us; `Reply`, `Item`: an answer to our own request. (A
+ *   request that does not decode is answered with `RemoteError("Undecodable")`, PROTOCOL.md §12.2.)
  */
 export class DecodeFailed extends Schema.TaggedError<DecodeFailed>()("DecodeFailed", {
-  reason: Schema.Literal("Request", "Message", "Reply", "Item"),
+  reason: Schema.Literal("Message", "Reply", "Item"),
   tag: Schema.String,
   detail: Schema.String
 }) {

@@ -156,6 +156,22 @@ describe("typed decoding failures", () => {
       expect(asUsers instanceof RemoteError ? asUsers.detail : "").toContain("[\"id\"]")
     }).pipe(bounded("reply decode")))
 
+  it.scopedLive("a stream item that does not decode is DecodeFailed(Item) at the caller, after the items before it", () =>
+    Effect.gen(function*() {
+      // The server's Count streams strings where the caller's declares numbers.
+      class OtherCount extends Schema.TaggedRequest<OtherCount>()("Count", {
+        failure: TooMany,
+        success: Schema.String,
+        payload: { upTo: Schema.Number }
+      }) {}
+      const Strings = Api.make({ streams: [OtherCount] })
+      const { client, server } = yield* memorySessions({ client: modes.encrypted, server: modes.encrypted })
+      yield* Effect.forkScoped(Strings.serve(server, { Count: () => Stream.make("not a number") }))
+      const error = yield* Effect.flip(Stream.runDrain(Users.client(client).stream(new Count({ upTo: 3 }))))
+      expect(error).toBeInstanceOf(DecodeFailed)
+      expect(error).toMatchObject({ _tag: "DecodeFailed", reason: "Item", tag: "Count" })
+    }).pipe(bounded("item decode")))
+
   it.scopedLive("a one-way message that does not decode ends serve with DecodeFailed", () =>
     Effect.gen(function*() {
       const { client, server } = yield* memorySessions({ client: modes.plaintext, server: modes.plaintext })

@@ -9,6 +9,7 @@ import { type ChildProcess, spawn } from "node:child_process"
 import { createServer } from "node:net"
 import { join } from "node:path"
 import { connect } from "../../src/index.js"
+import { notMeasured } from "./idlayer.js"
 import { handshakeLoop } from "./lenprefix.js"
 import type { BenchServer, BenchSystem } from "./types.js"
 
@@ -57,8 +58,6 @@ const startCluster = async (): Promise<BenchServer> => {
       })
   }
 }
-
-const notMeasured = (what: string) => () => Promise.reject(new Error(`${what} is not measured for cvg-cluster`))
 
 export const cvgCluster: BenchSystem = {
   name: "cvg-cluster",

@@ -15,9 +15,8 @@ import type * as Net from "node:net"
 import { performance } from "node:perf_hooks"
 import type { EchoConnection, InflightOptions, InflightResult, RoundTripOptions } from "./types.js"
 
-/** The anchors are peers for round trips and requests in flight only (`ECHO_ONLY` in types.ts). */
-export const notMeasured = (what: string) => (): Promise<never> =>
-  Promise.reject(new Error(`${what} is not measured for the request/response anchors`))
+/** For the figures a system is not measured in (`ECHO_ONLY`, `HANDSHAKE_ONLY` in types.ts). */
+export const notMeasured = (what: string) => (): Promise<never> => Promise.reject(new Error(`${what} is not measured for this system`))
 
 /** Larger frames are a bug in the peer, not a load to serve: the benchmark sends 64 bytes. */
 const MAX_FRAME = 1 << 20

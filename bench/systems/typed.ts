@@ -9,6 +9,7 @@ import { Effect, Exit, Fiber, Layer, Logger, LogLevel, Schema, Scope } from "eff
 import { performance } from "node:perf_hooks"
 import { Api, connect, serve } from "../../src/index.js"
 import { layerClientProtocol, layerServerProtocol } from "../../src/rpc.js"
+import { notMeasured } from "./idlayer.js"
 import type { BenchServer, BenchSystem, EchoConnection, InflightOptions, RoundTripOptions, Target } from "./types.js"
 
 class Echo extends Schema.TaggedRequest<Echo>()("Echo", {
@@ -19,8 +20,6 @@ class Echo extends Schema.TaggedRequest<Echo>()("Echo", {
 const EchoApi = Api.make({ requests: [Echo] })
 
 class EchoRpcs extends RpcGroup.make(Rpc.make("Echo", { payload: { text: Schema.String }, success: Schema.String })) {}
-
-const notMeasured = (what: string) => () => Promise.reject(new Error(`${what} is not measured for the typed systems`))
 
 /** Sequential calls and `depth` calls in flight, for any `call` returning an Effect. */
 const echoConnection = (

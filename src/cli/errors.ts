@@ -6,6 +6,7 @@ import * as HelpDoc from "@effect/cli/HelpDoc"
 import * as ValidationError from "@effect/cli/ValidationError"
 import { Cause, Option, Schema } from "effect"
 import { PeerAlert } from "../index.js"
+import { tagOf } from "../internal/tag.js"
 
 /** The command line cannot be used as given: a missing or bad argument, `--password`, an unset variable. */
 export class UsageError extends Schema.TaggedError<UsageError>()("UsageError", {
@@ -105,9 +106,6 @@ const CODES: Readonly<Record<string, number>> = {
   FileError: ExitCode.file,
   Unavailable: ExitCode.other
 }
-
-const tagOf = (error: unknown): string | undefined =>
-  typeof error === "object" && error !== null && "_tag" in error && typeof error._tag === "string" ? error._tag : undefined
 
 const messageOf = (error: unknown): string => {
   if (error instanceof Error && error.message !== "") return error.message

@@ -15,6 +15,7 @@ import type { Inbox, InboxItem } from "./Inbox.js"
 import type { IncomingStreams } from "./IncomingStreams.js"
 import type { Outgoing } from "./Outgoing.js"
 import type { PacketFilter, SessionError } from "./Session.js"
+import { tagOf } from "../internal/tag.js"
 
 type Handler<E, R> = (packet: Packet) => Effect.Effect<Packet | undefined, E, R>
 
@@ -32,10 +33,6 @@ export interface ServingOptions {
   /** A `RemoteError` carries the failure's message and stack, not only its tag. */
   readonly exposeErrors: boolean
 }
-
-/** A failure's `_tag`, if it has one: what a `RemoteError` says of it by default. */
-const tagOf = (error: unknown): string =>
-  typeof error === "object" && error !== null && "_tag" in error && typeof error._tag === "string" ? error._tag : ""
 
 export const makeServing = (
   ctx: SessionContext,
@@ -65,7 +62,7 @@ export const makeServing = (
   /** What the requester learns of a handler's failure: its tag, or everything with `exposeErrors`. */
   const remoteErrorOf = (cause: Cause.Cause<unknown>): RemoteError => {
     const failure = Cause.failureOption(cause)
-    const detail = options.exposeErrors ? Cause.pretty(cause) : Option.match(failure, { onNone: () => "", onSome: tagOf })
+    const detail = options.exposeErrors ? Cause.pretty(cause) : Option.match(failure, { onNone: () => "", onSome: (error) => tagOf(error) ?? "" })
     return new RemoteError({ reason: Option.isSome(failure) ? "Failure" : "Defect", detail })
   }
 

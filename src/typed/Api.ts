@@ -24,6 +24,7 @@ import {
   makeItemReader,
   ReplyStatus
 } from "../wire/TypedFrames.js"
+import { tagOf } from "../internal/tag.js"
 import * as Codec from "./Codec.js"
 import { SPAN_CALL } from "../Observability.js"
 
@@ -121,9 +122,6 @@ export interface Api<M extends MessageClass, Q extends RequestClass, S extends R
     handlers: H
   ) => Effect.Effect<void, SessionError | InvalidArgument | DecodeFailed | MessageHandlersError<H, M>, HandlersContext<H>>
 }
-
-const tagOf = (value: unknown): string | undefined =>
-  typeof value === "object" && value !== null && "_tag" in value && typeof value._tag === "string" ? value._tag : undefined
 
 const byTag = <C extends { readonly _tag: string }>(classes: ReadonlyArray<C>, kind: string): ReadonlyMap<string, C> => {
   const map = new Map<string, C>()
