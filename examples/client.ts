@@ -14,7 +14,7 @@ const hello = new TextEncoder().encode("hello")
 export const clientExample = (port: number) =>
   Effect.gen(function*() {
     const session = yield* connect({ port, encryption: "required", password })
-    yield* Console.log(`[client] connected: ${session.info.suite}, authenticated: ${session.info.authenticated}`)
+    yield* Console.log(`[client] connected: ${session.info.suite}, password: ${session.info.passwordAuthenticated}`)
 
     const commandResultA = yield* session.request(
       new Packet({ id: 3, type: PacketType.COMMAND, payload: hello }),

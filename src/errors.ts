@@ -21,22 +21,71 @@ export class EncryptionMismatch extends Schema.TaggedError<EncryptionMismatch>()
   }
 }
 
+/**
+ * What a client hello says about its side (PROTOCOL.md §4.1): `Password`, it holds a password;
+ * `RequiresServerKey`, it accepts only a server that proves an identity key (it pins one, or keeps
+ * known hosts).
+ */
+export const ClientCapability = Schema.Literal("Password", "RequiresServerKey")
+export type ClientCapability = typeof ClientCapability.Type
+
+/**
+ * What a server hello says about its side (PROTOCOL.md §4.1): `ServerKey`, it proves an identity key
+ * in this handshake; `RequiresPassword`, it accepts only clients that prove its password.
+ */
+export const ServerCapability = Schema.Literal("ServerKey", "RequiresPassword")
+export type ServerCapability = typeof ServerCapability.Type
+
+const listed = (items: ReadonlyArray<string>): string => (items.length === 0 ? "none" : items.join(", "))
+
+/**
+ * The client requires the server to prove an identity key and the server has none (PROTOCOL.md §4.1):
+ * both sides find it from the two hellos and fail, each naming both sides' capabilities. A client
+ * that requires a server key is never talked down to a handshake without one.
+ */
+export class CapabilityMismatch extends Schema.TaggedError<CapabilityMismatch>()("CapabilityMismatch", {
+  client: Schema.Array(ClientCapability),
+  server: Schema.Array(ServerCapability)
+}) {
+  override get message(): string {
+    return `capabilities do not agree: client ${listed(this.client)}; server ${listed(this.server)}`
+  }
+}
+
+/**
+ * The server proved an identity key, but not the one this client trusts (PROTOCOL.md §3.7): `Pinned`,
+ * the client's `serverKey`; `KnownHost`, the fingerprint its known-hosts file holds for this peer.
+ * Both fingerprints are `sha256:` and 64 hex digits. The server hears ALERT `SERVER_KEY_REJECTED`.
+ */
+export class ServerKeyMismatch extends Schema.TaggedError<ServerKeyMismatch>()("ServerKeyMismatch", {
+  reason: Schema.Literal("Pinned", "KnownHost"),
+  expected: Schema.String,
+  actual: Schema.String
+}) {
+  override get message(): string {
+    return `server key mismatch (${this.reason === "Pinned" ? "pinned" : "known host"}): expected ${this.expected}, got ${this.actual}`
+  }
+}
+
 /** Which side found a failure: this one, or the peer, which told us with an alert (PROTOCOL.md §6). */
 export const FailureSource = Schema.Literal("Local", "Peer")
 export type FailureSource = typeof FailureSource.Type
 
 /**
- * Password authentication failed (PROTOCOL.md §5).
+ * Authentication failed: the password (PROTOCOL.md §5) or the server's identity proof (§3.7).
  * - `MissingPassword`: the server requires a password and the client has none.
  * - `WrongPassword`: the client's proof did not verify (on the client: the server denied it).
  * - `ServerUnproven`: the server did not prove knowledge of the password the client holds.
+ * - `ServerKeyRejected`: the client refused the server's identity proof (PROTOCOL.md §3.7): its
+ *   signature does not verify (found by the client), or, reported by the peer, the key is not the
+ *   one the client trusts (the client itself fails with `ServerKeyMismatch` then).
  *
  * Each reason is found by one side and told to the other with its alert, which is this same error
  * there: `source` says which. A server whose log says `ServerUnproven` reported by the peer learns that
  * a client rejected the server's proof (another password, or someone in the middle).
  */
 export class AuthFailed extends Schema.TaggedError<AuthFailed>()("AuthFailed", {
-  reason: Schema.Literal("MissingPassword", "WrongPassword", "ServerUnproven"),
+  reason: Schema.Literal("MissingPassword", "WrongPassword", "ServerUnproven", "ServerKeyRejected"),
   source: Schema.optionalWith(FailureSource, { default: () => "Local" })
 }) {
   override get message(): string {

@@ -33,6 +33,8 @@ export { Packet, PacketFromBytes, decodePacket, encodePacket } from "./wire/Pack
 export { PacketType, PacketTypeSchema, packetTypeName } from "./wire/PacketType.js"
 export {
   AuthFailed,
+  CapabilityMismatch,
+  ClientCapability,
   ConnectFailed,
   ConnectionClosed,
   DecodeFailed,
@@ -47,8 +49,12 @@ export {
   ProtocolError,
   RemoteError,
   RequestTimeout,
+  ServerCapability,
+  ServerKeyMismatch,
   UnexpectedPacket
 } from "./errors.js"
+/** Server identity keys (PROTOCOL.md §3.7): a server proves one in every handshake, a client may pin its fingerprint. */
+export { fingerprintOf, generateIdentityKey, type IdentityKey, identityKeyFromPrivate } from "./identity/IdentityKey.js"
 export { Crypto, CryptoError, type CryptoLoad, type CryptoService } from "./crypto/Crypto.js"
 import {
   layer as nodeCryptoLayer,

@@ -97,7 +97,7 @@ describe("golden transcripts (PROTOCOL.md §11)", () => {
         clientEcdh.setPrivateKey(key(parsed, "client_private"))
         const serverEcdh = NodeCrypto.createECDH("secp521r1")
         serverEcdh.setPrivateKey(key(parsed, "server_private"))
-        expect(hex(clientHello!.bytes.subarray(5 + 5 + 32))).toBe(hex(clientEcdh.getPublicKey()))
+        expect(hex(clientHello!.bytes.subarray(5 + 6 + 32))).toBe(hex(clientEcdh.getPublicKey()))
         expect(hex(serverHello!.bytes.subarray(5 + 6 + 32))).toBe(hex(serverEcdh.getPublicKey()))
         expect(hex(clientEcdh.computeSecret(serverEcdh.getPublicKey()))).toBe(hex(shared))
         const prk = hmac(h1, shared)
@@ -117,16 +117,41 @@ describe("golden transcripts (PROTOCOL.md §11)", () => {
           expect(hex(expand(key(parsed, `${dir}_secret_0`), "iv", 12))).toBe(hex(key(parsed, `${dir}_iv_0`)))
         }
 
-        // Wire order of PROTOCOL.md §3 and §7.1, then the contents of each message.
-        expect(parsed.frames.map((f) => f.direction)).toEqual(["C->S", "S->C", "S->C", "C->S", "S->C", "C->S", "S->C", "C->S", "C->S", "S->C"])
+        // §3.1, §3.2: the capability bits (§4.1): the client holds a password and, when it pins a key,
+        // requires one; the server requires a password and, in scenario A, proves a key.
+        const identity = scenario.identity
+        expect(clientHello!.bytes[5 + 5]).toBe(0x01 | (identity ? 0x02 : 0))
+        expect(serverHello!.bytes[5 + 5]).toBe(0x01 | (identity ? 0x02 : 0))
+
+        // Wire order of PROTOCOL.md §3 and §7.1, then the contents of each message. SERVER_IDENTITY
+        // (§3.7) comes between the ServerHello and SERVER_FINISHED when the server has a key.
+        const fromServer = identity ? ["S->C", "S->C", "S->C"] : ["S->C", "S->C"]
+        expect(parsed.frames.map((f) => f.direction)).toEqual(["C->S", ...fromServer, "C->S", "S->C", "C->S", "S->C", "C->S", "C->S", "S->C"])
         const toServer = messages(parsed, "C->S", sealed)
-        const toClient = messages(parsed, "S->C", sealed)
+        const allToClient = messages(parsed, "S->C", sealed)
+        expect(allToClient.map((m) => m.type)).toEqual(identity ? [0x02, 0x08, 0x03, 0x05, 0x16, 0x21] : [0x02, 0x03, 0x05, 0x16, 0x21])
+        const identityMessage = identity ? allToClient[1] : undefined
+        const toClient = identity ? [allToClient[0]!, ...allToClient.slice(2)] : allToClient
         expect(toServer.map((m) => m.type)).toEqual([0x01, 0x04, 0x18, 0x1b, 0x21])
-        expect(toClient.map((m) => m.type)).toEqual([0x02, 0x03, 0x05, 0x16, 0x21])
-        expect(hex(toClient[1]!.body)).toBe(hex(key(parsed, "server_finished_mac")))
-        expect(hex(toClient[1]!.body)).toBe(hex(hmac(key(parsed, "server_finished_key"), h1)))
-        expect(hex(toServer[1]!.body)).toBe(hex(key(parsed, "client_finished_mac")) + hex(key(parsed, "client_proof")))
-        expect(hex(toClient[2]!.body)).toBe(hex(key(parsed, "server_proof")))
+
+        // §3.7: the identity key is the published one, and its signature over the context string and H1
+        // verifies with node:crypto's Ed25519 alone.
+        if (identityMessage !== undefined) {
+          const seed = key(parsed, "identity_private")
+          const privateKey = NodeCrypto.createPrivateKey({
+            key: Buffer.concat([Buffer.from("302e020100300506032b657004220420", "hex"), seed]),
+            format: "der",
+            type: "pkcs8"
+          })
+          const publicKey = NodeCrypto.createPublicKey(privateKey)
+          const rawPublic = publicKey.export({ format: "der", type: "spki" }).subarray(-32)
+          expect(hex(rawPublic)).toBe(hex(key(parsed, "identity_public")))
+          expect(hex(identityMessage.body)).toBe(hex(key(parsed, "identity_public")) + hex(key(parsed, "identity_signature")))
+          const signed = Buffer.concat([Buffer.from("cvg-core v4 server identity\u0000"), h1])
+          expect(NodeCrypto.verify(null, signed, publicKey, key(parsed, "identity_signature"))).toBe(true)
+          // Ed25519 is deterministic: the published private key makes exactly the published signature.
+          expect(hex(NodeCrypto.sign(null, signed, privateKey))).toBe(hex(key(parsed, "identity_signature")))
+        }
         // §5: the proofs from the password and the transcript hashes.
         const pwKey = hmac(key(parsed, "auth_key"), Buffer.from(scenario.password))
         expect(hex(pwKey)).toBe(hex(key(parsed, "pw_key")))
@@ -142,8 +167,15 @@ describe("golden transcripts (PROTOCOL.md §11)", () => {
           for (const part of parts) hash.update(part)
           return new Uint8Array(hash.digest())
         }
-        const h2 = sha(clientHello!.bytes, serverHello!.bytes, plain(toClient[1]!))
-        const h3 = sha(clientHello!.bytes, serverHello!.bytes, plain(toClient[1]!), plain(toServer[1]!))
+        const identityPart = identityMessage === undefined ? [] : [plain(identityMessage)]
+        const hi = sha(clientHello!.bytes, serverHello!.bytes, ...identityPart)
+        expect(hex(hi)).toBe(hex(key(parsed, "transcript_hash_hi")))
+        expect(hex(toClient[1]!.body)).toBe(hex(key(parsed, "server_finished_mac")))
+        expect(hex(toClient[1]!.body)).toBe(hex(hmac(key(parsed, "server_finished_key"), hi)))
+        expect(hex(toServer[1]!.body)).toBe(hex(key(parsed, "client_finished_mac")) + hex(key(parsed, "client_proof")))
+        expect(hex(toClient[2]!.body)).toBe(hex(key(parsed, "server_proof")))
+        const h2 = sha(clientHello!.bytes, serverHello!.bytes, ...identityPart, plain(toClient[1]!))
+        const h3 = sha(clientHello!.bytes, serverHello!.bytes, ...identityPart, plain(toClient[1]!), plain(toServer[1]!))
         expect(hex(h2)).toBe(hex(key(parsed, "transcript_hash_h2")))
         expect(hex(h3)).toBe(hex(key(parsed, "transcript_hash_h3")))
         expect(hex(hmac(key(parsed, "client_finished_key"), h2))).toBe(hex(key(parsed, "client_finished_mac")))

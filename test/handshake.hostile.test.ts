@@ -412,7 +412,7 @@ describe("the client puzzle under load (PROTOCOL.md §3.6)", () => {
         )
         const client = succeededSide(result.client, "client")
         succeededSide(result.server, "server")
-        expect(client.info.authenticated).toBe(true)
+        expect(client.info.passwordAuthenticated).toBe(true)
         if (name === "memory") {
           const toServer = recorder.framesOf("C->S")
           const toClient = recorder.framesOf("S->C")

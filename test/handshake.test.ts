@@ -46,12 +46,13 @@ failOnUnhandledRejections()
 
 const encoder = new TextEncoder()
 
-/** Offsets inside a hello frame (PROTOCOL.md §3): header[5], magic[3], version, policy, ... */
+/** Offsets inside a hello frame (PROTOCOL.md §3): header[5], magic[3], version, policy, capabilities, nonce, key */
 const HELLO_VERSION = 5 + 3
 const HELLO_POLICY = 5 + 4
-const CLIENT_HELLO_NONCE = 5 + 5
-const CLIENT_HELLO_KEY = 5 + 5 + 32
-const SERVER_HELLO_FLAG = 5 + 5
+const HELLO_CAPABILITIES = 5 + 5
+const CLIENT_HELLO_NONCE = 5 + 6
+const CLIENT_HELLO_KEY = 5 + 6 + 32
+const SERVER_HELLO_FLAG = HELLO_CAPABILITIES
 const SERVER_HELLO_NONCE = 5 + 6
 const SERVER_HELLO_KEY = 5 + 6 + 32
 const POLICY_CODE: Record<EncryptionPolicy, number> = { required: 0, preferred: 1, disabled: 2 }
@@ -126,8 +127,8 @@ describe("password", () => {
         const result = yield* runPair(transport(), { password: PASSWORD }, { password: PASSWORD })
         const c = succeeded(result.client, "client")
         const s = succeeded(result.server, "server")
-        expect(c.info.authenticated).toBe(true)
-        expect(s.info.authenticated).toBe(true)
+        expect(c.info.passwordAuthenticated).toBe(true)
+        expect(s.info.passwordAuthenticated).toBe(true)
         expect((yield* roundTrip(c, s, 1, "in")).text).toBe("reply:in")
       }).pipe(Effect.scoped, noHang(HANG_LIMIT, "the handshake")))
 
@@ -157,9 +158,9 @@ describe("password", () => {
   it.live("passwords given as bytes or Redacted are the same password", () =>
     Effect.gen(function*() {
       const asBytes = yield* runPair(memory(), { password: encoder.encode(PASSWORD) }, { password: Redacted.make(PASSWORD) })
-      expect(succeeded(asBytes.client, "client").info.authenticated).toBe(true)
+      expect(succeeded(asBytes.client, "client").info.passwordAuthenticated).toBe(true)
       const redactedBytes = yield* runPair(memory(), { password: Redacted.make(encoder.encode(PASSWORD)) }, { password: PASSWORD })
-      expect(succeeded(redactedBytes.server, "server").info.authenticated).toBe(true)
+      expect(succeeded(redactedBytes.server, "server").info.passwordAuthenticated).toBe(true)
     }).pipe(Effect.scoped, noHang(HANG_LIMIT, "the handshake")))
 
   for (const [mode, policy] of [["encrypted", "required"], ["plaintext", "disabled"]] as const) {

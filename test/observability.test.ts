@@ -144,9 +144,11 @@ describe("observability", () => {
           "cvg.encryption.local": "required",
           "cvg.encryption.peer": "required",
           "cvg.password.configured": true,
+          "cvg.server_key.configured": false,
           "cvg.peer": role === "client" ? "server.example:4000" : "10.0.0.7:51234",
           "cvg.encrypted": true,
-          "cvg.authenticated": true,
+          "cvg.password": true,
+          "cvg.server_key.trust": "none",
           "cvg.suite": SUITE,
           "cvg.outcome": "success",
           "cvg.reason": "ok"

@@ -161,7 +161,7 @@ describe("@effect/rpc over cvg, in memory", () => {
       expectExercised(yield* exercise(client))
       // Every call, stream and ack went over the one session the client opened.
       expect(network.accepted()).toBe(1)
-      expect(network.sessions()[0]?.info).toMatchObject({ encrypted: true, authenticated: true })
+      expect(network.sessions()[0]?.info).toMatchObject({ encrypted: true, passwordAuthenticated: true })
       expect(wire.bytes()).toBeGreaterThan(0)
       expect(wire.contains(SECRET_NAME)).toBe(false)
       expect(wire.contains(TOKEN)).toBe(false)
@@ -217,7 +217,7 @@ describe("@effect/rpc over cvg, over loopback TCP", () => {
       const many = yield* Effect.forEach(Array.from({ length: 50 }, (_, i) => i), () => client.WhoAmI(), { concurrency: "unbounded" })
       expect(many.every((me) => me === "ada")).toBe(true)
       expect(handshakes.length).toBe(1)
-      expect(handshakes[0]).toMatchObject({ encrypted: true, authenticated: true })
+      expect(handshakes[0]).toMatchObject({ encrypted: true, passwordAuthenticated: true })
     }).pipe(bounded("rpc over TCP", "60 seconds")))
 
   it.scopedLive("layerServerProtocol listens; a wrong password fails the client Layer with AuthFailed, the right one connects", () =>

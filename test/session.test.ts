@@ -600,8 +600,8 @@ describe("session info", () => {
         client: { ...modes.encrypted, peer: "server:1" },
         server: { ...modes.encrypted, peer: "client:2" }
       })
-      expect(client.info).toMatchObject({ encrypted: true, authenticated: true, suite: SUITE, localPolicy: "required" })
-      expect(server.info).toMatchObject({ encrypted: true, authenticated: true, suite: SUITE })
+      expect(client.info).toMatchObject({ encrypted: true, passwordAuthenticated: true, suite: SUITE, localPolicy: "required" })
+      expect(server.info).toMatchObject({ encrypted: true, passwordAuthenticated: true, suite: SUITE })
       expect(client.info.peer).toEqual(Option.some("server:1"))
       expect(server.info.peer).toEqual(Option.some("client:2"))
     }).pipe(bounded("info")))
@@ -609,8 +609,8 @@ describe("session info", () => {
   it.scopedLive("plaintext without a password, no peer known", () =>
     Effect.gen(function*() {
       const { client, server } = yield* memorySessions({ client: { encryption: "preferred" }, server: { encryption: "disabled" } })
-      expect(client.info).toMatchObject({ encrypted: false, authenticated: false, suite: PLAINTEXT_SUITE, peerPolicy: "disabled" })
-      expect(server.info).toMatchObject({ encrypted: false, authenticated: false, suite: PLAINTEXT_SUITE, peerPolicy: "preferred" })
+      expect(client.info).toMatchObject({ encrypted: false, passwordAuthenticated: false, suite: PLAINTEXT_SUITE, peerPolicy: "disabled" })
+      expect(server.info).toMatchObject({ encrypted: false, passwordAuthenticated: false, suite: PLAINTEXT_SUITE, peerPolicy: "preferred" })
       expect(Option.isNone(client.info.peer)).toBe(true)
     }).pipe(bounded("plaintext info")))
 
@@ -620,7 +620,7 @@ describe("session info", () => {
       const { port } = yield* startServer(modes.encrypted, (session) =>
         Effect.zipRight(Deferred.succeed(serverPeer, session.info.peer), echo(session)))
       const client = yield* connectScoped({ port, ...modes.encrypted })
-      expect(client.info).toMatchObject({ encrypted: true, authenticated: true, suite: SUITE })
+      expect(client.info).toMatchObject({ encrypted: true, passwordAuthenticated: true, suite: SUITE })
       expect(client.info.peer).toEqual(Option.some(`127.0.0.1:${port}`))
       const peer = yield* Deferred.await(serverPeer)
       expect(Option.getOrElse(peer, () => "")).toMatch(/^(::ffff:)?127\.0\.0\.1:\d+$/)

@@ -3,12 +3,14 @@
  * errors, and what a received alert means, during the handshake and after it.
  */
 import type * as Socket from "@effect/platform/Socket"
-import type { ConnectionClosed, EncryptionMismatch } from "../errors.js"
+import type { CapabilityMismatch, ConnectionClosed, EncryptionMismatch, ServerKeyMismatch } from "../errors.js"
 import { AuthFailed, HandshakeError, PeerAlert, ProtocolError } from "../errors.js"
 import { AlertCode, alertName } from "../wire/Messages.js"
 
 /** The alert that tells the peer why we are closing. */
-export const errorToAlert = (error: ProtocolError | ConnectionClosed | AuthFailed | HandshakeError | EncryptionMismatch | Socket.SocketError): AlertCode => {
+export const errorToAlert = (
+  error: ProtocolError | ConnectionClosed | AuthFailed | HandshakeError | EncryptionMismatch | CapabilityMismatch | ServerKeyMismatch | Socket.SocketError
+): AlertCode => {
   switch (error._tag) {
     case "HandshakeError":
       return error.reason === "Version"
@@ -25,8 +27,15 @@ export const errorToAlert = (error: ProtocolError | ConnectionClosed | AuthFaile
         ? AlertCode.MISSING_PASSWORD
         : error.reason === "WrongPassword"
         ? AlertCode.WRONG_PASSWORD
+        : error.reason === "ServerKeyRejected"
+        ? AlertCode.SERVER_KEY_REJECTED
         : AlertCode.SERVER_UNPROVEN
+    // §3.7: the server learns that its key was refused, not which key the client expected.
+    case "ServerKeyMismatch":
+      return AlertCode.SERVER_KEY_REJECTED
+    // Never sent (§6): each side finds a mismatch of the hellos itself.
     case "EncryptionMismatch":
+    case "CapabilityMismatch":
       return AlertCode.ENCRYPTION_MISMATCH
     // A keep-alive that went unanswered (PROTOCOL.md §7.4): a peer that is only slow learns why.
     case "ConnectionClosed":
@@ -73,6 +82,8 @@ export const handshakeAlertToError = (code: AlertCode): AuthFailed | HandshakeEr
       return new PeerAlert({ reason: "Timeout", phase: "Handshake" })
     case AlertCode.INTERNAL:
       return new PeerAlert({ reason: "Internal", phase: "Handshake" })
+    case AlertCode.SERVER_KEY_REJECTED:
+      return new AuthFailed({ reason: "ServerKeyRejected", source: "Peer" })
   }
 }
 

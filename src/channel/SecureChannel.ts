@@ -8,6 +8,7 @@
  */
 import type * as Socket from "@effect/platform/Socket"
 import { Duration, Effect } from "effect"
+import type { Option } from "effect"
 import type { AuthFailed, EncryptionPolicy, PeerAlert } from "../errors.js"
 import { ConnectionClosed, ProtocolError } from "../errors.js"
 import type { Framed, ReadEnd } from "../transport/Framed.js"
@@ -27,11 +28,32 @@ const PEER_CLOSE_WAIT = Duration.seconds(1)
  */
 export type ChannelError = ProtocolError | PeerAlert | ConnectionClosed | AuthFailed | Socket.SocketError
 
+/**
+ * Why this side believes the server's identity key (PROTOCOL.md §3.7). The server proved possession
+ * of it in every case; what differs is what vouches that it is the right key:
+ * - `Pinned`: it is the client's `serverKey`;
+ * - `KnownHost`: it is the key the client's known-hosts file holds for this peer;
+ * - `FirstUse`: the known-hosts file had no key for this peer, and now holds this one;
+ * - `Unverified`: nothing: the client neither pins nor keeps known hosts, so a relay with a key of
+ *   its own would look the same;
+ * - `Own`: on the server, the key it proved itself.
+ */
+export type ServerKeyTrust = "Pinned" | "KnownHost" | "FirstUse" | "Unverified" | "Own"
+
+export interface ServerKeyInfo {
+  /** `sha256:` and the lowercase hex of SHA-256 of the 32-byte Ed25519 public key. */
+  readonly fingerprint: string
+  readonly trust: ServerKeyTrust
+}
+
+/** What the handshake established, exactly (README "Session info"). */
 export interface ChannelInfo {
-  /** Records are sealed with AES-256-GCM. */
+  /** Records are confidential: sealed with AES-256-GCM. */
   readonly encrypted: boolean
   /** Both sides proved knowledge of the password (PROTOCOL.md §5). */
-  readonly authenticated: boolean
+  readonly passwordAuthenticated: boolean
+  /** The server's identity key and why it is trusted; none when the server proved no key (§3.7). */
+  readonly serverKey: Option.Option<ServerKeyInfo>
   readonly localPolicy: EncryptionPolicy
   readonly peerPolicy: EncryptionPolicy
   /** Human-readable cipher suite, e.g. `ECDHE-P521+HKDF-SHA256+AES-256-GCM`. */

@@ -7,6 +7,7 @@
  */
 import { Context, Schema } from "effect"
 import type { Effect, Either } from "effect"
+import type { KeyObject } from "node:crypto"
 
 export const PUBLIC_KEY_LENGTH = 133
 export const SHARED_SECRET_LENGTH = 66
@@ -96,6 +97,16 @@ export interface CryptoService {
   readonly sha256Hasher: () => Sha256Hasher
   readonly hmacSha256: (key: Uint8Array, data: Uint8Array) => Uint8Array
   readonly randomBytes: (length: number) => Effect.Effect<Uint8Array>
+  /**
+   * Ed25519 (RFC 8032) over `data` with an identity key's private half (PROTOCOL.md §3.7): 64 bytes.
+   * Deterministic by construction, so golden transcripts need nothing of the seed for it.
+   */
+  readonly signEd25519: (privateKey: KeyObject, data: Uint8Array) => Either.Either<Uint8Array, CryptoError>
+  /**
+   * Whether `signature` is an Ed25519 signature of `data` by the 32-byte raw `publicKey`; `false` for
+   * anything malformed (a key that is not a point, wrong lengths), never a failure.
+   */
+  readonly verifyEd25519: (publicKey: Uint8Array, data: Uint8Array, signature: Uint8Array) => boolean
   /** Constant-time equality; different lengths compare unequal without leaking where they differ. */
   readonly timingSafeEqual: (a: Uint8Array, b: Uint8Array) => boolean
   /** The P-521 work queue's state, when the implementation has one (the server's admission control reads it). */

@@ -343,6 +343,37 @@ const hmacSha256 = (key: Uint8Array, data: Uint8Array): Uint8Array =>
 /** A negative or fractional length is a programming error and dies, as the signature has no error. */
 const randomBytes = (length: number): Effect.Effect<Uint8Array> => Effect.sync(() => NodeCrypto.randomBytes(length))
 
+/** The DER of an Ed25519 SubjectPublicKeyInfo before its 32 key bytes (RFC 8410 §4). */
+const ED25519_SPKI_PREFIX = Buffer.from("302a300506032b6570032100", "hex")
+const ED25519_PUBLIC_KEY_LENGTH = 32
+const ED25519_SIGNATURE_LENGTH = 64
+
+const signEd25519 = (privateKey: NodeCrypto.KeyObject, data: Uint8Array): Either.Either<Uint8Array, CryptoError> => {
+  if (privateKey.type !== "private" || privateKey.asymmetricKeyType !== "ed25519") {
+    return Either.left(internal("sign: not a private Ed25519 key"))
+  }
+  try {
+    // Ed25519 hashes internally, so the digest argument is null (RFC 8032 §5.1.6).
+    return Either.right(new Uint8Array(NodeCrypto.sign(null, data, privateKey)))
+  } catch (cause) {
+    return Either.left(internal(`sign: ${messageOf(cause)}`))
+  }
+}
+
+/**
+ * Lengths are checked before OpenSSL sees anything; a 32-byte string that does not decode to a point
+ * makes the import or the verification throw, which is a `false` like any other forgery.
+ */
+const verifyEd25519 = (publicKey: Uint8Array, data: Uint8Array, signature: Uint8Array): boolean => {
+  if (publicKey.length !== ED25519_PUBLIC_KEY_LENGTH || signature.length !== ED25519_SIGNATURE_LENGTH) return false
+  try {
+    const key = NodeCrypto.createPublicKey({ key: Buffer.concat([ED25519_SPKI_PREFIX, publicKey]), format: "der", type: "spki" })
+    return NodeCrypto.verify(null, data, key, signature)
+  } catch {
+    return false
+  }
+}
+
 /**
  * On a length mismatch `a` is still compared, with itself, so the time spent depends only on
  * `a.length` (which the caller already knows) and not on whether or where the contents differ.
@@ -373,6 +404,8 @@ export const makeWith = (options: P521PoolOptions = {}): Effect.Effect<CryptoSer
       sha256Hasher,
       hmacSha256,
       randomBytes,
+      signEd25519,
+      verifyEd25519,
       timingSafeEqual,
       load: pool.load
     }

@@ -2,12 +2,13 @@
  * The handshake, one program per role, in the order of PROTOCOL.md §3:
  *
  *   client                                   server
- *   ClientHello  (policy, nonce, P-521 key) →
+ *   ClientHello  (policy, capabilities, nonce, P-521 key) →
  *                                          ← HelloRetry (difficulty, challenge)   only under load, §3.6
  *   PuzzleSolution (solution)              →
- *                                          ← ServerHello (policy, password?, nonce, P-521 key)
+ *                                          ← ServerHello (policy, capabilities, nonce, P-521 key)
  *   [both: negotiate §4.1, ECDH, key schedule §4.2; records sealed from here when encrypted]
- *                                          ← ServerFinished (MAC over both hellos)
+ *                                          ← ServerIdentity (key, signature over both hellos)   §3.7
+ *                                          ← ServerFinished (MAC over the transcript)
  *   ClientFinished (MAC, password proof?)  →
  *                                          ← ServerAccept (server's password proof?)
  *
@@ -20,13 +21,17 @@ import type { CryptoError, CryptoService, EcdhKeyPair } from "../crypto/Crypto.j
 import { Crypto } from "../crypto/Crypto.js"
 import {
   AuthFailed,
+  type CapabilityMismatch,
   ConnectionClosed,
   EncryptionMismatch,
   type EncryptionPolicy,
   HandshakeError,
   type PeerAlert,
-  ProtocolError
+  ProtocolError,
+  ServerKeyMismatch
 } from "../errors.js"
+import type { ServerKeyInfo } from "../channel/SecureChannel.js"
+import type { IdentityKey } from "../identity/IdentityKey.js"
 import { makeEncryptedRecordLayer, MAX_RECORDS_PER_KEY, plaintextRecordLayer, type RecordLayer } from "../channel/RecordLayer.js"
 import { errorToAlert, handshakeAlertToError, unauthenticatedAlert } from "../channel/Alerts.js"
 import { makeSecureChannel, type SecureChannel } from "../channel/SecureChannel.js"
@@ -44,21 +49,25 @@ import {
   decodeClientHello,
   decodeMacs,
   decodeServerHello,
+  decodeServerIdentity,
   encodeAlert,
   encodeClientHello,
   encodeServerHello,
+  encodeServerIdentity,
   HANDSHAKE_MAX_FRAME_SIZE,
   hasMagic,
   helloVersion,
   MessageType,
   NONCE_LENGTH,
   PROTOCOL_VERSION,
-  ServerHello
+  ServerHello,
+  type ServerIdentity
 } from "../wire/Messages.js"
 import { concatBytes } from "../internal/bytes.js"
 import { deriveHandshakeSecrets, type HandshakeSecrets, Labels, passwordProof } from "./KeySchedule.js"
-import { negotiate } from "./Negotiation.js"
+import { capabilityMismatch, negotiate } from "./Negotiation.js"
 import { DEFAULT_PUZZLE_DIFFICULTY, MAX_PUZZLE_DIFFICULTY, solve, verifySolution } from "./Puzzle.js"
+import { checkIdentity, proveIdentity } from "./ServerIdentity.js"
 import { Transcript } from "./Transcript.js"
 import { countTagged, errorName, handshakes, SPAN_HANDSHAKE } from "../Observability.js"
 
@@ -70,6 +79,16 @@ export interface HandshakeOptions {
   readonly encryption?: EncryptionPolicy | undefined
   /** When set on the server, clients must prove it; when set on the client, the server must prove it. */
   readonly password?: PasswordInput | undefined
+  /**
+   * Server: the identity key it proves in every handshake (PROTOCOL.md §3.7), from
+   * `generateIdentityKey` or `identityKeyFromPrivate`.
+   */
+  readonly identity?: IdentityKey | undefined
+  /**
+   * Client: the fingerprint (`sha256:` and 64 lowercase hex digits) of the only server key it accepts;
+   * another key is `ServerKeyMismatch`, a server without one `CapabilityMismatch` (§3.7, §4.1).
+   */
+  readonly serverKey?: string | undefined
   /** Default 10 seconds. */
   readonly handshakeTimeout?: Duration.DurationInput | undefined
   /** Server: time allowed for the first message (within `handshakeTimeout`). Default 3 seconds. */
@@ -92,6 +111,8 @@ export interface HandshakeOptions {
 
 export type HandshakeFailure =
   | EncryptionMismatch
+  | CapabilityMismatch
+  | ServerKeyMismatch
   | AuthFailed
   | HandshakeError
   | ProtocolError
@@ -159,6 +180,8 @@ interface Context {
   readonly transcript: Transcript
   readonly policy: EncryptionPolicy
   readonly password: Option.Option<Redacted.Redacted<Uint8Array>>
+  /** The server's identity key (§3.7); the client's trust in the server's key is in its options. */
+  readonly identity: IdentityKey | undefined
   readonly maxFrameSize: number
   records: RecordLayer | undefined
   /** Frames read so far: the first one decides whether the peer speaks cvg at all (§3). */
@@ -282,7 +305,7 @@ const abort = <E extends HandshakeFailure>(ctx: Context, error: E, tellPeer = tr
     // A PeerAlert is the peer's own alert, which is never answered with one (§6).
     if (
       tellPeer && error._tag !== "ConnectionClosed" && error._tag !== "SocketError" && error._tag !== "EncryptionMismatch" &&
-      error._tag !== "PeerAlert"
+      error._tag !== "CapabilityMismatch" && error._tag !== "PeerAlert"
     ) {
       const body = encodeAlert(new Alert({ code: errorToAlert(error) }))
       if (ctx.records === undefined) ctx.framed.enqueue(encodeFrame(MessageType.ALERT, body))
@@ -376,20 +399,23 @@ const installRecords = (
   })
 
 /**
- * The step both roles take once the hellos are exchanged: the negotiation table (§4.1; a mismatch
- * fails both sides, each of which can name both policies), then the ECDH secret and the key schedule
- * salted with the hash of both hellos (§4.2), and the record layer they give.
+ * The step both roles take once the hellos are exchanged: the negotiation tables (§4.1; a mismatch
+ * fails both sides, each of which can name both policies or both sides' capabilities), then the ECDH
+ * secret and the key schedule salted with the hash of both hellos (§4.2), and the record layer they give.
  */
 const agreeOnKeys = (
   ctx: Context,
   role: "client" | "server",
-  policies: { readonly client: EncryptionPolicy; readonly server: EncryptionPolicy },
+  hellos: { readonly client: ClientHello; readonly server: ServerHello },
   sharedSecret: Effect.Effect<Uint8Array, HandshakeFailure>,
   options: HandshakeOptions
 ) =>
   Effect.gen(function*() {
+    const policies = { client: hellos.client.policy, server: hellos.server.policy }
     const encrypted = negotiate(policies.client, policies.server)
     if (encrypted === undefined) return yield* abort(ctx, new EncryptionMismatch(policies))
+    const capabilities = capabilityMismatch(hellos.client, hellos.server)
+    if (capabilities !== undefined) return yield* abort(ctx, capabilities)
     const shared = yield* Effect.catchAll(sharedSecret, (e) => abort(ctx, e))
     const secrets = deriveHandshakeSecrets(ctx.crypto, shared, ctx.transcript.hash())
     yield* installRecords(ctx, encrypted, secrets, role, options.rekeyAfter ?? MAX_RECORDS_PER_KEY)
@@ -440,6 +466,7 @@ const setup = (options: HandshakeOptions, role: "client" | "server", admission?:
       transcript: new Transcript(crypto),
       policy: options.encryption ?? "required",
       password: redactPassword(options.password),
+      identity: role === "server" ? options.identity : undefined,
       maxFrameSize,
       records: undefined,
       framesRead: 0,
@@ -462,10 +489,16 @@ const ephemeral = (ctx: Context) =>
   })
 
 /** The handshake's result: the channel exists only from here on. */
-const established = (ctx: Context, encrypted: boolean, peerPolicy: EncryptionPolicy): SecureChannel =>
+const established = (
+  ctx: Context,
+  encrypted: boolean,
+  peerPolicy: EncryptionPolicy,
+  serverKey: Option.Option<ServerKeyInfo>
+): SecureChannel =>
   makeSecureChannel(ctx.framed, ctx.records ?? plaintextRecordLayer, {
     encrypted,
-    authenticated: Option.isSome(ctx.password),
+    passwordAuthenticated: Option.isSome(ctx.password),
+    serverKey,
     localPolicy: ctx.policy,
     peerPolicy,
     suite: encrypted ? SUITE : PLAINTEXT_SUITE
@@ -522,7 +555,8 @@ const observed = (role: "client" | "server", options: HandshakeSetup) =>
       const negotiated = Exit.isSuccess(exit)
         ? {
           "cvg.encrypted": exit.value.info.encrypted,
-          "cvg.authenticated": exit.value.info.authenticated,
+          "cvg.password": exit.value.info.passwordAuthenticated,
+          "cvg.server_key.trust": Option.match(exit.value.info.serverKey, { onNone: () => "none", onSome: (key) => key.trust }),
           "cvg.suite": exit.value.info.suite,
           "cvg.encryption.peer": exit.value.info.peerPolicy
         }
@@ -538,6 +572,7 @@ const observed = (role: "client" | "server", options: HandshakeSetup) =>
         "cvg.protocol.version": PROTOCOL_VERSION,
         "cvg.encryption.local": options.encryption ?? "required",
         "cvg.password.configured": options.password !== undefined,
+        "cvg.server_key.configured": options.identity !== undefined || options.serverKey !== undefined,
         ...(options.peer === undefined ? {} : { "cvg.peer": options.peer })
       }
     })
@@ -554,10 +589,18 @@ export const clientHandshake = (
 const clientSteps = (ctx: Context, options: HandshakeOptions) =>
   Effect.gen(function*() {
     const { crypto, policy, password } = ctx
+    const pinned = options.serverKey?.toLowerCase()
 
-    // §3.1 ClientHello: our policy, a fresh nonce and an ephemeral key.
+    // §3.1 ClientHello: our policy, what we hold and require (§4.1), a fresh nonce and an ephemeral key.
     const { keyPair, nonce } = yield* ephemeral(ctx)
-    const hello = new ClientHello({ version: PROTOCOL_VERSION, policy, nonce, publicKey: keyPair.publicKey })
+    const hello = new ClientHello({
+      version: PROTOCOL_VERSION,
+      policy,
+      password: Option.isSome(password),
+      requiresServerKey: pinned !== undefined,
+      nonce,
+      publicKey: keyPair.publicKey
+    })
     const ownHello = send(ctx, MessageType.CLIENT_HELLO, encodeClientHello(hello))
     ctx.ownHello = ownHello
 
@@ -574,24 +617,39 @@ const clientSteps = (ctx: Context, options: HandshakeOptions) =>
     }
     const serverHello = decodeServerHello(serverHelloBody)
     if (Either.isLeft(serverHello)) return yield* abort(ctx, malformed(serverHello.left.message, serverHello.left))
-    const policies = { client: policy, server: serverHello.right.policy }
 
     // §4.1 negotiation and §4.2 key schedule, from the two hellos.
     const { encrypted, secrets } = yield* agreeOnKeys(
       ctx,
       "client",
-      policies,
+      { client: hello, server: serverHello.right },
       unlessReadFails(ctx, importAndDerive(ctx, keyPair, serverHello.right.publicKey)),
       options
     )
 
-    // §3.3 ServerFinished: the server saw the same hellos, policies included.
+    // §3.7 ServerIdentity, when the server announced a key: its signature over both hellos, checked
+    // below once key confirmation has shown that nobody changed this message or the hellos.
+    const helloHash = ctx.transcript.hash()
+    let identity: ServerIdentity | undefined
+    if (serverHello.right.serverKey) {
+      const decoded = decodeServerIdentity(yield* receive(ctx, MessageType.SERVER_IDENTITY))
+      if (Either.isLeft(decoded)) return yield* abort(ctx, malformed(decoded.left.message, decoded.left))
+      identity = decoded.right
+    }
+
+    // §3.3 ServerFinished: the server saw the same hellos (policies and capabilities included) and sent
+    // the same identity.
     const expectedServerMac = crypto.hmacSha256(secrets.serverFinishedKey, ctx.transcript.hash())
     const serverFinished = yield* receive(ctx, MessageType.SERVER_FINISHED)
     const [serverMac] = yield* decodeMacs(serverFinished, 1).pipe(Effect.catchAll((e) => abort(ctx, malformed(e.message, e))))
     if (serverMac === undefined || !crypto.timingSafeEqual(serverMac, expectedServerMac)) {
       return yield* abort(ctx, new HandshakeError({ reason: "KeyConfirmation" }))
     }
+
+    // §3.7 The identity: proven by its signature, then compared with the key we trust.
+    const serverKey = identity === undefined
+      ? Option.none<ServerKeyInfo>()
+      : Option.some(yield* Effect.catchAll(checkIdentity(crypto, identity, helloHash, { pinned, known: undefined }), (e) => abort(ctx, e)))
 
     // §5 Who proves what: a client holding a password insists that the server prove it too.
     if (serverHello.right.passwordRequired && Option.isNone(password)) {
@@ -623,7 +681,7 @@ const clientSteps = (ctx: Context, options: HandshakeOptions) =>
       }
     }
 
-    return established(ctx, encrypted, policies.server)
+    return established(ctx, encrypted, serverHello.right.policy, serverKey)
   })
 
 /** The server's side of PROTOCOL.md §3. */
@@ -638,7 +696,7 @@ export const serverHandshake = (
 
 const serverSteps = (ctx: Context, options: HandshakeOptions) =>
   Effect.gen(function*() {
-    const { crypto, policy, password } = ctx
+    const { crypto, policy, password, identity } = ctx
 
     // §3.1 ClientHello, within the shorter time allowed for a first message (§10.5), so that silent
     // connections give their place back early. The version is checked before the layout, so that a
@@ -659,24 +717,33 @@ const serverSteps = (ctx: Context, options: HandshakeOptions) =>
     // secret is computed first: a server too busy for the P-521 work refuses (LIMIT_EXCEEDED, §10.5)
     // before it has said anything the client would have to authenticate.
     const { keyPair, nonce } = yield* ephemeral(ctx)
-    const policies = { client: clientHello.right.policy, server: policy }
-    const shared = negotiate(policies.client, policies.server) === undefined
-      ? Either.right(new Uint8Array(0))
-      : yield* Effect.either(unlessReadFails(ctx, importAndDerive(ctx, keyPair, clientHello.right.publicKey)))
-    if (Either.isLeft(shared) && isBusyRefusal(shared.left)) return yield* abort(ctx, shared.left)
     const hello = new ServerHello({
       version: PROTOCOL_VERSION,
       policy,
       passwordRequired: Option.isSome(password),
+      serverKey: identity !== undefined,
       nonce,
       publicKey: keyPair.publicKey
     })
+    const agreed = negotiate(clientHello.right.policy, policy) !== undefined &&
+      capabilityMismatch(clientHello.right, hello) === undefined
+    const shared = !agreed
+      ? Either.right(new Uint8Array(0))
+      : yield* Effect.either(unlessReadFails(ctx, importAndDerive(ctx, keyPair, clientHello.right.publicKey)))
+    if (Either.isLeft(shared) && isBusyRefusal(shared.left)) return yield* abort(ctx, shared.left)
     send(ctx, MessageType.SERVER_HELLO, encodeServerHello(hello))
 
     // §4.1 negotiation and §4.2 key schedule, from the two hellos.
-    const { encrypted, secrets } = yield* agreeOnKeys(ctx, "server", policies, shared, options)
+    const { encrypted, secrets } = yield* agreeOnKeys(ctx, "server", { client: clientHello.right, server: hello }, shared, options)
 
-    // §3.3 ServerFinished.
+    // §3.7 ServerIdentity: our signature over both hellos, so that the client knows whom it reached.
+    if (identity !== undefined) {
+      const proof = proveIdentity(crypto, identity, ctx.transcript.hash())
+      if (Either.isLeft(proof)) return yield* abort(ctx, proof.left)
+      send(ctx, MessageType.SERVER_IDENTITY, encodeServerIdentity(proof.right))
+    }
+
+    // §3.3 ServerFinished: our MAC over everything so far, the identity included.
     send(ctx, MessageType.SERVER_FINISHED, crypto.hmacSha256(secrets.serverFinishedKey, ctx.transcript.hash()))
 
     // §3.4 ClientFinished: key confirmation first, then the password proof.
@@ -710,5 +777,10 @@ const serverSteps = (ctx: Context, options: HandshakeOptions) =>
     // (§3.5), so from this instant frames are session-sized and may wait for the session's sink.
     ctx.framed.setReadLimits(sessionSized(ctx.maxFrameSize, SERVER_WAITING_FRAMES))
 
-    return established(ctx, encrypted, policies.client)
+    return established(
+      ctx,
+      encrypted,
+      clientHello.right.policy,
+      identity === undefined ? Option.none() : Option.some({ fingerprint: identity.fingerprint, trust: "Own" })
+    )
   })

@@ -7,10 +7,12 @@
  * because every send pays for it and a Schema decode costs microseconds (docs/performance.md).
  */
 import { Duration, Effect, Either, Option, ParseResult, Predicate, Redacted, Schema, SchemaAST } from "effect"
+import { createPublicKey, KeyObject } from "node:crypto"
 import { MAX_RECORDS_PER_KEY } from "../channel/RecordLayer.js"
 import type { ConnectOptions } from "../client/Client.js"
 import { EncryptionPolicy, InvalidArgument } from "../errors.js"
 import type { HandshakeOptions } from "../handshake/Handshake.js"
+import { fingerprintOf, IDENTITY_PUBLIC_KEY_LENGTH, type IdentityKey } from "../identity/IdentityKey.js"
 import { MAX_PUZZLE_DIFFICULTY } from "../handshake/Puzzle.js"
 import type { ServeAndAnnounceOptions } from "../server/Server.js"
 import type { PacketFilter, RequestOptions, Session, SessionOptions } from "../session/Session.js"
@@ -38,6 +40,28 @@ const Password = Schema.Union(PasswordBytes, Schema.RedactedFromSelf(PasswordByt
   description: "a string, a Uint8Array, or a Redacted of either",
   [SecretId]: true
 })
+
+/** A fingerprint as `fingerprintOf` writes it (PROTOCOL.md §3.7); upper-case hex is accepted too. */
+const Fingerprint = Schema.String.pipe(Schema.pattern(/^sha256:[0-9a-fA-F]{64}$/)).annotations({
+  description: `"sha256:" followed by 64 hex digits (the server's fingerprint)`
+})
+
+/**
+ * An `IdentityKey` whose parts belong together: a private Ed25519 `KeyObject` and the raw public key
+ * and fingerprint it gives. A key pasted together from two keys would make every handshake fail at
+ * the client, far from the mistake.
+ */
+const Identity = Schema.declare(
+  (input: unknown): input is IdentityKey => {
+    if (typeof input !== "object" || input === null) return false
+    const { privateKey, publicKey, fingerprint } = input as Partial<IdentityKey>
+    if (!(privateKey instanceof KeyObject) || privateKey.type !== "private" || privateKey.asymmetricKeyType !== "ed25519") return false
+    if (!(publicKey instanceof Uint8Array) || publicKey.length !== IDENTITY_PUBLIC_KEY_LENGTH) return false
+    const derived = createPublicKey(privateKey).export({ format: "der", type: "spki" }).subarray(-IDENTITY_PUBLIC_KEY_LENGTH)
+    return derived.equals(publicKey) && fingerprint === fingerprintOf(publicKey)
+  },
+  { description: "an IdentityKey (generateIdentityKey, identityKeyFromPrivate) holding a private Ed25519 key", [SecretId]: true }
+)
 
 const DURATION_FORMS = `a number of milliseconds, a Duration, or a string like "10 seconds"`
 
@@ -78,6 +102,8 @@ type Fields<Options> = { readonly [K in keyof Required<Options>]: Schema.Schema.
 const handshakeFields = {
   encryption: Encryption,
   password: Password,
+  identity: Identity,
+  serverKey: Fingerprint,
   handshakeTimeout: Timeout,
   helloTimeout: Timeout,
   // Infinity never asks; 0 asks every client (PROTOCOL.md §3.6).

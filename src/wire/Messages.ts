@@ -19,6 +19,7 @@ export const MessageType = {
   SERVER_ACCEPT: 0x05,
   HELLO_RETRY: 0x06,
   PUZZLE_SOLUTION: 0x07,
+  SERVER_IDENTITY: 0x08,
   PACKET: 0x10,
   CHUNK_START: 0x11,
   CHUNK_DATA: 0x12,
@@ -43,13 +44,17 @@ export const MAGIC = Uint8Array.of(0x43, 0x56, 0x47)
 /**
  * Version 2 added the puzzle under load (HELLO_RETRY, PUZZLE_SOLUTION; PROTOCOL.md §3.6); version 3
  * opened packet types and added REQUEST, REPLY_ERROR, STREAM_CANCEL and streamed replies (§8, §9),
- * BATCH (§7.3) and PING/PONG (§7.4).
+ * BATCH (§7.3) and PING/PONG (§7.4); version 4 puts capability bits in both hellos (§4.1) and lets a
+ * server prove an identity key in SERVER_FINISHED (§3.3, §3.7).
  */
-export const PROTOCOL_VERSION = 3
+export const PROTOCOL_VERSION = 4
 /** The opaque body of a PING, echoed by its PONG (PROTOCOL.md §7.4): exactly this long, else `Malformed`. */
 export const KEEP_ALIVE_BODY_LENGTH = 8
 export const NONCE_LENGTH = 32
 export const MAC_LENGTH = 32
+/** An Ed25519 public key and signature (PROTOCOL.md §3.7). */
+export const SERVER_KEY_LENGTH = 32
+export const SIGNATURE_LENGTH = 64
 /**
  * Largest frame body accepted during the handshake until the peer is authenticated (PROTOCOL.md §10):
  * every handshake message is under 256 bytes, plus a 16-byte tag when sealed.
@@ -64,9 +69,21 @@ const malformed = (detail: string) => new ProtocolError({ reason: "Malformed", d
 const Bytes = (length: number) =>
   Schema.Uint8ArrayFromSelf.pipe(Schema.filter((b) => b.length === length || `expected ${length} bytes`))
 
+/**
+ * The capability bits of a hello (PROTOCOL.md §4.1); every other bit is reserved, and a hello with one
+ * set is `Malformed`, so that a later version can give them a meaning without being misread.
+ */
+export const ClientCapabilityBit = { PASSWORD: 0x01, REQUIRES_SERVER_KEY: 0x02 } as const
+export const ServerCapabilityBit = { REQUIRES_PASSWORD: 0x01, SERVER_KEY: 0x02 } as const
+const CAPABILITY_MASK = 0x03
+
 export class ClientHello extends Schema.Class<ClientHello>("ClientHello")({
   version: Schema.Number,
   policy: EncryptionPolicy,
+  /** The client holds a password (PROTOCOL.md §5). */
+  password: Schema.optionalWith(Schema.Boolean, { default: () => false }),
+  /** The client accepts only a server that proves an identity key (§3.7). */
+  requiresServerKey: Schema.optionalWith(Schema.Boolean, { default: () => false }),
   nonce: Bytes(NONCE_LENGTH),
   publicKey: Bytes(PUBLIC_KEY_LENGTH)
 }) {}
@@ -75,22 +92,27 @@ export class ServerHello extends Schema.Class<ServerHello>("ServerHello")({
   version: Schema.Number,
   policy: EncryptionPolicy,
   passwordRequired: Schema.Boolean,
+  /** The server proves an identity key in SERVER_FINISHED (§3.7). */
+  serverKey: Schema.optionalWith(Schema.Boolean, { default: () => false }),
   nonce: Bytes(NONCE_LENGTH),
   publicKey: Bytes(PUBLIC_KEY_LENGTH)
 }) {}
 
 /** Where a hello's fixed fields start: `magic[3] ‖ version u8`, then the rest. */
 const HELLO_PREFIX = MAGIC.length + 1
-export const CLIENT_HELLO_LENGTH = HELLO_PREFIX + 1 + NONCE_LENGTH + PUBLIC_KEY_LENGTH
-export const SERVER_HELLO_LENGTH = HELLO_PREFIX + 2 + NONCE_LENGTH + PUBLIC_KEY_LENGTH
+/** Both hellos: `magic ‖ version ‖ policy ‖ capabilities ‖ nonce ‖ public_key` (PROTOCOL.md §3.1, §3.2). */
+const KEY_OFFSET = HELLO_PREFIX + 2 + NONCE_LENGTH
+export const CLIENT_HELLO_LENGTH = KEY_OFFSET + PUBLIC_KEY_LENGTH
+export const SERVER_HELLO_LENGTH = KEY_OFFSET + PUBLIC_KEY_LENGTH
 
 export const encodeClientHello = (hello: ClientHello): Uint8Array => {
   const out = new Uint8Array(CLIENT_HELLO_LENGTH)
   out.set(MAGIC, 0)
   out[3] = hello.version
   out[4] = policyCode(hello.policy)
-  out.set(hello.nonce, 5)
-  out.set(hello.publicKey, 5 + NONCE_LENGTH)
+  out[5] = (hello.password ? ClientCapabilityBit.PASSWORD : 0) | (hello.requiresServerKey ? ClientCapabilityBit.REQUIRES_SERVER_KEY : 0)
+  out.set(hello.nonce, 6)
+  out.set(hello.publicKey, KEY_OFFSET)
   return out
 }
 
@@ -99,9 +121,9 @@ export const encodeServerHello = (hello: ServerHello): Uint8Array => {
   out.set(MAGIC, 0)
   out[3] = hello.version
   out[4] = policyCode(hello.policy)
-  out[5] = hello.passwordRequired ? 1 : 0
+  out[5] = (hello.passwordRequired ? ServerCapabilityBit.REQUIRES_PASSWORD : 0) | (hello.serverKey ? ServerCapabilityBit.SERVER_KEY : 0)
   out.set(hello.nonce, 6)
-  out.set(hello.publicKey, 6 + NONCE_LENGTH)
+  out.set(hello.publicKey, KEY_OFFSET)
   return out
 }
 
@@ -125,16 +147,22 @@ const decodePolicy = (code: number | undefined): Either.Either<EncryptionPolicy,
   return policy === undefined ? Either.left(malformed("unknown encryption policy")) : Either.right(policy)
 }
 
+const decodeCapabilities = (code: number): Either.Either<number, ProtocolError> =>
+  (code & ~CAPABILITY_MASK) === 0 ? Either.right(code) : Either.left(malformed("reserved capability bits set"))
+
 export const decodeClientHello = (body: Uint8Array): Either.Either<ClientHello, ProtocolError> =>
   Either.gen(function*() {
     const version = yield* helloVersion(body)
     if (body.length !== CLIENT_HELLO_LENGTH) return yield* Either.left(malformed("client hello length"))
     const policy = yield* decodePolicy(body[4])
+    const capabilities = yield* decodeCapabilities(body[5]!)
     return new ClientHello({
       version,
       policy,
-      nonce: body.slice(5, 5 + NONCE_LENGTH),
-      publicKey: body.slice(5 + NONCE_LENGTH)
+      password: (capabilities & ClientCapabilityBit.PASSWORD) !== 0,
+      requiresServerKey: (capabilities & ClientCapabilityBit.REQUIRES_SERVER_KEY) !== 0,
+      nonce: body.slice(6, 6 + NONCE_LENGTH),
+      publicKey: body.slice(KEY_OFFSET)
     })
   })
 
@@ -143,14 +171,14 @@ export const decodeServerHello = (body: Uint8Array): Either.Either<ServerHello, 
     const version = yield* helloVersion(body)
     if (body.length !== SERVER_HELLO_LENGTH) return yield* Either.left(malformed("server hello length"))
     const policy = yield* decodePolicy(body[4])
-    const flag = body[5]
-    if (flag !== 0 && flag !== 1) return yield* Either.left(malformed("password flag"))
+    const capabilities = yield* decodeCapabilities(body[5]!)
     return new ServerHello({
       version,
       policy,
-      passwordRequired: flag === 1,
+      passwordRequired: (capabilities & ServerCapabilityBit.REQUIRES_PASSWORD) !== 0,
+      serverKey: (capabilities & ServerCapabilityBit.SERVER_KEY) !== 0,
       nonce: body.slice(6, 6 + NONCE_LENGTH),
-      publicKey: body.slice(6 + NONCE_LENGTH)
+      publicKey: body.slice(KEY_OFFSET)
     })
   })
 
@@ -193,7 +221,8 @@ export const AlertCode = {
   ENCRYPTION_MISMATCH: 0x08,
   LIMIT_EXCEEDED: 0x09,
   TIMEOUT: 0x0a,
-  INTERNAL: 0x0b
+  INTERNAL: 0x0b,
+  SERVER_KEY_REJECTED: 0x0c
 } as const
 export type AlertCode = (typeof AlertCode)[keyof typeof AlertCode]
 const alertNames: ReadonlyMap<number, string> = new Map(Object.entries(AlertCode).map(([name, code]) => [code, name]))
@@ -225,3 +254,26 @@ export const decodeMacs = (
   for (let i = 0; i < count; i++) macs.push(body.subarray(i * MAC_LENGTH, (i + 1) * MAC_LENGTH))
   return Either.right(macs)
 }
+
+/**
+ * SERVER_IDENTITY (PROTOCOL.md §3.7): `server_key[32] ‖ signature[64]`, sent only when the server's
+ * hello announced an identity key.
+ */
+export const SERVER_IDENTITY_LENGTH = SERVER_KEY_LENGTH + SIGNATURE_LENGTH
+
+export class ServerIdentity extends Schema.Class<ServerIdentity>("ServerIdentity")({
+  serverKey: Bytes(SERVER_KEY_LENGTH),
+  signature: Bytes(SIGNATURE_LENGTH)
+}) {}
+
+export const encodeServerIdentity = (message: ServerIdentity): Uint8Array => {
+  const out = new Uint8Array(SERVER_IDENTITY_LENGTH)
+  out.set(message.serverKey, 0)
+  out.set(message.signature, SERVER_KEY_LENGTH)
+  return out
+}
+
+export const decodeServerIdentity = (body: Uint8Array): Either.Either<ServerIdentity, ProtocolError> =>
+  body.length === SERVER_IDENTITY_LENGTH
+    ? Either.right(new ServerIdentity({ serverKey: body.slice(0, SERVER_KEY_LENGTH), signature: body.slice(SERVER_KEY_LENGTH) }))
+    : Either.left(malformed("server identity length"))

@@ -24,7 +24,10 @@ import {
   PacketType,
   ServerSession
 } from "../../src/index.js"
+import * as NodeCrypto_ from "node:crypto"
 import * as NodeCrypto from "../../src/crypto/NodeCrypto.js"
+import type { InvalidArgument } from "../../src/errors.js"
+import { type IdentityKey, identityKeyFromPrivate } from "../../src/identity/IdentityKey.js"
 import { deriveHandshakeSecrets, extract, passwordProof, Labels } from "../../src/handshake/KeySchedule.js"
 import * as MemorySocket from "../../src/transport/MemorySocket.js"
 import { concatBytes, makeRecorder, toHex, type WireFrame } from "./wire.js"
@@ -32,6 +35,22 @@ import { concatBytes, makeRecorder, toHex, type WireFrame } from "./wire.js"
 export const GOLDEN_CLIENT_SEED = "cvg-golden-client"
 export const GOLDEN_SERVER_SEED = "cvg-golden-server"
 export const GOLDEN_PASSWORD = "golden-password"
+/**
+ * The server's Ed25519 identity key in scenario A: its 32-byte private seed (RFC 8032 §5.1.5) is
+ * SHA-256 of this string, so that anyone can rebuild it.
+ */
+export const GOLDEN_IDENTITY_SEED = "cvg-golden-identity"
+/** The DER of a PKCS #8 Ed25519 private key before its 32-byte seed (RFC 8410 §7). */
+const ED25519_PKCS8_PREFIX = Buffer.from("302e020100300506032b657004220420", "hex")
+
+export const goldenIdentitySeed = (): Uint8Array =>
+  new Uint8Array(NodeCrypto_.createHash("sha256").update(GOLDEN_IDENTITY_SEED).digest())
+
+export const goldenIdentity: Effect.Effect<IdentityKey, InvalidArgument> = Effect.suspend(() =>
+  identityKeyFromPrivate(
+    NodeCrypto_.createPrivateKey({ key: Buffer.concat([ED25519_PKCS8_PREFIX, goldenIdentitySeed()]), format: "der", type: "pkcs8" })
+  )
+)
 
 export interface GoldenScenario {
   /** The fenced block's info string is `golden-<name>`. */
@@ -39,11 +58,25 @@ export interface GoldenScenario {
   readonly title: string
   readonly policy: EncryptionPolicy
   readonly password: string
+  /** The server proves the golden identity key and the client pins its fingerprint (PROTOCOL.md §3.7). */
+  readonly identity: boolean
 }
 
 export const GOLDEN_SCENARIOS: ReadonlyArray<GoldenScenario> = [
-  { name: "A", title: "encrypted (both `required`), password `golden-password`", policy: "required", password: GOLDEN_PASSWORD },
-  { name: "B", title: "plaintext (both `disabled`), password `golden-password`", policy: "disabled", password: GOLDEN_PASSWORD }
+  {
+    name: "A",
+    title: "encrypted (both `required`), password `golden-password`, a server identity key the client pins",
+    policy: "required",
+    password: GOLDEN_PASSWORD,
+    identity: true
+  },
+  {
+    name: "B",
+    title: "plaintext (both `disabled`), password `golden-password`, no server identity key",
+    policy: "disabled",
+    password: GOLDEN_PASSWORD,
+    identity: false
+  }
 ]
 
 export interface GoldenTranscript {
@@ -97,8 +130,9 @@ const runConversation = (scenario: GoldenScenario) =>
         serverToClient: { tap: recorder.tap("S->C") }
       })
       const options = { encryption: scenario.policy, password: scenario.password }
+      const identity = scenario.identity ? yield* goldenIdentity : undefined
       const server = yield* Effect.gen(function*() {
-        const session = yield* ServerSession.session(options)
+        const session = yield* ServerSession.session({ ...options, identity })
         yield* session.respond({}, () =>
           Effect.succeed(new Packet({ id: 0, type: PacketType.RESPONSE, payload: encoder.encode("world") })))
         yield* session.receive()
@@ -110,7 +144,7 @@ const runConversation = (scenario: GoldenScenario) =>
         Effect.scoped,
         Effect.fork
       )
-      const client = yield* ClientSession.session(options).pipe(
+      const client = yield* ClientSession.session({ ...options, serverKey: identity?.fingerprint }).pipe(
         Effect.provideService(Socket.Socket, clientSocket),
         Effect.provide(DeterministicCrypto.layer(GOLDEN_CLIENT_SEED))
       )
@@ -139,8 +173,8 @@ const deriveKeys = (scenario: GoldenScenario, frames: ReadonlyArray<WireFrame>) 
     const clientHello = frames.find((f) => f.direction === "C->S")
     const serverHello = frames.find((f) => f.direction === "S->C")
     if (clientHello === undefined || serverHello === undefined) return yield* Effect.dieMessage("golden: no hellos")
-    // ClientHello body: magic[3] version policy nonce[32] key[133]; ServerHello has one more byte.
-    const clientPublic = clientHello.bytes.subarray(5 + 5 + 32)
+    // Both hello bodies: magic[3] version policy capabilities nonce[32] key[133].
+    const clientPublic = clientHello.bytes.subarray(5 + 6 + 32)
     const serverPublic = serverHello.bytes.subarray(5 + 6 + 32)
 
     const clientPrivate = privateScalar(crypto, GOLDEN_CLIENT_SEED)
@@ -183,15 +217,36 @@ const deriveKeys = (scenario: GoldenScenario, frames: ReadonlyArray<WireFrame>) 
       out.set(body, 5)
       return out
     }
-    const serverFinished = crypto.hmacSha256(secrets.serverFinishedKey, h1)
-    const h2 = crypto.sha256(concatBytes([clientHello.bytes, serverHello.bytes, plainFrame(0x03, serverFinished)]))
+    // §3.7: the identity's signature over the context string and H1, in SERVER_IDENTITY.
+    const identityFrames: Array<Uint8Array> = []
+    if (scenario.identity) {
+      const identity = yield* goldenIdentity
+      const signature = crypto.signEd25519(identity.privateKey, concatBytes([encoder.encode("cvg-core v4 server identity\u0000"), h1]))
+      if (signature._tag === "Left") return yield* Effect.dieMessage("golden: signing failed")
+      identityFrames.push(plainFrame(0x08, concatBytes([identity.publicKey, signature.right])))
+      keys.push(
+        ["identity_private", goldenIdentitySeed()],
+        ["identity_public", identity.publicKey],
+        ["identity_signature", signature.right]
+      )
+    }
+    const hi = crypto.sha256(concatBytes([clientHello.bytes, serverHello.bytes, ...identityFrames]))
+    const serverFinished = crypto.hmacSha256(secrets.serverFinishedKey, hi)
+    const h2 = crypto.sha256(concatBytes([clientHello.bytes, serverHello.bytes, ...identityFrames, plainFrame(0x03, serverFinished)]))
     const clientMac = crypto.hmacSha256(secrets.clientFinishedKey, h2)
     const clientProof = passwordProof(crypto, secrets.authKey, encoder.encode(scenario.password), Labels.clientProof, h2)
     const h3 = crypto.sha256(
-      concatBytes([clientHello.bytes, serverHello.bytes, plainFrame(0x03, serverFinished), plainFrame(0x04, concatBytes([clientMac, clientProof]))])
+      concatBytes([
+        clientHello.bytes,
+        serverHello.bytes,
+        ...identityFrames,
+        plainFrame(0x03, serverFinished),
+        plainFrame(0x04, concatBytes([clientMac, clientProof]))
+      ])
     )
     const serverProof = passwordProof(crypto, secrets.authKey, encoder.encode(scenario.password), Labels.serverProof, h3)
     keys.push(
+      ["transcript_hash_hi", hi],
       ["server_finished_mac", serverFinished],
       ["transcript_hash_h2", h2],
       ["client_finished_mac", clientMac],
