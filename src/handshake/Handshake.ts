@@ -60,8 +60,7 @@ import {
   MessageType,
   NONCE_LENGTH,
   PROTOCOL_VERSION,
-  ServerHello,
-  type ServerIdentity
+  ServerHello
 } from "../wire/Messages.js"
 import { concatBytes } from "../internal/bytes.js"
 import { deriveHandshakeSecrets, type HandshakeSecrets, Labels, passwordProof } from "./KeySchedule.js"
@@ -627,29 +626,26 @@ const clientSteps = (ctx: Context, options: HandshakeOptions) =>
       options
     )
 
-    // §3.7 ServerIdentity, when the server announced a key: its signature over both hellos, checked
-    // below once key confirmation has shown that nobody changed this message or the hellos.
-    const helloHash = ctx.transcript.hash()
-    let identity: ServerIdentity | undefined
+    // §3.7 ServerIdentity, when the server announced a key: its signature over both hellos proves it
+    // holds the key for this handshake; then it must be the key we trust. Checked before any password
+    // is involved, so that a client that pins a key never shows a password proof to an impostor.
+    let serverKey = Option.none<ServerKeyInfo>()
     if (serverHello.right.serverKey) {
+      const helloHash = ctx.transcript.hash()
       const decoded = decodeServerIdentity(yield* receive(ctx, MessageType.SERVER_IDENTITY))
       if (Either.isLeft(decoded)) return yield* abort(ctx, malformed(decoded.left.message, decoded.left))
-      identity = decoded.right
+      const checked = checkIdentity(crypto, decoded.right, helloHash, { pinned, known: undefined })
+      serverKey = Option.some(yield* Effect.catchAll(checked, (e) => abort(ctx, e)))
     }
 
-    // §3.3 ServerFinished: the server saw the same hellos (policies and capabilities included) and sent
-    // the same identity.
+    // §3.3 ServerFinished: the server saw the same hellos (policies and capabilities included) and
+    // sent the identity we checked.
     const expectedServerMac = crypto.hmacSha256(secrets.serverFinishedKey, ctx.transcript.hash())
     const serverFinished = yield* receive(ctx, MessageType.SERVER_FINISHED)
     const [serverMac] = yield* decodeMacs(serverFinished, 1).pipe(Effect.catchAll((e) => abort(ctx, malformed(e.message, e))))
     if (serverMac === undefined || !crypto.timingSafeEqual(serverMac, expectedServerMac)) {
       return yield* abort(ctx, new HandshakeError({ reason: "KeyConfirmation" }))
     }
-
-    // §3.7 The identity: proven by its signature, then compared with the key we trust.
-    const serverKey = identity === undefined
-      ? Option.none<ServerKeyInfo>()
-      : Option.some(yield* Effect.catchAll(checkIdentity(crypto, identity, helloHash, { pinned, known: undefined }), (e) => abort(ctx, e)))
 
     // §5 Who proves what: a client holding a password insists that the server prove it too.
     if (serverHello.right.passwordRequired && Option.isNone(password)) {

@@ -108,6 +108,8 @@ export const TYPED_TAGS: ReadonlySet<string> = new Set([
   "PeerAlert",
   "AuthFailed",
   "EncryptionMismatch",
+  "CapabilityMismatch",
+  "ServerKeyMismatch",
   "SocketError"
 ])
 
