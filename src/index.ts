@@ -26,6 +26,7 @@ export type {
 } from "./session/Session.js"
 /** Span names, metric descriptors and log annotation keys (README "Observability"). */
 export * as Observability from "./Observability.js"
+export * as KnownHosts from "./identity/KnownHosts.js"
 /** Typed messages: `Api.make({ messages, requests, streams })`, then `client(session)` and `serve(session, handlers)`. */
 export * as Api from "./typed/Api.js"
 export type { HandshakeFailure, HandshakeOptions, PasswordInput } from "./handshake/Handshake.js"
@@ -40,6 +41,7 @@ export {
   EncryptionPolicy,
   FailureSource,
   HandshakeError,
+  IdentityKeyError,
   InvalidArgument,
   ListenFailed,
   PeerAlert,
