@@ -27,6 +27,7 @@ export type {
 /** Span names, metric descriptors and log annotation keys (README "Observability"). */
 export * as Observability from "./Observability.js"
 export * as KnownHosts from "./identity/KnownHosts.js"
+export { identityKeyFromEnv, loadIdentityKey, saveIdentityKey } from "./identity/KeyFile.js"
 /** Typed messages: `Api.make({ messages, requests, streams })`, then `client(session)` and `serve(session, handlers)`. */
 export * as Api from "./typed/Api.js"
 export type { HandshakeFailure, HandshakeOptions, PasswordInput } from "./handshake/Handshake.js"

@@ -1,12 +1,16 @@
 /**
- * The identity files (README "Server identity"): the known-hosts file of trust on first use.
+ * The identity files (README "Server identity"): the known-hosts file of trust on first use, and
+ * identity keys saved to and loaded from files and the environment.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
+import { createPrivateKey, generateKeyPairSync } from "node:crypto"
 import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterEach } from "vitest"
+import { generateIdentityKey } from "../src/identity/IdentityKey.js"
+import { identityKeyFromEnv, loadIdentityKey, saveIdentityKey } from "../src/identity/KeyFile.js"
 import { makeKnownHosts } from "../src/identity/KnownHosts.js"
 
 const dirs: Array<string> = []
@@ -94,5 +98,63 @@ describe("known hosts", () => {
     Effect.gen(function*() {
       const error = yield* Effect.flip(makeKnownHosts(tempDir()).lookup("h:1"))
       expect(error.reason).toBe("Format")
+    }))
+})
+
+describe("identity key files", () => {
+  it.effect("a saved key loads back with the same fingerprint, from the file and from the environment", () =>
+    Effect.gen(function*() {
+      const path = join(tempDir(), "server.key")
+      const key = yield* generateIdentityKey
+      yield* saveIdentityKey(key, path)
+      if (posix) expect(statSync(path).mode & 0o777).toBe(0o600)
+      const loaded = yield* loadIdentityKey(path)
+      expect(loaded.fingerprint).toBe(key.fingerprint)
+      expect(loaded.publicKey).toEqual(key.publicKey)
+      const pem = readFileSync(path, "utf8")
+      const der = createPrivateKey(pem).export({ format: "der", type: "pkcs8" }).toString("base64")
+      for (const value of [pem, der]) {
+        process.env["CVG_TEST_IDENTITY"] = value
+        expect((yield* identityKeyFromEnv("CVG_TEST_IDENTITY")).fingerprint).toBe(key.fingerprint)
+      }
+      delete process.env["CVG_TEST_IDENTITY"]
+    }))
+
+  it.effect("never overwrites a file: Exists", () =>
+    Effect.gen(function*() {
+      const path = join(tempDir(), "server.key")
+      writeFileSync(path, "precious")
+      const error = yield* Effect.flip(saveIdentityKey(yield* generateIdentityKey, path))
+      expect(error.reason).toBe("Exists")
+      expect(readFileSync(path, "utf8")).toBe("precious")
+    }))
+
+  it.effect.skipIf(!posix)("refuses a key file others may read: Permissions", () =>
+    Effect.gen(function*() {
+      const path = join(tempDir(), "server.key")
+      yield* saveIdentityKey(yield* generateIdentityKey, path)
+      chmodSync(path, 0o640)
+      const error = yield* Effect.flip(loadIdentityKey(path))
+      expect(error.reason).toBe("Permissions")
+      expect(error.message).toMatch(/mode 640/)
+    }))
+
+  it.effect("missing, malformed and wrong-type keys are typed, and never quote the key", () =>
+    Effect.gen(function*() {
+      const dir = tempDir()
+      expect((yield* Effect.flip(loadIdentityKey(join(dir, "absent")))).reason).toBe("NotFound")
+      const garbage = join(dir, "garbage")
+      writeFileSync(garbage, "-----BEGIN PRIVATE KEY-----\nnot base64 at all\n-----END PRIVATE KEY-----\n", { mode: 0o600 })
+      const format = yield* Effect.flip(loadIdentityKey(garbage))
+      expect(format.reason).toBe("Format")
+      expect(format.message).not.toMatch(/not base64 at all/)
+      const p256 = join(dir, "p256")
+      const { privateKey } = generateKeyPairSync("ec", { namedCurve: "P-256" })
+      writeFileSync(p256, privateKey.export({ format: "pem", type: "pkcs8" }), { mode: 0o600 })
+      const wrongType = yield* Effect.flip(loadIdentityKey(p256))
+      expect(wrongType.reason).toBe("Format")
+      expect(wrongType.detail).toMatch(/ed25519/)
+      expect((yield* Effect.flip(identityKeyFromEnv("CVG_TEST_UNSET_VARIABLE"))).reason).toBe("NotFound")
+      expect((yield* Effect.flip(loadIdentityKey(dir))).reason).toBe("Format")
     }))
 })
