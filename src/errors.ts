@@ -331,3 +331,23 @@ const hint = (code: string): string => {
   const text = HINTS[code]
   return text === undefined ? "" : ` (${text})`
 }
+
+/**
+ * A server identity key file, or a known-hosts file, could not be used (README "Server identity").
+ * - `NotFound`: no such file (or environment variable).
+ * - `Permissions`: a private key readable by group or others, or a known-hosts file writable by them:
+ *   refused as OpenSSH refuses them, since either lets another local user impersonate the server.
+ * - `Format`: the contents are not what they should be; `detail` says what and where (never the key).
+ * - `Exists`: a new key would overwrite a file that is already there.
+ * - `Io`: any other file system failure; `cause` is the original error.
+ */
+export class IdentityKeyError extends Schema.TaggedError<IdentityKeyError>()("IdentityKeyError", {
+  reason: Schema.Literal("NotFound", "Permissions", "Format", "Exists", "Io"),
+  path: Schema.String,
+  detail: Schema.String,
+  cause: Schema.optional(Schema.Defect)
+}) {
+  override get message(): string {
+    return `identity key error: ${this.reason}: ${this.path}: ${this.detail}`
+  }
+}

@@ -26,6 +26,8 @@ export type {
 } from "./session/Session.js"
 /** Span names, metric descriptors and log annotation keys (README "Observability"). */
 export * as Observability from "./Observability.js"
+export * as KnownHosts from "./identity/KnownHosts.js"
+export { identityKeyFromEnv, loadIdentityKey, saveIdentityKey } from "./identity/KeyFile.js"
 /** Typed messages: `Api.make({ messages, requests, streams })`, then `client(session)` and `serve(session, handlers)`. */
 export * as Api from "./typed/Api.js"
 export type { HandshakeFailure, HandshakeOptions, PasswordInput } from "./handshake/Handshake.js"
@@ -42,6 +44,7 @@ export {
   EncryptionPolicy,
   FailureSource,
   HandshakeError,
+  IdentityKeyError,
   InvalidArgument,
   ListenFailed,
   PeerAlert,

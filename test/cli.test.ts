@@ -6,7 +6,7 @@
 import { type ChildProcess, spawn, spawnSync } from "node:child_process"
 import { createHash, randomBytes } from "node:crypto"
 import { createReadStream } from "node:fs"
-import { mkdir, mkdtemp, open, readdir, readFile, rm, writeFile } from "node:fs/promises"
+import { chmod, mkdir, mkdtemp, open, readdir, readFile, rm, stat, writeFile } from "node:fs/promises"
 import { freePort } from "./support/tcp.js"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -151,11 +151,10 @@ describe("cvg: help and refusals", () => {
     const help = await cvg(["--help"])
     expect(help.code).toBe(0)
     const text = help.stdout.toString()
-    for (const command of ["serve", "connect", "send", "receive", "bench"]) expect(text).toContain(`- ${command} `)
+    for (const command of ["serve", "connect", "send", "receive", "keygen", "bench"]) expect(text).toContain(`- ${command} `)
     expect(text).toContain("--password-file PATH")
     expect(text).toContain("--password-env NAME")
     expect(text).toContain("--password is refused")
-    expect(text).toContain("`cvg keygen` is not available")
     for (const [code, meaning] of EXIT_CODES) expect(text).toContain(`${code.padStart(3)}  ${meaning}`)
     // Piped, the help has no terminal colours.
     expect(text).not.toContain("\u001b[")
@@ -172,13 +171,34 @@ describe("cvg: help and refusals", () => {
     }
   })
 
-  it("a usage error is one line and exit 2; keygen says it is not available", async () => {
+  it("a usage error is one line and exit 2", async () => {
     const missing = await cvg(["send", "only-a-file"])
     expect(missing.code).toBe(ExitCode.usage)
     expect(lines(missing.stderr)).toEqual(["cvg: Missing argument <HOST:PORT> (see cvg --help)"])
-    const keygen = await cvg(["keygen"])
-    expect(keygen.code).toBe(ExitCode.other)
-    expect(lines(keygen.stderr)).toEqual(["cvg: keygen is not available: server identity keys are not part of cvg-core yet"])
+  })
+
+  it("keygen writes a private key file once and prints its fingerprint; --show prints it again", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "cvg-keygen-"))
+    try {
+      const file = join(dir, "server.key")
+      const made = await cvg(["keygen", file])
+      expect(made.code).toBe(0)
+      expect(made.stderr).toBe("")
+      const fingerprint = made.stdout.toString().trim()
+      expect(fingerprint).toMatch(/^sha256:[0-9a-f]{64}$/)
+      expect((await stat(file)).mode & 0o777).toBe(0o600)
+      const shown = await cvg(["keygen", "--show", file])
+      expect(shown.stdout.toString().trim()).toBe(fingerprint)
+      const again = await cvg(["keygen", file])
+      expect(again.code).toBe(ExitCode.file)
+      expect(lines(again.stderr)).toEqual([expect.stringMatching(/^cvg: identity key error: Exists: .*server\.key: create: EEXIST$/)])
+      await chmod(file, 0o644)
+      const exposed = await cvg(["keygen", "--show", file])
+      expect(exposed.code).toBe(ExitCode.file)
+      expect(lines(exposed.stderr)).toEqual([expect.stringMatching(/Permissions: .*mode 644 lets other users read the private key/)])
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
   })
 
   it("npx cvg runs the bin from a clone, without a build", async () => {

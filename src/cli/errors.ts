@@ -82,7 +82,7 @@ export const EXIT_CODES: ReadonlyArray<readonly [string, string]> = [
   ["6", "protocol error (ProtocolError, PeerAlert during the session, UnexpectedPacket, DecodeFailed)"],
   ["7", "the connection closed before the command was done (ConnectionClosed)"],
   ["8", "the peer refused or could not answer (RemoteError, RequestTimeout, TransferFailed)"],
-  ["9", "a local file could not be read or written (FileError)"],
+  ["9", "a local file could not be read or written, or an identity key or known-hosts file is refused (FileError, IdentityKeyError)"],
   ["130", "interrupted (Ctrl-C, SIGTERM)"],
   ["N", "cvg bench: the bench's own exit code"]
 ]
@@ -104,6 +104,7 @@ const CODES: Readonly<Record<string, number>> = {
   RequestTimeout: ExitCode.refused,
   TransferFailed: ExitCode.refused,
   FileError: ExitCode.file,
+  IdentityKeyError: ExitCode.file,
   Unavailable: ExitCode.other
 }
 

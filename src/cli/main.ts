@@ -13,7 +13,8 @@ import { Cause, Console, Effect, Exit, Logger, Option } from "effect"
 import { benchCommand, runBench } from "./bench.js"
 import { lineLogger } from "./common.js"
 import { connectCommand } from "./connect.js"
-import { describeCause, EXIT_CODES, ExitCode, FileError, Unavailable, UsageError } from "./errors.js"
+import { keygenCommand } from "./keygen.js"
+import { describeCause, EXIT_CODES, ExitCode, FileError, UsageError } from "./errors.js"
 import { receiveCommand } from "./receive.js"
 import { sendCommand } from "./send.js"
 import { packageInfo } from "./root.js"
@@ -22,11 +23,11 @@ import { serveCommand } from "./serve.js"
 const version = packageInfo.version
 
 const cvg = Command.make("cvg", {}, () =>
-  Effect.fail(new UsageError({ detail: "name a command: serve, connect, send, receive or bench (cvg --help lists them)" }))).pipe(
+  Effect.fail(new UsageError({ detail: "name a command: serve, connect, send, receive, keygen or bench (cvg --help lists them)" }))).pipe(
     Command.withDescription(
-      "The cvg-core command line: an encrypted, password-authenticated packet protocol (P-521, AES-256-GCM) from the shell. `cvg keygen` is not available: server identity keys are not part of cvg-core yet."
+      "The cvg-core command line: an encrypted, password-authenticated packet protocol (P-521, AES-256-GCM) from the shell."
     ),
-    Command.withSubcommands([serveCommand, connectCommand, sendCommand, receiveCommand, benchCommand])
+    Command.withSubcommands([serveCommand, connectCommand, sendCommand, receiveCommand, keygenCommand, benchCommand])
   )
 
 const footer = HelpDoc.blocks([
@@ -67,9 +68,6 @@ const program = (args: ReadonlyArray<string>) =>
     }
     // Everything after `bench` is the bench's (its own --help too), which @effect/cli would parse as ours.
     if (args[0] === "bench") return yield* runBench(args.slice(1))
-    if (args[0] === "keygen") {
-      return yield* new Unavailable({ detail: "keygen is not available: server identity keys are not part of cvg-core yet" })
-    }
     const console = yield* cliConsole
     return yield* cli(["node", "cvg", ...args]).pipe(
       Effect.provide(NodeContext.layer),
