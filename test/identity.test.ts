@@ -8,6 +8,9 @@ import * as Socket from "@effect/platform/Socket"
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Exit, Option } from "effect"
 import { generateKeyPairSync } from "node:crypto"
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import {
   connectScoped,
   generateIdentityKey,
@@ -137,6 +140,65 @@ describe("pinning a server key (PROTOCOL.md §3.7)", () => {
       expect(yield* ask(client, "secret")).toBe("real:secret")
       expect(client.info.serverKey).toEqual(Option.some({ fingerprint: impostor.fingerprint, trust: "Unverified" }))
     }).pipe(noHang(HANG_LIMIT, "the relay")))
+})
+
+describe("trust on first use with a known-hosts file (PROTOCOL.md §3.7)", () => {
+  const tempFile = Effect.acquireRelease(
+    Effect.sync(() => {
+      const dir = mkdtempSync(join(tmpdir(), "cvg-known-hosts-"))
+      return { dir, path: join(dir, "known_hosts") }
+    }),
+    ({ dir }) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+  )
+
+  it.scopedLive("over TCP: the first connection learns the key, the next one knows it, a changed key is refused", () =>
+    Effect.gen(function*() {
+      const { path } = yield* tempFile
+      const first = yield* generateIdentityKey
+      const { port } = yield* realServer({ identity: first })
+      const learn = yield* connectScoped({ host: "127.0.0.1", port, knownHosts: path })
+      expect(learn.info.serverKey).toEqual(Option.some({ fingerprint: first.fingerprint, trust: "FirstUse" }))
+      expect(readFileSync(path, "utf8")).toBe(`127.0.0.1:${port} ${first.fingerprint}\n`)
+      const again = yield* connectScoped({ host: "127.0.0.1", port, knownHosts: path })
+      expect(again.info.serverKey).toEqual(Option.some({ fingerprint: first.fingerprint, trust: "KnownHost" }))
+
+      // The same address now answers with another key: a relay, or a server that lost its key.
+      const impostor = yield* generateIdentityKey
+      const relay = yield* terminatingRelay({ identity: impostor, targetPort: port })
+      writeFileSync(path, `127.0.0.1:${relay.port} ${first.fingerprint}\n`, { flag: "a" })
+      const refused = yield* Effect.exit(connectScoped({ host: "127.0.0.1", port: relay.port, knownHosts: path }))
+      expect(typedError(refused, "client")).toMatchObject({
+        _tag: "ServerKeyMismatch",
+        reason: "KnownHost",
+        expected: first.fingerprint,
+        actual: impostor.fingerprint
+      })
+      expect(typedError(yield* relay.downstream, "relay")).toMatchObject({ _tag: "AuthFailed", reason: "ServerKeyRejected", source: "Peer" })
+      // Nothing was learned from the refused connection.
+      expect(readFileSync(path, "utf8").split("\n").filter((line) => line !== "")).toHaveLength(2)
+    }).pipe(noHang(HANG_LIMIT, "the sessions")))
+
+  it.scopedLive("a client keeping known hosts requires a server key: an anonymous server is a CapabilityMismatch, not a first use", () =>
+    Effect.gen(function*() {
+      const { path } = yield* tempFile
+      const { client, server } = yield* runPair(memory(), { knownHosts: path, peer: "example.org:4000" }, {})
+      expect(typedError(client, "client")).toMatchObject({ _tag: "CapabilityMismatch", client: ["RequiresServerKey"], server: [] })
+      expect(typedError(server, "server")).toMatchObject({ _tag: "CapabilityMismatch" })
+    }).pipe(noHang(HANG_LIMIT, "the handshake")))
+
+  it.scopedLive("an unreadable known-hosts file fails the client with IdentityKeyError before it sends anything", () =>
+    Effect.gen(function*() {
+      const { path } = yield* tempFile
+      writeFileSync(path, "this is not a known-hosts line\n", { mode: 0o600 })
+      const { client } = yield* runPair(memory(), { knownHosts: path, peer: "example.org:4000" }, {})
+      expect(typedError(client, "client")).toMatchObject({ _tag: "IdentityKeyError", reason: "Format", path })
+    }).pipe(noHang(HANG_LIMIT, "the handshake")))
+
+  it.scopedLive("knownHosts without a peer address is InvalidArgument", () =>
+    Effect.gen(function*() {
+      const { client } = yield* runPair(memory(), { knownHosts: "/nonexistent/known_hosts" }, {})
+      expect(typedError(client, "client")).toMatchObject({ _tag: "InvalidArgument", reason: "Option", field: "knownHosts" })
+    }).pipe(noHang(HANG_LIMIT, "the handshake")))
 })
 
 describe("capabilities (PROTOCOL.md §4.1)", () => {

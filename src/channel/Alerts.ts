@@ -3,13 +3,22 @@
  * errors, and what a received alert means, during the handshake and after it.
  */
 import type * as Socket from "@effect/platform/Socket"
-import type { CapabilityMismatch, ConnectionClosed, EncryptionMismatch, ServerKeyMismatch } from "../errors.js"
+import type { CapabilityMismatch, ConnectionClosed, EncryptionMismatch, IdentityKeyError, ServerKeyMismatch } from "../errors.js"
 import { AuthFailed, HandshakeError, PeerAlert, ProtocolError } from "../errors.js"
 import { AlertCode, alertName } from "../wire/Messages.js"
 
 /** The alert that tells the peer why we are closing. */
 export const errorToAlert = (
-  error: ProtocolError | ConnectionClosed | AuthFailed | HandshakeError | EncryptionMismatch | CapabilityMismatch | ServerKeyMismatch | Socket.SocketError
+  error:
+    | ProtocolError
+    | ConnectionClosed
+    | AuthFailed
+    | HandshakeError
+    | EncryptionMismatch
+    | CapabilityMismatch
+    | ServerKeyMismatch
+    | IdentityKeyError
+    | Socket.SocketError
 ): AlertCode => {
   switch (error._tag) {
     case "HandshakeError":

@@ -7,7 +7,7 @@ import * as Socket from "@effect/platform/Socket"
 import { Context, Duration, Effect, Exit, Layer, Option, Scope } from "effect"
 import { Crypto } from "../crypto/Crypto.js"
 import * as NodeCrypto from "../crypto/NodeCrypto.js"
-import type { ConnectFailed, InvalidArgument } from "../errors.js"
+import { type ConnectFailed, InvalidArgument } from "../errors.js"
 import { clientHandshake, type HandshakeFailure, type HandshakeOptions } from "../handshake/Handshake.js"
 import { checkConnectOptions, checkSessionOptions } from "../internal/validate.js"
 import { fromHandshake, type Session, type SessionOptions } from "../session/Session.js"
@@ -27,7 +27,13 @@ export type ConnectError = HandshakeFailure | ConnectFailed | InvalidArgument
 export const session = (
   options: HandshakeOptions & SessionOptions & { readonly peer?: string | undefined } = {}
 ): Effect.Effect<Session, ConnectError, Socket.Socket | Crypto | Scope.Scope> =>
-  Effect.flatMap(checkSessionOptions(options), (options) => fromHandshake(clientHandshake(options), options))
+  Effect.flatMap(checkSessionOptions(options), (options): Effect.Effect<Session, ConnectError, Socket.Socket | Crypto | Scope.Scope> =>
+    // Known hosts are kept per address (PROTOCOL.md §3.7): without one there is nothing to look up.
+    options.knownHosts !== undefined && options.peer === undefined
+      ? Effect.fail(
+        new InvalidArgument({ reason: "Option", field: "knownHosts", detail: "needs the peer's address as peer (\"host:port\")" })
+      )
+      : fromHandshake(clientHandshake(options), options))
 
 /** The `Crypto` from the context when there is one, else `node:crypto`. */
 export const withDefaultCrypto = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, Exclude<R, Crypto>> =>

@@ -26,10 +26,12 @@ import {
   EncryptionMismatch,
   type EncryptionPolicy,
   HandshakeError,
+  type IdentityKeyError,
   type PeerAlert,
   ProtocolError,
-  ServerKeyMismatch
+  type ServerKeyMismatch
 } from "../errors.js"
+import { makeKnownHosts } from "../identity/KnownHosts.js"
 import type { ServerKeyInfo } from "../channel/SecureChannel.js"
 import type { IdentityKey } from "../identity/IdentityKey.js"
 import { makeEncryptedRecordLayer, MAX_RECORDS_PER_KEY, plaintextRecordLayer, type RecordLayer } from "../channel/RecordLayer.js"
@@ -88,6 +90,12 @@ export interface HandshakeOptions {
    * another key is `ServerKeyMismatch`, a server without one `CapabilityMismatch` (§3.7, §4.1).
    */
   readonly serverKey?: string | undefined
+  /**
+   * Client: a known-hosts file for trust on first use (§3.7): the first key a `host:port` proves is
+   * remembered, and a later different one is `ServerKeyMismatch`. Needs the peer's address (`connect`
+   * knows it; `ClientSession.session` takes it as `peer`). `serverKey`, when also given, is what counts.
+   */
+  readonly knownHosts?: string | undefined
   /** Default 10 seconds. */
   readonly handshakeTimeout?: Duration.DurationInput | undefined
   /** Server: time allowed for the first message (within `handshakeTimeout`). Default 3 seconds. */
@@ -113,6 +121,7 @@ export type HandshakeFailure =
   | CapabilityMismatch
   | ServerKeyMismatch
   | AuthFailed
+  | IdentityKeyError
   | HandshakeError
   | ProtocolError
   | PeerAlert
@@ -585,10 +594,16 @@ export const clientHandshake = (
     observed("client", options)
   )
 
-const clientSteps = (ctx: Context, options: HandshakeOptions) =>
+const clientSteps = (ctx: Context, options: HandshakeSetup) =>
   Effect.gen(function*() {
     const { crypto, policy, password } = ctx
     const pinned = options.serverKey?.toLowerCase()
+    // §3.7 Trust on first use: what the known-hosts file holds for this address, read before anything
+    // is sent, so that an unreadable file fails the connection before the peer sees it.
+    const knownHosts = pinned === undefined && options.knownHosts !== undefined && options.peer !== undefined
+      ? { file: makeKnownHosts(options.knownHosts), peer: options.peer }
+      : undefined
+    const known = knownHosts === undefined ? undefined : (yield* knownHosts.file.lookup(knownHosts.peer)) ?? null
 
     // §3.1 ClientHello: our policy, what we hold and require (§4.1), a fresh nonce and an ephemeral key.
     const { keyPair, nonce } = yield* ephemeral(ctx)
@@ -596,7 +611,7 @@ const clientSteps = (ctx: Context, options: HandshakeOptions) =>
       version: PROTOCOL_VERSION,
       policy,
       password: Option.isSome(password),
-      requiresServerKey: pinned !== undefined,
+      requiresServerKey: pinned !== undefined || knownHosts !== undefined,
       nonce,
       publicKey: keyPair.publicKey
     })
@@ -634,7 +649,7 @@ const clientSteps = (ctx: Context, options: HandshakeOptions) =>
       const helloHash = ctx.transcript.hash()
       const decoded = decodeServerIdentity(yield* receive(ctx, MessageType.SERVER_IDENTITY))
       if (Either.isLeft(decoded)) return yield* abort(ctx, malformed(decoded.left.message, decoded.left))
-      const checked = checkIdentity(crypto, decoded.right, helloHash, { pinned, known: undefined })
+      const checked = checkIdentity(crypto, decoded.right, helloHash, { pinned, known })
       serverKey = Option.some(yield* Effect.catchAll(checked, (e) => abort(ctx, e)))
     }
 
@@ -645,6 +660,11 @@ const clientSteps = (ctx: Context, options: HandshakeOptions) =>
     const [serverMac] = yield* decodeMacs(serverFinished, 1).pipe(Effect.catchAll((e) => abort(ctx, malformed(e.message, e))))
     if (serverMac === undefined || !crypto.timingSafeEqual(serverMac, expectedServerMac)) {
       return yield* abort(ctx, new HandshakeError({ reason: "KeyConfirmation" }))
+    }
+
+    // §3.7 A key seen for the first time is remembered once it is proven and confirmed.
+    if (knownHosts !== undefined && Option.isSome(serverKey) && serverKey.value.trust === "FirstUse") {
+      yield* Effect.catchAll(knownHosts.file.remember(knownHosts.peer, serverKey.value.fingerprint), (e) => abort(ctx, e))
     }
 
     // §5 Who proves what: a client holding a password insists that the server prove it too.

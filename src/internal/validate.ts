@@ -104,6 +104,7 @@ const handshakeFields = {
   password: Password,
   identity: Identity,
   serverKey: Fingerprint,
+  knownHosts: NonEmptyString.annotations({ description: "the path of a known-hosts file" }),
   handshakeTimeout: Timeout,
   helloTimeout: Timeout,
   // Infinity never asks; 0 asks every client (PROTOCOL.md §3.6).

@@ -21,7 +21,7 @@ import {
 import * as MemorySocket from "../../src/transport/MemorySocket.js"
 import { tcpPair } from "./tcp.js"
 
-export type Options = HandshakeOptions & SessionOptions
+export type Options = HandshakeOptions & SessionOptions & { readonly peer?: string | undefined }
 
 /** Two connected sockets; the server's may only exist once the client has started connecting. */
 export interface Sockets {
