@@ -1,14 +1,16 @@
 /**
  * Golden transcripts (issue 3, "The golden transcript test passes"; PROTOCOL.md §11): the code must
  * still produce exactly the bytes published in PROTOCOL.md, and those bytes must follow from the
- * published keys by the rules of PROTOCOL.md §4 and §5 alone (checked here with `node:crypto`
- * directly, not through the library).
+ * published keys by the rules of PROTOCOL.md §3–§5 alone (checked here with `node:crypto`
+ * directly, not through the library, and `@noble/curves` for CPace's ristretto255 group, which
+ * `node:crypto` lacks).
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import * as NodeCrypto from "node:crypto"
 import { readFileSync } from "node:fs"
 import { fileURLToPath } from "node:url"
+import { ristretto255_hasher } from "@noble/curves/ed25519.js"
 import { fencedBlock, GOLDEN_SCENARIOS, goldenTranscript, renderBlock } from "./support/golden.js"
 import { fromHex } from "./support/wire.js"
 
@@ -55,17 +57,45 @@ const open = (frame: Uint8Array, k: Uint8Array, iv: Uint8Array, sequence: number
   return new Uint8Array(Buffer.concat([decipher.update(body.subarray(0, body.length - 16)), decipher.final()]))
 }
 
-/** `type ‖ body` of every frame in one direction: opened when sealed, as is otherwise. */
-const messages = (parsed: Parsed, direction: "C->S" | "S->C", sealed: boolean) => {
+/**
+ * `type ‖ body` of every frame in one direction: opened when sealed, as is otherwise. The hello is
+ * never sealed; the rest of the handshake is sealed under the handshake keys, the session under the
+ * traffic keys, each from sequence 0 (PROTOCOL.md §4.2–4.4). `handshakeFrames` counts the sealed
+ * handshake messages of this direction.
+ */
+const messages = (parsed: Parsed, direction: "C->S" | "S->C", sealed: boolean, handshakeFrames: number) => {
   const prefix = direction === "C->S" ? "c2s" : "s2c"
-  let sequence = 0
   return parsed.frames.filter((f) => f.direction === direction).map((f, i) => {
-    // The hello is the first frame each way and is never sealed.
     if (!sealed || i === 0) return { type: f.bytes[4]!, body: f.bytes.subarray(5) }
     expect(f.bytes[4]).toBe(0x17)
-    const inner = open(f.bytes, key(parsed, `${prefix}_key_0`), key(parsed, `${prefix}_iv_0`), sequence++)
+    const inHandshake = i <= handshakeFrames
+    const inner = inHandshake
+      ? open(f.bytes, key(parsed, `${prefix}_handshake_key`), key(parsed, `${prefix}_handshake_iv`), i - 1)
+      : open(f.bytes, key(parsed, `${prefix}_key_0`), key(parsed, `${prefix}_iv_0`), i - 1 - handshakeFrames)
     return { type: inner[0]!, body: inner.subarray(1) }
   })
+}
+
+const sha512 = (...parts: ReadonlyArray<Uint8Array>) => {
+  const hash = NodeCrypto.createHash("sha512")
+  for (const part of parts) hash.update(part)
+  return new Uint8Array(hash.digest())
+}
+/** The draft's prepend_len (LEB128 length) and lv_cat, written out again from draft-irtf-cfrg-cpace. */
+const prependLen = (data: Uint8Array) => {
+  const length: Array<number> = []
+  let n = data.length
+  do {
+    length.push(n < 128 ? n : (n & 0x7f) | 0x80)
+    n = Math.floor(n / 128)
+  } while (n > 0)
+  return Buffer.concat([Buffer.from(length), data])
+}
+const lvCat = (...parts: ReadonlyArray<Uint8Array>) => Buffer.concat(parts.map(prependLen))
+const littleEndian = (bytes: Uint8Array) => {
+  let n = 0n
+  for (let i = bytes.length - 1; i >= 0; i--) n = (n << 8n) | BigInt(bytes[i]!)
+  return n
 }
 
 describe("golden transcripts (PROTOCOL.md §11)", () => {
@@ -97,24 +127,68 @@ describe("golden transcripts (PROTOCOL.md §11)", () => {
         clientEcdh.setPrivateKey(key(parsed, "client_private"))
         const serverEcdh = NodeCrypto.createECDH("secp521r1")
         serverEcdh.setPrivateKey(key(parsed, "server_private"))
-        expect(hex(clientHello!.bytes.subarray(5 + 6 + 32))).toBe(hex(clientEcdh.getPublicKey()))
-        expect(hex(serverHello!.bytes.subarray(5 + 6 + 32))).toBe(hex(serverEcdh.getPublicKey()))
+        expect(hex(clientHello!.bytes.subarray(5 + 6 + 32, 5 + 6 + 32 + 133))).toBe(hex(clientEcdh.getPublicKey()))
+        expect(hex(serverHello!.bytes.subarray(5 + 6 + 32, 5 + 6 + 32 + 133))).toBe(hex(serverEcdh.getPublicKey()))
         expect(hex(clientEcdh.computeSecret(serverEcdh.getPublicKey()))).toBe(hex(shared))
         const prk = hmac(h1, shared)
         expect(hex(prk)).toBe(hex(key(parsed, "prk")))
         for (const [name, label] of [
-          ["c2s_secret_0", "c2s traffic"],
-          ["s2c_secret_0", "s2c traffic"],
-          ["server_finished_key", "s finished"],
-          ["client_finished_key", "c finished"],
-          ["auth_key", "auth"]
+          ["c2s_handshake_secret", "c2s handshake"],
+          ["s2c_handshake_secret", "s2c handshake"],
+          ["derived", "derived"]
         ] as const) {
           expect(hex(expand(prk, label, 32)), name).toBe(hex(key(parsed, name)))
         }
+
+        // §5 CPace (draft-irtf-cfrg-cpace, CPACE-RISTR255-SHA512): the group work with @noble/curves'
+        // ristretto255, every hash with node:crypto. The generator from the password, CI and sid (the
+        // client's nonce); the shares from the published scalars; K and ISK from them.
+        const clientBody = clientHello!.bytes.subarray(5)
+        const serverBody = serverHello!.bytes.subarray(5)
+        const sid = clientBody.subarray(6, 6 + 32)
+        expect(hex(sid)).toBe(hex(key(parsed, "cpace_sid")))
+        const ci = lvCat(Buffer.from("cvg4 CPACE-RISTR255-SHA512"), Buffer.from("client"), Buffer.from("server"))
+        const dsi = Buffer.from("CPaceRistretto255")
+        const password = Buffer.from(scenario.password)
+        const zpad = new Uint8Array(Math.max(0, 128 - 1 - prependLen(password).length - prependLen(dsi).length))
+        const generator = ristretto255_hasher.deriveToCurve!(sha512(lvCat(dsi, password, zpad, ci, sid)))
+        expect(hex(generator.toBytes())).toBe(hex(key(parsed, "cpace_generator")))
+        const scalar = (name: string) => {
+          const bytes = Uint8Array.from(key(parsed, name))
+          bytes[31] = bytes[31]! & 0x0f
+          return littleEndian(bytes)
+        }
+        const ya = generator.multiply(scalar("cpace_ya_random"))
+        const yb = generator.multiply(scalar("cpace_yb_random"))
+        // Each share is the last 32 bytes of its hello; the rest of the hello is its associated data.
+        expect(hex(clientBody.subarray(171))).toBe(hex(ya.toBytes()))
+        expect(hex(serverBody.subarray(171))).toBe(hex(yb.toBytes()))
+        expect(hex(ya.toBytes())).toBe(hex(key(parsed, "cpace_ya")))
+        expect(hex(yb.toBytes())).toBe(hex(key(parsed, "cpace_yb")))
+        const k = yb.multiply(scalar("cpace_ya_random")).toBytes()
+        expect(hex(k)).toBe(hex(ya.multiply(scalar("cpace_yb_random")).toBytes()))
+        expect(hex(k)).toBe(hex(key(parsed, "cpace_k")))
+        const transcript = Buffer.concat([lvCat(ya.toBytes(), clientBody.subarray(0, 171)), lvCat(yb.toBytes(), serverBody.subarray(0, 171))])
+        const isk = sha512(lvCat(Buffer.from("CPaceRistretto255_ISK"), sid, k), transcript)
+        expect(hex(isk)).toBe(hex(key(parsed, "cpace_isk")))
+
+        // §4.2, second stage: ISK into the master secret.
+        const master = hmac(key(parsed, "derived"), isk)
+        expect(hex(master)).toBe(hex(key(parsed, "master")))
+        for (const [name, label] of [
+          ["c2s_secret_0", "c2s traffic"],
+          ["s2c_secret_0", "s2c traffic"],
+          ["server_finished_key", "s finished"],
+          ["client_finished_key", "c finished"]
+        ] as const) {
+          expect(hex(expand(master, label, 32)), name).toBe(hex(key(parsed, name)))
+        }
         // §4.3
         for (const dir of ["c2s", "s2c"] as const) {
-          expect(hex(expand(key(parsed, `${dir}_secret_0`), "key", 32))).toBe(hex(key(parsed, `${dir}_key_0`)))
-          expect(hex(expand(key(parsed, `${dir}_secret_0`), "iv", 12))).toBe(hex(key(parsed, `${dir}_iv_0`)))
+          for (const [secret, k, iv] of [[`${dir}_secret_0`, `${dir}_key_0`, `${dir}_iv_0`], [`${dir}_handshake_secret`, `${dir}_handshake_key`, `${dir}_handshake_iv`]]) {
+            expect(hex(expand(key(parsed, secret!), "key", 32))).toBe(hex(key(parsed, k!)))
+            expect(hex(expand(key(parsed, secret!), "iv", 12))).toBe(hex(key(parsed, iv!)))
+          }
         }
 
         // §3.1, §3.2: the capability bits (§4.1): the client holds a password and, when it pins a key,
@@ -127,8 +201,8 @@ describe("golden transcripts (PROTOCOL.md §11)", () => {
         // (§3.7) comes between the ServerHello and SERVER_FINISHED when the server has a key.
         const fromServer = identity ? ["S->C", "S->C", "S->C"] : ["S->C", "S->C"]
         expect(parsed.frames.map((f) => f.direction)).toEqual(["C->S", ...fromServer, "C->S", "S->C", "C->S", "S->C", "C->S", "C->S", "S->C"])
-        const toServer = messages(parsed, "C->S", sealed)
-        const allToClient = messages(parsed, "S->C", sealed)
+        const toServer = messages(parsed, "C->S", sealed, 1)
+        const allToClient = messages(parsed, "S->C", sealed, identity ? 3 : 2)
         expect(allToClient.map((m) => m.type)).toEqual(identity ? [0x02, 0x08, 0x03, 0x05, 0x16, 0x21] : [0x02, 0x03, 0x05, 0x16, 0x21])
         const identityMessage = identity ? allToClient[1] : undefined
         const toClient = identity ? [allToClient[0]!, ...allToClient.slice(2)] : allToClient
@@ -152,9 +226,6 @@ describe("golden transcripts (PROTOCOL.md §11)", () => {
           // Ed25519 is deterministic: the published private key makes exactly the published signature.
           expect(hex(NodeCrypto.sign(null, signed, privateKey))).toBe(hex(key(parsed, "identity_signature")))
         }
-        // §5: the proofs from the password and the transcript hashes.
-        const pwKey = hmac(key(parsed, "auth_key"), Buffer.from(scenario.password))
-        expect(hex(pwKey)).toBe(hex(key(parsed, "pw_key")))
         // §4.2: the transcript holds the plaintext form of each handshake message, sealed or not.
         const plain = (m: { readonly type: number; readonly body: Uint8Array }) => {
           const header = Buffer.alloc(5)
@@ -172,15 +243,12 @@ describe("golden transcripts (PROTOCOL.md §11)", () => {
         expect(hex(hi)).toBe(hex(key(parsed, "transcript_hash_hi")))
         expect(hex(toClient[1]!.body)).toBe(hex(key(parsed, "server_finished_mac")))
         expect(hex(toClient[1]!.body)).toBe(hex(hmac(key(parsed, "server_finished_key"), hi)))
-        expect(hex(toServer[1]!.body)).toBe(hex(key(parsed, "client_finished_mac")) + hex(key(parsed, "client_proof")))
-        expect(hex(toClient[2]!.body)).toBe(hex(key(parsed, "server_proof")))
+        expect(hex(toServer[1]!.body)).toBe(hex(key(parsed, "client_finished_mac")))
+        // §3.5: SERVER_ACCEPT is empty; the password was proven by the finished MACs.
+        expect(toClient[2]!.body.length).toBe(0)
         const h2 = sha(clientHello!.bytes, serverHello!.bytes, ...identityPart, plain(toClient[1]!))
-        const h3 = sha(clientHello!.bytes, serverHello!.bytes, ...identityPart, plain(toClient[1]!), plain(toServer[1]!))
         expect(hex(h2)).toBe(hex(key(parsed, "transcript_hash_h2")))
-        expect(hex(h3)).toBe(hex(key(parsed, "transcript_hash_h3")))
         expect(hex(hmac(key(parsed, "client_finished_key"), h2))).toBe(hex(key(parsed, "client_finished_mac")))
-        expect(hex(hmac(pwKey, Buffer.concat([Buffer.from("cvg1 client proof"), h2])))).toBe(hex(key(parsed, "client_proof")))
-        expect(hex(hmac(pwKey, Buffer.concat([Buffer.from("cvg1 server proof"), h3])))).toBe(hex(key(parsed, "server_proof")))
         // §8: the packet and the reply.
         expect(hex(toServer[2]!.body)).toBe("00000001c0" + Buffer.from("hello").toString("hex"))
         expect(hex(toClient[3]!.body)).toBe("00000001c1" + Buffer.from("world").toString("hex"))

@@ -8,7 +8,7 @@
 import * as Socket from "@effect/platform/Socket"
 import { describe, expect, it } from "@effect/vitest"
 import { NodeSocket, NodeSocketServer } from "@effect/platform-node"
-import { Cause, Deferred, Effect, Either, Fiber, Logger } from "effect"
+import { Cause, Deferred, Effect, Either, Exit, Fiber, Logger } from "effect"
 import type { Scope } from "effect"
 import { createHash } from "node:crypto"
 import * as Net from "node:net"
@@ -36,6 +36,7 @@ failOnUnhandledRejections()
 const HANG_LIMIT = "20 seconds"
 const PASSWORD = "correct horse battery staple"
 const SERVER_HELLO_FLAG = 5 + 5
+const SERVER_HELLO_NONCE = 5 + 6
 const alertFrame = (code: number) => Uint8Array.of(0, 0, 0, 1, MessageType.ALERT, code)
 const bytes = (frame: Uint8Array | undefined) => Array.from(frame ?? [])
 
@@ -158,16 +159,18 @@ describe("a plaintext alert forged in place of ServerFinished", () => {
         const client = typedError(result.client, "client")
         expect(client).toMatchObject({ _tag: "HandshakeError", reason: "Aborted" })
         expect((client as HandshakeError).detail).toContain("unauthenticated plaintext alert WRONG_PASSWORD (0x05)")
-        // The client said nothing more, so the server only sees the connection end.
-        expect(typedError(result.server, "server")).toMatchObject({ _tag: "ConnectionClosed", reason: "Cut" })
+        // The client said nothing more. The server had sent its CPace-keyed SERVER_FINISHED, so to it a
+        // client that hangs up then is one that learned its guess was wrong (PROTOCOL.md §5): counted.
+        expect(typedError(result.server, "server")).toMatchObject({ _tag: "AuthFailed", reason: "WrongPassword", source: "Local" })
         if (name === "memory") expect(recorder.framesOf("C->S").map((f) => f.type)).toEqual([MessageType.CLIENT_HELLO])
       }).pipe(Effect.scoped, noHang(HANG_LIMIT, "the handshake")))
 
     it.live(`${name}: a sealed alert from a real peer still carries its meaning (wrong password)`, () =>
       Effect.gen(function*() {
         const result = yield* runPair(mitm(name, () => ({})), { password: "wrong" }, { password: PASSWORD })
-        expect(typedError(result.client, "client")).toMatchObject({ _tag: "AuthFailed", reason: "WrongPassword", source: "Peer" })
-        expect(typedError(result.server, "server")).toMatchObject({ _tag: "AuthFailed", reason: "WrongPassword", source: "Local" })
+        // With CPace the client finds it first (SERVER_FINISHED, §5) and its sealed alert tells the server.
+        expect(typedError(result.client, "client")).toMatchObject({ _tag: "AuthFailed", reason: "WrongPassword", source: "Local" })
+        expect(typedError(result.server, "server")).toMatchObject({ _tag: "AuthFailed", reason: "WrongPassword", source: "Peer" })
       }).pipe(Effect.scoped, noHang(HANG_LIMIT, "the handshake")))
   }
 })
@@ -177,15 +180,33 @@ describe("a plaintext alert forged in place of ServerFinished", () => {
 
 describe("a hello changed in transit is KeyConfirmation", () => {
   for (const [name] of transports) {
-    it.live(`${name}: password_required cleared in the ServerHello → KeyConfirmation on both sides`, () =>
+    it.live(`${name}: a ServerHello nonce byte changed → KeyConfirmation on both sides`, () =>
+      Effect.gen(function*() {
+        const result = yield* runPair(mitm(name, () => ({ toClient: rewriteByteAt(SERVER_HELLO_NONCE, (b) => b ^ 1) })), {}, {})
+        expect(typedError(result.client, "client")).toMatchObject({ _tag: "HandshakeError", reason: "KeyConfirmation" })
+        expect(typedError(result.server, "server")).toMatchObject({ _tag: "HandshakeError", reason: "KeyConfirmation" })
+      }).pipe(Effect.scoped, noHang(HANG_LIMIT, "the handshake")))
+
+    it.live(`${name}: with CPace, the client still says KeyConfirmation; the server, past its SERVER_FINISHED, counts a failed guess`, () =>
+      Effect.gen(function*() {
+        const result = yield* runPair(
+          mitm(name, () => ({ toClient: rewriteByteAt(SERVER_HELLO_NONCE, (b) => b ^ 1) })),
+          { password: PASSWORD },
+          { password: PASSWORD }
+        )
+        expect(typedError(result.client, "client")).toMatchObject({ _tag: "HandshakeError", reason: "KeyConfirmation" })
+        expect(typedError(result.server, "server")).toMatchObject({ _tag: "AuthFailed", reason: "WrongPassword" })
+      }).pipe(Effect.scoped, noHang(HANG_LIMIT, "the handshake")))
+
+    it.live(`${name}: password_required cleared in the ServerHello: the share no longer fits the bits, Malformed`, () =>
       Effect.gen(function*() {
         const result = yield* runPair(
           mitm(name, () => ({ toClient: rewriteByteAt(SERVER_HELLO_FLAG, () => 0) })),
           { password: PASSWORD },
           { password: PASSWORD }
         )
-        expect(typedError(result.client, "client")).toMatchObject({ _tag: "HandshakeError", reason: "KeyConfirmation" })
-        expect(typedError(result.server, "server")).toMatchObject({ _tag: "HandshakeError", reason: "KeyConfirmation" })
+        expect(typedError(result.client, "client")).toMatchObject({ _tag: "HandshakeError", reason: "Malformed" })
+        expect(Exit.isFailure(result.server)).toBe(true)
       }).pipe(Effect.scoped, noHang(HANG_LIMIT, "the handshake")))
   }
 })

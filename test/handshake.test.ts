@@ -135,9 +135,10 @@ describe("password", () => {
     it.live(`${transportName}: a wrong password is AuthFailed(WrongPassword) on both sides`, () =>
       Effect.gen(function*() {
         const result = yield* runPair(transport(), { password: "wrong" }, { password: PASSWORD })
-        // The server finds the proof wrong; the client learns it from the server's alert.
-        expect(typedError(result.client, "client")).toEqual(new AuthFailed({ reason: "WrongPassword", source: "Peer" }))
-        expect(typedError(result.server, "server")).toEqual(new AuthFailed({ reason: "WrongPassword", source: "Local" }))
+        // CPace (§5): the client finds SERVER_FINISHED keyed from another ISK; the server learns it
+        // from the client's alert.
+        expect(typedError(result.client, "client")).toEqual(new AuthFailed({ reason: "WrongPassword", source: "Local" }))
+        expect(typedError(result.server, "server")).toEqual(new AuthFailed({ reason: "WrongPassword", source: "Peer" }))
       }).pipe(Effect.scoped, noHang(HANG_LIMIT, "the handshake")))
 
     it.live(`${transportName}: a missing password is AuthFailed(MissingPassword) on both sides`, () =>
@@ -228,10 +229,10 @@ describe("password failures through serve are logged", () => {
   it.live("wrong password: AuthFailed on the client, a logged AuthFailed on the server", () =>
     Effect.gen(function*() {
       const { error, logs } = yield* serveAndConnect("wrong password")
-      expect(error).toEqual(new AuthFailed({ reason: "WrongPassword", source: "Peer" }))
-      expect(error.message).toBe("authentication failed: WrongPassword (reported by the peer)")
+      expect(error).toEqual(new AuthFailed({ reason: "WrongPassword", source: "Local" }))
+      expect(error.message).toBe("authentication failed: WrongPassword")
       const line = logs.find((l) => l.includes("AuthFailed"))
-      expect(line).toContain("WrongPassword")
+      expect(line).toContain("WrongPassword (reported by the peer)")
       // Neither password shows up in the logs.
       expect(logs.join("\n")).not.toContain(PASSWORD)
       expect(logs.join("\n")).not.toContain("wrong password")
@@ -383,13 +384,15 @@ describe("man in the middle", () => {
             { encryption: policy, password: PASSWORD }
           )
           const { client, server } = expectBothFailTyped(result)
-          // Neither side may think the password was proven to an attacker.
-          expect(tagOf(client)).not.toBe("AuthFailed")
-          if (mode === "plaintext") {
-            // The finished MACs under different keys: the client finds ServerFinished wrong and tells
-            // the server with an alert.
+          if (mode === "encrypted") {
+            // The handshake keys come from each side's hellos: the first sealed frame does not open.
             expect(client).toMatchObject({ _tag: "HandshakeError", reason: "KeyConfirmation" })
-            expect(server).toMatchObject({ _tag: "PeerAlert", reason: "KeyConfirmation", phase: "Handshake" })
+          } else {
+            // Nothing is sealed, so the first check is SERVER_FINISHED's MAC, keyed from CPace's ISK,
+            // which a changed hello changes like another password would (PROTOCOL.md §5): the client
+            // refuses and tells the server.
+            expect(client).toMatchObject({ _tag: "AuthFailed", reason: "WrongPassword", source: "Local" })
+            expect(server).toMatchObject({ _tag: "AuthFailed", reason: "WrongPassword", source: "Peer" })
           }
         }).pipe(Effect.scoped, Effect.provide(NodeCrypto.layer), noHang(HANG_LIMIT, "the handshake")))
     }
@@ -783,7 +786,9 @@ describe("the connection cut at every handshake step", () => {
           concurrency: 4
         })
         expect(outcomes.length).toBe(total(sizes.toServer) + total(sizes.toClient))
-      }), 30_000)
+        // A guard against a hang, not a speed requirement: each of the ~750 cases runs CPace (not
+        // cached like P-521) on both sides, which takes most of a minute on a loaded 2-core machine.
+      }), 120_000)
   }
 
   for (const [transportName] of transports.filter(([name]) => name === "tcp")) {

@@ -212,7 +212,8 @@ describe("observability", () => {
   it.scopedLive("a failed handshake: counted by outcome and reason, its span says why, the password nowhere", () =>
     Effect.gen(function*() {
       const { recorded, run } = yield* recorder
-      const wrong = { role: "server", outcome: "failure", reason: "AuthFailed.WrongPassword" }
+      // With CPace the client finds a wrong password first, from SERVER_FINISHED (PROTOCOL.md §5).
+      const wrong = { role: "client", outcome: "failure", reason: "AuthFailed.WrongPassword" }
       const before = yield* metricValue("cvg.handshakes", wrong)
       const failed = yield* run(Effect.flip(memorySessions({
         client: { encryption: "required", password: "not the password" },
@@ -220,10 +221,10 @@ describe("observability", () => {
       })))
       expect(failed._tag).toBe("AuthFailed")
       expect(yield* metricValue("cvg.handshakes", wrong)).toBe(before + 1)
-      const server = spanNamed(recorded, "cvg.handshake").find((span) => span.attributes.get("cvg.role") === "server")!
-      expect(attributes(server)).toMatchObject({ "cvg.outcome": "failure", "cvg.reason": "AuthFailed.WrongPassword" })
-      expect(server.status._tag === "Ended" && server.status.exit._tag).toBe("Failure")
-      expect(attributes(server)).not.toHaveProperty("cvg.suite")
+      const client = spanNamed(recorded, "cvg.handshake").find((span) => span.attributes.get("cvg.role") === "client")!
+      expect(attributes(client)).toMatchObject({ "cvg.outcome": "failure", "cvg.reason": "AuthFailed.WrongPassword" })
+      expect(client.status._tag === "Ended" && client.status.exit._tag).toBe("Failure")
+      expect(attributes(client)).not.toHaveProperty("cvg.suite")
       expectNoSecrets(recorded, yield* metricLabels)
       expect(JSON.stringify(recorded.spans.map(attributes))).not.toContain("not the password")
     }).pipe(bounded("failed handshake observed")))
@@ -294,7 +295,9 @@ describe("examples/otel.ts", () => {
 
       const handshakes = spans.filter((span) => span.name === "cvg.handshake")
       expect(handshakes.filter((span) => span.attributes["cvg.outcome"] === "success")).toHaveLength(2)
-      expect(handshakes.find((span) => span.attributes["cvg.reason"] === "AuthFailed.WrongPassword")?.attributes["cvg.role"]).toBe("server")
+      // Both ends of the refused handshake say why; the client found it (CPace, PROTOCOL.md §5).
+      expect(handshakes.filter((span) => span.attributes["cvg.reason"] === "AuthFailed.WrongPassword").map((span) => span.attributes["cvg.role"]))
+        .toContain("client")
       expect(spans.filter((span) => span.name === "cvg.request")).toHaveLength(3)
 
       const exported = metrics.flatMap((batch) => batch.scopeMetrics.flatMap((scope) => scope.metrics))

@@ -56,6 +56,7 @@ import {
   encodeClientHello,
   encodeServerHello,
   encodeServerIdentity,
+  helloAssociatedData,
   HANDSHAKE_MAX_FRAME_SIZE,
   hasMagic,
   helloVersion,
@@ -64,8 +65,8 @@ import {
   PROTOCOL_VERSION,
   ServerHello
 } from "../wire/Messages.js"
-import { concatBytes } from "../internal/bytes.js"
-import { deriveHandshakeSecrets, type HandshakeSecrets, Labels, passwordProof } from "./KeySchedule.js"
+import { deriveHandshakeSecrets, deriveSessionSecrets, type SessionSecrets, type TrafficKeys } from "./KeySchedule.js"
+import { finishPake, startPake } from "./Pake.js"
 import { capabilityMismatch, negotiate } from "./Negotiation.js"
 import { DEFAULT_PUZZLE_DIFFICULTY, MAX_PUZZLE_DIFFICULTY, solve, verifySolution } from "./Puzzle.js"
 import { checkIdentity, proveIdentity } from "./ServerIdentity.js"
@@ -382,10 +383,14 @@ const importAndDerive = (ctx: Context, own: EcdhKeyPair, peerKey: Uint8Array) =>
     return yield* Effect.mapError(ctx.crypto.deriveSharedSecret(own, peer), cryptoFailure(invalid))
   })
 
+/**
+ * Seals from here on with one direction's keys each way: the handshake keys after the hellos, the
+ * traffic keys once the handshake is done (§4.2, §4.3).
+ */
 const installRecords = (
   ctx: Context,
   encrypted: boolean,
-  secrets: HandshakeSecrets,
+  keys: { readonly client: TrafficKeys; readonly server: TrafficKeys },
   role: "client" | "server",
   rekeyAfter: number
 ): Effect.Effect<void, HandshakeError> =>
@@ -394,9 +399,7 @@ const installRecords = (
       ctx.records = plaintextRecordLayer
       return Effect.void
     }
-    const [sendKeys, receiveKeys] = role === "client"
-      ? [secrets.clientTraffic, secrets.serverTraffic]
-      : [secrets.serverTraffic, secrets.clientTraffic]
+    const [sendKeys, receiveKeys] = role === "client" ? [keys.client, keys.server] : [keys.server, keys.client]
     const records = makeEncryptedRecordLayer(ctx.crypto, sendKeys, receiveKeys, rekeyAfter)
     // A local failure is told to the peer too (ALERT INTERNAL, PROTOCOL.md §6), so it does not wait for its timeout.
     if (Either.isLeft(records)) {
@@ -426,7 +429,13 @@ const agreeOnKeys = (
     if (capabilities !== undefined) return yield* abort(ctx, capabilities)
     const shared = yield* Effect.catchAll(sharedSecret, (e) => abort(ctx, e))
     const secrets = deriveHandshakeSecrets(ctx.crypto, shared, ctx.transcript.hash())
-    yield* installRecords(ctx, encrypted, secrets, role, options.rekeyAfter ?? MAX_RECORDS_PER_KEY)
+    yield* installRecords(
+      ctx,
+      encrypted,
+      { client: secrets.clientHandshake, server: secrets.serverHandshake },
+      role,
+      options.rekeyAfter ?? MAX_RECORDS_PER_KEY
+    )
     return { encrypted, secrets }
   })
 
@@ -501,11 +510,12 @@ const established = (
   ctx: Context,
   encrypted: boolean,
   peerPolicy: EncryptionPolicy,
-  serverKey: Option.Option<ServerKeyInfo>
+  serverKey: Option.Option<ServerKeyInfo>,
+  passwordAuthenticated: boolean
 ): SecureChannel =>
   makeSecureChannel(ctx.framed, ctx.records ?? plaintextRecordLayer, {
     encrypted,
-    passwordAuthenticated: Option.isSome(ctx.password),
+    passwordAuthenticated,
     serverKey,
     localPolicy: ctx.policy,
     peerPolicy,
@@ -605,9 +615,10 @@ const clientSteps = (ctx: Context, options: HandshakeSetup) =>
       : undefined
     const known = knownHosts === undefined ? undefined : (yield* knownHosts.file.lookup(knownHosts.peer)) ?? null
 
-    // §3.1 ClientHello: our policy, what we hold and require (§4.1), a fresh nonce and an ephemeral key.
+    // §3.1 ClientHello: our policy, what we hold and require (§4.1), a fresh nonce, an ephemeral key,
+    // and, with a password, our CPace share over all of that (§5).
     const { keyPair, nonce } = yield* ephemeral(ctx)
-    const hello = new ClientHello({
+    const base = new ClientHello({
       version: PROTOCOL_VERSION,
       policy,
       password: Option.isSome(password),
@@ -615,6 +626,10 @@ const clientSteps = (ctx: Context, options: HandshakeSetup) =>
       nonce,
       publicKey: keyPair.publicKey
     })
+    const pake = Option.isSome(password)
+      ? yield* startPake(crypto, Redacted.value(password.value), nonce, encodeClientHello(base), "initiator")
+      : undefined
+    const hello = pake === undefined ? base : new ClientHello({ ...base, cpaceShare: pake.share })
     const ownHello = send(ctx, MessageType.CLIENT_HELLO, encodeClientHello(hello))
     ctx.ownHello = ownHello
 
@@ -629,10 +644,10 @@ const clientSteps = (ctx: Context, options: HandshakeSetup) =>
     if (Either.isRight(version) && version.right !== PROTOCOL_VERSION) {
       return yield* abort(ctx, new HandshakeError({ reason: "Version", detail: `server speaks version ${version.right}` }))
     }
-    const serverHello = decodeServerHello(serverHelloBody)
+    const serverHello = decodeServerHello(serverHelloBody, pake !== undefined)
     if (Either.isLeft(serverHello)) return yield* abort(ctx, malformed(serverHello.left.message, serverHello.left))
 
-    // §4.1 negotiation and §4.2 key schedule, from the two hellos.
+    // §4.1 negotiation and §4.2 handshake keys, from the two hellos.
     const { encrypted, secrets } = yield* agreeOnKeys(
       ctx,
       "client",
@@ -640,10 +655,18 @@ const clientSteps = (ctx: Context, options: HandshakeSetup) =>
       unlessReadFails(ctx, importAndDerive(ctx, keyPair, serverHello.right.publicKey)),
       options
     )
+    // §5 CPace: ISK when both hellos carry a share, bound into the second stage of the key schedule.
+    const serverShare = serverHello.right.cpaceShare
+    const isk = pake === undefined || serverShare === undefined
+      ? new Uint8Array(0)
+      : yield* Effect.catchAll(finishPake(pake, serverShare, helloAssociatedData(serverHelloBody)), (e) => abort(ctx, e))
+    const withPake = isk.length > 0
+    const session = deriveSessionSecrets(crypto, secrets, isk)
 
     // §3.7 ServerIdentity, when the server announced a key: its signature over both hellos proves it
-    // holds the key for this handshake; then it must be the key we trust. Checked before any password
-    // is involved, so that a client that pins a key never shows a password proof to an impostor.
+    // holds the key for this handshake; then it must be the key we trust. Checked under the handshake
+    // keys, before anything bound to the password, so that a relay with a key of its own is named as
+    // such whether or not there is a password.
     let serverKey = Option.none<ServerKeyInfo>()
     if (serverHello.right.serverKey) {
       const helloHash = ctx.transcript.hash()
@@ -653,13 +676,13 @@ const clientSteps = (ctx: Context, options: HandshakeSetup) =>
       serverKey = Option.some(yield* Effect.catchAll(checked, (e) => abort(ctx, e)))
     }
 
-    // §3.3 ServerFinished: the server saw the same hellos (policies and capabilities included) and
-    // sent the identity we checked.
-    const expectedServerMac = crypto.hmacSha256(secrets.serverFinishedKey, ctx.transcript.hash())
+    // §3.3 ServerFinished: the server saw the same hellos (policies and capabilities included), sent
+    // the identity we checked, and, with CPace, holds the same password: its MAC key comes from ISK.
+    const expectedServerMac = crypto.hmacSha256(session.serverFinishedKey, ctx.transcript.hash())
     const serverFinished = yield* receive(ctx, MessageType.SERVER_FINISHED)
     const [serverMac] = yield* decodeMacs(serverFinished, 1).pipe(Effect.catchAll((e) => abort(ctx, malformed(e.message, e))))
     if (serverMac === undefined || !crypto.timingSafeEqual(serverMac, expectedServerMac)) {
-      return yield* abort(ctx, new HandshakeError({ reason: "KeyConfirmation" }))
+      return yield* abort(ctx, withPake ? new AuthFailed({ reason: "WrongPassword" }) : new HandshakeError({ reason: "KeyConfirmation" }))
     }
 
     // §3.7 A key seen for the first time is remembered once it is proven and confirmed.
@@ -667,38 +690,34 @@ const clientSteps = (ctx: Context, options: HandshakeSetup) =>
       yield* Effect.catchAll(knownHosts.file.remember(knownHosts.peer, serverKey.value.fingerprint), (e) => abort(ctx, e))
     }
 
-    // §5 Who proves what: a client holding a password insists that the server prove it too.
+    // §5 Who proves what: a client holding a password insists on CPace, and never completes without it.
     if (serverHello.right.passwordRequired && Option.isNone(password)) {
       return yield* abort(ctx, new AuthFailed({ reason: "MissingPassword" }))
     }
-    if (!serverHello.right.passwordRequired && Option.isSome(password)) {
+    if (!withPake && Option.isSome(password)) {
       return yield* abort(ctx, new AuthFailed({ reason: "ServerUnproven" }))
     }
 
-    // §3.4 ClientFinished: our MAC over everything so far, and the password proof.
-    const beforeClientFinished = ctx.transcript.hash()
-    const clientMac = crypto.hmacSha256(secrets.clientFinishedKey, beforeClientFinished)
-    const proof = Option.match(password, {
-      onNone: () => new Uint8Array(0),
-      onSome: (p) => passwordProof(crypto, secrets.authKey, Redacted.value(p), Labels.clientProof, beforeClientFinished)
-    })
-    send(ctx, MessageType.CLIENT_FINISHED, concatBytes([clientMac, proof]))
+    // §3.4 ClientFinished: our MAC over everything so far.
+    send(ctx, MessageType.CLIENT_FINISHED, crypto.hmacSha256(session.clientFinishedKey, ctx.transcript.hash()))
 
-    // §3.5 ServerAccept: the server's own proof, over the transcript including our proof.
-    const beforeAccept = ctx.transcript.hash()
+    // §3.5 ServerAccept: the server accepted our MAC; the session starts under the traffic keys.
     const accept = yield* receive(ctx, MessageType.SERVER_ACCEPT)
-    const [serverProof] = yield* decodeMacs(accept, Option.isSome(password) ? 1 : 0).pipe(
-      Effect.catchAll((e) => abort(ctx, malformed(e.message, e)))
-    )
-    if (Option.isSome(password)) {
-      const expected = passwordProof(crypto, secrets.authKey, Redacted.value(password.value), Labels.serverProof, beforeAccept)
-      if (serverProof === undefined || !crypto.timingSafeEqual(serverProof, expected)) {
-        return yield* abort(ctx, new AuthFailed({ reason: "ServerUnproven" }))
-      }
-    }
+    yield* decodeMacs(accept, 0).pipe(Effect.catchAll((e) => abort(ctx, malformed(e.message, e))))
+    yield* startSession(ctx, encrypted, session, "client", options)
 
-    return established(ctx, encrypted, serverHello.right.policy, serverKey)
+    return established(ctx, encrypted, serverHello.right.policy, serverKey, withPake)
   })
+
+/** §4.3: the session's records use the traffic keys from the second stage, never the handshake keys. */
+const startSession = (ctx: Context, encrypted: boolean, session: SessionSecrets, role: "client" | "server", options: HandshakeOptions) =>
+  installRecords(
+    ctx,
+    encrypted,
+    { client: session.clientTraffic, server: session.serverTraffic },
+    role,
+    options.rekeyAfter ?? MAX_RECORDS_PER_KEY
+  )
 
 /** The server's side of PROTOCOL.md §3. */
 export const serverHandshake = (
@@ -733,7 +752,7 @@ const serverSteps = (ctx: Context, options: HandshakeOptions) =>
     // secret is computed first: a server too busy for the P-521 work refuses (LIMIT_EXCEEDED, §10.5)
     // before it has said anything the client would have to authenticate.
     const { keyPair, nonce } = yield* ephemeral(ctx)
-    const hello = new ServerHello({
+    const base = new ServerHello({
       version: PROTOCOL_VERSION,
       policy,
       passwordRequired: Option.isSome(password),
@@ -742,15 +761,28 @@ const serverSteps = (ctx: Context, options: HandshakeOptions) =>
       publicKey: keyPair.publicKey
     })
     const agreed = negotiate(clientHello.right.policy, policy) !== undefined &&
-      capabilityMismatch(clientHello.right, hello) === undefined
+      capabilityMismatch(clientHello.right, base) === undefined
     const shared = !agreed
       ? Either.right(new Uint8Array(0))
       : yield* Effect.either(unlessReadFails(ctx, importAndDerive(ctx, keyPair, clientHello.right.publicKey)))
     if (Either.isLeft(shared) && isBusyRefusal(shared.left)) return yield* abort(ctx, shared.left)
+    // §5 CPace when both sides hold a password: our share last, over the rest of our hello. Like the
+    // P-521 work, only after the puzzle (§3.6), so that a replayed hello costs none of it; even when
+    // the hellos disagree, since the two capability bits alone fix the hello's length (§3.2).
+    const clientShare = clientHello.right.cpaceShare
+    const pake = Option.isSome(password) && clientShare !== undefined
+      ? yield* startPake(crypto, Redacted.value(password.value), clientHello.right.nonce, encodeServerHello(base), "responder")
+      : undefined
+    const hello = pake === undefined ? base : new ServerHello({ ...base, cpaceShare: pake.share })
     send(ctx, MessageType.SERVER_HELLO, encodeServerHello(hello))
 
-    // §4.1 negotiation and §4.2 key schedule, from the two hellos.
+    // §4.1 negotiation and §4.2 handshake keys, from the two hellos.
     const { encrypted, secrets } = yield* agreeOnKeys(ctx, "server", { client: clientHello.right, server: hello }, shared, options)
+    const isk = pake === undefined || clientShare === undefined
+      ? new Uint8Array(0)
+      : yield* Effect.catchAll(finishPake(pake, clientShare, helloAssociatedData(clientHelloBody)), (e) => abort(ctx, e))
+    const withPake = isk.length > 0
+    const session = deriveSessionSecrets(crypto, secrets, isk)
 
     // §3.7 ServerIdentity: our signature over both hellos, so that the client knows whom it reached.
     if (identity !== undefined) {
@@ -759,36 +791,39 @@ const serverSteps = (ctx: Context, options: HandshakeOptions) =>
       send(ctx, MessageType.SERVER_IDENTITY, encodeServerIdentity(proof.right))
     }
 
-    // §3.3 ServerFinished: our MAC over everything so far, the identity included.
-    send(ctx, MessageType.SERVER_FINISHED, crypto.hmacSha256(secrets.serverFinishedKey, ctx.transcript.hash()))
+    // §3.3 ServerFinished: our MAC over everything so far, the identity included, keyed from ISK.
+    send(ctx, MessageType.SERVER_FINISHED, crypto.hmacSha256(session.serverFinishedKey, ctx.transcript.hash()))
 
-    // §3.4 ClientFinished: key confirmation first, then the password proof.
-    const beforeClientFinished = ctx.transcript.hash()
-    const clientFinished = yield* receive(ctx, MessageType.CLIENT_FINISHED)
-    const macs = decodeMacs(clientFinished, Option.isSome(password) ? 2 : 1)
-    if (Either.isLeft(macs)) return yield* abort(ctx, malformed(macs.left.message, macs.left))
-    const [clientMac, clientProof] = macs.right
-    const expectedClientMac = crypto.hmacSha256(secrets.clientFinishedKey, beforeClientFinished)
-    if (clientMac === undefined || !crypto.timingSafeEqual(clientMac, expectedClientMac)) {
-      return yield* abort(ctx, new HandshakeError({ reason: "KeyConfirmation" }))
-    }
-    if (Option.isSome(password)) {
-      const expected = passwordProof(crypto, secrets.authKey, Redacted.value(password.value), Labels.clientProof, beforeClientFinished)
-      if (clientProof === undefined || !crypto.timingSafeEqual(clientProof, expected)) {
-        return yield* abort(ctx, new AuthFailed({ reason: "WrongPassword" }))
-      }
-    }
-
-    // §3.5 ServerAccept, with our proof over the transcript that includes the client's.
-    const beforeAccept = ctx.transcript.hash()
-    send(
-      ctx,
-      MessageType.SERVER_ACCEPT,
-      Option.match(password, {
-        onNone: () => new Uint8Array(0),
-        onSome: (p) => passwordProof(crypto, secrets.authKey, Redacted.value(p), Labels.serverProof, beforeAccept)
-      })
+    // §5 From here on a client holding a guess knows whether it was right (SERVER_FINISHED is keyed
+    // from ISK), so in a CPace handshake any end short of success counts as one wrong password: one
+    // run, one guess. A client that read its answer and hung up is counted too (the throttle, §10.5).
+    return yield* finishServer(ctx, options, { encrypted, session, withPake, clientPolicy: clientHello.right.policy }).pipe(
+      Effect.mapError((error) => withPake && error._tag !== "AuthFailed" ? new AuthFailed({ reason: "WrongPassword" }) : error)
     )
+  })
+
+const finishServer = (
+  ctx: Context,
+  options: HandshakeOptions,
+  agreed: { readonly encrypted: boolean; readonly session: SessionSecrets; readonly withPake: boolean; readonly clientPolicy: EncryptionPolicy }
+) =>
+  Effect.gen(function*() {
+    const { crypto, password, identity } = ctx
+    const { encrypted, session, withPake } = agreed
+
+    // §3.4 ClientFinished: the client saw the same transcript and, with CPace, holds our password.
+    const expectedClientMac = crypto.hmacSha256(session.clientFinishedKey, ctx.transcript.hash())
+    const clientFinished = yield* receive(ctx, MessageType.CLIENT_FINISHED)
+    const [clientMac] = yield* decodeMacs(clientFinished, 1).pipe(Effect.catchAll((e) => abort(ctx, malformed(e.message, e))))
+    if (clientMac === undefined || !crypto.timingSafeEqual(clientMac, expectedClientMac)) {
+      return yield* abort(ctx, withPake ? new AuthFailed({ reason: "WrongPassword" }) : new HandshakeError({ reason: "KeyConfirmation" }))
+    }
+    // §5 A client without a share told us MISSING_PASSWORD already; one that goes on anyway is refused.
+    if (Option.isSome(password) && !withPake) return yield* abort(ctx, new AuthFailed({ reason: "MissingPassword" }))
+
+    // §3.5 ServerAccept, then the session under the traffic keys.
+    send(ctx, MessageType.SERVER_ACCEPT, new Uint8Array(0))
+    yield* startSession(ctx, encrypted, session, "server", options)
     // §10: the client is authenticated. It may send session frames as soon as it has SERVER_ACCEPT
     // (§3.5), so from this instant frames are session-sized and may wait for the session's sink.
     ctx.framed.setReadLimits(sessionSized(ctx.maxFrameSize, SERVER_WAITING_FRAMES))
@@ -796,7 +831,8 @@ const serverSteps = (ctx: Context, options: HandshakeOptions) =>
     return established(
       ctx,
       encrypted,
-      clientHello.right.policy,
-      identity === undefined ? Option.none() : Option.some({ fingerprint: identity.fingerprint, trust: "Own" })
+      agreed.clientPolicy,
+      identity === undefined ? Option.none() : Option.some({ fingerprint: identity.fingerprint, trust: "Own" }),
+      withPake
     )
   })

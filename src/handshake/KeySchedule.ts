@@ -12,16 +12,16 @@ const encoder = new TextEncoder()
 const label = (name: string): Uint8Array => encoder.encode(`cvg1 ${name}`)
 
 export const Labels = {
+  clientHandshake: label("c2s handshake"),
+  serverHandshake: label("s2c handshake"),
+  derived: label("derived"),
   clientTraffic: label("c2s traffic"),
   serverTraffic: label("s2c traffic"),
   serverFinished: label("s finished"),
   clientFinished: label("c finished"),
-  auth: label("auth"),
   key: label("key"),
   iv: label("iv"),
-  update: label("update"),
-  clientProof: label("client proof"),
-  serverProof: label("server proof")
+  update: label("update")
 } as const
 
 /** HKDF-Extract (RFC 5869 §2.2). */
@@ -49,13 +49,16 @@ export const trafficKeys = (crypto: CryptoService, secret: Uint8Array): TrafficK
 export const nextTrafficKeys = (crypto: CryptoService, current: TrafficKeys): TrafficKeys =>
   trafficKeys(crypto, expand(crypto, current.secret, Labels.update, 32))
 
-/** Everything the handshake derives from the ECDH secret and the hello transcript. */
+/**
+ * What the ECDH secret and the hellos give (PROTOCOL.md §4.2): the keys that seal the rest of the
+ * handshake, and the salt of the second stage. They do not depend on the password, so that a client
+ * can check the server's identity (§3.7) before anything password-bound is involved.
+ */
 export interface HandshakeSecrets {
-  readonly clientTraffic: TrafficKeys
-  readonly serverTraffic: TrafficKeys
-  readonly clientFinishedKey: Uint8Array
-  readonly serverFinishedKey: Uint8Array
-  readonly authKey: Uint8Array
+  readonly prk: Uint8Array
+  readonly clientHandshake: TrafficKeys
+  readonly serverHandshake: TrafficKeys
+  readonly derived: Uint8Array
 }
 
 export const deriveHandshakeSecrets = (
@@ -65,26 +68,36 @@ export const deriveHandshakeSecrets = (
 ): HandshakeSecrets => {
   const prk = extract(crypto, helloTranscriptHash, sharedSecret)
   return {
-    clientTraffic: trafficKeys(crypto, expand(crypto, prk, Labels.clientTraffic, 32)),
-    serverTraffic: trafficKeys(crypto, expand(crypto, prk, Labels.serverTraffic, 32)),
-    clientFinishedKey: expand(crypto, prk, Labels.clientFinished, 32),
-    serverFinishedKey: expand(crypto, prk, Labels.serverFinished, 32),
-    authKey: expand(crypto, prk, Labels.auth, 32)
+    prk,
+    clientHandshake: trafficKeys(crypto, expand(crypto, prk, Labels.clientHandshake, 32)),
+    serverHandshake: trafficKeys(crypto, expand(crypto, prk, Labels.serverHandshake, 32)),
+    derived: expand(crypto, prk, Labels.derived, 32)
   }
 }
 
+/** The second stage (§4.2): the finished keys and the session's traffic keys, bound to the PAKE's ISK. */
+export interface SessionSecrets {
+  readonly master: Uint8Array
+  readonly clientFinishedKey: Uint8Array
+  readonly serverFinishedKey: Uint8Array
+  readonly clientTraffic: TrafficKeys
+  readonly serverTraffic: TrafficKeys
+}
+
 /**
- * The password proof (PROTOCOL.md §5): `HMAC(HMAC(authKey, password), label ‖ transcriptHash)`.
- * The inner HMAC binds the password to this handshake's ECDH secret, so a passive observer cannot
- * test guesses against a captured proof.
+ * `isk` is CPace's 64-byte ISK when both hellos carried a share (§5), else empty: the capability bits
+ * inside H1 already say which, so the two cases cannot be confused.
  */
-export const passwordProof = (
-  crypto: CryptoService,
-  authKey: Uint8Array,
-  password: Uint8Array,
-  proofLabel: Uint8Array,
-  transcriptHash: Uint8Array
-): Uint8Array => crypto.hmacSha256(crypto.hmacSha256(authKey, password), concatBytes([proofLabel, transcriptHash]))
+export const deriveSessionSecrets = (crypto: CryptoService, handshake: HandshakeSecrets, isk: Uint8Array): SessionSecrets => {
+  const master = extract(crypto, handshake.derived, isk)
+  return {
+    master,
+    clientFinishedKey: expand(crypto, master, Labels.clientFinished, 32),
+    serverFinishedKey: expand(crypto, master, Labels.serverFinished, 32),
+    clientTraffic: trafficKeys(crypto, expand(crypto, master, Labels.clientTraffic, 32)),
+    serverTraffic: trafficKeys(crypto, expand(crypto, master, Labels.serverTraffic, 32))
+  }
+}
 
 /** Per-record nonce (PROTOCOL.md §4.4): the static IV xor the 64-bit big-endian sequence number. */
 export const recordNonce = (iv: Uint8Array, sequence: number, out: Uint8Array): Uint8Array => {

@@ -6,6 +6,7 @@
  * more there than anywhere: they are what an attacker controls before any key exists.
  */
 import { Either, Schema } from "effect"
+import { CPACE_SHARE_LENGTH } from "../crypto/CPace.js"
 import { PUBLIC_KEY_LENGTH } from "../crypto/Crypto.js"
 import { EncryptionPolicy } from "../errors.js"
 import { ProtocolError } from "../errors.js"
@@ -80,50 +81,64 @@ const CAPABILITY_MASK = 0x03
 export class ClientHello extends Schema.Class<ClientHello>("ClientHello")({
   version: Schema.Number,
   policy: EncryptionPolicy,
-  /** The client holds a password (PROTOCOL.md §5). */
+  /** The client holds a password and sends its CPace share last (PROTOCOL.md §5). */
   password: Schema.optionalWith(Schema.Boolean, { default: () => false }),
   /** The client accepts only a server that proves an identity key (§3.7). */
   requiresServerKey: Schema.optionalWith(Schema.Boolean, { default: () => false }),
   nonce: Bytes(NONCE_LENGTH),
-  publicKey: Bytes(PUBLIC_KEY_LENGTH)
+  publicKey: Bytes(PUBLIC_KEY_LENGTH),
+  /** Ya (§5), present exactly when `password` is; left out only to encode the associated data ADa. */
+  cpaceShare: Schema.optional(Bytes(CPACE_SHARE_LENGTH))
 }) {}
 
 export class ServerHello extends Schema.Class<ServerHello>("ServerHello")({
   version: Schema.Number,
   policy: EncryptionPolicy,
   passwordRequired: Schema.Boolean,
-  /** The server proves an identity key in SERVER_FINISHED (§3.7). */
+  /** The server proves an identity key in SERVER_IDENTITY (§3.7). */
   serverKey: Schema.optionalWith(Schema.Boolean, { default: () => false }),
   nonce: Bytes(NONCE_LENGTH),
-  publicKey: Bytes(PUBLIC_KEY_LENGTH)
+  publicKey: Bytes(PUBLIC_KEY_LENGTH),
+  /** Yb (§5), present exactly when the server requires a password and the client sent Ya. */
+  cpaceShare: Schema.optional(Bytes(CPACE_SHARE_LENGTH))
 }) {}
 
 /** Where a hello's fixed fields start: `magic[3] ‖ version u8`, then the rest. */
 const HELLO_PREFIX = MAGIC.length + 1
 /** Both hellos: `magic ‖ version ‖ policy ‖ capabilities ‖ nonce ‖ public_key` (PROTOCOL.md §3.1, §3.2). */
 const KEY_OFFSET = HELLO_PREFIX + 2 + NONCE_LENGTH
-export const CLIENT_HELLO_LENGTH = KEY_OFFSET + PUBLIC_KEY_LENGTH
-export const SERVER_HELLO_LENGTH = KEY_OFFSET + PUBLIC_KEY_LENGTH
+const HELLO_BASE_LENGTH = KEY_OFFSET + PUBLIC_KEY_LENGTH
+/** A hello with its CPace share; one without is `HELLO_BASE_LENGTH` (171) bytes. */
+export const CLIENT_HELLO_LENGTH = HELLO_BASE_LENGTH + CPACE_SHARE_LENGTH
+export const SERVER_HELLO_LENGTH = HELLO_BASE_LENGTH + CPACE_SHARE_LENGTH
+
+/**
+ * A hello's CPace associated data (ADa, ADb, PROTOCOL.md §5): the body without its trailing share,
+ * so that every other field of the hello is bound into ISK as it was received.
+ */
+export const helloAssociatedData = (body: Uint8Array): Uint8Array => body.subarray(0, HELLO_BASE_LENGTH)
 
 export const encodeClientHello = (hello: ClientHello): Uint8Array => {
-  const out = new Uint8Array(CLIENT_HELLO_LENGTH)
+  const out = new Uint8Array(HELLO_BASE_LENGTH + (hello.cpaceShare === undefined ? 0 : CPACE_SHARE_LENGTH))
   out.set(MAGIC, 0)
   out[3] = hello.version
   out[4] = policyCode(hello.policy)
   out[5] = (hello.password ? ClientCapabilityBit.PASSWORD : 0) | (hello.requiresServerKey ? ClientCapabilityBit.REQUIRES_SERVER_KEY : 0)
   out.set(hello.nonce, 6)
   out.set(hello.publicKey, KEY_OFFSET)
+  if (hello.cpaceShare !== undefined) out.set(hello.cpaceShare, HELLO_BASE_LENGTH)
   return out
 }
 
 export const encodeServerHello = (hello: ServerHello): Uint8Array => {
-  const out = new Uint8Array(SERVER_HELLO_LENGTH)
+  const out = new Uint8Array(HELLO_BASE_LENGTH + (hello.cpaceShare === undefined ? 0 : CPACE_SHARE_LENGTH))
   out.set(MAGIC, 0)
   out[3] = hello.version
   out[4] = policyCode(hello.policy)
   out[5] = (hello.passwordRequired ? ServerCapabilityBit.REQUIRES_PASSWORD : 0) | (hello.serverKey ? ServerCapabilityBit.SERVER_KEY : 0)
   out.set(hello.nonce, 6)
   out.set(hello.publicKey, KEY_OFFSET)
+  if (hello.cpaceShare !== undefined) out.set(hello.cpaceShare, HELLO_BASE_LENGTH)
   return out
 }
 
@@ -153,32 +168,46 @@ const decodeCapabilities = (code: number): Either.Either<number, ProtocolError> 
 export const decodeClientHello = (body: Uint8Array): Either.Either<ClientHello, ProtocolError> =>
   Either.gen(function*() {
     const version = yield* helloVersion(body)
-    if (body.length !== CLIENT_HELLO_LENGTH) return yield* Either.left(malformed("client hello length"))
+    if (body.length < HELLO_BASE_LENGTH) return yield* Either.left(malformed("client hello length"))
     const policy = yield* decodePolicy(body[4])
     const capabilities = yield* decodeCapabilities(body[5]!)
+    const password = (capabilities & ClientCapabilityBit.PASSWORD) !== 0
+    // The PASSWORD bit says whether the share is there: the length is exact for either (§3.1).
+    if (body.length !== HELLO_BASE_LENGTH + (password ? CPACE_SHARE_LENGTH : 0)) {
+      return yield* Either.left(malformed("client hello length"))
+    }
     return new ClientHello({
       version,
       policy,
-      password: (capabilities & ClientCapabilityBit.PASSWORD) !== 0,
+      password,
       requiresServerKey: (capabilities & ClientCapabilityBit.REQUIRES_SERVER_KEY) !== 0,
       nonce: body.slice(6, 6 + NONCE_LENGTH),
-      publicKey: body.slice(KEY_OFFSET)
+      publicKey: body.slice(KEY_OFFSET, HELLO_BASE_LENGTH),
+      ...(password ? { cpaceShare: body.slice(HELLO_BASE_LENGTH) } : {})
     })
   })
 
-export const decodeServerHello = (body: Uint8Array): Either.Either<ServerHello, ProtocolError> =>
+/**
+ * `clientSentShare`: whether our own hello carried Ya; the server's carries Yb exactly when it did and
+ * the server requires a password (§3.2), so the length is exact for each case.
+ */
+export const decodeServerHello = (body: Uint8Array, clientSentShare: boolean): Either.Either<ServerHello, ProtocolError> =>
   Either.gen(function*() {
     const version = yield* helloVersion(body)
-    if (body.length !== SERVER_HELLO_LENGTH) return yield* Either.left(malformed("server hello length"))
+    if (body.length < HELLO_BASE_LENGTH) return yield* Either.left(malformed("server hello length"))
     const policy = yield* decodePolicy(body[4])
     const capabilities = yield* decodeCapabilities(body[5]!)
+    const passwordRequired = (capabilities & ServerCapabilityBit.REQUIRES_PASSWORD) !== 0
+    const share = passwordRequired && clientSentShare
+    if (body.length !== HELLO_BASE_LENGTH + (share ? CPACE_SHARE_LENGTH : 0)) return yield* Either.left(malformed("server hello length"))
     return new ServerHello({
       version,
       policy,
-      passwordRequired: (capabilities & ServerCapabilityBit.REQUIRES_PASSWORD) !== 0,
+      passwordRequired,
       serverKey: (capabilities & ServerCapabilityBit.SERVER_KEY) !== 0,
       nonce: body.slice(6, 6 + NONCE_LENGTH),
-      publicKey: body.slice(KEY_OFFSET)
+      publicKey: body.slice(KEY_OFFSET, HELLO_BASE_LENGTH),
+      ...(share ? { cpaceShare: body.slice(HELLO_BASE_LENGTH) } : {})
     })
   })
 

@@ -16,7 +16,7 @@ import { concatBytes, rawPeer, type RawPeer } from "./wire.js"
 
 export interface FakeServer {
   readonly raw: RawPeer
-  /** Seals with the server's traffic keys, as the real server would. */
+  /** Seals with the server's handshake keys (PROTOCOL.md §4.2), as the real server would. */
   readonly records: RecordLayer
   /** Seals one message with the server's keys and writes it. */
   readonly sendSealed: (type: number, body: Uint8Array) => Effect.Effect<void, Socket.SocketError>
@@ -49,7 +49,7 @@ export const fakeServer = (
     const shared = yield* crypto.deriveSharedSecret(keyPair, peer)
     const secrets = deriveHandshakeSecrets(crypto, shared, crypto.sha256(concatBytes([clientHelloFrame, serverHelloFrame])))
     const records = Either.getOrThrow(
-      makeEncryptedRecordLayer(crypto, secrets.serverTraffic, secrets.clientTraffic, MAX_RECORDS_PER_KEY)
+      makeEncryptedRecordLayer(crypto, secrets.serverHandshake, secrets.clientHandshake, MAX_RECORDS_PER_KEY)
     )
     yield* raw.write(serverHelloFrame)
     const sendSealed = (type: number, body: Uint8Array) =>

@@ -28,7 +28,9 @@ import * as NodeCrypto_ from "node:crypto"
 import * as NodeCrypto from "../../src/crypto/NodeCrypto.js"
 import type { InvalidArgument } from "../../src/errors.js"
 import { type IdentityKey, identityKeyFromPrivate } from "../../src/identity/IdentityKey.js"
-import { deriveHandshakeSecrets, extract, passwordProof, Labels } from "../../src/handshake/KeySchedule.js"
+import { calculateGeneratorEncoding, lvCat, scalarMultVfy, transcriptIr } from "../../src/crypto/CPace.js"
+import { deriveHandshakeSecrets, deriveSessionSecrets } from "../../src/handshake/KeySchedule.js"
+import { CPACE_CI } from "../../src/handshake/Pake.js"
 import * as MemorySocket from "../../src/transport/MemorySocket.js"
 import { concatBytes, makeRecorder, toHex, type WireFrame } from "./wire.js"
 
@@ -111,11 +113,20 @@ const deterministicStream = (crypto: CryptoService, seed: string) => {
   }
 }
 
-/** `d = (c mod (n - 1)) + 1` over the first 82 bytes of the stream, as 66 big-endian bytes. */
-const privateScalar = (crypto: CryptoService, seed: string): Uint8Array => {
-  const c = BigInt(`0x${toHex(deterministicStream(crypto, seed)(82))}`)
+/** `d = (c mod (n - 1)) + 1` over 82 bytes of the stream, as 66 big-endian bytes. */
+const scalarFrom = (drawn: Uint8Array): Uint8Array => {
+  const c = BigInt(`0x${toHex(drawn)}`)
   const d = (c % (NodeCrypto.P521_ORDER - 1n)) + 1n
   return new Uint8Array(Buffer.from(d.toString(16).padStart(132, "0"), "hex"))
+}
+
+/** CPace's sample_scalar for ristretto255 (draft-irtf-cfrg-cpace): the top four bits cleared, little-endian. */
+const scalarOf = (drawn: Uint8Array): bigint => {
+  const bytes = Uint8Array.from(drawn)
+  bytes[31] = bytes[31]! & 0x0f
+  let n = 0n
+  for (let i = bytes.length - 1; i >= 0; i--) n = (n << 8n) | BigInt(bytes[i]!)
+  return n
 }
 
 const bytesEqual = (a: Uint8Array, b: Uint8Array) => Buffer.compare(a, b) === 0
@@ -173,12 +184,22 @@ const deriveKeys = (scenario: GoldenScenario, frames: ReadonlyArray<WireFrame>) 
     const clientHello = frames.find((f) => f.direction === "C->S")
     const serverHello = frames.find((f) => f.direction === "S->C")
     if (clientHello === undefined || serverHello === undefined) return yield* Effect.dieMessage("golden: no hellos")
-    // Both hello bodies: magic[3] version policy capabilities nonce[32] key[133].
-    const clientPublic = clientHello.bytes.subarray(5 + 6 + 32)
-    const serverPublic = serverHello.bytes.subarray(5 + 6 + 32)
+    // Both hello bodies: magic[3] version policy capabilities nonce[32] key[133] cpace_share[32].
+    const helloKey = (frame: WireFrame) => frame.bytes.subarray(5 + 6 + 32, 5 + 6 + 32 + 133)
+    const clientPublic = helloKey(clientHello)
+    const serverPublic = helloKey(serverHello)
 
-    const clientPrivate = privateScalar(crypto, GOLDEN_CLIENT_SEED)
-    const serverPrivate = privateScalar(crypto, GOLDEN_SERVER_SEED)
+    // The deterministic streams, in the order each side draws: key pair (82 bytes), nonce (32),
+    // CPace scalar (32).
+    const clientStream = deterministicStream(crypto, GOLDEN_CLIENT_SEED)
+    const serverStream = deterministicStream(crypto, GOLDEN_SERVER_SEED)
+    const clientPrivate = scalarFrom(clientStream(82))
+    const serverPrivate = scalarFrom(serverStream(82))
+    const clientNonce = clientStream(32)
+    serverStream(32)
+    const clientScalar = clientStream(32)
+    const serverScalar = serverStream(32)
+
     const clientPair = yield* NodeCrypto.keyPairFromPrivateScalar(clientPrivate)
     const serverPair = yield* NodeCrypto.keyPairFromPrivateScalar(serverPrivate)
     if (!bytesEqual(clientPair.publicKey, clientPublic) || !bytesEqual(serverPair.publicKey, serverPublic)) {
@@ -189,27 +210,66 @@ const deriveKeys = (scenario: GoldenScenario, frames: ReadonlyArray<WireFrame>) 
     if (!bytesEqual(shared, sharedCheck)) return yield* Effect.dieMessage("golden: ECDH disagrees")
 
     const h1 = crypto.sha256(concatBytes([clientHello.bytes, serverHello.bytes]))
-    const prk = extract(crypto, h1, shared)
     const secrets = deriveHandshakeSecrets(crypto, shared, h1)
-    const pwKey = crypto.hmacSha256(secrets.authKey, encoder.encode(scenario.password))
     const keys: Array<readonly [string, Uint8Array]> = [
       ["client_private", clientPrivate],
       ["server_private", serverPrivate],
       ["shared_secret", shared],
       ["transcript_hash_h1", h1],
-      ["prk", prk],
-      ["c2s_secret_0", secrets.clientTraffic.secret],
-      ["c2s_key_0", secrets.clientTraffic.key],
-      ["c2s_iv_0", secrets.clientTraffic.iv],
-      ["s2c_secret_0", secrets.serverTraffic.secret],
-      ["s2c_key_0", secrets.serverTraffic.key],
-      ["s2c_iv_0", secrets.serverTraffic.iv],
-      ["server_finished_key", secrets.serverFinishedKey],
-      ["client_finished_key", secrets.clientFinishedKey],
-      ["auth_key", secrets.authKey],
-      ["pw_key", pwKey]
+      ["prk", secrets.prk],
+      ["c2s_handshake_secret", secrets.clientHandshake.secret],
+      ["c2s_handshake_key", secrets.clientHandshake.key],
+      ["c2s_handshake_iv", secrets.clientHandshake.iv],
+      ["s2c_handshake_secret", secrets.serverHandshake.secret],
+      ["s2c_handshake_key", secrets.serverHandshake.key],
+      ["s2c_handshake_iv", secrets.serverHandshake.iv],
+      ["derived", secrets.derived]
     ]
-    // Proofs, so that an implementer can check §5 step by step: H2 and H3 from the plaintext forms.
+
+    // §5 CPace, recomputed from the drawn scalars (ya, yb: the 32 drawn bytes with the top four bits
+    // cleared, little-endian) and the password; the shares must be the ones in the hellos.
+    const password = encoder.encode(scenario.password)
+    const clientBody = clientHello.bytes.subarray(5)
+    const serverBody = serverHello.bytes.subarray(5)
+    const ya = scalarOf(clientScalar)
+    const yb = scalarOf(serverScalar)
+    const generator = calculateGeneratorEncoding(password, CPACE_CI, clientNonce)
+    const shareA = scalarMultVfy(ya, generator)
+    const shareB = scalarMultVfy(yb, generator)
+    if (!bytesEqual(shareA, clientBody.subarray(171)) || !bytesEqual(shareB, serverBody.subarray(171))) {
+      return yield* Effect.dieMessage("golden: the replayed CPace shares do not match the hellos")
+    }
+    const k = scalarMultVfy(ya, shareB)
+    const ada = clientBody.subarray(0, 171)
+    const adb = serverBody.subarray(0, 171)
+    const isk = new Uint8Array(
+      NodeCrypto_.createHash("sha512").update(
+        concatBytes([lvCat(encoder.encode("CPaceRistretto255_ISK"), clientNonce, k), transcriptIr(shareA, ada, shareB, adb)])
+      ).digest()
+    )
+    keys.push(
+      ["cpace_sid", clientNonce],
+      ["cpace_ya_random", clientScalar],
+      ["cpace_yb_random", serverScalar],
+      ["cpace_generator", generator],
+      ["cpace_ya", shareA],
+      ["cpace_yb", shareB],
+      ["cpace_k", k],
+      ["cpace_isk", isk]
+    )
+    const session = deriveSessionSecrets(crypto, secrets, isk)
+    keys.push(
+      ["master", session.master],
+      ["server_finished_key", session.serverFinishedKey],
+      ["client_finished_key", session.clientFinishedKey],
+      ["c2s_secret_0", session.clientTraffic.secret],
+      ["c2s_key_0", session.clientTraffic.key],
+      ["c2s_iv_0", session.clientTraffic.iv],
+      ["s2c_secret_0", session.serverTraffic.secret],
+      ["s2c_key_0", session.serverTraffic.key],
+      ["s2c_iv_0", session.serverTraffic.iv]
+    )
+
     const plainFrame = (type: number, body: Uint8Array) => {
       const out = new Uint8Array(5 + body.length)
       new DataView(out.buffer).setUint32(0, body.length)
@@ -230,29 +290,16 @@ const deriveKeys = (scenario: GoldenScenario, frames: ReadonlyArray<WireFrame>) 
         ["identity_signature", signature.right]
       )
     }
+    // §3.3, §3.4: the finished MACs over the transcript in its plaintext form.
     const hi = crypto.sha256(concatBytes([clientHello.bytes, serverHello.bytes, ...identityFrames]))
-    const serverFinished = crypto.hmacSha256(secrets.serverFinishedKey, hi)
+    const serverFinished = crypto.hmacSha256(session.serverFinishedKey, hi)
     const h2 = crypto.sha256(concatBytes([clientHello.bytes, serverHello.bytes, ...identityFrames, plainFrame(0x03, serverFinished)]))
-    const clientMac = crypto.hmacSha256(secrets.clientFinishedKey, h2)
-    const clientProof = passwordProof(crypto, secrets.authKey, encoder.encode(scenario.password), Labels.clientProof, h2)
-    const h3 = crypto.sha256(
-      concatBytes([
-        clientHello.bytes,
-        serverHello.bytes,
-        ...identityFrames,
-        plainFrame(0x03, serverFinished),
-        plainFrame(0x04, concatBytes([clientMac, clientProof]))
-      ])
-    )
-    const serverProof = passwordProof(crypto, secrets.authKey, encoder.encode(scenario.password), Labels.serverProof, h3)
+    const clientFinished = crypto.hmacSha256(session.clientFinishedKey, h2)
     keys.push(
       ["transcript_hash_hi", hi],
       ["server_finished_mac", serverFinished],
       ["transcript_hash_h2", h2],
-      ["client_finished_mac", clientMac],
-      ["client_proof", clientProof],
-      ["transcript_hash_h3", h3],
-      ["server_proof", serverProof]
+      ["client_finished_mac", clientFinished]
     )
     return keys
   })
