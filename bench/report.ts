@@ -125,11 +125,26 @@ const specs = (): Array<RowSpec> => {
         digits: 1,
         anchor: { key: key("handshakes_per_s", "cvg", "P-521"), label: "cvg 1 process" }
       },
+      ...([
+        ["cvg-id", "cvg encrypted, pinned server identity key"],
+        ["cvg-pake", "cvg encrypted, password (CPace)"],
+        ["cvg-id-pake", "cvg encrypted, pinned key and password"]
+      ] as const).map(([system, label]) => ({
+        section,
+        label,
+        key: key("handshakes_per_s", system, "P-521"),
+        unit: "/s",
+        digits: 1,
+        anchor: { key: key("handshakes_per_s", "cvg", "P-521"), label: "cvg, neither" }
+      })),
       { section, label: "tls X25519 (information)", key: key("handshakes_per_s", "tls", "X25519"), unit: "/s", digits: 1 },
       { section, label: "tls P-521 (information)", key: key("handshakes_per_s", "tls", "P-521"), unit: "/s", digits: 1, anchor: limit },
       // CPU per handshake, client + server process: far less sensitive than the rate to other load.
       { section, label: "cvg encrypted, CPU per handshake", key: key("handshake_cpu_ms", "cvg", "P-521"), unit: "ms", digits: 2 },
       { section, label: "cvg plaintext, CPU per handshake", key: key("handshake_cpu_ms", "cvg-plain", "P-521"), unit: "ms", digits: 2 },
+      { section, label: "cvg pinned key, CPU per handshake", key: key("handshake_cpu_ms", "cvg-id", "P-521"), unit: "ms", digits: 2 },
+      { section, label: "cvg CPace, CPU per handshake", key: key("handshake_cpu_ms", "cvg-pake", "P-521"), unit: "ms", digits: 2 },
+      { section, label: "cvg pinned key and CPace, CPU per handshake", key: key("handshake_cpu_ms", "cvg-id-pake", "P-521"), unit: "ms", digits: 2 },
       { section, label: "tls X25519, CPU per handshake", key: key("handshake_cpu_ms", "tls", "X25519"), unit: "ms", digits: 2 },
       { section, label: "tls P-521, CPU per handshake", key: key("handshake_cpu_ms", "tls", "P-521"), unit: "ms", digits: 2 }
     )

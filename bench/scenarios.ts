@@ -222,7 +222,7 @@ const handshakeOnce = async (ctx: Context, system: SystemName, round: number) =>
     record(ctx, "handshakes_per_s", system, variant, round, rate)
     // CPU per handshake depends far less than the rate on what else the machine's cores are doing.
     // A cluster's server CPU is in processes of its own, which the server worker's figure leaves out.
-    if (result.completed > 0 && !HANDSHAKE_ONLY.has(system)) {
+    if (result.completed > 0 && system !== "cvg-cluster") {
       record(ctx, "handshake_cpu_ms", system, variant, round, (clientUs + serverUs) / 1000 / result.completed)
     }
     if (result.failed > 0) ctx.log.notes.push(`round ${round}: ${system} ${variant} handshakes: ${result.failed} failed (first: ${result.firstError ?? "?"})`)

@@ -15,6 +15,7 @@ import { raw } from "./systems/raw.js"
 import { tls } from "./systems/tls.js"
 import { tlsRpc } from "./systems/tls-rpc.js"
 import { cvgCluster } from "./systems/cluster.js"
+import { cvgId, cvgIdPake, cvgPake } from "./systems/identity.js"
 import { cvgTyped, rpcCvg } from "./systems/typed.js"
 import type { BenchServer, BenchSystem, EchoConnection, SystemName } from "./systems/types.js"
 import { wsTls } from "./systems/ws-tls.js"
@@ -30,7 +31,10 @@ const systems: Record<SystemName, BenchSystem> = {
   "cvg-plain": cvgPlain,
   "cvg-typed": cvgTyped,
   "rpc-cvg": rpcCvg,
-  "cvg-cluster": cvgCluster
+  "cvg-cluster": cvgCluster,
+  "cvg-id": cvgId,
+  "cvg-pake": cvgPake,
+  "cvg-id-pake": cvgIdPake
 }
 const servers = new Map<SystemName, BenchServer>()
 const connections = new Map<number, EchoConnection>()

@@ -1,6 +1,19 @@
 /** What every benchmarked system provides, so that scenarios are written once. */
 
-export const SYSTEM_NAMES = ["raw", "tls", "tls-rpc", "ws-tls", "cvg", "cvg-plain", "cvg-typed", "rpc-cvg", "cvg-cluster"] as const
+export const SYSTEM_NAMES = [
+  "raw",
+  "tls",
+  "tls-rpc",
+  "ws-tls",
+  "cvg",
+  "cvg-plain",
+  "cvg-typed",
+  "rpc-cvg",
+  "cvg-cluster",
+  "cvg-id",
+  "cvg-pake",
+  "cvg-id-pake"
+] as const
 
 /**
  * Systems measured only for round trips and requests in flight: the request/response anchors of
@@ -8,8 +21,11 @@ export const SYSTEM_NAMES = ["raw", "tls", "tls-rpc", "ws-tls", "cvg", "cvg-plai
  */
 export const ECHO_ONLY: ReadonlySet<string> = new Set(["tls-rpc", "ws-tls", "cvg-typed", "rpc-cvg"])
 
-/** Systems measured only for the handshake rate: a cvg server on two processes (node:cluster). */
-export const HANDSHAKE_ONLY: ReadonlySet<string> = new Set(["cvg-cluster"])
+/**
+ * Systems measured only for the handshake rate: a cvg server on two processes (node:cluster), and
+ * the handshake with a pinned server identity key, with CPace, and with both (issue 12).
+ */
+export const HANDSHAKE_ONLY: ReadonlySet<string> = new Set(["cvg-cluster", "cvg-id", "cvg-pake", "cvg-id-pake"])
 export type SystemName = (typeof SYSTEM_NAMES)[number]
 
 export interface Target {
