@@ -149,11 +149,11 @@ for (const [name, transport] of transports) {
         }).pipe(bounded(what)))
     }
 
-    it.scopedLive("a SERVER_UNPROVEN alert after the server's session started ends it with AuthFailed; no alert answers it", () =>
+    it.scopedLive("a SERVER_UNPROVEN alert after the server's session started is UnexpectedMessage (PROTOCOL.md §6, version 4); no alert answers it", () =>
       Effect.gen(function*() {
         const { client, inject, server } = yield* sessions(transport(), modes.plaintext, modes.plaintext)
         yield* inject(encodeFrame(MessageType.ALERT, Uint8Array.of(AlertCode.SERVER_UNPROVEN)))
-        expect(yield* endOf(server)).toBe("AuthFailed/ServerUnproven")
+        expect(yield* endOf(server)).toBe("ProtocolError/UnexpectedMessage")
         // The server answers nothing: the client sees its transport end, not an alert.
         expect(yield* endOf(client)).toMatch(/^(ConnectionClosed\/Cut|SocketError\/.*)$/)
       }).pipe(bounded("late SERVER_UNPROVEN")))

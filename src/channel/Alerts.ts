@@ -107,14 +107,12 @@ export const unauthenticatedAlert = (code: number): HandshakeError =>
   })
 
 /**
- * After the handshake only protocol-level alerts make sense (PROTOCOL.md §6), plus the client's
- * SERVER_UNPROVEN, which reaches a server that has already started its session; any other handshake
- * alert then is itself a protocol violation, which this side found.
+ * After the handshake only protocol-level alerts make sense (PROTOCOL.md §6): since version 4 every
+ * authentication verdict is reached before SERVER_ACCEPT, so a handshake alert then is itself a
+ * protocol violation, which this side found.
  */
-export const sessionAlertToError = (code: AlertCode): ProtocolError | PeerAlert | AuthFailed => {
+export const sessionAlertToError = (code: AlertCode): ProtocolError | PeerAlert => {
   switch (code) {
-    case AlertCode.SERVER_UNPROVEN:
-      return new AuthFailed({ reason: "ServerUnproven", source: "Peer" })
     case AlertCode.DECRYPT_FAILED:
       return new PeerAlert({ reason: "DecryptFailed", phase: "Session" })
     case AlertCode.LIMIT_EXCEEDED:

@@ -23,8 +23,8 @@ const PEER_CLOSE_WAIT = Duration.seconds(1)
 
 /**
  * How a channel ends: `ProtocolError` for what this side found, `PeerAlert` for what the peer
- * reported (PROTOCOL.md §6). `AuthFailed` only as `ServerUnproven`: a client that rejects the
- * server's password proof does so after the server has started its session.
+ * reported (PROTOCOL.md §6). (`AuthFailed` is no longer raised here: since version 4 every
+ * authentication verdict is reached before the session starts.)
  */
 export type ChannelError = ProtocolError | PeerAlert | ConnectionClosed | AuthFailed | Socket.SocketError
 
