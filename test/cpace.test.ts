@@ -6,6 +6,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Either } from "effect"
+import { createHmac } from "node:crypto"
 import {
   CPACE_ISK_LENGTH,
   CPACE_SHARE_LENGTH,
@@ -178,5 +179,51 @@ describe("CPace with random scalars", () => {
     const state = cpaceStart({ prs: PRS, ci: CI, sid: SID, ad: ADA }, "initiator", fixed(YA_SCALAR))
     const printed = JSON.stringify(state, (_, v: unknown) => (typeof v === "bigint" ? v.toString(16) : v))
     expect(printed).not.toContain(littleEndian(YA_SCALAR).toString(16))
+  })
+})
+
+describe("what a captured CPace run gives an offline dictionary (issue 12)", () => {
+  const hmac = (key: Uint8Array, label: string) => new Uint8Array(createHmac("sha256", key).update(label).digest())
+  const dictionary = ["123456", "password", "letmein", "pw", ...Array.from({ length: 496 }, (_, i) => `guess-${i}`)]
+
+  it("the v3 HMAC proof is found by a dictionary once the relay knows auth_key; a CPace capture offers no test at all", () => {
+    // v3 (PROTOCOL.md §5 before CPace): a relay that terminated the client's ECDH knows auth_key and
+    // H2, i.e. every input of client_proof but the password. One capture, then one HMAC pair a guess.
+    const authKey = new Uint8Array(32).fill(7)
+    const h2 = new Uint8Array(32).fill(9)
+    const proofOf = (password: string) =>
+      new Uint8Array(createHmac("sha256", hmac(authKey, password)).update("cvg1 client proof").update(h2).digest())
+    const captured = hex(proofOf("pw"))
+    expect(dictionary.filter((guess) => hex(proofOf(guess)) === captured)).toEqual(["pw"])
+
+    // CPace: an honest run with the same password; the relay captures both shares, both ADs, sid
+    // (public) and even CI (not sent, but guessable), and a confirmation MAC keyed from ISK.
+    const sid = Uint8Array.from({ length: 32 }, (_, i) => i * 3)
+    const a = cpaceStart({ prs: ascii("pw"), ci: CI, sid, ad: ADA }, "initiator")
+    const b = cpaceStart({ prs: ascii("pw"), ci: CI, sid, ad: ADB }, "responder")
+    const isk = Either.getOrThrow(cpaceFinish(b, a.share, ADA))
+    const confirmation = hex(hmac(isk, "confirm"))
+    // The relay's only computation per guess: its own scalar against the captured share. Without
+    // y_a or y_b it cannot reach K = y_a·y_b·g_pw, so not even the right password matches.
+    const matches = dictionary.filter((guess) => {
+      const relay = cpaceStart({ prs: ascii(guess), ci: CI, sid, ad: ADA }, "initiator")
+      const candidate = cpaceFinish(relay, b.share, ADB)
+      return Either.isRight(candidate) && hex(hmac(candidate.right, "confirm")) === confirmation
+    })
+    expect(matches).toEqual([])
+  }, 60_000)
+
+  it("every CPace value on the wire depends on a secret scalar as well as the password", () => {
+    const sid = new Uint8Array(32)
+    const share = (password: string, scalar: Uint8Array) =>
+      hex(cpaceStart({ prs: ascii(password), ci: CI, sid, ad: ADA }, "initiator", fixed(scalar)).share)
+    const otherScalar = Uint8Array.from(YA_SCALAR, (byte, i) => (i === 0 ? byte ^ 1 : byte))
+    // Changing the password changes the share; so does changing only the scalar: the share is a
+    // function of both, never of the password alone.
+    expect(share("pw", YA_SCALAR)).not.toBe(share("pw2", YA_SCALAR))
+    expect(share("pw", YA_SCALAR)).not.toBe(share("pw", otherScalar))
+    // And with the scalar unknown, the same password gives unrelated shares run after run.
+    const shares = new Set(Array.from({ length: 8 }, () => hex(cpaceStart({ prs: ascii("pw"), ci: CI, sid, ad: ADA }, "initiator").share)))
+    expect(shares.size).toBe(8)
   })
 })

@@ -3,7 +3,7 @@
  * still produce exactly the bytes published in PROTOCOL.md, and those bytes must follow from the
  * published keys by the rules of PROTOCOL.md §3–§5 alone (checked here with `node:crypto`
  * directly, not through the library, and `@noble/curves` for CPace's ristretto255 group, which
- * `node:crypto` lacks).
+ * `node:crypto` lacks), the record tags of the plaintext transcript included.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
@@ -58,20 +58,40 @@ const open = (frame: Uint8Array, k: Uint8Array, iv: Uint8Array, sequence: number
 }
 
 /**
- * `type ‖ body` of every frame in one direction: opened when sealed, as is otherwise. The hello is
- * never sealed; the rest of the handshake is sealed under the handshake keys, the session under the
- * traffic keys, each from sequence 0 (PROTOCOL.md §4.2–4.4). `handshakeFrames` counts the sealed
- * handshake messages of this direction.
+ * Checks a plaintext-mode record by PROTOCOL.md §4.4: the last 16 bytes are the AES-GCM tag of an
+ * empty plaintext with `length ‖ type ‖ body` as associated data (AES-GMAC); returns the body.
+ */
+const verifyTagged = (frame: Uint8Array, k: Uint8Array, iv: Uint8Array, sequence: number): Uint8Array => {
+  const nonce = Uint8Array.from(iv)
+  const seq = Buffer.alloc(8)
+  seq.writeBigUInt64BE(BigInt(sequence))
+  for (let i = 0; i < 8; i++) nonce[4 + i]! ^= seq[i]!
+  expect(new DataView(frame.buffer, frame.byteOffset).getUint32(0)).toBe(frame.length - 5)
+  const decipher = NodeCrypto.createDecipheriv("aes-256-gcm", k, nonce, { authTagLength: 16 })
+  decipher.setAAD(frame.subarray(0, frame.length - 16))
+  decipher.setAuthTag(frame.subarray(frame.length - 16))
+  // Throws when the tag does not verify.
+  decipher.final()
+  return frame.subarray(5, frame.length - 16)
+}
+
+/**
+ * `type ‖ body` of every frame in one direction: opened when sealed, tag checked and removed when
+ * tagged. The hello is neither (no keys exist yet); the rest of the handshake is under the handshake
+ * keys, the session under the traffic keys, each from sequence 0 (PROTOCOL.md §4.2–4.4).
+ * `handshakeFrames` counts this direction's handshake messages after the hello.
  */
 const messages = (parsed: Parsed, direction: "C->S" | "S->C", sealed: boolean, handshakeFrames: number) => {
   const prefix = direction === "C->S" ? "c2s" : "s2c"
   return parsed.frames.filter((f) => f.direction === direction).map((f, i) => {
-    if (!sealed || i === 0) return { type: f.bytes[4]!, body: f.bytes.subarray(5) }
-    expect(f.bytes[4]).toBe(0x17)
+    if (i === 0) return { type: f.bytes[4]!, body: f.bytes.subarray(5) }
     const inHandshake = i <= handshakeFrames
-    const inner = inHandshake
-      ? open(f.bytes, key(parsed, `${prefix}_handshake_key`), key(parsed, `${prefix}_handshake_iv`), i - 1)
-      : open(f.bytes, key(parsed, `${prefix}_key_0`), key(parsed, `${prefix}_iv_0`), i - 1 - handshakeFrames)
+    const [k, iv, sequence] = inHandshake
+      ? [key(parsed, `${prefix}_handshake_key`), key(parsed, `${prefix}_handshake_iv`), i - 1]
+      : [key(parsed, `${prefix}_key_0`), key(parsed, `${prefix}_iv_0`), i - 1 - handshakeFrames]
+    if (!sealed) return { type: f.bytes[4]!, body: verifyTagged(f.bytes, k, iv, sequence) }
+    expect(f.bytes[4]).toBe(0x17)
+    const inner = open(f.bytes, k, iv, sequence)
     return { type: inner[0]!, body: inner.subarray(1) }
   })
 }

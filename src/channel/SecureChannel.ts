@@ -48,7 +48,10 @@ export interface ServerKeyInfo {
 
 /** What the handshake established, exactly (README "Session info"). */
 export interface ChannelInfo {
-  /** Records are confidential: sealed with AES-256-GCM. */
+  /**
+   * Records are confidential: sealed with AES-256-GCM. When false they are readable but still
+   * authenticated, each with an AES-GMAC tag under the same keys (PROTOCOL.md §4.4).
+   */
   readonly encrypted: boolean
   /** Both sides proved knowledge of the password (PROTOCOL.md §5). */
   readonly passwordAuthenticated: boolean

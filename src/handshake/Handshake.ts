@@ -18,7 +18,7 @@ import * as Socket from "@effect/platform/Socket"
 import { Cause, Duration, Effect, Either, Exit, Option, Redacted } from "effect"
 import type { Scope } from "effect"
 import type { CryptoError, CryptoService, EcdhKeyPair } from "../crypto/Crypto.js"
-import { Crypto } from "../crypto/Crypto.js"
+import { AEAD_TAG_LENGTH, Crypto } from "../crypto/Crypto.js"
 import {
   AuthFailed,
   type CapabilityMismatch,
@@ -34,7 +34,7 @@ import {
 import { makeKnownHosts } from "../identity/KnownHosts.js"
 import type { ServerKeyInfo } from "../channel/SecureChannel.js"
 import type { IdentityKey } from "../identity/IdentityKey.js"
-import { makeEncryptedRecordLayer, MAX_RECORDS_PER_KEY, plaintextRecordLayer, type RecordLayer } from "../channel/RecordLayer.js"
+import { makeEncryptedRecordLayer, makeTaggedRecordLayer, MAX_RECORDS_PER_KEY, type RecordLayer } from "../channel/RecordLayer.js"
 import { errorToAlert, handshakeAlertToError, unauthenticatedAlert } from "../channel/Alerts.js"
 import { makeSecureChannel, type SecureChannel } from "../channel/SecureChannel.js"
 import { FRAME_BOOKKEEPING, makeFramed, type Framed, type ReadEnd, type ReadLimits } from "../transport/Framed.js"
@@ -165,7 +165,8 @@ const cryptoFailure = <E extends HandshakeFailure>(fallback: (e: CryptoError) =>
     : fallback(e)
 
 export const SUITE = "ECDHE-P521+HKDF-SHA256+AES-256-GCM"
-export const PLAINTEXT_SUITE = "ECDHE-P521+HKDF-SHA256+NONE"
+/** Plaintext mode: records are readable but each carries an AES-GMAC tag (PROTOCOL.md §4.4). */
+export const PLAINTEXT_SUITE = "ECDHE-P521+HKDF-SHA256+AES-256-GMAC"
 
 const encoder = new TextEncoder()
 const EMPTY = new Uint8Array(0)
@@ -267,8 +268,9 @@ const read = (ctx: Context, expected: ReadonlyArray<number>): Effect.Effect<read
       message = [outerType, frameBody]
     } else {
       const firstUnderKeys = ctx.framesUnderKeys++ === 0
-      if (outerType === MessageType.ALERT && ctx.records.encrypted) {
-        // §6: a peer with keys seals its alerts, so a plaintext one may have been written by anyone.
+      if (outerType === MessageType.ALERT && (ctx.records.encrypted || frameBody.length < AEAD_TAG_LENGTH)) {
+        // §6: a peer with keys seals its alerts, or in plaintext mode tags them (§4.4); an alert too
+        // short to carry a tag may have been written by anyone.
         const alert = decodeAlert(frameBody)
         return yield* Effect.fail(quiet(Either.isRight(alert) ? unauthenticatedAlert(alert.right.code) : malformed("alert", alert.left)))
       }
@@ -393,20 +395,17 @@ const installRecords = (
   keys: { readonly client: TrafficKeys; readonly server: TrafficKeys },
   role: "client" | "server",
   rekeyAfter: number
-): Effect.Effect<void, HandshakeError> =>
+): Effect.Effect<RecordLayer, HandshakeError> =>
   Effect.suspend(() => {
-    if (!encrypted) {
-      ctx.records = plaintextRecordLayer
-      return Effect.void
-    }
     const [sendKeys, receiveKeys] = role === "client" ? [keys.client, keys.server] : [keys.server, keys.client]
-    const records = makeEncryptedRecordLayer(ctx.crypto, sendKeys, receiveKeys, rekeyAfter)
+    // Both modes use the keys: plaintext records are tagged, never unauthenticated (§4.4).
+    const records = (encrypted ? makeEncryptedRecordLayer : makeTaggedRecordLayer)(ctx.crypto, sendKeys, receiveKeys, rekeyAfter)
     // A local failure is told to the peer too (ALERT INTERNAL, PROTOCOL.md §6), so it does not wait for its timeout.
     if (Either.isLeft(records)) {
       return abort(ctx, new HandshakeError({ reason: "Aborted", detail: "key schedule", cause: records.left }))
     }
     ctx.records = records.right
-    return Effect.void
+    return Effect.succeed(records.right)
   })
 
 /**
@@ -508,12 +507,13 @@ const ephemeral = (ctx: Context) =>
 /** The handshake's result: the channel exists only from here on. */
 const established = (
   ctx: Context,
+  records: RecordLayer,
   encrypted: boolean,
   peerPolicy: EncryptionPolicy,
   serverKey: Option.Option<ServerKeyInfo>,
   passwordAuthenticated: boolean
 ): SecureChannel =>
-  makeSecureChannel(ctx.framed, ctx.records ?? plaintextRecordLayer, {
+  makeSecureChannel(ctx.framed, records, {
     encrypted,
     passwordAuthenticated,
     serverKey,
@@ -704,9 +704,9 @@ const clientSteps = (ctx: Context, options: HandshakeSetup) =>
     // §3.5 ServerAccept: the server accepted our MAC; the session starts under the traffic keys.
     const accept = yield* receive(ctx, MessageType.SERVER_ACCEPT)
     yield* decodeMacs(accept, 0).pipe(Effect.catchAll((e) => abort(ctx, malformed(e.message, e))))
-    yield* startSession(ctx, encrypted, session, "client", options)
+    const records = yield* startSession(ctx, encrypted, session, "client", options)
 
-    return established(ctx, encrypted, serverHello.right.policy, serverKey, withPake)
+    return established(ctx, records, encrypted, serverHello.right.policy, serverKey, withPake)
   })
 
 /** §4.3: the session's records use the traffic keys from the second stage, never the handshake keys. */
@@ -823,13 +823,14 @@ const finishServer = (
 
     // §3.5 ServerAccept, then the session under the traffic keys.
     send(ctx, MessageType.SERVER_ACCEPT, new Uint8Array(0))
-    yield* startSession(ctx, encrypted, session, "server", options)
+    const records = yield* startSession(ctx, encrypted, session, "server", options)
     // §10: the client is authenticated. It may send session frames as soon as it has SERVER_ACCEPT
     // (§3.5), so from this instant frames are session-sized and may wait for the session's sink.
     ctx.framed.setReadLimits(sessionSized(ctx.maxFrameSize, SERVER_WAITING_FRAMES))
 
     return established(
       ctx,
+      records,
       encrypted,
       agreed.clientPolicy,
       identity === undefined ? Option.none() : Option.some({ fingerprint: identity.fingerprint, trust: "Own" }),

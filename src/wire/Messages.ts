@@ -251,7 +251,10 @@ export const AlertCode = {
   LIMIT_EXCEEDED: 0x09,
   TIMEOUT: 0x0a,
   INTERNAL: 0x0b,
-  SERVER_KEY_REJECTED: 0x0c
+  /** A server refusing an address after failed password attempts, before any handshake work (PROTOCOL.md §10.5). */
+  THROTTLED: 0x0c,
+  /** The client refused the server's identity proof or key (PROTOCOL.md §3.7). */
+  SERVER_KEY_REJECTED: 0x0d
 } as const
 export type AlertCode = (typeof AlertCode)[keyof typeof AlertCode]
 const alertNames: ReadonlyMap<number, string> = new Map(Object.entries(AlertCode).map(([name, code]) => [code, name]))

@@ -24,7 +24,7 @@ export interface FakeServer {
 
 export const fakeServer = (
   socket: Socket.Socket,
-  options: { readonly passwordRequired?: boolean } = {}
+  options: { readonly passwordRequired?: boolean; readonly serverKey?: boolean } = {}
 ): Effect.Effect<FakeServer, unknown, Crypto | Scope.Scope> =>
   Effect.gen(function*() {
     const crypto = yield* Crypto
@@ -40,6 +40,7 @@ export const fakeServer = (
           version: PROTOCOL_VERSION,
           policy: "required",
           passwordRequired: options.passwordRequired ?? false,
+          serverKey: options.serverKey ?? false,
           nonce: new Uint8Array(32),
           publicKey: keyPair.publicKey
         })
