@@ -14,7 +14,9 @@
  *    a word and what it knows (hashes of the word, MACs of it under each known key, CPace's generator
  *    string hash) is looked up among every 16-byte window of the capture: no hit. The same lookup
  *    finds the public values that are there, so the search itself works.
- * 2. The only password-bound values on the wire are the shares Ya = ya·g(pw), Yb = yb·g(pw) and what
+ * 2. A control first: given the server's secret scalar (which the attacker never has), the same
+ *    computation reproduces the captured finished MACs, so the searches are not vacuous.
+ * 3. The only password-bound values on the wire are the shares Ya = ya·g(pw), Yb = yb·g(pw) and what
  *    is keyed from ISK. Without ya or yb, the attacker's best test of a word is to run CPace itself
  *    against the captured shares with a scalar of its own: for 200 words, the right one included, the
  *    SERVER_FINISHED MAC that gives never matches the captured one, so the right word looks like any
@@ -26,7 +28,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Either, Layer } from "effect"
 import { createHash, createHmac } from "node:crypto"
 import { connectScoped, Crypto, NodeCrypto, Packet, PacketType, ServerSession } from "../src/index.js"
-import { cpaceFinish, cpaceStart, generatorString } from "../src/crypto/CPace.js"
+import { cpaceFinish, cpaceStart, generatorString, lvCat, scalarMultVfy, transcriptIr } from "../src/crypto/CPace.js"
 import { CPACE_CI } from "../src/handshake/Pake.js"
 import { decodeClientHello, decodeServerHello, helloAssociatedData, MessageType } from "../src/wire/Messages.js"
 import { noHang } from "./support/pair.js"
@@ -50,26 +52,44 @@ const hmac = (key: Uint8Array, data: Uint8Array) => new Uint8Array(createHmac("s
 const expand = (prk: Uint8Array, label: string) => hmac(prk, Buffer.concat([Buffer.from(`cvg1 ${label}`), Buffer.of(1)]))
 const hex = (data: Uint8Array) => Buffer.from(data).toString("hex")
 
-/** A `Crypto` that tells the test every P-521 shared secret it derives: the attacker's extra knowledge. */
-const leakingCrypto = (leak: (secret: Uint8Array) => void): Layer.Layer<Crypto> =>
+/**
+ * A `Crypto` that tells the test every P-521 shared secret it derives (the attacker's extra
+ * knowledge) and every random draw (for the control only: the CPace scalar is one of them).
+ */
+const leakingCrypto = (leak: (secret: Uint8Array) => void, draws: (bytes: Uint8Array) => void): Layer.Layer<Crypto> =>
   Layer.effect(
     Crypto,
     Effect.map(NodeCrypto.make, (node) => ({
       ...node,
-      deriveSharedSecret: (own, peer) => Effect.tap(node.deriveSharedSecret(own, peer), (secret) => Effect.sync(() => leak(secret)))
+      deriveSharedSecret: (own, peer) => Effect.tap(node.deriveSharedSecret(own, peer), (secret) => Effect.sync(() => leak(secret))),
+      randomBytes: (length) => Effect.tap(node.randomBytes(length), (bytes) => Effect.sync(() => draws(bytes)))
     }))
   )
+
+/** A tagged plaintext frame's body (PROTOCOL.md §4.4): between the 5-byte header and the 16-byte tag. */
+const taggedBody = (frame: Uint8Array) => frame.subarray(5, frame.length - 16)
+
+/** The frame as the transcript holds it (§4.2): `length ‖ type ‖ body`, without the tag. */
+const plainForm = (frame: Uint8Array) => {
+  const body = taggedBody(frame)
+  const out = new Uint8Array(5 + body.length)
+  new DataView(out.buffer).setUint32(0, body.length)
+  out[4] = frame[4]!
+  out.set(body, 5)
+  return out
+}
 
 /** One plaintext CPace handshake and a request over TCP through a recording relay. */
 const capture = Effect.gen(function*() {
   const secrets: Array<Uint8Array> = []
+  const serverDraws: Array<Uint8Array> = []
   const listener = yield* NodeSocketServer.make({ port: 0, host: "127.0.0.1" })
   const served = yield* Deferred.make<void>()
   yield* listener.run((socket) =>
     Effect.gen(function*() {
       const session = yield* ServerSession.session({ encryption: "disabled", password: PASSWORD }).pipe(
         Effect.provideService(Socket.Socket, socket),
-        Effect.provide(leakingCrypto((secret) => secrets.push(secret)))
+        Effect.provide(leakingCrypto((secret) => secrets.push(secret), (bytes) => serverDraws.push(Uint8Array.from(bytes))))
       )
       yield* session.respond({}, (request) => Effect.succeed(new Packet({ id: request.id, type: PacketType.RESPONSE, payload: request.payload })))
       yield* Deferred.succeed(served, undefined)
@@ -90,14 +110,15 @@ const capture = Effect.gen(function*() {
   return {
     c2s: splitFrames(concatBytes(toServer)).frames,
     s2c: splitFrames(concatBytes(toClient)).frames,
-    shared: secrets[0]!
+    shared: secrets[0]!,
+    serverDraws
   }
 })
 
 describe("a captured CPace handshake gives nothing to test guesses against (PROTOCOL.md §5)", () => {
   it.scopedLive(`${WORDS} dictionary words, the right one included: no captured value is a function of a word and public data`, () =>
     Effect.gen(function*() {
-      const { c2s, s2c, shared } = yield* capture
+      const { c2s, s2c, shared, serverDraws } = yield* capture
       const [clientHelloFrame, clientFinishedFrame] = c2s
       const [serverHelloFrame, serverFinishedFrame] = s2c
       expect(clientHelloFrame![4]).toBe(MessageType.CLIENT_HELLO)
@@ -126,7 +147,7 @@ describe("a captured CPace handshake gives nothing to test guesses against (PROT
       // The lookup works: public values are found where they are.
       expect(found(sid)).toBe(true)
       expect(found(ya)).toBe(true)
-      expect(found(serverFinishedFrame!.subarray(5))).toBe(true)
+      expect(found(taggedBody(serverFinishedFrame!))).toBe(true)
 
       const v3ProofLabel = concatBytes([encoder.encode("cvg1 client proof"), h1])
       const hits: Array<string> = []
@@ -149,8 +170,30 @@ describe("a captured CPace handshake gives nothing to test guesses against (PROT
       // recovers no word, not even the right one: K needs ya or yb, which never leave the peers.
       const adA = helloAssociatedData(clientBody)
       const adB = helloAssociatedData(serverBody)
-      const capturedMac = hex(serverFinishedFrame!.subarray(5))
-      const capturedClientMac = hex(clientFinishedFrame!.subarray(5))
+      const capturedMac = hex(taggedBody(serverFinishedFrame!))
+      const capturedClientMac = hex(taggedBody(clientFinishedFrame!))
+      const h2 = sha256(concatBytes([clientHelloFrame!, serverHelloFrame!, plainForm(serverFinishedFrame!)]))
+      const finishedMacs = (isk: Uint8Array) => {
+        const master = hmac(derived, isk)
+        return [hex(hmac(expand(master, "s finished"), h1)), hex(hmac(expand(master, "c finished"), h2))] as const
+      }
+
+      // Control: with the server's secret scalar yb (one of its random draws, which only this control
+      // may see), the same computation does give the captured MACs, so the search below is sound.
+      const controlHits = serverDraws.filter((drawn) => {
+        if (drawn.length !== 32) return false
+        const bytes = Uint8Array.from(drawn)
+        bytes[31] = bytes[31]! & 0x0f
+        let scalar = 0n
+        for (let i = 31; i >= 0; i--) scalar = (scalar << 8n) | BigInt(bytes[i]!)
+        if (scalar === 0n) return false
+        const k = scalarMultVfy(scalar, ya)
+        const isk = sha512(concatBytes([lvCat(encoder.encode("CPaceRistretto255_ISK"), sid, k), transcriptIr(ya, adA, yb, adB)]))
+        const [serverMac, clientMac] = finishedMacs(isk)
+        return serverMac === capturedMac && clientMac === capturedClientMac
+      })
+      expect(controlHits).toHaveLength(1)
+
       const recognised: Array<string> = []
       const start = PASSWORD_INDEX - Math.floor(GROUP_TESTS / 2)
       for (let i = start; i < start + GROUP_TESTS; i++) {
@@ -159,10 +202,7 @@ describe("a captured CPace handshake gives nothing to test guesses against (PROT
         const asServer = cpaceStart({ prs: w, ci: CPACE_CI, sid, ad: adB }, "responder")
         const asClient = cpaceStart({ prs: w, ci: CPACE_CI, sid, ad: adA }, "initiator")
         for (const isk of [cpaceFinish(asServer, ya, adA), cpaceFinish(asClient, yb, adB)]) {
-          const master = hmac(derived, Either.getOrThrow(isk))
-          const serverMac = hex(hmac(expand(master, "s finished"), h1))
-          const h2 = sha256(concatBytes([clientHelloFrame!, serverHelloFrame!, serverFinishedFrame!]))
-          const clientMac = hex(hmac(expand(master, "c finished"), h2))
+          const [serverMac, clientMac] = finishedMacs(Either.getOrThrow(isk))
           if (serverMac === capturedMac || clientMac === capturedClientMac) recognised.push(word(i))
         }
       }
