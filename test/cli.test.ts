@@ -242,7 +242,8 @@ describe("cvg serve and cvg connect", () => {
 
     const wrong = await cvg(["connect", address, "--password-file", join(work, "wrong-password")], { input: "hello\n" })
     expect(wrong.code).toBe(ExitCode.auth)
-    expect(lines(wrong.stderr)).toEqual(["cvg: authentication failed: WrongPassword (reported by the peer)"])
+    // CPace (PROTOCOL.md §5): the client finds a wrong password itself, from SERVER_FINISHED.
+    expect(lines(wrong.stderr)).toEqual(["cvg: authentication failed: WrongPassword"])
     expect(wrong.stdout.length).toBe(0)
 
     const none = await cvg(["connect", address], { input: "hello\n" })

@@ -4,7 +4,8 @@
  * `MemorySocket`). This file holds the cases no other test file covers with both the tag and the
  * `reason`; grep test/ for a reason literal to find the others (EncryptionMismatch, AuthFailed
  * with its `source`, HandshakeError Version/Malformed/KeyConfirmation/Timeout: handshake.test.ts and
- * handshake.hostile.test.ts; PeerAlert also in channel.test.ts and budgets.test.ts; ProtocolError
+ * handshake.hostile.test.ts; CapabilityMismatch, ServerKeyMismatch, AuthFailed(ServerKeyRejected),
+ * IdentityKeyError from known hosts: identity.test.ts; PeerAlert also in channel.test.ts and budgets.test.ts; ProtocolError
  * FrameTooLarge/DecryptFailed: channel.test.ts; MessageTooLarge/StreamIntegrity, UnexpectedPacket:
  * session.test.ts; ConnectionClosed: channel.test.ts and handshake.test.ts; InvalidArgument, every
  * option and packet field: validation.test.ts). One `describe` per class.
@@ -251,6 +252,7 @@ describe("PeerAlert (PROTOCOL.md §6): what the peer reported, never mistaken fo
     ["LIMIT_EXCEEDED", AlertCode.LIMIT_EXCEEDED, { _tag: "PeerAlert", reason: "LimitExceeded", phase: "Handshake" }],
     ["TIMEOUT", AlertCode.TIMEOUT, { _tag: "PeerAlert", reason: "Timeout", phase: "Handshake" }],
     ["INTERNAL", AlertCode.INTERNAL, { _tag: "PeerAlert", reason: "Internal", phase: "Handshake" }],
+    ["SERVER_KEY_REJECTED", AlertCode.SERVER_KEY_REJECTED, { _tag: "AuthFailed", reason: "ServerKeyRejected", source: "Peer" }],
     // Not an alert this side can read: the frame itself is broken, which this side found.
     ["an unknown code (0x7f)", 0x7f, { _tag: "HandshakeError", reason: "Malformed" }]
   ]

@@ -111,6 +111,19 @@ describe("pinning a server key (PROTOCOL.md §3.7)", () => {
       expect(succeeded(client, "client").info.passwordAuthenticated).toBe(false)
     }).pipe(noHang(HANG_LIMIT, "the handshake")))
 
+  it.scopedLive("in plaintext mode too: SERVER_IDENTITY travels tagged, and info says the records are readable", () =>
+    Effect.gen(function*() {
+      const identity = yield* generateIdentityKey
+      const options = { encryption: "disabled", password: PASSWORD } as const
+      const { client, server } = yield* runPair(memory(), { ...options, serverKey: identity.fingerprint }, { ...options, identity })
+      expect(succeeded(client, "client").info).toMatchObject({
+        encrypted: false,
+        passwordAuthenticated: true,
+        serverKey: Option.some({ fingerprint: identity.fingerprint, trust: "Pinned" })
+      })
+      expect(succeeded(server, "server").info.passwordAuthenticated).toBe(true)
+    }).pipe(noHang(HANG_LIMIT, "the handshake")))
+
   for (const password of [undefined, PASSWORD]) {
     const withPassword = password === undefined ? "without a password" : "with a password"
     it.scopedLive(`over TCP, ${withPassword}: a relay that terminates both handshakes with its own key fails a pinning client with ServerKeyMismatch`, () =>
