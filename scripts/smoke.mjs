@@ -145,8 +145,8 @@ const program = Effect.scoped(Effect.gen(function* () {
 
 Effect.runPromise(Effect.timeoutFail(program, { duration: "20 seconds", onTimeout: () => new Error("timed out") })).then(
   ({ text, info }) => {
-    if (text !== "ping" || info.encrypted !== true || info.authenticated !== true) {
-      console.error("unexpected round trip", JSON.stringify({ text, encrypted: info.encrypted, authenticated: info.authenticated }))
+    if (text !== "ping" || info.encrypted !== true || info.passwordAuthenticated !== true) {
+      console.error("unexpected round trip", JSON.stringify({ text, encrypted: info.encrypted, passwordAuthenticated: info.passwordAuthenticated }))
       process.exit(1)
     }
     console.log(info.suite)
