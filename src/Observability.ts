@@ -34,7 +34,7 @@ export const activeSessions = Metric.gauge("cvg.sessions.active", { description:
 
 export const bytesIn = Metric.counter("cvg.bytes.in", { description: "Bytes read from sockets (framed, as on the wire)", incremental: true })
 export const bytesOut = Metric.counter("cvg.bytes.out", { description: "Bytes written to sockets (framed, as on the wire)", incremental: true })
-export const recordsSealed = Metric.counter("cvg.records.sealed", { description: "Records sealed with AES-256-GCM", incremental: true })
+export const recordsSealed = Metric.counter("cvg.records.sealed", { description: "Records sealed with AES-256-GCM, or tagged with AES-GMAC in plaintext mode", incremental: true })
 export const rekeys = Metric.counter("cvg.rekeys", { description: "Key updates sent (PROTOCOL.md §7.2)", incremental: true })
 
 /** Connections the server turned away, tagged `reason`: `maxConnections`, `busy` (P-521 queue full) or `evicted`. */

@@ -99,7 +99,8 @@ export const PeerAlertReason = Schema.Literal(
   "DecryptFailed",
   "LimitExceeded",
   "Timeout",
-  "Internal"
+  "Internal",
+  "Throttled"
 )
 export type PeerAlertReason = typeof PeerAlertReason.Type
 
@@ -110,7 +111,8 @@ const PEER_ALERTS: { readonly [R in PeerAlertReason]: readonly [alert: string, m
   DecryptFailed: ["DECRYPT_FAILED", "a record of ours did not open there"],
   LimitExceeded: ["LIMIT_EXCEEDED", "one of its limits ran out"],
   Timeout: ["TIMEOUT", "it timed out"],
-  Internal: ["INTERNAL", "it failed on its own side"]
+  Internal: ["INTERNAL", "it failed on its own side"],
+  Throttled: ["THROTTLED", "it refuses connections from this address for now, after failed password attempts"]
 }
 
 /**

@@ -21,6 +21,7 @@ import { AlertCode, MessageType } from "../src/wire/Messages.js"
 import { encodePacket } from "../src/wire/Packet.js"
 import { type Options, runPair, succeeded, type Transport, transports } from "./support/pair.js"
 import { bounded, modes, packet, randomPayload, startServer } from "./support/sessions.js"
+import { makeTaggingCrypto } from "./support/tagging.js"
 import { failOnUnhandledRejections } from "./support/unhandled.js"
 
 failOnUnhandledRejections()
@@ -45,12 +46,20 @@ const injecting = (transport: Transport) =>
     return { transport: Effect.succeed({ ...sockets, client }), inject }
   })
 
-/** A connected pair whose client can also inject raw frames. */
+/**
+ * A connected pair whose client can also inject frames. In plaintext mode they are given valid tags
+ * under the client's keys (PROTOCOL.md §4.4), so that they reach the server's session rules; in
+ * encrypted mode they go as written.
+ */
 const sessions = (transport: Transport, client: Options, server: Options) =>
   Effect.gen(function*() {
     const { inject, transport: wrapped } = yield* injecting(transport)
-    const outcome = yield* runPair(wrapped, client, server)
-    return { client: succeeded(outcome.client, "client"), server: succeeded(outcome.server, "server"), inject }
+    const tagging = yield* makeTaggingCrypto
+    const plaintext = client.encryption === "disabled"
+    const outcome = yield* runPair(wrapped, client, server, plaintext ? { client: tagging.layer } : {})
+    const injectFrames = (...frames: ReadonlyArray<Uint8Array>) =>
+      Effect.suspend(() => inject(...(plaintext ? frames.map(tagging.tag) : frames)))
+    return { client: succeeded(outcome.client, "client"), server: succeeded(outcome.server, "server"), inject: injectFrames }
   })
 
 /** How a session ended, as `tag/reason`. */

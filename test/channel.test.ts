@@ -6,14 +6,18 @@
  * checked frame by frame against the key schedule.
  */
 import { describe, expect, it } from "@effect/vitest"
+import * as NodeCryptoApi from "node:crypto"
 import { Effect, Either, Exit, Fiber } from "effect"
+import * as Client from "../src/client/Client.js"
 import { NodeCrypto, Packet, PacketType, type Session } from "../src/index.js"
-import { makeEncryptedRecordLayer, MIN_REKEY_INTERVAL } from "../src/channel/RecordLayer.js"
+import { makeEncryptedRecordLayer, makeTaggedRecordLayer, MIN_REKEY_INTERVAL } from "../src/channel/RecordLayer.js"
 import { nextTrafficKeys, recordNonce, type TrafficKeys, trafficKeys } from "../src/handshake/KeySchedule.js"
 import * as MemorySocket from "../src/transport/MemorySocket.js"
 import { MessageType } from "../src/wire/Messages.js"
 import { memory, noHang, type Options, runPair, succeeded, tagOf, transports, typedError, TYPED_TAGS } from "./support/pair.js"
 import { concatBytes, frameRelay, makeRecorder, splitFrames } from "./support/wire.js"
+import { tcpRelay } from "./support/raw.js"
+import { startServer } from "./support/sessions.js"
 import { failOnUnhandledRejections } from "./support/unhandled.js"
 
 failOnUnhandledRejections()
@@ -234,10 +238,77 @@ describe("faults after the handshake (encrypted)", () => {
     }).pipe(Effect.scoped, noHang(HANG_LIMIT, "the conversation")))
 })
 
-describe("faults after the handshake (plaintext)", () => {
+describe("faults after the handshake (plaintext): readable, never alterable (PROTOCOL.md §4.4)", () => {
   const plaintext: Options = { encryption: "disabled" }
+  /** A plaintext data frame carrying packet(id): header, PACKET body (5 + payload), tag. */
+  const FRAME_LENGTH = 5 + 5 + "packet 1".length + 16
 
-  it.live("a sealed frame in plaintext mode: UnexpectedMessage", () =>
+  it.live("the payload travels readable, followed by a 16-byte tag", () =>
+    Effect.gen(function*() {
+      const recorder = makeRecorder()
+      const result = yield* runPair(memory({ clientToServer: { tap: recorder.tap("C->S") } }), plaintext, plaintext)
+      const client = succeeded(result.client, "client")
+      const server = succeeded(result.server, "server")
+      yield* client.send(packet(1))
+      expect((yield* server.receive()).id).toBe(1)
+      const frames = recorder.framesOf("C->S")
+      const data = frames[HANDSHAKE_FRAMES.toServer]!
+      expect(data.type).toBe(MessageType.PACKET)
+      expect(data.bytes.length).toBe(FRAME_LENGTH)
+      expect(new TextDecoder().decode(data.bytes.subarray(10, 10 + "packet 1".length))).toBe("packet 1")
+    }).pipe(Effect.scoped, noHang(HANG_LIMIT, "the conversation")))
+
+  for (const [what, offsetInFrame] of [
+    ["a payload byte", 5 + 5 + 2],
+    ["the header's type byte", 4],
+    ["the last tag byte", FRAME_LENGTH - 1]
+  ] as const) {
+    it.live(`a flipped bit in ${what}: DecryptFailed, told to the client`, () =>
+      Effect.gen(function*() {
+        const sizes = yield* handshakeBytes(plaintext)
+        const outcome = yield* sendThroughFault(
+          { clientToServer: { flipByte: { offset: sizes.toServer + offsetInFrame, mask: 0x01 } } },
+          3,
+          plaintext
+        )
+        expect(outcome.received).toEqual([])
+        expect(outcome.failure).toMatchObject(DECRYPT_FAILED)
+        expect(outcome.serverEnd).toMatchObject(DECRYPT_FAILED)
+        expect(["PeerAlert", "ConnectionClosed", "SocketError"]).toContain(outcome.clientEnd._tag)
+        if (outcome.clientEnd._tag === "PeerAlert") expect(outcome.clientEnd).toMatchObject({ reason: "DecryptFailed", phase: "Session" })
+      }))
+  }
+
+  it.live("a replayed frame: the copy fails its tag (DecryptFailed) after the original was delivered", () =>
+    Effect.gen(function*() {
+      const relay = afterHandshake(HANDSHAKE_FRAMES.toServer, (frame, index) => (index === 0 ? [frame, frame] : [frame]))
+      const outcome = yield* sendThroughFault({ clientToServer: { transform: relay } }, 3, plaintext)
+      expect(outcome.received).toEqual([1])
+      expect(outcome.failure).toMatchObject(DECRYPT_FAILED)
+    }))
+
+  it.live("a dropped frame: the next one fails its tag (DecryptFailed)", () =>
+    Effect.gen(function*() {
+      const relay = afterHandshake(HANDSHAKE_FRAMES.toServer, (frame, index) => (index === 1 ? [] : [frame]))
+      const outcome = yield* sendThroughFault({ clientToServer: { transform: relay } }, 4, plaintext)
+      expect(outcome.received).toEqual([1])
+      expect(outcome.failure).toMatchObject(DECRYPT_FAILED)
+    }))
+
+  it.live("a frame with its tag stripped and a consistent length prefix: DecryptFailed", () =>
+    Effect.gen(function*() {
+      const relay = afterHandshake(HANDSHAKE_FRAMES.toServer, (frame, index) => {
+        if (index !== 0) return [frame]
+        const cut = frame.slice(0, frame.length - 16)
+        new DataView(cut.buffer).setUint32(0, cut.length - 5)
+        return [cut]
+      })
+      const outcome = yield* sendThroughFault({ clientToServer: { transform: relay } }, 2, plaintext)
+      expect(outcome.received).toEqual([])
+      expect(outcome.failure).toMatchObject(DECRYPT_FAILED)
+    }))
+
+  it.live("a sealed frame (outer type ENCRYPTED) in plaintext mode: DecryptFailed", () =>
     Effect.gen(function*() {
       const relay = afterHandshake(HANDSHAKE_FRAMES.toServer, (frame, index) => {
         if (index !== 0) return [frame]
@@ -246,22 +317,10 @@ describe("faults after the handshake (plaintext)", () => {
         return [bad]
       })
       const outcome = yield* sendThroughFault({ clientToServer: { transform: relay } }, 2, plaintext)
-      expect(outcome.failure).toMatchObject({ _tag: "ProtocolError", reason: "UnexpectedMessage" })
-      // The server's alert (MALFORMED) tells the client.
+      expect(outcome.failure).toMatchObject(DECRYPT_FAILED)
+      // The server's alert (DECRYPT_FAILED) tells the client.
       expect(["PeerAlert", "ConnectionClosed", "SocketError"]).toContain(outcome.clientEnd._tag)
-      if (outcome.clientEnd._tag === "PeerAlert") expect(outcome.clientEnd).toMatchObject({ reason: "Malformed", phase: "Session" })
-    }))
-
-  it.live("a handshake message after the handshake: UnexpectedMessage", () =>
-    Effect.gen(function*() {
-      const relay = afterHandshake(HANDSHAKE_FRAMES.toServer, (frame, index) => {
-        if (index !== 0) return [frame]
-        const bad = Uint8Array.from(frame)
-        bad[4] = MessageType.CLIENT_FINISHED
-        return [bad]
-      })
-      const outcome = yield* sendThroughFault({ clientToServer: { transform: relay } }, 2, plaintext)
-      expect(outcome.failure).toMatchObject({ _tag: "ProtocolError", reason: "UnexpectedMessage" })
+      if (outcome.clientEnd._tag === "PeerAlert") expect(outcome.clientEnd).toMatchObject({ reason: "DecryptFailed", phase: "Session" })
     }))
 
   it.live("an oversized length prefix in plaintext mode: FrameTooLarge", () =>
@@ -275,6 +334,47 @@ describe("faults after the handshake (plaintext)", () => {
       const outcome = yield* sendThroughFault({ clientToServer: { transform: relay } }, 2, plaintext)
       expect(outcome.failure).toMatchObject({ _tag: "ProtocolError", reason: "FrameTooLarge" })
     }))
+
+  it.live("tcp: a relay that flips a payload byte of a plaintext reply: the client's request fails with DecryptFailed", () =>
+    Effect.gen(function*() {
+      const { port, fiber } = yield* startServer({ ...plaintext, host: "127.0.0.1" }, (session) =>
+        session.serve((p) => Effect.succeed(new Packet({ id: p.id, type: PacketType.RESPONSE, payload: p.payload }))))
+      // Flip the first byte of the reply's payload: the only frame that carries "altered me".
+      const marker = encoder.encode("altered me")
+      const relayPort = yield* tcpRelay(port, {
+        toClient: (chunk) => {
+          for (let i = 0; i + marker.length <= chunk.length; i++) {
+            if (marker.every((b, j) => chunk[i + j] === b)) {
+              const out = Uint8Array.from(chunk)
+              out[i] = out[i]! ^ 0x20
+              return out
+            }
+          }
+          return chunk
+        }
+      })
+      const client = yield* Client.connectScoped({ ...plaintext, host: "127.0.0.1", port: relayPort })
+      const reply = yield* Effect.exit(client.request(packet(1, "altered me")))
+      expect(typedError(reply, "client request")).toMatchObject(DECRYPT_FAILED)
+      expect(yield* client.closed).toMatchObject(DECRYPT_FAILED)
+      yield* Fiber.interrupt(fiber)
+    }).pipe(Effect.scoped, Effect.provide(NodeCrypto.layer), noHang(HANG_LIMIT, "the relayed conversation")))
+
+  it.live("memory: 3000 requests and replies with rekeyAfter 3: key updates are tagged records too (§7.2)", () =>
+    Effect.gen(function*() {
+      const recorder = makeRecorder()
+      const options: Options = { ...plaintext, rekeyAfter: 3 }
+      const result = yield* runPair(memory({ clientToServer: { tap: recorder.tap("C->S") } }), options, options)
+      const client = succeeded(result.client, "client")
+      const server = succeeded(result.server, "server")
+      yield* echoMany(client, server, 3000)
+      yield* client.close
+      expect(yield* server.closed).toMatchObject({ _tag: "ConnectionClosed", reason: "Closed" })
+      const updates = recorder.framesOf("C->S").filter((f) => f.type === MessageType.KEY_UPDATE)
+      expect(updates.length).toBeGreaterThan(50)
+      // An empty body and its tag.
+      expect(updates.every((f) => f.bytes.length === 5 + 16)).toBe(true)
+    }).pipe(Effect.scoped, noHang("20 seconds", "the rekey run")), 30_000)
 })
 
 describe("close", () => {
@@ -483,4 +583,44 @@ describe("BATCH (PROTOCOL.md §7.3)", () => {
         if (mode === "plaintext") expect(recorder.framesOf("C->S").some((f) => f.type === MessageType.BATCH)).toBe(true)
       }).pipe(Effect.scoped, noHang("20 seconds", "the batched requests")))
   }
+})
+
+describe("plaintext record layer, frame by frame (PROTOCOL.md §4.4)", () => {
+  it.effect("each frame is len ‖ type ‖ body ‖ GMAC, the tag rebuilt with node:crypto alone; key updates included", () =>
+    Effect.gen(function*() {
+      const crypto = yield* NodeCrypto.make
+      const first = trafficKeys(crypto, new Uint8Array(32).fill(7))
+      const other = trafficKeys(crypto, new Uint8Array(32).fill(9))
+      const sender = Either.getOrThrow(makeTaggedRecordLayer(crypto, first, other, 3))
+      const receiver = Either.getOrThrow(makeTaggedRecordLayer(crypto, other, first, 3))
+      const parts: Array<Uint8Array> = []
+      for (let i = 0; i < 7; i++) {
+        sender.write(MessageType.PACKET, Uint8Array.of(0, 0, 0, i, 0xc0), encoder.encode(`body ${i}`), (part) => parts.push(part))
+      }
+      const { frames } = splitFrames(concatBytes(parts))
+      let keys = first
+      let sequence = 0
+      for (const frame of frames) {
+        const body = frame.subarray(5, frame.length - 16)
+        const gcm = NodeCryptoApi.createCipheriv("aes-256-gcm", keys.key, recordNonce(keys.iv, sequence, new Uint8Array(12)))
+        gcm.setAAD(frame.subarray(0, frame.length - 16))
+        gcm.final()
+        expect(Buffer.from(frame.subarray(frame.length - 16)).equals(gcm.getAuthTag())).toBe(true)
+        expect(new DataView(frame.buffer, frame.byteOffset).getUint32(0)).toBe(frame.length - 5)
+        if (frame[4] === MessageType.KEY_UPDATE) {
+          expect(body.length).toBe(0)
+          keys = nextTrafficKeys(crypto, keys)
+          sequence = 0
+        } else {
+          expect(frame[4]).toBe(MessageType.PACKET)
+          sequence++
+        }
+      }
+      expect(frames.filter((f) => f[4] === MessageType.KEY_UPDATE).length).toBe(expectedKeyUpdates(7, 3))
+      const delivered: Array<number> = []
+      for (const frame of frames) {
+        expect(receiver.read(frame[4]!, frame.subarray(0, 5), frame.subarray(5), (_, body) => delivered.push(body[3]!))).toBeUndefined()
+      }
+      expect(delivered).toEqual([0, 1, 2, 3, 4, 5, 6])
+    }))
 })

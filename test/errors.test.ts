@@ -43,15 +43,13 @@ import { AlertCode, ClientHello, encodeClientHello, MessageType, PROTOCOL_VERSIO
 import { memory, noHang, runPair, typedError } from "./support/pair.js"
 import { rawClient } from "./support/raw.js"
 import { memorySessions, startServer } from "./support/sessions.js"
+import { makeTaggingCrypto } from "./support/tagging.js"
 import { failOnUnhandledRejections } from "./support/unhandled.js"
-import { concatBytes, frameRelay, rawPeer } from "./support/wire.js"
+import { concatBytes, rawPeer } from "./support/wire.js"
 
 failOnUnhandledRejections()
 
 const HANG_LIMIT = "5 seconds"
-
-/** Frames the client sends during a handshake without password: ClientHello, ClientFinished. */
-const CLIENT_HANDSHAKE_FRAMES = 2
 
 const PLAINTEXT = { encryption: "disabled" } as const
 
@@ -83,19 +81,17 @@ const failingAead = cryptoWith(() => ({
 }))
 
 /**
- * A plaintext session pair in which the client's first frame after the handshake is replaced, on
- * the wire, by `frames`: a peer that speaks the protocol until the session starts, then misbehaves.
+ * A plaintext session pair whose client, once the session has started, writes `frames` of its own:
+ * a peer that speaks the protocol until the session starts, then misbehaves. The frames carry valid
+ * record tags under the client's keys (PROTOCOL.md §4.4, `support/tagging.ts`), so that they reach
+ * the server's session rules; `tagged: false` writes them as given.
  */
-const misbehavingClient = (frames: ReadonlyArray<Uint8Array>) =>
+const misbehavingClient = (frames: ReadonlyArray<Uint8Array>, tagged = true) =>
   Effect.gen(function*() {
-    const relay = frameRelay((frame, index) => (index === CLIENT_HANDSHAKE_FRAMES ? frames : [frame]))
-    const sessions = yield* memorySessions({
-      client: PLAINTEXT,
-      server: PLAINTEXT,
-      faults: { clientToServer: { transform: relay } }
-    })
-    // This packet is what the relay replaces.
-    yield* sessions.client.send(new Packet({ id: 1, type: PacketType.COMMAND, payload: new Uint8Array(0) }))
+    const tagging = yield* makeTaggingCrypto
+    const sessions = yield* memorySessions({ client: PLAINTEXT, server: PLAINTEXT, clientCrypto: tagging.layer })
+    const write = yield* sessions.clientSocket.writer
+    for (const frame of frames) yield* write(tagged ? tagging.tag(frame) : frame)
     return sessions
   })
 
@@ -291,6 +287,12 @@ describe("PeerAlert (PROTOCOL.md §6): what the peer reported, never mistaken fo
         expect((yield* client.closed)._tag).not.toBe("PeerAlert")
       }).pipe(noHang(HANG_LIMIT, "the session")))
   }
+
+  it.scopedLive("an ALERT without a record tag after the handshake is not believed: DecryptFailed (PROTOCOL.md §4.4)", () =>
+    Effect.gen(function*() {
+      const { server } = yield* misbehavingClient([Uint8Array.from(alertFrame(AlertCode.TIMEOUT))], false)
+      expect(yield* server.closed).toMatchObject({ _tag: "ProtocolError", reason: "DecryptFailed" })
+    }).pipe(noHang(HANG_LIMIT, "the session")))
 
   it.scopedLive("catchTag tells our own idle timeout (ProtocolError) from the peer's (PeerAlert)", () =>
     Effect.gen(function*() {

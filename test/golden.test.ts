@@ -2,7 +2,7 @@
  * Golden transcripts (issue 3, "The golden transcript test passes"; PROTOCOL.md §11): the code must
  * still produce exactly the bytes published in PROTOCOL.md, and those bytes must follow from the
  * published keys by the rules of PROTOCOL.md §4 and §5 alone (checked here with `node:crypto`
- * directly, not through the library).
+ * directly, not through the library), the record tags of the plaintext transcript included.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
@@ -55,13 +55,35 @@ const open = (frame: Uint8Array, k: Uint8Array, iv: Uint8Array, sequence: number
   return new Uint8Array(Buffer.concat([decipher.update(body.subarray(0, body.length - 16)), decipher.final()]))
 }
 
-/** `type ‖ body` of every frame in one direction: opened when sealed, as is otherwise. */
+/**
+ * Checks a plaintext-mode record by PROTOCOL.md §4.4: the last 16 bytes are the AES-GCM tag of an
+ * empty plaintext with `length ‖ type ‖ body` as associated data (AES-GMAC); returns the body.
+ */
+const verifyTagged = (frame: Uint8Array, k: Uint8Array, iv: Uint8Array, sequence: number): Uint8Array => {
+  const nonce = Uint8Array.from(iv)
+  const seq = Buffer.alloc(8)
+  seq.writeBigUInt64BE(BigInt(sequence))
+  for (let i = 0; i < 8; i++) nonce[4 + i]! ^= seq[i]!
+  expect(new DataView(frame.buffer, frame.byteOffset).getUint32(0)).toBe(frame.length - 5)
+  const decipher = NodeCrypto.createDecipheriv("aes-256-gcm", k, nonce, { authTagLength: 16 })
+  decipher.setAAD(frame.subarray(0, frame.length - 16))
+  decipher.setAuthTag(frame.subarray(frame.length - 16))
+  // Throws when the tag does not verify.
+  decipher.final()
+  return frame.subarray(5, frame.length - 16)
+}
+
+/** `type ‖ body` of every frame in one direction: opened when sealed, tag checked and removed otherwise. */
 const messages = (parsed: Parsed, direction: "C->S" | "S->C", sealed: boolean) => {
   const prefix = direction === "C->S" ? "c2s" : "s2c"
   let sequence = 0
   return parsed.frames.filter((f) => f.direction === direction).map((f, i) => {
-    // The hello is the first frame each way and is never sealed.
-    if (!sealed || i === 0) return { type: f.bytes[4]!, body: f.bytes.subarray(5) }
+    // The hello is the first frame each way and is never sealed nor tagged: no keys exist yet.
+    if (i === 0) return { type: f.bytes[4]!, body: f.bytes.subarray(5) }
+    if (!sealed) {
+      const body = verifyTagged(f.bytes, key(parsed, `${prefix}_key_0`), key(parsed, `${prefix}_iv_0`), sequence++)
+      return { type: f.bytes[4]!, body }
+    }
     expect(f.bytes[4]).toBe(0x17)
     const inner = open(f.bytes, key(parsed, `${prefix}_key_0`), key(parsed, `${prefix}_iv_0`), sequence++)
     return { type: inner[0]!, body: inner.subarray(1) }

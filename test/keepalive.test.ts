@@ -14,7 +14,8 @@ import { connectScoped, ConnectionClosed, Packet, PacketType, PeerAlert, Protoco
 import { MessageType } from "../src/wire/Messages.js"
 import { noHang, typedError } from "./support/pair.js"
 import { memorySessions, modes, startServer, str, text } from "./support/sessions.js"
-import { frameRelay, makeRecorder, type WireFrame } from "./support/wire.js"
+import { makeTaggingCrypto } from "./support/tagging.js"
+import { makeRecorder, type WireFrame } from "./support/wire.js"
 
 const HANG_LIMIT = "10 seconds"
 const INTERVAL = 100
@@ -28,7 +29,8 @@ const silencer = () => {
   }
 }
 
-const bodyOf = (frame: WireFrame) => frame.bytes.subarray(5)
+/** A plaintext-mode frame's body, without the record tag that follows it (PROTOCOL.md §4.4). */
+const bodyOf = (frame: WireFrame) => frame.bytes.subarray(5, frame.bytes.length - 16)
 
 describe("keep-alive: a peer that stops answering", () => {
   for (const mode of ["plaintext", "encrypted"] as const) {
@@ -138,23 +140,20 @@ describe("keep-alive: a healthy idle pair", () => {
 })
 
 describe("keep-alive: malformed PING and PONG", () => {
-  /** Rewrites the first frame of `type` to carry a 7-byte body instead of 8. */
-  const shortened = (type: number) =>
-    frameRelay((frame) => {
-      if (frame[4] !== type) return [frame]
-      const out = new Uint8Array(5 + 7)
-      out.set([0, 0, 0, 7, type])
-      out.set(frame.subarray(5, 12), 5)
-      return [out]
+  // A peer whose records are tagged correctly (PROTOCOL.md §4.4) but whose PING or PONG is 7 bytes:
+  // an altered frame would fail its tag first, so the client writes these itself.
+  const shortFrom = (type: number) =>
+    Effect.gen(function*() {
+      const tagging = yield* makeTaggingCrypto
+      const sessions = yield* memorySessions({ client: modes.plaintext, server: modes.plaintext, clientCrypto: tagging.layer })
+      const write = yield* sessions.clientSocket.writer
+      yield* write(tagging.tag(Uint8Array.of(0, 0, 0, 7, type, 1, 2, 3, 4, 5, 6, 7)))
+      return sessions
     })
 
   it.scopedLive("a PING whose body is not 8 bytes is Malformed; the sender hears ALERT MALFORMED", () =>
     Effect.gen(function*() {
-      const { client, server } = yield* memorySessions({
-        client: { ...modes.plaintext, keepAlive: "30 millis" },
-        server: modes.plaintext,
-        faults: { clientToServer: { transform: shortened(MessageType.PING) } }
-      })
+      const { client, server } = yield* shortFrom(MessageType.PING)
       const serverEnd = yield* server.closed
       expect(serverEnd).toBeInstanceOf(ProtocolError)
       expect(serverEnd).toMatchObject({ _tag: "ProtocolError", reason: "Malformed", detail: "ping length" })
@@ -163,13 +162,9 @@ describe("keep-alive: malformed PING and PONG", () => {
 
   it.scopedLive("a PONG whose body is not 8 bytes is Malformed", () =>
     Effect.gen(function*() {
-      const { client, server } = yield* memorySessions({
-        client: { ...modes.plaintext, keepAlive: "30 millis" },
-        server: modes.plaintext,
-        faults: { serverToClient: { transform: shortened(MessageType.PONG) } }
-      })
-      expect(yield* client.closed).toMatchObject({ _tag: "ProtocolError", reason: "Malformed", detail: "pong length" })
-      expect(yield* server.closed).toEqual(new PeerAlert({ reason: "Malformed", phase: "Session" }))
+      const { client, server } = yield* shortFrom(MessageType.PONG)
+      expect(yield* server.closed).toMatchObject({ _tag: "ProtocolError", reason: "Malformed", detail: "pong length" })
+      expect(yield* client.closed).toEqual(new PeerAlert({ reason: "Malformed", phase: "Session" }))
     }).pipe(noHang(HANG_LIMIT, "a malformed PONG")))
 })
 

@@ -16,7 +16,8 @@ import { PLAINTEXT_SUITE, SUITE } from "../src/handshake/Handshake.js"
 import type { Session } from "../src/session/Session.js"
 import { DEFAULT_CHUNK_SIZE, INITIAL_STREAM_CREDIT } from "../src/session/Session.js"
 import * as MemorySocket from "../src/transport/MemorySocket.js"
-import { encodeChunkStart, readStreamId } from "../src/wire/Chunks.js"
+import { ChunkEndStatus, ChunkFlags, encodeChunkEnd, encodeChunkStart, encodeStreamHead, readStreamId } from "../src/wire/Chunks.js"
+import { concatBytes } from "../src/internal/bytes.js"
 import { encodeFrame, makeFrameDecoder } from "../src/wire/Frame.js"
 import { MessageType } from "../src/wire/Messages.js"
 import { Packet } from "../src/wire/Packet.js"
@@ -32,6 +33,7 @@ import {
   startServer,
   str
 } from "./support/sessions.js"
+import { makeTaggingCrypto } from "./support/tagging.js"
 
 const MiB = 1024 * 1024
 
@@ -377,9 +379,11 @@ describe("maxMessageSize", () => {
    */
   const declareHuge = (total: number, maxMessageSize?: number) =>
     Effect.gen(function*() {
+      const tagging = yield* makeTaggingCrypto
       const { client, server, clientSocket } = yield* memorySessions({
         client: modes.plaintext,
-        server: { ...modes.plaintext, ...(maxMessageSize === undefined ? {} : { maxMessageSize }) }
+        server: { ...modes.plaintext, ...(maxMessageSize === undefined ? {} : { maxMessageSize }) },
+        clientCrypto: tagging.layer
       })
       // Make sure both sessions are established before writing behind their backs.
       yield* client.send(packet(1, PacketType.COMMAND, "before"))
@@ -387,10 +391,11 @@ describe("maxMessageSize", () => {
       const write = yield* clientSocket.writer
       const before = process.memoryUsage()
       const receiving = yield* server.receive().pipe(Effect.fork)
-      yield* write(encodeFrame(
+      // Tagged under the client's keys (PROTOCOL.md §4.4), so that it reaches the session's limit.
+      yield* write(tagging.tag(encodeFrame(
         MessageType.CHUNK_START,
         encodeChunkStart({ streamId: 1000, flags: 0, id: 2, type: PacketType.COMMAND, total })
-      ))
+      )))
       const error = yield* failure(Fiber.join(receiving))
       const after = process.memoryUsage()
       const closed = yield* server.closed
@@ -530,7 +535,34 @@ describe("streams", () => {
       expect(got).toEqual(expected)
     }).pipe(bounded("plaintext stream")))
 
-  it.scopedLive("a plaintext stream altered on the wire fails the digest check with StreamIntegrity", () =>
+  it.scopedLive("a plaintext stream whose digest does not match what arrived fails with StreamIntegrity", () =>
+    Effect.gen(function*() {
+      // A peer that sends a wrong digest: its records are tagged correctly (PROTOCOL.md §4.4), so only
+      // the end-to-end digest of §9.2 can catch it.
+      const tagging = yield* makeTaggingCrypto
+      const { client, clientSocket, server } = yield* memorySessions({
+        client: modes.plaintext,
+        server: modes.plaintext,
+        clientCrypto: tagging.layer
+      })
+      yield* client.send(packet(1, PacketType.COMMAND, "before"))
+      expect(str((yield* server.receive()).payload)).toBe("before")
+      const write = yield* clientSocket.writer
+      const payload = new Uint8Array(1000).fill(0xaa)
+      const wrongDigest = createHash("sha256").update(payload).update("x").digest()
+      for (
+        const frame of [
+          encodeFrame(MessageType.CHUNK_START, encodeChunkStart({ streamId: 1000, flags: ChunkFlags.STREAM, id: 2, type: PacketType.STREAM_DATA, total: 0 })),
+          encodeFrame(MessageType.CHUNK_DATA, concatBytes([encodeStreamHead(1000), payload])),
+          encodeFrame(MessageType.CHUNK_END, encodeChunkEnd(1000, ChunkEndStatus.OK, wrongDigest))
+        ]
+      ) yield* write(tagging.tag(frame))
+      const incoming = yield* server.receiveStream()
+      const error = yield* failure(Stream.runDrain(incoming.data))
+      expect(error).toMatchObject({ _tag: "ProtocolError", reason: "StreamIntegrity" })
+    }).pipe(bounded("wrong digest")))
+
+  it.scopedLive("a plaintext stream altered on the wire fails its record tag with DecryptFailed (PROTOCOL.md §4.4)", () =>
     Effect.gen(function*() {
       let armed = false
       let flipped = false
@@ -558,7 +590,8 @@ describe("streams", () => {
       const incoming = yield* server.receiveStream()
       const error = yield* failure(Stream.runDrain(incoming.data))
       expect(flipped).toBe(true)
-      expect(error).toMatchObject({ _tag: "ProtocolError", reason: "StreamIntegrity" })
+      expect(error).toMatchObject({ _tag: "ProtocolError", reason: "DecryptFailed" })
+      expect(yield* server.closed).toMatchObject({ _tag: "ProtocolError", reason: "DecryptFailed" })
     }).pipe(bounded("tampered stream")))
 
   it.scopedLive("a sender stream that fails mid-way gives the receiver a typed error", () =>

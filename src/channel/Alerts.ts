@@ -73,6 +73,8 @@ export const handshakeAlertToError = (code: AlertCode): AuthFailed | HandshakeEr
       return new PeerAlert({ reason: "Timeout", phase: "Handshake" })
     case AlertCode.INTERNAL:
       return new PeerAlert({ reason: "Internal", phase: "Handshake" })
+    case AlertCode.THROTTLED:
+      return new PeerAlert({ reason: "Throttled", phase: "Handshake" })
   }
 }
 

@@ -5,7 +5,10 @@
  * with the 5-byte frame header as associated data and `iv xor sequence` as nonce. Sequence numbers
  * are implicit, so a replayed, reordered, dropped or truncated frame fails to open. A sender rekeys
  * in-band before its counter reaches the limit; a receiver refuses a peer that does not.
- * In plaintext mode frames are `len ‖ type ‖ body` and nothing is checked beyond the framing.
+ *
+ * In plaintext mode frames are `len ‖ type ‖ body ‖ tag`, the tag an AES-GMAC of the header and body
+ * under the same keys, nonces, sequence numbers and key updates (PROTOCOL.md §4.4): readable, never
+ * alterable. A frame that does not verify is `DecryptFailed`, like one that does not open.
  */
 import { Either } from "effect"
 import type { Aead, CryptoError, CryptoService } from "../crypto/Crypto.js"
@@ -27,6 +30,7 @@ export const MIN_REKEY_INTERVAL = 3
 export type Deliver = (type: number, body: Uint8Array) => void
 
 export interface RecordLayer {
+  /** Bodies are sealed (encrypted mode); otherwise they travel readable, with a tag (plaintext mode). */
   readonly encrypted: boolean
   /**
    * Frames one message whose body is `head ‖ data` (and a KEY_UPDATE before it when the key is due),
@@ -40,22 +44,6 @@ export interface RecordLayer {
 const EMPTY = new Uint8Array(0)
 const decryptFailed = new ProtocolError({ reason: "DecryptFailed" })
 
-export const plaintextRecordLayer: RecordLayer = {
-  encrypted: false,
-  write: (type, head, data, emit) => {
-    emit(frameHeader(type, head.length + data.length))
-    if (head.length > 0) emit(head)
-    if (data.length > 0) emit(data)
-  },
-  read: (outerType, _header, body, deliver) => {
-    if (outerType === MessageType.ENCRYPTED || outerType === MessageType.KEY_UPDATE) {
-      return new ProtocolError({ reason: "UnexpectedMessage", detail: "sealed frame in plaintext mode" })
-    }
-    deliver(outerType, body)
-    return undefined
-  }
-}
-
 interface Direction {
   keys: TrafficKeys
   aead: Aead
@@ -66,11 +54,16 @@ interface Direction {
 const direction = (crypto: CryptoService, keys: TrafficKeys): Either.Either<Direction, CryptoError> =>
   Either.map(crypto.aead(keys.key), (aead) => ({ keys, aead, sequence: 0 }))
 
-export const makeEncryptedRecordLayer = (
+/**
+ * Both modes share the keys, the nonce sequence and the key updates (PROTOCOL.md §4.3, §4.4, §7.2);
+ * only what a record looks like differs.
+ */
+const makeKeyedRecordLayer = (
   crypto: CryptoService,
   sendKeys: TrafficKeys,
   receiveKeys: TrafficKeys,
-  rekeyAfter: number
+  rekeyAfter: number,
+  encrypted: boolean
 ): Either.Either<RecordLayer, CryptoError> =>
   Either.gen(function*() {
     const limit = Math.max(MIN_REKEY_INTERVAL, Math.min(rekeyAfter, MAX_RECORDS_PER_KEY))
@@ -98,6 +91,24 @@ export const makeEncryptedRecordLayer = (
       for (const part of sealed.right) emit(part)
     }
 
+    // Plaintext mode (§4.4): the frame keeps the message's own type and bytes; the tag authenticates
+    // header and body, so neither the type, the length nor any byte can change unnoticed. The same
+    // nonce rule holds as for sealing: a record that is not emitted does not take its number.
+    const tag = (type: number, head: Uint8Array, data: Uint8Array, emit: (part: Uint8Array) => void) => {
+      const header = frameHeader(type, head.length + data.length + AEAD_TAG_LENGTH)
+      const nonce = recordNonce(send.keys.iv, send.sequence, sendNonce)
+      const mac = send.aead.tagParts(nonce, [header, head, data])
+      if (Either.isLeft(mac)) return
+      send.sequence++
+      count(recordsSealed, 1)
+      emit(header)
+      if (head.length > 0) emit(head)
+      if (data.length > 0) emit(data)
+      emit(mac.right)
+    }
+
+    const frame = encrypted ? seal : tag
+
     const installNext = (dir: Direction): boolean => {
       const next = direction(crypto, nextTrafficKeys(crypto, dir.keys))
       if (Either.isLeft(next)) return false
@@ -107,33 +118,70 @@ export const makeEncryptedRecordLayer = (
       return true
     }
 
+    /** A received KEY_UPDATE: empty, then the next generation (§7.2). */
+    const keyUpdate = (body: Uint8Array): ProtocolError | undefined => {
+      if (body.length !== 0) return new ProtocolError({ reason: "Malformed", detail: "key update" })
+      return installNext(receive) ? undefined : decryptFailed
+    }
+
+    const open = (outerType: number, header: Uint8Array, body: Uint8Array, deliver: Deliver): ProtocolError | undefined => {
+      if (outerType !== MessageType.ENCRYPTED) return decryptFailed
+      const opened = receive.aead.open(recordNonce(receive.keys.iv, receive.sequence++, receiveNonce), header, body)
+      if (Either.isLeft(opened) || opened.right.length === 0) return decryptFailed
+      const inner = opened.right
+      const type = inner[0]!
+      if (type === MessageType.KEY_UPDATE) return keyUpdate(inner.subarray(1))
+      deliver(type, inner.subarray(1))
+      return undefined
+    }
+
+    // A sealed frame in plaintext mode cannot be this session's: it fails like any record that does
+    // not verify, so the handshake's first frame under keys reads it as other keys (§3.3).
+    const verify = (outerType: number, header: Uint8Array, body: Uint8Array, deliver: Deliver): ProtocolError | undefined => {
+      if (outerType === MessageType.ENCRYPTED || body.length < AEAD_TAG_LENGTH) return decryptFailed
+      const split = body.length - AEAD_TAG_LENGTH
+      const payload = body.subarray(0, split)
+      const nonce = recordNonce(receive.keys.iv, receive.sequence++, receiveNonce)
+      if (Either.isLeft(receive.aead.verifyParts(nonce, [header, payload], body.subarray(split)))) return decryptFailed
+      if (outerType === MessageType.KEY_UPDATE) return keyUpdate(payload)
+      deliver(outerType, payload)
+      return undefined
+    }
+
+    const read = encrypted ? open : verify
+
     return {
-      encrypted: true,
+      encrypted,
       write: (type, head, data, emit) => {
         // The KEY_UPDATE takes the last sequence number of the old key, so the counter never wraps.
         if (send.sequence === limit - 1) {
-          seal(MessageType.KEY_UPDATE, EMPTY, EMPTY, emit)
+          frame(MessageType.KEY_UPDATE, EMPTY, EMPTY, emit)
           installNext(send)
           count(rekeys, 1)
         }
-        seal(type, head, data, emit)
+        frame(type, head, data, emit)
       },
       read: (outerType, header, body, deliver) => {
-        if (outerType !== MessageType.ENCRYPTED) return decryptFailed
         if (receive.sequence >= MAX_RECORDS_PER_KEY) {
           return new ProtocolError({ reason: "LimitExceeded", detail: "peer did not update its key" })
         }
-        const opened = receive.aead.open(recordNonce(receive.keys.iv, receive.sequence++, receiveNonce), header, body)
-        if (Either.isLeft(opened) || opened.right.length === 0) return decryptFailed
-        const inner = opened.right
-        const type = inner[0]!
-        if (type === MessageType.KEY_UPDATE) {
-          if (inner.length !== 1) return new ProtocolError({ reason: "Malformed", detail: "key update" })
-          if (!installNext(receive)) return decryptFailed
-          return undefined
-        }
-        deliver(type, inner.subarray(1))
-        return undefined
+        return read(outerType, header, body, deliver)
       }
     }
   })
+
+/** Encrypted mode: every record sealed with AES-256-GCM (PROTOCOL.md §4.4). */
+export const makeEncryptedRecordLayer = (
+  crypto: CryptoService,
+  sendKeys: TrafficKeys,
+  receiveKeys: TrafficKeys,
+  rekeyAfter: number
+): Either.Either<RecordLayer, CryptoError> => makeKeyedRecordLayer(crypto, sendKeys, receiveKeys, rekeyAfter, true)
+
+/** Plaintext mode: every record readable and tagged with AES-GMAC (PROTOCOL.md §4.4). */
+export const makeTaggedRecordLayer = (
+  crypto: CryptoService,
+  sendKeys: TrafficKeys,
+  receiveKeys: TrafficKeys,
+  rekeyAfter: number
+): Either.Either<RecordLayer, CryptoError> => makeKeyedRecordLayer(crypto, sendKeys, receiveKeys, rekeyAfter, false)

@@ -28,7 +28,10 @@ const PEER_CLOSE_WAIT = Duration.seconds(1)
 export type ChannelError = ProtocolError | PeerAlert | ConnectionClosed | AuthFailed | Socket.SocketError
 
 export interface ChannelInfo {
-  /** Records are sealed with AES-256-GCM. */
+  /**
+   * Records are sealed with AES-256-GCM. When false they are readable but still authenticated, each
+   * with an AES-GMAC tag under the same keys (PROTOCOL.md §4.4).
+   */
   readonly encrypted: boolean
   /** Both sides proved knowledge of the password (PROTOCOL.md §5). */
   readonly authenticated: boolean

@@ -57,6 +57,17 @@ export interface Aead {
   ) => Either.Either<ReadonlyArray<Uint8Array>, CryptoError>
   /** Takes `ciphertext ‖ tag`; returns the plaintext, or `Left(DecryptFailed)` without detail. */
   readonly open: (nonce: Uint8Array, aad: Uint8Array, sealed: Uint8Array) => Either.Either<Uint8Array, CryptoError>
+  /**
+   * AES-GMAC: the 16-byte tag of AES-256-GCM over the associated data `parts` (taken in order, as if
+   * concatenated) with an empty plaintext. Plaintext mode's record tag (PROTOCOL.md §4.4).
+   */
+  readonly tagParts: (nonce: Uint8Array, parts: ReadonlyArray<Uint8Array>) => Either.Either<Uint8Array, CryptoError>
+  /** Checks a `tagParts` tag in constant time; `Left(DecryptFailed)` without detail when it does not verify. */
+  readonly verifyParts: (
+    nonce: Uint8Array,
+    parts: ReadonlyArray<Uint8Array>,
+    tag: Uint8Array
+  ) => Either.Either<void, CryptoError>
 }
 
 export interface Sha256Hasher {

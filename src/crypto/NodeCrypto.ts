@@ -310,6 +310,32 @@ const makeAead = (key: NodeCrypto.KeyObject): Aead => ({
     } catch {
       return decryptFailed
     }
+  },
+  // GMAC through GCM with nothing to encrypt: one GHASH pass over the parts, no copy of them.
+  tagParts: (nonce, parts) => {
+    if (nonce.length !== AEAD_NONCE_LENGTH) return Either.left(invalidLength("AES-GCM nonce must be 12 bytes"))
+    try {
+      const cipher = NodeCrypto.createCipheriv("aes-256-gcm", key, nonce, { authTagLength: AEAD_TAG_LENGTH })
+      for (const part of parts) if (part.length > 0) cipher.setAAD(part)
+      cipher.final()
+      return Either.right(cipher.getAuthTag())
+    } catch (cause) {
+      return Either.left(internal(`tag: ${messageOf(cause)}`))
+    }
+  },
+  // OpenSSL compares the tag in `final`, in constant time.
+  verifyParts: (nonce, parts, tag) => {
+    if (nonce.length !== AEAD_NONCE_LENGTH) return Either.left(invalidLength("AES-GCM nonce must be 12 bytes"))
+    if (tag.length !== AEAD_TAG_LENGTH) return decryptFailed
+    try {
+      const decipher = NodeCrypto.createDecipheriv("aes-256-gcm", key, nonce, { authTagLength: AEAD_TAG_LENGTH })
+      decipher.setAuthTag(tag)
+      for (const part of parts) if (part.length > 0) decipher.setAAD(part)
+      decipher.final()
+      return Either.void
+    } catch {
+      return decryptFailed
+    }
   }
 })
 

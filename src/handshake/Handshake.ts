@@ -17,7 +17,7 @@ import * as Socket from "@effect/platform/Socket"
 import { Cause, Duration, Effect, Either, Exit, Option, Redacted } from "effect"
 import type { Scope } from "effect"
 import type { CryptoError, CryptoService, EcdhKeyPair } from "../crypto/Crypto.js"
-import { Crypto } from "../crypto/Crypto.js"
+import { AEAD_TAG_LENGTH, Crypto } from "../crypto/Crypto.js"
 import {
   AuthFailed,
   ConnectionClosed,
@@ -27,7 +27,7 @@ import {
   type PeerAlert,
   ProtocolError
 } from "../errors.js"
-import { makeEncryptedRecordLayer, MAX_RECORDS_PER_KEY, plaintextRecordLayer, type RecordLayer } from "../channel/RecordLayer.js"
+import { makeEncryptedRecordLayer, makeTaggedRecordLayer, MAX_RECORDS_PER_KEY, type RecordLayer } from "../channel/RecordLayer.js"
 import { errorToAlert, handshakeAlertToError, unauthenticatedAlert } from "../channel/Alerts.js"
 import { makeSecureChannel, type SecureChannel } from "../channel/SecureChannel.js"
 import { FRAME_BOOKKEEPING, makeFramed, type Framed, type ReadEnd, type ReadLimits } from "../transport/Framed.js"
@@ -135,7 +135,8 @@ const cryptoFailure = <E extends HandshakeFailure>(fallback: (e: CryptoError) =>
     : fallback(e)
 
 export const SUITE = "ECDHE-P521+HKDF-SHA256+AES-256-GCM"
-export const PLAINTEXT_SUITE = "ECDHE-P521+HKDF-SHA256+NONE"
+/** Plaintext mode: records are readable but each carries an AES-GMAC tag (PROTOCOL.md §4.4). */
+export const PLAINTEXT_SUITE = "ECDHE-P521+HKDF-SHA256+AES-256-GMAC"
 
 const encoder = new TextEncoder()
 const EMPTY = new Uint8Array(0)
@@ -235,8 +236,9 @@ const read = (ctx: Context, expected: ReadonlyArray<number>): Effect.Effect<read
       message = [outerType, frameBody]
     } else {
       const firstUnderKeys = ctx.framesUnderKeys++ === 0
-      if (outerType === MessageType.ALERT && ctx.records.encrypted) {
-        // §6: a peer with keys seals its alerts, so a plaintext one may have been written by anyone.
+      if (outerType === MessageType.ALERT && (ctx.records.encrypted || frameBody.length < AEAD_TAG_LENGTH)) {
+        // §6: a peer with keys seals its alerts, or in plaintext mode tags them (§4.4); an alert too
+        // short to carry a tag may have been written by anyone.
         const alert = decodeAlert(frameBody)
         return yield* Effect.fail(quiet(Either.isRight(alert) ? unauthenticatedAlert(alert.right.code) : malformed("alert", alert.left)))
       }
@@ -357,22 +359,19 @@ const installRecords = (
   secrets: HandshakeSecrets,
   role: "client" | "server",
   rekeyAfter: number
-): Effect.Effect<void, HandshakeError> =>
+): Effect.Effect<RecordLayer, HandshakeError> =>
   Effect.suspend(() => {
-    if (!encrypted) {
-      ctx.records = plaintextRecordLayer
-      return Effect.void
-    }
     const [sendKeys, receiveKeys] = role === "client"
       ? [secrets.clientTraffic, secrets.serverTraffic]
       : [secrets.serverTraffic, secrets.clientTraffic]
-    const records = makeEncryptedRecordLayer(ctx.crypto, sendKeys, receiveKeys, rekeyAfter)
+    // Both modes use the traffic keys: plaintext records are tagged, never unauthenticated (§4.4).
+    const records = (encrypted ? makeEncryptedRecordLayer : makeTaggedRecordLayer)(ctx.crypto, sendKeys, receiveKeys, rekeyAfter)
     // A local failure is told to the peer too (ALERT INTERNAL, PROTOCOL.md §6), so it does not wait for its timeout.
     if (Either.isLeft(records)) {
       return abort(ctx, new HandshakeError({ reason: "Aborted", detail: "key schedule", cause: records.left }))
     }
     ctx.records = records.right
-    return Effect.void
+    return Effect.succeed(records.right)
   })
 
 /**
@@ -392,8 +391,8 @@ const agreeOnKeys = (
     if (encrypted === undefined) return yield* abort(ctx, new EncryptionMismatch(policies))
     const shared = yield* Effect.catchAll(sharedSecret, (e) => abort(ctx, e))
     const secrets = deriveHandshakeSecrets(ctx.crypto, shared, ctx.transcript.hash())
-    yield* installRecords(ctx, encrypted, secrets, role, options.rekeyAfter ?? MAX_RECORDS_PER_KEY)
-    return { encrypted, secrets }
+    const records = yield* installRecords(ctx, encrypted, secrets, role, options.rekeyAfter ?? MAX_RECORDS_PER_KEY)
+    return { encrypted, secrets, records }
   })
 
 /**
@@ -462,8 +461,8 @@ const ephemeral = (ctx: Context) =>
   })
 
 /** The handshake's result: the channel exists only from here on. */
-const established = (ctx: Context, encrypted: boolean, peerPolicy: EncryptionPolicy): SecureChannel =>
-  makeSecureChannel(ctx.framed, ctx.records ?? plaintextRecordLayer, {
+const established = (ctx: Context, records: RecordLayer, encrypted: boolean, peerPolicy: EncryptionPolicy): SecureChannel =>
+  makeSecureChannel(ctx.framed, records, {
     encrypted,
     authenticated: Option.isSome(ctx.password),
     localPolicy: ctx.policy,
@@ -577,7 +576,7 @@ const clientSteps = (ctx: Context, options: HandshakeOptions) =>
     const policies = { client: policy, server: serverHello.right.policy }
 
     // §4.1 negotiation and §4.2 key schedule, from the two hellos.
-    const { encrypted, secrets } = yield* agreeOnKeys(
+    const { encrypted, records, secrets } = yield* agreeOnKeys(
       ctx,
       "client",
       policies,
@@ -623,7 +622,7 @@ const clientSteps = (ctx: Context, options: HandshakeOptions) =>
       }
     }
 
-    return established(ctx, encrypted, policies.server)
+    return established(ctx, records, encrypted, policies.server)
   })
 
 /** The server's side of PROTOCOL.md §3. */
@@ -674,7 +673,7 @@ const serverSteps = (ctx: Context, options: HandshakeOptions) =>
     send(ctx, MessageType.SERVER_HELLO, encodeServerHello(hello))
 
     // §4.1 negotiation and §4.2 key schedule, from the two hellos.
-    const { encrypted, secrets } = yield* agreeOnKeys(ctx, "server", policies, shared, options)
+    const { encrypted, records, secrets } = yield* agreeOnKeys(ctx, "server", policies, shared, options)
 
     // §3.3 ServerFinished.
     send(ctx, MessageType.SERVER_FINISHED, crypto.hmacSha256(secrets.serverFinishedKey, ctx.transcript.hash()))
@@ -710,5 +709,5 @@ const serverSteps = (ctx: Context, options: HandshakeOptions) =>
     // (§3.5), so from this instant frames are session-sized and may wait for the session's sink.
     ctx.framed.setReadLimits(sessionSized(ctx.maxFrameSize, SERVER_WAITING_FRAMES))
 
-    return established(ctx, encrypted, policies.client)
+    return established(ctx, records, encrypted, policies.client)
   })

@@ -129,6 +129,11 @@ const serveFields = {
   maxConnections: PositiveInt,
   maxHandshakes: PositiveInt,
   memoryBudget: PositiveInt,
+  // PROTOCOL.md §10.5: the throttle of failed password attempts.
+  maxPasswordFailures: PositiveInt,
+  passwordBackoff: Timeout,
+  maxPasswordBackoff: Timeout,
+  throttledAddresses: PositiveInt,
   onListen: Schema.declare(Predicate.isFunction, { description: "a function" })
 } satisfies Fields<ServeAndAnnounceOptions>
 

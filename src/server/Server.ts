@@ -13,7 +13,7 @@ import { Cause, Clock, Deferred, Duration, Effect, Layer, Option } from "effect"
 import type { Scope } from "effect"
 import { Crypto, type CryptoService } from "../crypto/Crypto.js"
 import * as NodeCrypto from "../crypto/NodeCrypto.js"
-import { HandshakeError, type InvalidArgument, type ListenFailed } from "../errors.js"
+import { AuthFailed, HandshakeError, type InvalidArgument, type ListenFailed } from "../errors.js"
 import {
   type Admission,
   DEFAULT_PUZZLE_THRESHOLD,
@@ -31,8 +31,14 @@ import { listenFailed } from "../transport/NetErrors.js"
 import { encodeFrame } from "../wire/Frame.js"
 import { AlertCode, MessageType } from "../wire/Messages.js"
 import { countTagged, LOG_PEER, LOG_SESSION, refusedConnections } from "../Observability.js"
+import { addressKey, makeThrottle, type ThrottleOptions } from "./Throttle.js"
 
-export interface ServeOptions extends HandshakeOptions, SessionOptions {
+/**
+ * With a password, the server also throttles online guessing per source address (`ThrottleOptions`,
+ * PROTOCOL.md §10.5): after `maxPasswordFailures` failed attempts an address is refused with ALERT
+ * THROTTLED for a time that doubles with each further failure.
+ */
+export interface ServeOptions extends HandshakeOptions, SessionOptions, ThrottleOptions {
   /** Default `"127.0.0.1"`. */
   readonly host?: string | undefined
   /** 0 picks a free port; `address` tells which. */
@@ -203,24 +209,57 @@ const makeLoadSignal = (crypto: CryptoService, threshold: number) => {
   }
 }
 
-const peerAddress = Effect.map(
-  Effect.serviceOption(NodeSocket.NetSocket),
-  Option.flatMap((conn) => Option.fromNullable(conn.remoteAddress === undefined ? undefined : `${conn.remoteAddress}:${conn.remotePort}`))
-)
+/** The peer's address and port for logs, and its IP alone for the throttle. */
+const peerOf = Effect.map(Effect.serviceOption(NodeSocket.NetSocket), (conn) => ({
+  peer: Option.getOrElse(
+    Option.flatMap(conn, (c) => Option.fromNullable(c.remoteAddress === undefined ? undefined : `${c.remoteAddress}:${c.remotePort}`)),
+    () => "unknown"
+  ),
+  ip: Option.getOrUndefined(Option.flatMap(conn, (c) => Option.fromNullable(c.remoteAddress)))
+}))
 
 /**
- * Refuses a connection over the limit: one plaintext alert (PROTOCOL.md §6), then the socket is
- * released. A platform socket only writes while its `run` is going, hence the reader.
+ * Refuses a connection: one plaintext alert (PROTOCOL.md §6: LIMIT_EXCEEDED over the limit, THROTTLED
+ * for an address refused after failed passwords, §10.5), then the socket is released. A platform
+ * socket only writes while its `run` is going, hence the reader.
  */
-const refuse = (socket: Socket.Socket) =>
+const refuse = (socket: Socket.Socket, code: AlertCode = AlertCode.LIMIT_EXCEEDED) =>
   Effect.scoped(
     Effect.gen(function*() {
       const write = yield* socket.writer
       yield* Effect.forkScoped(socket.run(() => {}))
-      yield* write(encodeFrame(MessageType.ALERT, Uint8Array.of(AlertCode.LIMIT_EXCEEDED)))
+      yield* write(encodeFrame(MessageType.ALERT, Uint8Array.of(code)))
       yield* write(new Socket.CloseEvent())
     })
   ).pipe(Effect.timeout("1 second"), Effect.ignore)
+
+/** A wrong password found by this server, or reported by its client (PROTOCOL.md §5): one failed guess. */
+const isWrongPassword = (cause: Cause.Cause<unknown>): boolean =>
+  Option.exists(Cause.failureOption(cause), (error) => error instanceof AuthFailed && error.reason === "WrongPassword")
+
+/**
+ * The throttle's log (PROTOCOL.md §10.5): a line when an address starts or extends a refusal, with the
+ * address, its failures and the backoff, at most one a second (how many more since the last line is
+ * said in it), so that a guessing flood from many addresses stays a few lines.
+ */
+const makeThrottleLog = () => {
+  let last = Number.NEGATIVE_INFINITY
+  let more = 0
+  return (address: string, failures: number, backoffMillis: number) =>
+    Effect.gen(function*() {
+      const now = yield* Clock.currentTimeMillis
+      if (now - last < 1000) {
+        more++
+        return
+      }
+      last = now
+      const since = more === 0 ? "" : ` (${more} more since the last line)`
+      more = 0
+      yield* Effect.logWarning(
+        `cvg-core: password attempts throttled: ${address} refused for ${Duration.format(Duration.millis(backoffMillis))} after ${failures} failures${since}`
+      ).pipe(Effect.annotateLogs({ address, failures, backoffMillis }))
+    })
+}
 
 /**
  * Options the server cannot use (`InvalidArgument`), an address it cannot bind (`ListenFailed`), or
@@ -254,10 +293,21 @@ export const listen = (options: ServeOptions): Effect.Effect<Server, ListenFaile
     const busyLog = rateLimitedWarning("cvg-core: handshakes refused, P-521 work queue full")
     const evictLog = rateLimitedWarning("cvg-core: pending handshakes evicted to make room (maxHandshakes or maxConnections reached)")
     const refusedLog = rateLimitedWarning("cvg-core: connections refused, maxConnections reached")
+    // Only a server with a password can be guessed against (PROTOCOL.md §10.5).
+    const throttle = options.password === undefined ? undefined : makeThrottle(options)
+    const throttleLog = makeThrottleLog()
+    const throttledRefusalLog = rateLimitedTally("cvg-core: connections refused, address throttled after failed passwords")
     const failureLog = makeFailureLog()
     const onEvict = Effect.zipRight(Effect.sync(() => countTagged(refusedConnections, { reason: "evicted" })), evictLog)
     const handshakes = makeHandshakeSlots(options.maxHandshakes ?? DEFAULT_MAX_HANDSHAKES, onEvict)
     const handshakeSlot = handshakes.slot(makeLoadSignal(crypto, options.puzzleThreshold ?? DEFAULT_PUZZLE_THRESHOLD))
+    /** A wrong password counts against its address (PROTOCOL.md §10.5), and is logged like any failure. */
+    const countGuess = (cause: Cause.Cause<unknown>, ip: string | undefined) => {
+      const key = addressKey(ip)
+      if (throttle === undefined || key === undefined || !isWrongPassword(cause)) return Effect.void
+      return Effect.flatMap(throttle.failed(key), (failure) =>
+        failure.backoffMillis > 0 ? throttleLog(key, failure.failures, failure.backoffMillis) : Effect.void)
+    }
     /** Failures that admission control caused are counted in rate-limited lines, not logged one by one. */
     const logFailure = (cause: Cause.Cause<unknown>, peer: string) => {
       const failure = Cause.failureOption(cause)
@@ -282,9 +332,28 @@ export const listen = (options: ServeOptions): Effect.Effect<Server, ListenFaile
                 if (admitted) connections--
               })
             )
-            const peer = Option.getOrElse(yield* peerAddress, () => "unknown")
+            const { ip, peer } = yield* peerOf
             // Set for the connection's scope rather than wrapped around it, so no frame stays on its stack.
             yield* Effect.annotateLogsScoped(LOG_PEER, peer)
+            // An address refused after failed passwords costs no handshake work at all (§10.5).
+            const key = throttle === undefined ? undefined : addressKey(ip)
+            if (throttle !== undefined && key !== undefined && Option.isSome(yield* throttle.refusal(key))) {
+              countTagged(refusedConnections, { reason: "throttled" })
+              yield* throttledRefusalLog(key)
+              return yield* refuse(socket, AlertCode.THROTTLED)
+            }
+            // One handshake in progress for the address, held until its outcome is counted, not for the
+            // session; given back by the connection's scope too, should the handshake never start (§10.5).
+            let guessing = false
+            const guessed = Effect.sync(() => {
+              if (guessing && throttle !== undefined && key !== undefined) throttle.end(key)
+              guessing = false
+            })
+            if (throttle !== undefined && key !== undefined) {
+              throttle.begin(key)
+              guessing = true
+              yield* Effect.addFinalizer(() => guessed)
+            }
             // Full: a handshake waiting on a silent peer makes room; the evicted connection gives its
             // count back as it closes, so the count may exceed the cap by the evictions in progress.
             if (connections >= maxConnections && !(yield* handshakes.evictWaiting)) {
@@ -299,7 +368,10 @@ export const listen = (options: ServeOptions): Effect.Effect<Server, ListenFaile
               Effect.flatMap(
                 session({ ...options, peer, pool, watchdog, idleTimeout }, slot).pipe(
                   Effect.provideService(Socket.Socket, socket),
-                  Effect.provideService(Crypto, crypto)
+                  Effect.provideService(Crypto, crypto),
+                  // The handshake's outcome only: a handler's own errors are not the peer's guesses.
+                  Effect.tapErrorCause((cause) => countGuess(cause, ip)),
+                  Effect.ensuring(guessed)
                 ),
                 (session) => Effect.zipRight(Effect.annotateLogsScoped(LOG_SESSION, session.info.id), handler(session))
               )).pipe(

@@ -193,7 +193,9 @@ export const AlertCode = {
   ENCRYPTION_MISMATCH: 0x08,
   LIMIT_EXCEEDED: 0x09,
   TIMEOUT: 0x0a,
-  INTERNAL: 0x0b
+  INTERNAL: 0x0b,
+  /** A server refusing an address after failed password attempts, before any handshake work (PROTOCOL.md §10.5). */
+  THROTTLED: 0x0c
 } as const
 export type AlertCode = (typeof AlertCode)[keyof typeof AlertCode]
 const alertNames: ReadonlyMap<number, string> = new Map(Object.entries(AlertCode).map(([name, code]) => [code, name]))

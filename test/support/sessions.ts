@@ -4,10 +4,11 @@
  */
 import * as Socket from "@effect/platform/Socket"
 import { expect } from "@effect/vitest"
-import { Deferred, Duration, Effect, Fiber } from "effect"
+import { Deferred, Duration, Effect, Fiber, Layer } from "effect"
 import type { Scope } from "effect"
 import { createHash, randomFillSync } from "node:crypto"
 import * as Client from "../../src/client/Client.js"
+import type { Crypto } from "../../src/crypto/Crypto.js"
 import * as NodeCrypto from "../../src/crypto/NodeCrypto.js"
 import type { HandshakeOptions } from "../../src/handshake/Handshake.js"
 import * as Server from "../../src/server/Server.js"
@@ -30,13 +31,18 @@ export const memorySessions = (options: {
   readonly client?: SideOptions | undefined
   readonly server?: SideOptions | undefined
   readonly faults?: MemorySocket.FaultOptions | undefined
+  /** The client's own `Crypto` (e.g. `support/tagging.ts`, to inject tagged plaintext frames). */
+  readonly clientCrypto?: Layer.Layer<Crypto> | undefined
 } = {}): Effect.Effect<MemorySessions, Client.ConnectError, Scope.Scope> =>
   Effect.gen(function*() {
     const [clientSocket, serverSocket] = yield* MemorySocket.makePair(options.faults)
     const [client, server] = yield* Effect.all([
-      Client.session(options.client ?? {}).pipe(Effect.provideService(Socket.Socket, clientSocket)),
-      Server.session(options.server ?? {}).pipe(Effect.provideService(Socket.Socket, serverSocket))
-    ], { concurrency: 2 }).pipe(Effect.provide(NodeCrypto.layer))
+      Client.session(options.client ?? {}).pipe(
+        Effect.provideService(Socket.Socket, clientSocket),
+        Effect.provide(options.clientCrypto ?? NodeCrypto.layer)
+      ),
+      Server.session(options.server ?? {}).pipe(Effect.provideService(Socket.Socket, serverSocket), Effect.provide(NodeCrypto.layer))
+    ], { concurrency: 2 })
     return { client, server, clientSocket, serverSocket }
   })
 
