@@ -39,14 +39,37 @@ describe("the throttle's rules (TestClock)", () => {
       expect(yield* throttle.failed("192.0.2.1")).toEqual({ failures: 6, backoffMillis: 35_000 })
     }))
 
-  it.effect("an address is forgotten four caps after its last failure", () =>
+  it.effect("guesses in parallel: below the threshold unlimited, past it one handshake at a time", () =>
+    Effect.gen(function*() {
+      const throttle = makeThrottle({ maxPasswordFailures: 3, passwordBackoff: "10 seconds" })
+      const refused = Effect.map(throttle.refusal("192.0.2.1"), Option.isSome)
+      // Under the threshold many clients behind one address may connect at once, a typo or two included.
+      yield* throttle.failed("192.0.2.1")
+      yield* throttle.failed("192.0.2.1")
+      for (let i = 0; i < 10; i++) {
+        expect(yield* refused).toBe(false)
+        throttle.begin("192.0.2.1")
+      }
+      for (let i = 0; i < 10; i++) throttle.end("192.0.2.1")
+      yield* throttle.failed("192.0.2.1")
+      yield* TestClock.adjust("10 seconds")
+      // Past the threshold, once the backoff has passed: one handshake at a time, never none.
+      expect(yield* refused).toBe(false)
+      throttle.begin("192.0.2.1")
+      expect(yield* refused).toBe(true)
+      expect(Option.isNone(yield* throttle.refusal("192.0.2.2"))).toBe(true)
+      throttle.end("192.0.2.1")
+      expect(yield* refused).toBe(false)
+    }))
+
+  it.effect("an address is forgotten a day after its last failure", () =>
     Effect.gen(function*() {
       const throttle = makeThrottle({ maxPasswordFailures: 2, passwordBackoff: "1 second", maxPasswordBackoff: "1 minute" })
       yield* throttle.failed("192.0.2.1")
       yield* throttle.failed("192.0.2.1")
-      yield* TestClock.adjust("4 minutes")
+      yield* TestClock.adjust("24 hours")
       expect(yield* throttle.failed("192.0.2.1")).toEqual({ failures: 3, backoffMillis: 2000 })
-      yield* TestClock.adjust("241 seconds")
+      yield* TestClock.adjust("86401 seconds")
       expect(Option.isNone(yield* throttle.refusal("192.0.2.1"))).toBe(true)
       expect(yield* throttle.failed("192.0.2.1")).toEqual({ failures: 1, backoffMillis: 0 })
     }))
@@ -104,9 +127,13 @@ describe("throttling over TCP", () => {
     Effect.gen(function*() {
       // Each throttle line, as the server logs it: the test waits for them instead of for time.
       const lines = yield* Queue.unbounded<Record<string, unknown>>()
+      // And each failed connection's line, logged once the server has counted its outcome: the next
+      // guess waits for it, as a guesser's handshake in progress counts against its address.
+      const failures = yield* Queue.unbounded<string>()
       const logger = Logger.make(({ annotations, message }) => {
         const text = Array.isArray(message) ? message.join(" ") : String(message)
         if (text.includes("password attempts throttled")) Queue.unsafeOffer(lines, { text, ...Object.fromEntries(HashMap.toEntries(annotations)) })
+        if (text.includes("connection failed")) Queue.unsafeOffer(failures, text)
       })
       yield* Effect.gen(function*() {
         const { port } = yield* startServer(
@@ -116,6 +143,7 @@ describe("throttling over TCP", () => {
         const refusedBefore = yield* refusedThrottled()
         for (let i = 0; i < 3; i++) {
           expect(fields(typedError(yield* connectFrom("127.0.0.2", port, `guess ${i}`), "guess"))).toMatchObject({ tag: "AuthFailed", reason: "WrongPassword" })
+          yield* Queue.take(failures)
         }
         // The third failure starts the refusal, and the server says so with the address and backoff.
         const first = yield* Queue.take(lines)
@@ -132,6 +160,7 @@ describe("throttling over TCP", () => {
         // doubles the refusal.
         yield* TestClock.adjust("10 seconds")
         expect(fields(typedError(yield* connectFrom("127.0.0.2", port, "guess 4"), "after the backoff"))).toMatchObject({ tag: "AuthFailed", reason: "WrongPassword" })
+        yield* Queue.take(failures)
         expect(yield* Queue.take(lines)).toMatchObject({ address: "127.0.0.2", failures: 4, backoffMillis: 20_000 })
         expect(fields(typedError(yield* connectFrom("127.0.0.2", port, RIGHT), "throttled again"))).toMatchObject({ tag: "PeerAlert", reason: "Throttled" })
       }).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, logger)))

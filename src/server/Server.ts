@@ -342,6 +342,18 @@ export const listen = (options: ServeOptions): Effect.Effect<Server, ListenFaile
               yield* throttledRefusalLog(key)
               return yield* refuse(socket, AlertCode.THROTTLED)
             }
+            // One handshake in progress for the address, held until its outcome is counted, not for the
+            // session; given back by the connection's scope too, should the handshake never start (§10.5).
+            let guessing = false
+            const guessed = Effect.sync(() => {
+              if (guessing && throttle !== undefined && key !== undefined) throttle.end(key)
+              guessing = false
+            })
+            if (throttle !== undefined && key !== undefined) {
+              throttle.begin(key)
+              guessing = true
+              yield* Effect.addFinalizer(() => guessed)
+            }
             // Full: a handshake waiting on a silent peer makes room; the evicted connection gives its
             // count back as it closes, so the count may exceed the cap by the evictions in progress.
             if (connections >= maxConnections && !(yield* handshakes.evictWaiting)) {
@@ -358,7 +370,8 @@ export const listen = (options: ServeOptions): Effect.Effect<Server, ListenFaile
                   Effect.provideService(Socket.Socket, socket),
                   Effect.provideService(Crypto, crypto),
                   // The handshake's outcome only: a handler's own errors are not the peer's guesses.
-                  Effect.tapErrorCause((cause) => countGuess(cause, ip))
+                  Effect.tapErrorCause((cause) => countGuess(cause, ip)),
+                  Effect.ensuring(guessed)
                 ),
                 (session) => Effect.zipRight(Effect.annotateLogsScoped(LOG_SESSION, session.info.id), handler(session))
               )).pipe(

@@ -8,11 +8,18 @@
  * subscriber usually holds, so that rotating through one's own /64 buys nothing; an IPv4-mapped IPv6
  * address counts as its IPv4 address, so that a dual-stack listener sees one client as one address.
  *
+ * Guesses in parallel are bounded too, once an address has reached the threshold: it may then have
+ * one handshake in progress at a time, so that each backoff lets through one guess, not hundreds side
+ * by side. Below the threshold an address is not limited (many clients behind one address connect at
+ * once, and one typo must not lock them out), so a guesser's very first burst is bounded only by the
+ * server's `maxHandshakes`; it is forgotten only a day after its last failure, so such a burst cannot
+ * be repeated every few minutes.
+ *
  * The state is one bounded `Map` per server (made by `listen`), never a module global. When it is
  * full, the entry touched longest ago is dropped: an attacker has to bring that many fresh addresses
  * (or /64s) to flush a blocked one. A success from an address does not reset its count: behind a
- * NAT, one user's good password says nothing about another's guesses. Entries are forgotten four caps
- * after their last failure.
+ * NAT, one user's good password says nothing about another's guesses. Entries are forgotten a day (or
+ * four caps, if longer) after their last failure.
  */
 import { Clock, Duration, Effect, Option } from "effect"
 import { isIPv4, isIPv6 } from "node:net"
@@ -32,8 +39,10 @@ export const DEFAULT_MAX_PASSWORD_FAILURES = 5
 export const DEFAULT_PASSWORD_BACKOFF = Duration.seconds(1)
 export const DEFAULT_MAX_PASSWORD_BACKOFF = Duration.minutes(15)
 export const DEFAULT_THROTTLED_ADDRESSES = 10_000
+/** How long an address's failures are remembered after its last one (at least four caps). */
+const FORGET_AFTER_MILLIS = 24 * 60 * 60 * 1000
 
-/** An address that is refused for now. */
+/** An address that is refused for now: blocked for `retryAfterMillis`, or (0) with too many handshakes in progress. */
 export interface Refusal {
   readonly failures: number
   readonly retryAfterMillis: number
@@ -54,6 +63,9 @@ interface Entry {
 export interface Throttle {
   /** `Some` when connections from `key` are refused at this moment. */
   readonly refusal: (key: string) => Effect.Effect<Option.Option<Refusal>>
+  /** A handshake from `key` starts / has ended (whatever its outcome, after `failed` for a wrong password). */
+  readonly begin: (key: string) => void
+  readonly end: (key: string) => void
   /** Counts one failed password attempt from `key`. */
   readonly failed: (key: string) => Effect.Effect<Failure>
   /** Addresses remembered (for tests and metrics). */
@@ -65,8 +77,10 @@ export const makeThrottle = (options: ThrottleOptions = {}): Throttle => {
   const base = Duration.toMillis(options.passwordBackoff ?? DEFAULT_PASSWORD_BACKOFF)
   const cap = Math.max(base, Duration.toMillis(options.maxPasswordBackoff ?? DEFAULT_MAX_PASSWORD_BACKOFF))
   const capacity = options.throttledAddresses ?? DEFAULT_THROTTLED_ADDRESSES
-  const forgetAfter = 4 * cap
+  const forgetAfter = Math.max(4 * cap, FORGET_AFTER_MILLIS)
   const entries = new Map<string, Entry>()
+  /** Handshakes in progress per address: bounded by the server's connections, each holding at most one. */
+  const inFlight = new Map<string, number>()
 
   /** The entry for `key`, unless it has been forgotten by now. */
   const current = (key: string, now: number): Entry | undefined => {
@@ -86,10 +100,20 @@ export const makeThrottle = (options: ThrottleOptions = {}): Throttle => {
     refusal: (key) =>
       Effect.map(Clock.currentTimeMillis, (now) => {
         const entry = current(key, now)
-        return entry !== undefined && now < entry.blockedUntil
-          ? Option.some({ failures: entry.failures, retryAfterMillis: entry.blockedUntil - now })
+        const failures = entry?.failures ?? 0
+        if (entry !== undefined && now < entry.blockedUntil) {
+          return Option.some({ failures, retryAfterMillis: entry.blockedUntil - now })
+        }
+        return failures >= threshold && (inFlight.get(key) ?? 0) >= 1
+          ? Option.some({ failures, retryAfterMillis: 0 })
           : Option.none()
       }),
+    begin: (key) => void inFlight.set(key, (inFlight.get(key) ?? 0) + 1),
+    end: (key) => {
+      const left = (inFlight.get(key) ?? 0) - 1
+      if (left > 0) inFlight.set(key, left)
+      else inFlight.delete(key)
+    },
     failed: (key) =>
       Effect.map(Clock.currentTimeMillis, (now) => {
         const entry = current(key, now) ?? { failures: 0, lastFailure: now, blockedUntil: 0 }
