@@ -2,15 +2,16 @@
  * The handshake, one program per role, in the order of PROTOCOL.md §3:
  *
  *   client                                   server
- *   ClientHello  (policy, capabilities, nonce, P-521 key) →
+ *   ClientHello  (policy, capabilities, nonce, P-521 key, CPace share?) →
  *                                          ← HelloRetry (difficulty, challenge)   only under load, §3.6
  *   PuzzleSolution (solution)              →
- *                                          ← ServerHello (policy, capabilities, nonce, P-521 key)
- *   [both: negotiate §4.1, ECDH, key schedule §4.2; records sealed from here when encrypted]
+ *                                          ← ServerHello (policy, capabilities, nonce, P-521 key, CPace share?)
+ *   [both: negotiate §4.1, ECDH, CPace §5, key schedule §4.2; sealed or tagged from here, handshake keys]
  *                                          ← ServerIdentity (key, signature over both hellos)   §3.7
- *                                          ← ServerFinished (MAC over the transcript)
- *   ClientFinished (MAC, password proof?)  →
- *                                          ← ServerAccept (server's password proof?)
+ *                                          ← ServerFinished (MAC over the transcript, keyed from ISK)
+ *   ClientFinished (MAC over the transcript) →
+ *                                          ← ServerAccept (empty)
+ *   [both: the traffic keys, §3.5]
  *
  * Each returns a `SecureChannel`, which exists only once every check has passed.
  */
