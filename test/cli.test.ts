@@ -257,6 +257,34 @@ describe("cvg serve and cvg connect", () => {
     expect(lines(server.stderr()).every((line) => line.startsWith("cvg: "))).toBe(true)
   })
 
+  it("serve --identity proves a key from cvg keygen: --server-key pins it, --known-hosts learns it, a wrong pin exits 4", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "cvg-identity-"))
+    try {
+      const key = join(dir, "server.key")
+      const fingerprint = (await cvg(["keygen", key])).stdout.toString().trim()
+      const server = await startServer(["serve", "--identity", key])
+      const address = `127.0.0.1:${server.port}`
+      const pinned = await cvg(["connect", address, "--server-key", fingerprint], { input: "pinned\n" })
+      expect(pinned.stderr).toBe("")
+      expect(pinned.stdout.toString()).toBe("pinned\n")
+      const known = join(dir, "known_hosts")
+      const learned = await cvg(["connect", address, "--known-hosts", known], { input: "learned\n" })
+      expect(learned.code).toBe(0)
+      expect(await readFile(known, "utf8")).toBe(`${address} ${fingerprint}\n`)
+      const other = `sha256:${"0".repeat(64)}`
+      const wrong = await cvg(["connect", address, "--server-key", other], { input: "never sent\n" })
+      expect(wrong.code).toBe(ExitCode.auth)
+      expect(lines(wrong.stderr)).toEqual([`cvg: server key mismatch (pinned): expected ${other}, got ${fingerprint}`])
+      expect(wrong.stdout.length).toBe(0)
+      const malformed = await cvg(["connect", address, "--server-key", "md5:00"], { input: "" })
+      expect(malformed.code).toBe(ExitCode.usage)
+      server.child.kill("SIGTERM")
+      expect(await server.exited).toBe(ExitCode.interrupted)
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+
   it("connect into a reader that goes away (| head -1) stops quietly with exit 0", async () => {
     const server = await startServer(["serve"])
     const input = Array.from({ length: 20_000 }, (_, i) => `line ${i}`).join("\n") + "\n"

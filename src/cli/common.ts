@@ -5,7 +5,8 @@
 import * as Options from "@effect/cli/Options"
 import { readFile } from "node:fs/promises"
 import { Cause, Effect, HashMap, Logger, Option, Redacted } from "effect"
-import type { EncryptionPolicy } from "../index.js"
+import type { EncryptionPolicy, IdentityKey, IdentityKeyError } from "../index.js"
+import { identityKeyFromEnv, loadIdentityKey } from "../identity/KeyFile.js"
 import { describeCause, FileError, oneLine, UsageError } from "./errors.js"
 
 export const passwordFile = Options.text("password-file").pipe(
@@ -39,6 +40,55 @@ export const host = Options.text("host").pipe(
   Options.withDescription("Address to listen on (default 127.0.0.1; 0.0.0.0 or :: for every interface)."),
   Options.withDefault("127.0.0.1")
 )
+
+export const identityFile = Options.text("identity").pipe(
+  Options.withPseudoName("PATH"),
+  Options.withDescription(
+    "Prove this server identity key (a file from `cvg keygen`, readable by its owner only) in every handshake, so that clients can pin it with --server-key."
+  ),
+  Options.optional
+)
+
+export const identityEnv = Options.text("identity-env").pipe(
+  Options.withPseudoName("NAME"),
+  Options.withDescription("Like --identity, with the key's PEM (or base64 PKCS#8 DER) in this environment variable."),
+  Options.optional
+)
+
+export const serverKey = Options.text("server-key").pipe(
+  Options.withPseudoName("FINGERPRINT"),
+  Options.withDescription(
+    "Refuse any server that does not prove this identity key (sha256:… as `cvg keygen` printed it): safe against a man in the middle, with or without a password."
+  ),
+  Options.optional
+)
+
+export const knownHosts = Options.text("known-hosts").pipe(
+  Options.withPseudoName("PATH"),
+  Options.withDescription(
+    "Trust on first use: remember the identity key each HOST:PORT proves the first time in this file, and refuse a different one later. --server-key is the stronger choice."
+  ),
+  Options.optional
+)
+
+/** The identity options of a client, as `connect` takes them (undefined when not given). */
+export const serverKeyOptions = (options: { readonly serverKey: Option.Option<string>; readonly knownHosts: Option.Option<string> }) => ({
+  serverKey: Option.getOrUndefined(options.serverKey),
+  knownHosts: Option.getOrUndefined(options.knownHosts)
+})
+
+/** The server's identity key from `--identity` or `--identity-env`, if either was given. */
+export const loadIdentity = (source: {
+  readonly identity: Option.Option<string>
+  readonly identityEnv: Option.Option<string>
+}): Effect.Effect<IdentityKey | undefined, UsageError | IdentityKeyError> =>
+  Option.isSome(source.identity) && Option.isSome(source.identityEnv)
+    ? Effect.fail(new UsageError({ detail: "give either --identity or --identity-env, not both" }))
+    : Option.isSome(source.identity)
+    ? loadIdentityKey(source.identity.value)
+    : Option.isSome(source.identityEnv)
+    ? identityKeyFromEnv(source.identityEnv.value)
+    : Effect.succeed(undefined)
 
 /** What the user asked for: the password's source, if any. */
 export interface PasswordSource {

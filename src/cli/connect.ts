@@ -9,7 +9,18 @@ import * as Command from "@effect/cli/Command"
 import { NodeStream } from "@effect/platform-node"
 import { Effect, Stream } from "effect"
 import { connectScoped, Packet, PacketType } from "../index.js"
-import { encryption, fileError, loadPassword, parseAddress, passwordEnv, passwordFile, writeStdout } from "./common.js"
+import {
+  encryption,
+  fileError,
+  knownHosts,
+  loadPassword,
+  parseAddress,
+  passwordEnv,
+  passwordFile,
+  serverKey,
+  serverKeyOptions,
+  writeStdout
+} from "./common.js"
 import type { FileError } from "./errors.js"
 
 /** Largest request `connect` sends: a longer line goes in pieces of this size. */
@@ -58,14 +69,16 @@ export const connectCommand = Command.make(
     address: Args.text({ name: "HOST:PORT" }).pipe(Args.withDescription("The cvg server to connect to, e.g. 127.0.0.1:5000 or [::1]:5000.")),
     passwordFile,
     passwordEnv,
-    encryption
+    encryption,
+    serverKey,
+    knownHosts
   },
   (options) =>
     Effect.scoped(
       Effect.gen(function*() {
         const { host, port } = yield* parseAddress(options.address)
         const password = yield* loadPassword(options)
-        const session = yield* connectScoped({ host, port, encryption: options.encryption, password })
+        const session = yield* connectScoped({ host, port, encryption: options.encryption, password, ...serverKeyOptions(options) })
         yield* stdin.pipe(
           splitLines(MAX_LINE),
           Stream.mapEffect(

@@ -11,7 +11,19 @@ import { access, mkdir, rename, unlink } from "node:fs/promises"
 import { join } from "node:path"
 import { Deferred, Effect, Option, Stream } from "effect"
 import { Packet, RemoteError, serve, type Session } from "../index.js"
-import { encryption, fileError, host, loadPassword, passwordEnv, passwordFile, port, stderrIsTty } from "./common.js"
+import {
+  encryption,
+  fileError,
+  host,
+  identityEnv,
+  identityFile,
+  loadIdentity,
+  loadPassword,
+  passwordEnv,
+  passwordFile,
+  port,
+  stderrIsTty
+} from "./common.js"
 import { FileError, TransferFailed } from "./errors.js"
 import { makeProgress } from "./progress.js"
 import { announce } from "./serve.js"
@@ -91,6 +103,8 @@ export const receiveCommand = Command.make(
     passwordFile,
     passwordEnv,
     encryption,
+    identity: identityFile,
+    identityEnv,
     keep: Options.boolean("keep").pipe(
       Options.withDescription("Keep receiving files until interrupted, logging failed transfers, instead of exiting after the first.")
     )
@@ -98,12 +112,13 @@ export const receiveCommand = Command.make(
   (options) =>
     Effect.gen(function*() {
       const password = yield* loadPassword(options)
+      const identity = yield* loadIdentity(options)
       const dir = options.out
       yield* Effect.tryPromise({ try: () => mkdir(dir, { recursive: true }), catch: (error) => fileError(dir, error) })
       const showProgress = stderrIsTty()
       const first = yield* Deferred.make<void, Effect.Effect.Error<ReturnType<typeof receiveFile>>>()
       const server = serve(
-        { host: options.host, port: options.port, encryption: options.encryption, password, onListen: announce(options.port) },
+        { host: options.host, port: options.port, encryption: options.encryption, password, identity, onListen: announce(options.port) },
         (session) => {
           const peer = Option.getOrElse(session.info.peer, () => "unknown")
           const transfer = receiveFile(session, dir, showProgress)

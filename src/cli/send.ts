@@ -8,7 +8,18 @@ import * as Command from "@effect/cli/Command"
 import { basename } from "node:path"
 import { Effect, Option, Stream } from "effect"
 import { connectScoped, Packet } from "../index.js"
-import { encryption, fileError, loadPassword, parseAddress, passwordEnv, passwordFile, stderrIsTty } from "./common.js"
+import {
+  encryption,
+  fileError,
+  knownHosts,
+  loadPassword,
+  parseAddress,
+  passwordEnv,
+  passwordFile,
+  serverKey,
+  serverKeyOptions,
+  stderrIsTty
+} from "./common.js"
 import { FileError, TransferFailed } from "./errors.js"
 import { makeProgress } from "./progress.js"
 import { DATA_TYPE, decodeDone, DONE_TYPE, encodeHeader, FAILED_TYPE, HEADER_TYPE, openFile, READY_TYPE, readChunks } from "./transfer.js"
@@ -20,7 +31,9 @@ export const sendCommand = Command.make(
     address: Args.text({ name: "HOST:PORT" }).pipe(Args.withDescription("Where `cvg receive` listens, e.g. 127.0.0.1:5000.")),
     passwordFile,
     passwordEnv,
-    encryption
+    encryption,
+    serverKey,
+    knownHosts
   },
   (options) =>
     Effect.scoped(
@@ -34,7 +47,7 @@ export const sendCommand = Command.make(
         const name = basename(path)
         const size = stats.size
 
-        const session = yield* connectScoped({ host, port, encryption: options.encryption, password })
+        const session = yield* connectScoped({ host, port, encryption: options.encryption, password, ...serverKeyOptions(options) })
         const id = session.nextId()
         yield* session.request(new Packet({ id, type: HEADER_TYPE, payload: encodeHeader({ name, size }) }), { expect: READY_TYPE })
 

@@ -11,7 +11,19 @@ import * as Options from "@effect/cli/Options"
 import { spawn } from "node:child_process"
 import { Effect, Option } from "effect"
 import { type InvalidArgument, Packet, PacketType, RemoteError, serve, type Session, type SessionError } from "../index.js"
-import { encryption, host, loadPassword, passwordEnv, passwordFile, port, stderrIsTty, writeStdout } from "./common.js"
+import {
+  encryption,
+  host,
+  identityEnv,
+  identityFile,
+  loadIdentity,
+  loadPassword,
+  passwordEnv,
+  passwordFile,
+  port,
+  stderrIsTty,
+  writeStdout
+} from "./common.js"
 import { type FileError, UsageError } from "./errors.js"
 import { formatBytes } from "./progress.js"
 
@@ -105,6 +117,8 @@ export const serveCommand = Command.make(
     passwordFile,
     passwordEnv,
     encryption,
+    identity: identityFile,
+    identityEnv,
     echo: Options.boolean("echo").pipe(Options.withDescription("Answer each request with its own payload (the default).")),
     exec: Options.text("exec").pipe(
       Options.withPseudoName("CMD"),
@@ -135,6 +149,7 @@ export const serveCommand = Command.make(
         ? { _tag: "stdout" }
         : { _tag: "echo" }
       const password = yield* loadPassword(options)
+      const identity = yield* loadIdentity(options)
       const printing = yield* Effect.makeSemaphore(1)
       return yield* serve(
         {
@@ -142,6 +157,7 @@ export const serveCommand = Command.make(
           port: options.port,
           encryption: options.encryption,
           password,
+          identity,
           onListen: announce(options.port),
           // Printed in the order sent: one request of a session at a time (connect keeps 16 in flight).
           ...(mode._tag === "stdout" ? { maxConcurrentHandlers: 1 } : {})
