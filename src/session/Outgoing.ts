@@ -42,6 +42,8 @@ export interface Outgoing {
    * for callers that checked the queue. False, and nothing written, when it needs chunks.
    */
   readonly writeNow: (packet: Packet, kind: number) => boolean
+  /** Whether `writeNow` takes a payload of this many bytes. */
+  readonly fitsOne: (length: number) => boolean
   /** Writes one message at once; the Effect waits out back-pressure. The caller has checked the session is open. */
   readonly write: (type: number, body: Uint8Array) => Effect.Effect<void, SessionError>
   /** STREAM_CREDIT for one of our streams; one that already ended ignores it. */
@@ -212,6 +214,7 @@ export const makeOutgoing = (ctx: SessionContext, chunkSize: number): Outgoing =
   return {
     sendPacket,
     sendStream,
+    fitsOne: (length) => length <= chunkSize,
     writeNow: (packet, kind) => {
       if (packet.payload.length > chunkSize) return false
       writeSmall(kind, packet.id, packet.type, packet.payload)

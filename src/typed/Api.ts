@@ -26,7 +26,7 @@ import {
 } from "../wire/TypedFrames.js"
 import { tagOf } from "../internal/tag.js"
 import * as Codec from "./Codec.js"
-import { SPAN_CALL } from "../Observability.js"
+import { requestSpan, SPAN_CALL } from "../Observability.js"
 
 /** The packet types of typed messages (PROTOCOL.md §12.2). */
 export const TypedPacket = { MESSAGE: 0xd0, CALL: 0xd1, STREAM: 0xd2 } as const
@@ -199,14 +199,10 @@ export const make = <
       request: Req,
       options?: CallOptions
     ): Effect.Effect<Schema.WithResult.Success<Req>, Schema.WithResult.Failure<Req> | CallError> =>
-      Effect.suspend(() =>
-        Effect.withSpan(exchange(request, options), SPAN_CALL, {
-          kind: "client",
-          // The call site would be this line, not the user's: not worth an Error per call.
-          captureStackTrace: false,
-          attributes: { "cvg.call": tagOf(request) ?? "", "cvg.session": session.info.id }
-        })
-      )
+      requestSpan(exchange(request, options), SPAN_CALL, true, () => ({
+        kind: "client",
+        attributes: { "cvg.call": tagOf(request) ?? "", "cvg.session": session.info.id }
+      }))
 
     const stream = <Req extends Schema.Schema.Type<SC>>(
       request: Req,
