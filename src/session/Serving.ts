@@ -16,6 +16,7 @@ import type { IncomingStreams } from "./IncomingStreams.js"
 import type { Outgoing } from "./Outgoing.js"
 import type { PacketFilter, SessionError } from "./Session.js"
 import { tagOf } from "../internal/tag.js"
+import { isExit } from "../internal/validate.js"
 
 /**
  * While fewer bytes than this wait for the socket, an answer that is ready at once is written in the
@@ -23,9 +24,6 @@ import { tagOf } from "../internal/tag.js"
  * back-pressure like any write. Far below the transport's high-water mark, so the queue stays bounded.
  */
 const DIRECT_WRITE_LIMIT = 64 * 1024
-
-/** `Effect.succeed(x)` and `Effect.fail(e)` are `Exit`s: their outcome is known without running them. */
-const isExit = <A, E, R>(effect: Effect.Effect<A, E, R>): effect is Exit.Exit<A, E> & Effect.Effect<A, E, R> => Exit.isExit(effect)
 
 type Handler<E, R> = (packet: Packet) => Effect.Effect<Packet | undefined, E, R>
 
