@@ -9,7 +9,8 @@ import { Effect, Schema } from "effect"
 import type { ChannelHandler, SecureChannel } from "../../src/channel/SecureChannel.js"
 import type { CryptoService } from "../../src/crypto/Crypto.js"
 import { Api, Packet, PacketType } from "../../src/index.js"
-import { makeSession } from "../../src/session/Session.js"
+import { makeSession as makeBare } from "../../src/session/Session.js"
+import { checkedSession } from "../../src/internal/validate.js"
 
 class Echo extends Schema.TaggedRequest<Echo>()("Echo", { payload: { id: Schema.Number, text: Schema.String }, success: Schema.String, failure: Schema.Never }) {}
 const Bench = Api.make({ requests: [Echo] })
@@ -56,6 +57,8 @@ const pair = (): [SecureChannel, SecureChannel] => {
 }
 
 const crypto = {} as unknown as CryptoService
+// As the API hands sessions out: with the argument and reply checks.
+const makeSession = (channel: SecureChannel, c: CryptoService) => Effect.map(makeBare(channel, c), checkedSession)
 
 const main = Effect.scoped(Effect.gen(function*() {
   const [ca, cb] = pair()
