@@ -1,7 +1,8 @@
 /**
- * The inbox: received packets and streams waiting for `receive`, `respond` or a `serve` worker.
+ * The inbox: received packets and streams waiting for `receive`, `respond` or `serve`.
  *
- * An item goes straight to a caller already waiting; otherwise it waits here, its bytes charged to
+ * An item goes straight to a caller already waiting, or to a running `serve` with a free handler
+ * slot when nothing is queued before it; otherwise it waits here, its bytes charged to
  * the budget, up to `maxQueuedPackets` items (PROTOCOL.md §10.1). Waiting callers are `Effect.async`
  * callbacks in an array, not a queue of Deferreds (docs/performance.md).
  */
