@@ -190,6 +190,21 @@ describe("serve: handlers that answer at once, and handlers in fibers", () => {
       expect(Object.fromEntries(calls)).toEqual({ now: 1, later: 1, fail: 1, throw: 1, nothing: 1 })
     }))
 
+  it.scopedLive("after an orderly close, serve lets the handlers of one-way packets sent before it finish, then ends normally (PROTOCOL.md §7.1)", () =>
+    Effect.gen(function*() {
+      const { client, server } = yield* memorySessions({ client: modes.encrypted, server: modes.encrypted })
+      const done: Array<number> = []
+      const served = yield* Effect.fork(server.serve((p) =>
+        Effect.sleep("30 millis").pipe(Effect.zipRight(Effect.sync(() => done.push(p.id))), Effect.as(undefined))
+      ))
+      yield* client.send(packet(1, PacketType.COMMAND, "a"))
+      yield* client.send(packet(2, PacketType.COMMAND, "b"))
+      yield* Effect.sleep("5 millis")
+      yield* client.close
+      expect(Exit.isSuccess(yield* Fiber.await(served))).toBe(true)
+      expect(done).toEqual([1, 2])
+    }))
+
   it.scopedLive("maxConcurrentHandlers bounds the handlers running; the rest wait and start in arrival order", () =>
     Effect.gen(function*() {
       const { client, server } = yield* memorySessions({

@@ -137,6 +137,12 @@ export const makeServing = (
         const run = yield* FiberSet.runtime(handlers)<R>()
         /** Handlers running in fibers; at most `maxConcurrentHandlers`, beyond which packets wait in the inbox. */
         let running = 0
+        /**
+         * Of those, handlers of one-way packets and streams: after an orderly close `serve` waits for
+         * them, since what arrived before the CLOSE is not lost (PROTOCOL.md §7.1), while a request's
+         * handler can no longer be answered and is not waited for.
+         */
+        let oneWay = 0
         let pumping = false
         let finish: ((exit: Exit.Exit<void, SessionError | E>) => void) | undefined
         let outcome: Exit.Exit<void, SessionError | E> | undefined
@@ -146,17 +152,19 @@ export const makeServing = (
           finish?.(exit)
         }
 
-        const onHandlerExit = (exit: Exit.Exit<Packet, SessionError | E>) => {
+        const onHandlerExit = (exit: Exit.Exit<Packet, SessionError | E>, request: boolean) => {
           running--
+          if (!request) oneWay--
           // A one-way packet's failure, or the session's, ends `serve` (the requests' became RemoteErrors).
           if (Exit.isFailure(exit) && !Cause.isInterruptedOnly(exit.cause)) return end(Exit.failCause(exit.cause))
           pump()
         }
 
         /** Starts the fiber of a handler that did not answer at once; it starts running right here, not on a later turn. */
-        const inFiber = (effect: Effect.Effect<Packet, SessionError | E, R>) => {
+        const inFiber = (effect: Effect.Effect<Packet, SessionError | E, R>, request: boolean) => {
           running++
-          run(effect).addObserver(onHandlerExit)
+          if (!request) oneWay++
+          run(effect).addObserver((exit) => onHandlerExit(exit, request))
         }
 
         /**
@@ -164,17 +172,20 @@ export const makeServing = (
          * a fiber of its own. The handler runs exactly once either way.
          */
         const start = (item: InboxItem) => {
-          if (item._tag !== "Packet") return inFiber(handle(item, handler))
+          if (item._tag !== "Packet") return inFiber(handle(item, handler), false)
           const packet = item.packet
           const result = build(handler, packet)
           if (isExit(result) && Exit.isSuccess(result) && answerNow(packet, result.value, item.request)) {
             // The application is done with the packet: its bytes go back (as `withPacket` does).
             return release(ctx.budget, item)
           }
-          inFiber(Effect.ensuring(settle(item, packet, result), Effect.sync(() => release(ctx.budget, item))))
+          inFiber(Effect.ensuring(settle(item, packet, result), Effect.sync(() => release(ctx.budget, item))), item.request)
         }
 
-        /** Starts what waits in the inbox, up to the limit; then ends `serve` once the session has ended and nothing is left. */
+        /**
+         * Starts what waits in the inbox, up to the limit; then ends `serve` once the session has
+         * ended and nothing is left to start (after an orderly close, nor a one-way handler running).
+         */
         const pump = () => {
           if (pumping || outcome !== undefined) return
           pumping = true
@@ -187,7 +198,10 @@ export const makeServing = (
           } finally {
             pumping = false
           }
-          if (outcome === undefined && ctx.ended !== undefined && inbox.size() === 0) end(Exit.fail(ctx.ended))
+          const ended = ctx.ended
+          if (outcome !== undefined || ended === undefined || inbox.size() > 0) return
+          if (oneWay > 0 && ended instanceof ConnectionClosed && ended.reason === "Closed") return
+          end(Exit.fail(ended))
         }
 
         // A packet that arrives while nothing waits before it is started at once, in the dispatch.
