@@ -12,12 +12,42 @@
  * allocation. Tagged metrics (handshakes, refusals, budget exhaustions) are updated once per
  * connection at most, where building the tagged key costs nothing that matters.
  */
-import { Metric, MetricLabel } from "effect"
+import { Context, DefaultServices, Effect, Metric, MetricLabel, Tracer } from "effect"
 
 /** Span names. */
 export const SPAN_HANDSHAKE = "cvg.handshake"
 export const SPAN_REQUEST = "cvg.request"
 export const SPAN_CALL = "cvg.call"
+
+/**
+ * Effect's default tracer, which keeps its spans in memory and shows them to nobody: a span per
+ * request under it costs a third of the request (docs/performance.md) and can be seen by no one.
+ * Any other tracer (`@effect/opentelemetry`, a test's) gets every span.
+ */
+const defaultTracer = Context.get(DefaultServices.liveServices, Tracer.Tracer)
+
+/** Span options on the request path: the call site would be a line of ours, not the user's, and is not worth an Error each. */
+export interface RequestSpanOptions {
+  readonly kind: Tracer.SpanKind
+  readonly attributes: Record<string, unknown>
+}
+
+/**
+ * Runs a request under span `name`, skipped when only Effect's default tracer would receive it.
+ * `parent`: inner spans nest in it (`cvg.call`, whose `cvg.request` is inside); otherwise the span
+ * is only started and ended around `effect`, which costs a third of making it the parent.
+ */
+export const requestSpan = <A, E, R>(
+  effect: Effect.Effect<A, E, R>,
+  name: string,
+  parent: boolean,
+  options: () => RequestSpanOptions
+): Effect.Effect<A, E, R> =>
+  Effect.tracerWith((tracer) => {
+    if (tracer === defaultTracer) return effect
+    const spanOptions = { ...options(), captureStackTrace: false }
+    return parent ? Effect.withSpan(effect, name, spanOptions) : Effect.useSpan(name, spanOptions, () => effect)
+  })
 
 /** Log annotation keys set on every log line of a connection. */
 export const LOG_PEER = "cvg.peer"

@@ -161,6 +161,86 @@ describe("procedures", () => {
     }).pipe(bounded("procedures over TCP")))
 })
 
+describe("serve: handlers that answer at once, and handlers in fibers", () => {
+  it.scopedLive("a handler is called once per packet, whether it answers at once, later, by failing, or by throwing", () =>
+    Effect.gen(function*() {
+      const { client, server } = yield* memorySessions({ client: modes.encrypted, server: modes.encrypted })
+      const calls = new Map<string, number>()
+      yield* Effect.forkScoped(server.serve((p) => {
+        const what = str(p.payload)
+        calls.set(what, (calls.get(what) ?? 0) + 1)
+        switch (what) {
+          case "now":
+            return Effect.succeed(packet(p.id, PacketType.RESPONSE, "now"))
+          case "later":
+            return Effect.as(Effect.sleep("5 millis"), packet(p.id, PacketType.RESPONSE, "later"))
+          case "fail":
+            return Effect.fail("refused")
+          case "throw":
+            throw new Error("thrown while building the effect")
+          default:
+            return Effect.succeed(undefined)
+        }
+      }))
+      const ask = (what: string) => client.request(packet(client.nextId(), PacketType.COMMAND, what)).pipe(Effect.either)
+      const [now, later, fail, thrown, nothing] = yield* Effect.all(["now", "later", "fail", "throw", "nothing"].map(ask), { concurrency: "unbounded" })
+      expect(Either.map(now!, (a) => str(a.payload))).toEqual(Either.right("now"))
+      expect(Either.map(later!, (a) => str(a.payload))).toEqual(Either.right("later"))
+      expect(Either.flip(fail!)).toMatchObject(Either.right({ _tag: "RemoteError", reason: "Failure" }))
+      expect(Either.flip(thrown!)).toMatchObject(Either.right({ _tag: "RemoteError", reason: "Defect" }))
+      expect(Either.flip(nothing!)).toMatchObject(Either.right({ _tag: "RemoteError", reason: "NoReply" }))
+      expect(Object.fromEntries(calls)).toEqual({ now: 1, later: 1, fail: 1, throw: 1, nothing: 1 })
+    }))
+
+  it.scopedLive("after an orderly close, serve lets the handlers of one-way packets sent before it finish, then ends normally (PROTOCOL.md §7.1)", () =>
+    Effect.gen(function*() {
+      const { client, server } = yield* memorySessions({ client: modes.encrypted, server: modes.encrypted })
+      const done: Array<number> = []
+      const served = yield* Effect.fork(server.serve((p) =>
+        Effect.sleep("30 millis").pipe(Effect.zipRight(Effect.sync(() => done.push(p.id))), Effect.as(undefined))
+      ))
+      yield* client.send(packet(1, PacketType.COMMAND, "a"))
+      yield* client.send(packet(2, PacketType.COMMAND, "b"))
+      yield* Effect.sleep("5 millis")
+      yield* client.close
+      expect(Exit.isSuccess(yield* Fiber.await(served))).toBe(true)
+      expect(done).toEqual([1, 2])
+    }))
+
+  it.scopedLive("maxConcurrentHandlers bounds the handlers running; the rest wait and start in arrival order", () =>
+    Effect.gen(function*() {
+      const { client, server } = yield* memorySessions({
+        client: modes.encrypted,
+        server: { ...modes.encrypted, maxConcurrentHandlers: 2 }
+      })
+      const started: Array<number> = []
+      let running = 0
+      let most = 0
+      const gate = yield* Deferred.make<void>()
+      yield* Effect.forkScoped(server.serve((p) =>
+        Effect.gen(function*() {
+          started.push(p.id)
+          running++
+          most = Math.max(most, running)
+          yield* Deferred.await(gate)
+          running--
+          return packet(p.id, PacketType.RESPONSE, "")
+        })
+      ))
+      const ids = [11, 12, 13, 14, 15, 16]
+      const answers = yield* Effect.fork(Effect.forEach(ids, (id) => client.request(packet(id, PacketType.COMMAND, "")), { concurrency: "unbounded" }))
+      // Two handlers hold the slots; the other four requests wait in the inbox, unstarted.
+      while (started.length < 2) yield* Effect.sleep("1 millis")
+      yield* Effect.sleep("20 millis")
+      expect(started.length).toBe(2)
+      yield* Deferred.succeed(gate, undefined)
+      expect((yield* Fiber.join(answers)).map((a) => a.id)).toEqual(ids)
+      expect(most).toBe(2)
+      expect(started.slice(2)).toEqual([...started.slice(2)].sort((a, b) => a - b))
+      expect([...started].sort((a, b) => a - b)).toEqual(ids)
+    }))
+})
+
 describe("many requests in flight", () => {
   it.scopedLive("1000 concurrent requests on one session, answered in reverse order, each reach their caller", () =>
     Effect.gen(function*() {

@@ -6,7 +6,7 @@
  * Options are checked with `Schema`, once per call. Packets are checked by hand with a few comparisons,
  * because every send pays for it and a Schema decode costs microseconds (docs/performance.md).
  */
-import { Duration, Effect, Either, Option, ParseResult, Predicate, Redacted, Schema, SchemaAST } from "effect"
+import { Duration, Effect, Either, Exit, Option, ParseResult, Predicate, Redacted, Schema, SchemaAST } from "effect"
 import { createPublicKey, KeyObject } from "node:crypto"
 import { MAX_RECORDS_PER_KEY } from "../channel/RecordLayer.js"
 import type { ConnectOptions } from "../client/Client.js"
@@ -290,11 +290,25 @@ const requestOptionsProblem = (options: RequestOptions | undefined): InvalidArgu
 const orFail = <A, E, R>(problem: InvalidArgument | undefined, run: () => Effect.Effect<A, E, R>): Effect.Effect<A, E | InvalidArgument, R> =>
   problem === undefined ? run() : Effect.fail(problem)
 
-/** A handler's reply is checked before it is sent: a bad one fails the handler, not the channel. */
+/** `Effect.succeed(x)` and `Effect.fail(e)` are `Exit`s: their outcome is known without running them. */
+export const isExit = <A, E, R>(effect: Effect.Effect<A, E, R>): effect is Exit.Exit<A, E> & Effect.Effect<A, E, R> => Exit.isExit(effect)
+
+const checkedResponse = (response: Packet | undefined): Exit.Exit<Packet | undefined, InvalidArgument> => {
+  const problem = response === undefined ? undefined : packetProblem(response, "response")
+  return problem === undefined ? Exit.succeed(response) : Exit.fail(problem)
+}
+
+/**
+ * A handler's reply is checked before it is sent: a bad one fails the handler, not the channel. A
+ * handler that answered at once (an `Exit`) is checked at once and stays an `Exit`, which `serve`
+ * answers without a fiber (docs/performance.md).
+ */
 const checkedHandler = <E, R>(handler: (packet: Packet) => Effect.Effect<Packet | undefined, E, R>) =>
-(packet: Packet): Effect.Effect<Packet | undefined, E | InvalidArgument, R> =>
-  Effect.flatMap(handler(packet), (response) =>
-    response === undefined ? Effect.succeed(undefined) : orFail(packetProblem(response, "response"), () => Effect.succeed(response)))
+(packet: Packet): Effect.Effect<Packet | undefined, E | InvalidArgument, R> => {
+  const run = handler(packet)
+  if (isExit(run) && Exit.isSuccess(run)) return checkedResponse(run.value)
+  return Effect.flatMap(run, checkedResponse)
+}
 
 /**
  * The session as the API hands it out: every method that takes a packet, header or filter checks it

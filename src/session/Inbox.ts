@@ -1,7 +1,8 @@
 /**
- * The inbox: received packets and streams waiting for `receive`, `respond` or a `serve` worker.
+ * The inbox: received packets and streams waiting for `receive`, `respond` or `serve`.
  *
- * An item goes straight to a caller already waiting; otherwise it waits here, its bytes charged to
+ * An item goes straight to a caller already waiting, or to a running `serve` with a free handler
+ * slot when nothing is queued before it; otherwise it waits here, its bytes charged to
  * the budget, up to `maxQueuedPackets` items (PROTOCOL.md §10.1). Waiting callers are `Effect.async`
  * callbacks in an array, not a queue of Deferreds (docs/performance.md).
  */
@@ -29,11 +30,14 @@ export interface Inbox {
   readonly take: Effect.Effect<InboxItem, SessionError>
   /** Takes the next item, failing with `UnexpectedPacket` (the item consumed) when it does not match. */
   readonly takeMatching: (filter: PacketFilter | undefined) => Effect.Effect<InboxItem, SessionError | UnexpectedPacket>
+  /** The next item if one waits, without waiting. */
+  readonly poll: () => InboxItem | undefined
   /**
-   * Registers a `serve`'s way to start one more worker, called when an item finds every worker busy;
-   * returns the unregistering function.
+   * Registers a running `serve`: an item that arrives while no caller waits and nothing is queued
+   * before it is offered to it first; `ready` runs when the session ends. Returns the unregistering
+   * function.
    */
-  readonly addSpawner: (spawn: () => void) => () => void
+  readonly addServer: (server: InboxServer) => () => void
   /** Items waiting. */
   readonly size: () => number
   /**
@@ -42,6 +46,14 @@ export interface Inbox {
    * (PROTOCOL.md §7.1); after a failure nothing that arrived can be acted on, and it goes.
    */
   readonly end: (failure: Exit.Exit<never, SessionError>, orderly: boolean) => void
+}
+
+/** A running `serve`, as the inbox sees it. */
+export interface InboxServer {
+  /** Takes the item and starts handling it at once, or declines (every handler slot is busy). */
+  readonly offer: (item: InboxItem) => boolean
+  /** The session ended: what is queued is all there will be. */
+  readonly ready: () => void
 }
 
 /** Charged per queued packet on top of its payload, so that empty packets are not free (PROTOCOL.md §10.1). */
@@ -66,20 +78,14 @@ export const makeInbox = (ctx: SessionContext, maxQueued: number): Inbox => {
   const items: Array<InboxItem> = []
   const takers: Array<Resume<InboxItem>> = []
   /** One per running `serve`. */
-  const spawners = new Set<() => void>()
+  const servers: Array<InboxServer> = []
 
   const deliver = (item: InboxItem) => {
-    let taker = takers.shift()
-    if (taker === undefined) {
-      // Every `serve` worker is busy: start one more, up to the limit. It may already be waiting
-      // when `spawn` returns; otherwise it finds the item in the inbox.
-      for (const spawn of spawners) {
-        spawn()
-        break
-      }
-      taker = takers.shift()
-    }
+    const taker = takers.shift()
     if (taker !== undefined) return taker(Exit.succeed(item))
+    // Straight to a `serve` with a free slot, in this dispatch step (docs/performance.md); never
+    // ahead of what already waits, so items are started in arrival order.
+    if (items.length === 0) for (const server of servers) if (server.offer(item)) return
     if (items.length >= maxQueued) return ctx.fail(new ProtocolError({ reason: "LimitExceeded", detail: "too many queued packets" }))
     items.push(item)
   }
@@ -111,14 +117,19 @@ export const makeInbox = (ctx: SessionContext, maxQueued: number): Inbox => {
         release(ctx.budget, item)
         return Effect.fail(unexpected(filter, header))
       }),
-    addSpawner: (spawn) => {
-      spawners.add(spawn)
-      return () => void spawners.delete(spawn)
+    poll: () => items.shift(),
+    addServer: (server) => {
+      servers.push(server)
+      return () => {
+        const i = servers.indexOf(server)
+        if (i >= 0) servers.splice(i, 1)
+      }
     },
     size: () => items.length,
     end: (failure, orderly) => {
       for (const taker of takers.splice(0)) taker(failure)
       if (!orderly) items.length = 0
+      for (const server of [...servers]) server.ready()
     }
   }
 }

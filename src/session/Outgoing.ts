@@ -37,6 +37,13 @@ export interface Outgoing {
     data: Stream.Stream<Uint8Array, E, R>,
     flags: number
   ) => Effect.Effect<void, SessionError | E, R>
+  /**
+   * Writes a packet that fits in one message (no chunks) at once, without waiting for back-pressure:
+   * for callers that checked the queue. False, and nothing written, when it needs chunks.
+   */
+  readonly writeNow: (packet: Packet, kind: number) => boolean
+  /** Whether `writeNow` takes a payload of this many bytes. */
+  readonly fitsOne: (length: number) => boolean
   /** Writes one message at once; the Effect waits out back-pressure. The caller has checked the session is open. */
   readonly write: (type: number, body: Uint8Array) => Effect.Effect<void, SessionError>
   /** STREAM_CREDIT for one of our streams; one that already ended ignores it. */
@@ -207,6 +214,12 @@ export const makeOutgoing = (ctx: SessionContext, chunkSize: number): Outgoing =
   return {
     sendPacket,
     sendStream,
+    fitsOne: (length) => length <= chunkSize,
+    writeNow: (packet, kind) => {
+      if (packet.payload.length > chunkSize) return false
+      writeSmall(kind, packet.id, packet.type, packet.payload)
+      return true
+    },
     write: (type, body) => {
       channel.write(type, body)
       return afterWrite

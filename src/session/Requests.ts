@@ -7,12 +7,13 @@ import { Duration, Effect, Exit } from "effect"
 import { InvalidArgument, type RemoteError, RequestTimeout, type UnexpectedPacket } from "../errors.js"
 import { MessageType } from "../wire/Messages.js"
 import type { Packet } from "../wire/Packet.js"
+import type { PacketType } from "../wire/PacketType.js"
 import type { Resume, SessionContext } from "./Context.js"
 import { type InboxItem, unexpected } from "./Inbox.js"
 import type { IncomingStreams } from "./IncomingStreams.js"
 import type { Outgoing } from "./Outgoing.js"
 import type { IncomingStream, RequestError, RequestOptions, SessionError } from "./Session.js"
-import { SPAN_REQUEST } from "../Observability.js"
+import { requestSpan, SPAN_REQUEST } from "../Observability.js"
 
 export interface Requests {
   readonly request: (packet: Packet, options?: RequestOptions) => Effect.Effect<Packet, RequestError | UnexpectedPacket>
@@ -27,6 +28,12 @@ export interface Requests {
   /** The session ended: every request in flight, and every one waiting for a slot, fails with it. */
   readonly end: (failure: Exit.Exit<never, SessionError>) => void
 }
+
+/**
+ * While fewer bytes than this wait for the socket, a request is written as it is made, without a
+ * check for back-pressure; above, it waits for the queue first, like any write.
+ */
+const DIRECT_WRITE_LIMIT = 64 * 1024
 
 /** A request of ours in flight: its answer, a packet or a streamed reply, or the peer's `RemoteError`. */
 interface PendingRequest {
@@ -99,31 +106,55 @@ export const makeRequests = (
 
   /** Each request runs under a `cvg.request` span (README "Observability"): its id, type and session, never its payload. */
   const traced = <A, E>(effect: Effect.Effect<A, E>, packet: Packet, stream: boolean): Effect.Effect<A, E> =>
-    Effect.withSpan(effect, SPAN_REQUEST, {
+    requestSpan(effect, SPAN_REQUEST, false, () => ({
       kind: "client",
-      // The call site would be this line, not the user's: not worth an Error per request.
-      captureStackTrace: false,
       attributes: { "cvg.request.id": packet.id, "cvg.packet.type": packet.type, "cvg.session": parts.sessionId, "cvg.stream": stream }
+    }))
+
+  /** A reply's final form for `request`: a streamed one collected, its type checked against `expect`. */
+  const settle = <E>(
+    packet: Packet,
+    expect: PacketType | undefined,
+    answer: Exit.Exit<InboxItem, E>
+  ): Effect.Effect<Packet, E | SessionError | UnexpectedPacket> => {
+    if (Exit.isFailure(answer)) return Exit.failCause(answer.cause)
+    const item = answer.value
+    if (item._tag === "Packet") return checked(packet, expect, item.packet)
+    // A streamed reply is collected, and what it held goes back at once: the caller owns it now.
+    return Effect.flatMap(streams.collect(item), ([reply, charged]) => {
+      ctx.budget.refund(charged)
+      return checked(packet, expect, reply)
+    })
+  }
+
+  const checked = (packet: Packet, expect: PacketType | undefined, reply: Packet): Exit.Exit<Packet, UnexpectedPacket> =>
+    expect === undefined || reply.type === expect ? Exit.succeed(reply) : Exit.fail(unexpected({ type: expect, id: packet.id }, reply))
+
+  /**
+   * The common request, as one `Effect.async`: the REQUEST is written synchronously when it runs,
+   * and the frame dispatch that brings the answer resumes the caller with its final result
+   * (docs/performance.md). Anything else — no slot free, an id in use, a payload that needs chunks,
+   * a queue to wait on — takes `exchange`.
+   */
+  const ask = (packet: Packet, expect: PacketType | undefined): Effect.Effect<Packet, SessionError | RemoteError | InvalidArgument | UnexpectedPacket> =>
+    Effect.suspend(() => {
+      if (ctx.ended !== undefined) return Effect.fail(ctx.ended)
+      if (
+        pending.size >= maxInFlight || pending.has(packet.id) || !outgoing.fitsOne(packet.payload.length) ||
+        ctx.channel.pendingBytes() >= DIRECT_WRITE_LIMIT
+      ) {
+        return Effect.flatMap(Effect.exit(exchange(packet)), (answer) => settle(packet, expect, answer))
+      }
+      return Effect.async<Packet, SessionError | RemoteError | UnexpectedPacket>((resume) => {
+        const slot: PendingRequest = { result: undefined, resume: (answer) => resume(settle(packet, expect, answer)) }
+        pending.set(packet.id, slot)
+        outgoing.writeNow(packet, MessageType.REQUEST)
+        return Effect.sync(() => forget(packet.id, slot))
+      })
     })
 
   return {
-    request: (packet, options) =>
-      traced(withTimeout(
-        Effect.flatMap(exchange(packet), (item) =>
-          // A streamed reply is collected, and what it held goes back at once: the caller owns it now.
-          Effect.map(streams.collect(item), ([answer, charged]) => {
-            ctx.budget.refund(charged)
-            return answer
-          })),
-        packet.id,
-        options?.timeout
-      ).pipe(
-        Effect.flatMap((answer) =>
-          options?.expect === undefined || answer.type === options.expect
-            ? Effect.succeed(answer)
-            : Effect.fail(unexpected({ type: options.expect, id: packet.id }, answer))
-        )
-      ), packet, false),
+    request: (packet, options) => traced(withTimeout(ask(packet, options?.expect), packet.id, options?.timeout), packet, false),
     requestStream: (packet, options) =>
       traced(withTimeout(Effect.map(exchange(packet), streams.toIncomingStream), packet.id, options?.timeout), packet, true),
     answer: (id, answer) => {

@@ -10,7 +10,7 @@
  * Each rides a packet of its own type (§12.2) on the session's requests, so it shares their budgets,
  * back-pressure, timeouts and `RemoteError`s.
  */
-import { Cause, Chunk, type Duration, Effect, Either, Option, Schema, Stream } from "effect"
+import { Cause, Chunk, type Duration, Effect, Either, Exit, Option, Schema, Stream } from "effect"
 import { DecodeFailed, InvalidArgument, RemoteError, type RequestTimeout, type UnexpectedPacket } from "../errors.js"
 import type { Session, SessionError } from "../session/Session.js"
 import { Packet } from "../wire/Packet.js"
@@ -26,7 +26,7 @@ import {
 } from "../wire/TypedFrames.js"
 import { tagOf } from "../internal/tag.js"
 import * as Codec from "./Codec.js"
-import { SPAN_CALL } from "../Observability.js"
+import { requestSpan, SPAN_CALL } from "../Observability.js"
 
 /** The packet types of typed messages (PROTOCOL.md §12.2). */
 export const TypedPacket = { MESSAGE: 0xd0, CALL: 0xd1, STREAM: 0xd2 } as const
@@ -199,14 +199,10 @@ export const make = <
       request: Req,
       options?: CallOptions
     ): Effect.Effect<Schema.WithResult.Success<Req>, Schema.WithResult.Failure<Req> | CallError> =>
-      Effect.suspend(() =>
-        Effect.withSpan(exchange(request, options), SPAN_CALL, {
-          kind: "client",
-          // The call site would be this line, not the user's: not worth an Error per call.
-          captureStackTrace: false,
-          attributes: { "cvg.call": tagOf(request) ?? "", "cvg.session": session.info.id }
-        })
-      )
+      requestSpan(exchange(request, options), SPAN_CALL, true, () => ({
+        kind: "client",
+        attributes: { "cvg.call": tagOf(request) ?? "", "cvg.session": session.info.id }
+      }))
 
     const stream = <Req extends Schema.Schema.Type<SC>>(
       request: Req,
@@ -298,30 +294,39 @@ export const make = <
         return Effect.as(Effect.isEffect(run) ? run : Effect.void, undefined)
       })
 
-    const onCall = (packet: Packet) =>
-      Effect.suspend(() => {
-        const decoded = decodeRequest(requestClasses, packet.payload)
-        if (Either.isLeft(decoded)) return Effect.as(session.replyError(packet, decoded.left), undefined)
-        const [schema, request] = decoded.right
-        const run = handlerOf(schema._tag)(request)
-        if (!Effect.isEffect(run)) return Effect.die(new Error(`the handler of ${schema._tag} did not return an Effect`))
-        const answer = (status: number, encoded: Either.Either<Uint8Array, string>, what: string) =>
-          Either.isRight(encoded)
-            ? Effect.succeed(new Packet({ id: packet.id, type: TypedPacket.CALL, payload: encodeReply(status, encoded.right) }, true))
-            : Effect.as(
-              Effect.zipRight(
-                Effect.logWarning(`cvg: the ${what} of ${schema._tag} did not encode: ${encoded.left}`),
-                session.replyError(packet, new RemoteError({ reason: "Failure", detail: `the ${what} did not encode` }))
-              ),
-              undefined
-            )
-        return Effect.matchEffect(run, {
-          onSuccess: (value) => answer(ReplyStatus.SUCCESS, Codec.encode(schema.success, value), "success"),
-          // An undeclared failure (possible only past the type checker) fails the handler: `RemoteError`.
-          onFailure: (error) =>
-            Codec.is(schema.failure, error) ? answer(ReplyStatus.FAILURE, Codec.encode(schema.failure, error), "failure") : Effect.fail(error)
-        })
-      })
+    /**
+     * A request's answer. Decoding and the handler's call happen when `serve` builds the handler's
+     * effect; a handler that answers at once (`Effect.succeed`/`Effect.fail`, an `Exit`) gets its
+     * reply as an `Exit` too, which `session.serve` sends in the step that delivered the request
+     * (docs/performance.md). Others are answered when their effect completes.
+     */
+    const onCall = (packet: Packet): Effect.Effect<Packet | undefined, unknown, HandlersContext<H>> => {
+      const decoded = decodeRequest(requestClasses, packet.payload)
+      if (Either.isLeft(decoded)) return Effect.as(session.replyError(packet, decoded.left), undefined)
+      const [schema, request] = decoded.right
+      const run = handlerOf(schema._tag)(request)
+      if (!Effect.isEffect(run)) return Effect.die(new Error(`the handler of ${schema._tag} did not return an Effect`))
+      const answer = (status: number, encoded: Either.Either<Uint8Array, string>, what: string): Effect.Effect<Packet | undefined, unknown> =>
+        Either.isRight(encoded)
+          ? Exit.succeed(new Packet({ id: packet.id, type: TypedPacket.CALL, payload: encodeReply(status, encoded.right) }, true))
+          : Effect.as(
+            Effect.zipRight(
+              Effect.logWarning(`cvg: the ${what} of ${schema._tag} did not encode: ${encoded.left}`),
+              session.replyError(packet, new RemoteError({ reason: "Failure", detail: `the ${what} did not encode` }))
+            ),
+            undefined
+          )
+      const onSuccess = (value: unknown) => answer(ReplyStatus.SUCCESS, Codec.encode(schema.success, value), "success")
+      // An undeclared failure (possible only past the type checker) fails the handler: `RemoteError`.
+      const onFailure = (error: unknown) =>
+        Codec.is(schema.failure, error) ? answer(ReplyStatus.FAILURE, Codec.encode(schema.failure, error), "failure") : Effect.fail(error)
+      if (Exit.isExit(run)) {
+        if (Exit.isSuccess(run)) return onSuccess(run.value)
+        const failure = Cause.failureOption(run.cause)
+        if (Option.isSome(failure) && Cause.isFailType(run.cause)) return onFailure(failure.value)
+      }
+      return Effect.matchEffect(run, { onSuccess, onFailure })
+    }
 
     const onStream = (packet: Packet) =>
       Effect.suspend(() => {

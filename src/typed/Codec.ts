@@ -58,13 +58,28 @@ const classDecoder = (schema: HasAst): Parsers["decode"] | undefined => {
   return (value) => Either.map(decodeFields(value), (fields) => new Class(fields, true))
 }
 
+/**
+ * A class's encoder for its own instances: the fields encoded by the class's field Schemas, without
+ * the declaration step, which would first re-validate the whole instance against its type
+ * (`Schema.is`), although its constructor validated it. Anything that is not an instance takes the
+ * generic encoder, which refuses it as before.
+ */
+const classEncoder = (schema: HasAst, generic: Parsers["encode"]): Parsers["encode"] | undefined => {
+  const ast = schema.ast
+  if (typeof schema !== "function" || ast._tag !== "Transformation" || ast.to._tag !== "Declaration") return undefined
+  const Class = schema as unknown as ClassConstructor
+  const encodeFields = ParseResult.encodeUnknownEither(Schema.make<unknown, unknown, never>(ast.from))
+  return (value) => (value instanceof Class ? encodeFields(value) : generic(value))
+}
+
 const parsersOf = (schema: HasAst): Parsers => {
   const ast = schema.ast
   let found = parsers.get(ast)
   if (found === undefined) {
     const generic = Schema.make<unknown, unknown, never>(ast)
+    const encode = ParseResult.encodeUnknownEither(generic)
     found = {
-      encode: ParseResult.encodeUnknownEither(generic),
+      encode: classEncoder(schema, encode) ?? encode,
       decode: classDecoder(schema) ?? ParseResult.decodeUnknownEither(generic),
       is: Schema.is(generic)
     }
