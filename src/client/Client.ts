@@ -71,6 +71,9 @@ const open = (host: string, port: number, timeout: Duration.Duration) =>
       conn.once("error", onError)
       conn.once("connect", () => {
         conn.off("error", onError)
+        // Until the transport listens (src/transport/Transport.ts), an error must not go unheard:
+        // it stays on the socket (`conn.errored`) and the transport reports it when it starts.
+        conn.on("error", () => {})
         resume(Effect.succeed(conn))
       })
       return Effect.sync(() => conn.destroy())

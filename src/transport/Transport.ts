@@ -153,6 +153,8 @@ export const fromNetSocket = (conn: Net.Socket): Effect.Effect<Transport, never,
         handlers = next
         if (early !== undefined) return onError(early)
         if (earlyClose !== undefined) return onClose(earlyClose)
+        // Failed before this transport listened (between connecting and the handshake's start).
+        if (conn.errored !== null) return onError(conn.errored)
         if (conn.destroyed) return onClose(false)
         conn.on("data", onData)
         if (earlyEnd) onEnd()
