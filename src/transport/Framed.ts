@@ -287,7 +287,9 @@ export const makeFramed = (
     let blocked = false
     let writingSince: number | undefined
     let ending = false
-    /** Our write side has been ended (after everything queued went out). */
+    /** The transport was told to end our write side, after everything queued. */
+    let endSending = false
+    /** ... and has done it. */
     let endSent = false
     /** The connection takes no more writes, or writes were abandoned: nothing more goes out. */
     let stopped = false
@@ -363,10 +365,12 @@ export const makeFramed = (
           writingSince = clock.unsafeCurrentTimeMillis()
         }
       }
-      if (!blocked && ending && !endSent) {
-        endSent = true
-        transport.end()
-        wakeAll(doneWaiters)
+      if (!blocked && ending && !endSending) {
+        endSending = true
+        transport.end(() => {
+          endSent = true
+          wakeAll(doneWaiters)
+        })
       }
       if (writable()) wakeAll(drainWaiters)
     }

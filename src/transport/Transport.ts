@@ -43,8 +43,11 @@ export interface Transport {
   readonly write: (pieces: ReadonlyArray<Uint8Array>) => boolean
   /** Bytes handed to `write` that the transport still holds (not yet given to the kernel). */
   readonly bufferedBytes: () => number
-  /** Ends our write side once everything written has gone out (the peer sees end of stream). */
-  readonly end: () => void
+  /**
+   * Ends our write side once everything written has gone out (the peer sees end of stream), then
+   * calls `done` (at once when the write side is already over).
+   */
+  readonly end: (done: () => void) => void
   /** Stops delivering data; the read side counts as ended, with no `onReadEnd`. */
   readonly stopReading: () => void
   /** Drops the connection now, whatever is buffered. */
@@ -169,13 +172,17 @@ export const fromNetSocket = (conn: Net.Socket): Effect.Effect<Transport, never,
         return !conn.writableNeedDrain
       },
       bufferedBytes: () => conn.writableLength,
-      end: () => {
+      end: (done) => {
+        // Node sends the end of stream after what is buffered; nothing is left to wait for here.
         if (writeOpen && !conn.destroyed && !conn.writableEnded) conn.end()
+        done()
       },
       stopReading: () => {
+        // Still read, and drop what arrives: a socket closed with unread bytes in its receive buffer
+        // sends a reset instead of an end of stream, and the reset can destroy, at the peer, the
+        // alert we have just sent (Linux discards received bytes not yet read when a reset arrives).
         readOpen = false
-        conn.off("data", onData)
-        conn.pause()
+        handlers = handlers === undefined ? undefined : { ...handlers, onData: () => {}, onReadEnd: () => {} }
       },
       destroy: () => {
         conn.destroy()
@@ -201,6 +208,8 @@ export const fromSocket = (socket: Socket.Socket): Effect.Effect<Transport, neve
     let writing = false
     let ending = false
     let ended = false
+    /** Told once the platform writer's release (its end of stream) has run. */
+    const endedWaiters: Array<() => void> = []
     let writeOpen = true
     let readOpen = true
     let writer: Fiber.RuntimeFiber<void> | undefined
@@ -212,11 +221,17 @@ export const fromSocket = (socket: Socket.Socket): Effect.Effect<Transport, neve
       pending = []
       pendingBytes = 0
       handlers?.onWriteClosed()
+      for (const done of endedWaiters.splice(0)) done()
     }
 
     const endNow = (): Effect.Effect<void> => {
       ended = true
-      return Scope.close(writerScope, Exit.void)
+      return Effect.ensuring(
+        Scope.close(writerScope, Exit.void),
+        Effect.sync(() => {
+          for (const done of endedWaiters.splice(0)) done()
+        })
+      )
     }
 
     const drain = (): Effect.Effect<void> =>
@@ -290,14 +305,18 @@ export const fromSocket = (socket: Socket.Socket): Effect.Effect<Transport, neve
         return false
       },
       bufferedBytes: () => pendingBytes + inFlight,
-      end: () => {
+      end: (done) => {
+        if (!writeOpen || ended) return done()
+        endedWaiters.push(done)
         if (ending) return
         ending = true
-        if (!writing && !ended) Runtime.runFork(runtime)(endNow())
+        if (!writing) Runtime.runFork(runtime)(endNow())
       },
       stopReading: () => {
+        // `run` goes on, dropping what arrives, until the scope closes: as for a `net.Socket`, a
+        // socket that stops reading keeps unread bytes and its close becomes a reset, which can
+        // destroy at the peer the alert just sent.
         readOpen = false
-        if (reader !== undefined) Runtime.runFork(runtime)(Fiber.interrupt(reader))
       },
       destroy: () => {
         // What is in flight is given up; the socket itself goes when the scope closes.
