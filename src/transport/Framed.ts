@@ -1,15 +1,16 @@
 /**
- * A framed connection over an `@effect/platform` `Socket` (PROTOCOL.md §2).
+ * A framed connection (PROTOCOL.md §2) over a `Transport` (src/transport/Transport.ts): the raw
+ * `net.Socket` of `connect` and `serve`, or any `@effect/platform` `Socket` through the adapter.
  *
- * Reading: one `socket.run` whose handler decodes frames synchronously and hands each to the
- * current `FrameSink`, with no fiber per chunk (docs/performance.md). Until the session installs its
- * own dispatcher, frames go to a mailbox the handshake awaits, held to byte and frame budgets
+ * Reading: the transport's data callback decodes frames synchronously and hands each to the current
+ * `FrameSink`, with no fiber per chunk (docs/performance.md). Until the session installs its own
+ * dispatcher, frames go to a mailbox the handshake awaits, held to byte and frame budgets
  * (`ReadLimits`, PROTOCOL.md §10.4); frames that already arrived are then replayed into the session,
  * in order.
  *
- * Writing: frames are queued synchronously and a writer fiber drains the queue, coalescing
- * everything queued while the previous write was in flight into one socket write. The fiber is
- * started when something is queued and ends when the queue is empty.
+ * Writing: frames are queued synchronously; everything queued until the event loop turns goes to
+ * the transport as one batch, without waiting for it to be flushed. Writing pauses only while the
+ * transport's buffer is full, until it drains (docs/performance.md, "The write path").
  */
 import type * as Socket from "@effect/platform/Socket"
 import { Deferred, Effect, Exit, FiberId, Scope } from "effect"
@@ -59,22 +60,22 @@ export interface Framed {
    * into `enqueue`, so that everything ready by the time the socket can take it goes out together.
    */
   readonly enqueueLater: (hook: () => void) => void
-  /** Bytes queued but not yet handed to the socket. */
+  /** Bytes queued, plus those the transport holds that have not reached the kernel. */
   readonly pendingBytes: () => number
   /** Waits until queued bytes drop below the high-water mark. */
   readonly awaitWritable: Effect.Effect<void>
   /**
-   * When the socket write now in flight began (`Clock` milliseconds), or undefined when none is: a
-   * write that does not complete means the peer is not reading (PROTOCOL.md §10, stall timeout).
+   * Since when (`Clock` milliseconds) the transport's buffer has been full without draining, or
+   * undefined when it is not: the peer is not reading (PROTOCOL.md §10, stall timeout).
    */
   readonly writingSince: () => number | undefined
   /** Flushes the queue, then ends our write side (the peer sees end of stream). */
   readonly endWrite: Effect.Effect<void>
-  /** Stops reading early (used after a fatal error) so the run fiber does not outlive its purpose. */
+  /** Stops delivering frames (after a fatal error); what still arrives is read and dropped. */
   readonly stopReading: Effect.Effect<void>
   /**
-   * Gives up on everything queued and on the write in flight (a peer that stopped reading): the
-   * writer stops, waiting senders are released, and `endWrite` completes.
+   * Gives up on everything queued and on what the transport still holds (a peer that stopped
+   * reading): the connection is destroyed, waiting senders are released, and `endWrite` completes.
    */
   readonly abortWrites: Effect.Effect<void>
   /** Completes once the read side has ended (end of stream, error, or `stopReading`). */
