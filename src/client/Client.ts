@@ -60,8 +60,11 @@ export const connectScoped = (options: ConnectOptions): Effect.Effect<Session, C
  * `connectFailed` reads them as before. The scope destroys a connection left open by a failure.
  */
 const open = (host: string, port: number, timeout: Duration.Duration) =>
-  Effect.acquireRelease(
-    Effect.async<Net.Socket, Socket.SocketError>((resume) => {
+  Effect.gen(function*() {
+    let opened: Net.Socket | undefined
+    // Not an acquireRelease: its acquire would be uninterruptible, and the timeout could not stop it.
+    yield* Effect.addFinalizer(() => Effect.sync(() => void (opened === undefined || opened.destroyed ? undefined : opened.destroySoon())))
+    return yield* Effect.async<Net.Socket, Socket.SocketError>((resume) => {
       // Frames are already coalesced by the writer; Nagle would only add latency to requests.
       const conn = Net.createConnection({ host, port, noDelay: true })
       const onError = (cause: Error) => {
@@ -74,6 +77,7 @@ const open = (host: string, port: number, timeout: Duration.Duration) =>
         // Until the transport listens (src/transport/Transport.ts), an error must not go unheard:
         // it stays on the socket (`conn.errored`) and the transport reports it when it starts.
         conn.on("error", () => {})
+        opened = conn
         resume(Effect.succeed(conn))
       })
       return Effect.sync(() => conn.destroy())
@@ -82,9 +86,8 @@ const open = (host: string, port: number, timeout: Duration.Duration) =>
         duration: timeout,
         onTimeout: () => new Socket.SocketGenericError({ reason: "Open", cause: new Error("Connection timed out") })
       })
-    ),
-    (conn) => Effect.sync(() => void (conn.destroyed ? undefined : conn.destroySoon()))
-  )
+    )
+  })
 
 /**
  * Connects over TCP and returns a session the caller closes with `session.close`; resources are
