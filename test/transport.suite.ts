@@ -6,7 +6,7 @@
  */
 import * as Socket from "@effect/platform/Socket"
 import { describe, expect, it } from "@effect/vitest"
-import { Deferred, Effect, Exit, type Scope } from "effect"
+import { Deferred, Effect, Exit, FiberId, type Scope } from "effect"
 import { type Framed, type FrameSink, makeFramed, type ReadEnd } from "../src/transport/Framed.js"
 import { encodeFrame } from "../src/wire/Frame.js"
 
@@ -41,7 +41,7 @@ interface Collected {
 const collect = (framed: Framed): Collected => {
   const bodies: Array<Uint8Array> = []
   let bytes = 0
-  const ended = Deferred.unsafeMake<ReadEnd>(undefined as never)
+  const ended = Deferred.unsafeMake<ReadEnd>(FiberId.none)
   let waiters: Array<{ n: number; done: Deferred.Deferred<void> }> = []
   const sink: FrameSink = {
     onFrame: (_type, _header, body) => {
@@ -63,7 +63,7 @@ const collect = (framed: Framed): Collected => {
     waitFrames: (n) =>
       Effect.suspend(() => {
         if (bodies.length >= n) return Effect.void
-        const done = Deferred.unsafeMake<void>(undefined as never)
+        const done = Deferred.unsafeMake<void>(FiberId.none)
         waiters.push({ n, done })
         return Deferred.await(done)
       })
