@@ -19,7 +19,7 @@ import { ChunkEndStatus, ChunkFlags, encodeChunkEnd, encodeChunkStart, encodeStr
 import { encodeFrame } from "../src/wire/Frame.js"
 import { AlertCode, MessageType } from "../src/wire/Messages.js"
 import { encodePacket } from "../src/wire/Packet.js"
-import { type Options, runPair, succeeded, type Transport, transports } from "./support/pair.js"
+import { netTcp, type Options, runPair, succeeded, type Transport, transports } from "./support/pair.js"
 import { bounded, modes, packet, randomPayload, startServer } from "./support/sessions.js"
 import { makeTaggingCrypto } from "./support/tagging.js"
 import { failOnUnhandledRejections } from "./support/unhandled.js"
@@ -72,6 +72,23 @@ const chunkData = (streamId: number, data: Uint8Array) =>
   encodeFrame(MessageType.CHUNK_DATA, new Uint8Array([...encodeStreamHead(streamId), ...data]))
 const chunkEnd = (streamId: number, status: number, digest?: Uint8Array) =>
   encodeFrame(MessageType.CHUNK_END, encodeChunkEnd(streamId, status, digest))
+
+describe("byte budgets (tcp, the raw net.Socket transport of connect and serve)", () => {
+  it.scopedLive("packets a handler never takes stop at maxBufferedBytes: LimitExceeded here, the alert there", () =>
+    Effect.gen(function*() {
+      const outcome = yield* runPair(netTcp, modes.encrypted, { ...modes.encrypted, maxBufferedBytes: 4 * MiB })
+      const client = succeeded(outcome.client, "client")
+      const server = succeeded(outcome.server, "server")
+      yield* Effect.fork(server.receive())
+      yield* Effect.ignore(
+        Effect.forEach(Array.from({ length: 32 }, (_, i) => i), (i) => client.send(packet(i, PacketType.COMMAND, randomPayload(256 * KiB))), {
+          discard: true
+        })
+      )
+      expect(yield* endOf(server)).toBe("ProtocolError/LimitExceeded")
+      expect(yield* endOf(client)).toBe("PeerAlert/LimitExceeded")
+    }).pipe(bounded("maxBufferedBytes")))
+})
 
 for (const [name, transport] of transports) {
   describe(`byte budgets (${name})`, () => {

@@ -16,6 +16,7 @@
 import * as Socket from "@effect/platform/Socket"
 import { describe, expect, it } from "@effect/vitest"
 import { Cause, Effect, Either, Fiber, Layer, Logger, Stream } from "effect"
+import * as ChildProcess from "node:child_process"
 import * as Net from "node:net"
 import { createServer, type AddressInfo } from "node:net"
 import {
@@ -501,6 +502,39 @@ describe("ConnectFailed", () => {
       // The platform's error is kept for whoever wants the details.
       expect(error).toHaveProperty("cause.code", "ECONNREFUSED")
     }).pipe(noHang(HANG_LIMIT, "the connect")))
+})
+
+/**
+ * A listener whose accept queue is full: with a backlog of 0 and nothing accepting, the kernel takes
+ * one connection and drops the SYNs of the next, which then never open. Node accepts on its own, so
+ * the listener is a small Python process (python3 is on every machine of this project's kind).
+ */
+const fullListener = Effect.acquireRelease(
+  Effect.async<{ readonly port: number; readonly child: ChildProcess.ChildProcess; readonly filler: Net.Socket }>((resume) => {
+    const child = ChildProcess.spawn("python3", [
+      "-c",
+      "import socket,time; s=socket.socket(); s.bind(('127.0.0.1',0)); s.listen(0); print(s.getsockname()[1], flush=True); time.sleep(60)"
+    ])
+    child.stdout.once("data", (data) => {
+      const port = Number(String(data).trim())
+      const filler = Net.createConnection({ host: "127.0.0.1", port }).on("error", () => {})
+      filler.once("connect", () => resume(Effect.succeed({ port, child, filler })))
+    })
+  }),
+  ({ child, filler }) => Effect.sync(() => {
+    filler.destroy()
+    child.kill()
+  })
+)
+
+describe("ConnectFailed: the connect timeout", () => {
+  it.scopedLive("a connection that does not open within connectTimeout is ConnectFailed ETIMEDOUT", () =>
+    Effect.gen(function*() {
+      const { port } = yield* fullListener
+      const error = typedError(yield* Effect.exit(connect({ port, connectTimeout: "300 millis" })), "connect")
+      expect(error).toBeInstanceOf(ConnectFailed)
+      expect(error).toMatchObject({ _tag: "ConnectFailed", host: "127.0.0.1", port, code: "ETIMEDOUT" })
+    }).pipe(noHang(HANG_LIMIT, "the connect timeout")))
 })
 
 describe("ListenFailed", () => {

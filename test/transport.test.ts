@@ -8,8 +8,11 @@ import * as NodeSocketServer from "@effect/platform-node/NodeSocketServer"
 import * as Socket from "@effect/platform/Socket"
 import { describe, expect, it } from "@effect/vitest"
 import { Cause, Deferred, Effect, Exit, Fiber, Option, Scope, TestClock } from "effect"
-import type * as Net from "node:net"
+import * as Net from "node:net"
+import { makeFramed } from "../src/transport/Framed.js"
 import * as MemorySocket from "../src/transport/MemorySocket.js"
+import { netSocket } from "../src/transport/Transport.js"
+import { transportSuite as framedTransportSuite } from "./transport.suite.js"
 import { concatBytes, makeRandom } from "../src/internal/bytes.js"
 
 // ---------------------------------------------------------------------------------------------
@@ -537,5 +540,111 @@ describe("MemorySocket faults", () => {
       const foreign = yield* NodeSocket.makeNet({ port: 1, host: "127.0.0.1" })
       const exit = yield* Effect.exit(MemorySocket.cut(foreign))
       expect(Exit.isFailure(exit) && Cause.isDie(exit.cause)).toBe(true)
+    }))
+})
+
+// ---------------------------------------------------------------------------------------------
+// The transport below Framed (src/transport/Transport.ts): one suite, every implementation.
+
+/** Two connected raw `net.Socket`s on 127.0.0.1, each end as `connect` and `serve` drive it. */
+const netConnections = Effect.gen(function*() {
+  const accepted = yield* Deferred.make<Net.Socket>()
+  const server = Net.createServer({ noDelay: true }, (conn) => {
+    conn.on("error", () => {})
+    Deferred.unsafeDone(accepted, Exit.succeed(conn))
+  })
+  yield* Effect.acquireRelease(
+    Effect.async<void>((resume) => void server.listen(0, "127.0.0.1", () => resume(Effect.void))),
+    () => Effect.sync(() => server.close())
+  )
+  const address = server.address()
+  if (address === null || typeof address === "string") return yield* Effect.dieMessage("expected a TCP address")
+  const client = yield* Effect.acquireRelease(
+    Effect.async<Net.Socket>((resume) => {
+      const conn = Net.createConnection({ host: "127.0.0.1", port: address.port, noDelay: true })
+      conn.on("error", () => {})
+      conn.once("connect", () => resume(Effect.succeed(conn)))
+    }),
+    (conn) => Effect.sync(() => conn.destroy())
+  )
+  const serverConn = yield* Deferred.await(accepted)
+  yield* Effect.addFinalizer(() => Effect.sync(() => serverConn.destroy()))
+  return { client, server: serverConn }
+})
+
+/**
+ * Counts what reaches a raw connection once someone reads it: listening for data at once would start
+ * the stream, and a side the test does not read must stay paused.
+ */
+const countData = (conn: Net.Socket) => {
+  let n = 0
+  conn.once("resume", () => conn.on("data", () => n++))
+  return () => n
+}
+
+framedTransportSuite({
+  name: "raw net.Socket over loopback TCP (the live path)",
+  makePair: () =>
+    Effect.gen(function*() {
+      const { client, server } = yield* netConnections
+      const deliveries = countData(server)
+      return {
+        client: yield* netSocket(client),
+        server: yield* netSocket(server),
+        reset: Effect.sync(() => void server.resetAndDestroy()),
+        deliveries
+      }
+    })
+})
+
+framedTransportSuite({
+  name: "@effect/platform Socket adapter over the in-memory pair",
+  makePair: (options) =>
+    Effect.gen(function*() {
+      let writes = 0
+      const [client, server] = yield* MemorySocket.makePair({
+        ...(options?.peerBuffer === undefined ? {} : { highWaterMark: options.peerBuffer }),
+        clientToServer: { tap: () => void writes++ }
+      })
+      return { client, server, reset: MemorySocket.cut(server), deliveries: () => writes }
+    })
+})
+
+framedTransportSuite({
+  name: "@effect/platform Socket adapter over the platform's TCP socket",
+  makePair: () =>
+    Effect.gen(function*() {
+      const { client, server } = yield* netConnections
+      const deliveries = countData(server)
+      return {
+        client: yield* NodeSocket.fromDuplex(Effect.succeed(client)),
+        server: yield* NodeSocket.fromDuplex(Effect.succeed(server)),
+        reset: Effect.sync(() => void server.resetAndDestroy()),
+        deliveries
+      }
+    })
+})
+
+describe("raw net transport: errors", () => {
+  it.scopedLive("a connection that failed before the transport took it reads as SocketError Read", () =>
+    Effect.gen(function*() {
+      const { client } = yield* netConnections
+      client.destroy(new Error("boom"))
+      yield* Effect.sleep("20 millis")
+      const framed = yield* makeFramed(yield* netSocket(client), { maxFrameSize: 1024 })
+      const end = yield* Effect.flip(framed.readFailure)
+      expect(end._tag).toBe("SocketError")
+      if (end._tag === "SocketError") expect(end.error.reason).toBe("Read")
+      yield* framed.endWrite
+    }))
+
+  it.scopedLive("a socket destroyed with an error while open ends reading with SocketError Read", () =>
+    Effect.gen(function*() {
+      const { client } = yield* netConnections
+      const framed = yield* makeFramed(yield* netSocket(client), { maxFrameSize: 1024 })
+      client.destroy(new Error("boom"))
+      const end = yield* Effect.flip(framed.readFailure)
+      expect(end).toMatchObject({ _tag: "SocketError", error: { reason: "Read" } })
+      yield* framed.readEnded
     }))
 })

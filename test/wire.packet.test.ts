@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Arbitrary, Either, FastCheck, ParseResult, Schema } from "effect"
+import { Arbitrary, Either, Equal, FastCheck, ParseResult, Schema } from "effect"
 import { ProtocolError } from "../src/errors.js"
 import {
   decodePacket,
@@ -7,7 +7,8 @@ import {
   encodePacketInto,
   Packet,
   PacketFromBytes,
-  packetEncodedLength
+  packetEncodedLength,
+  packetOf
 } from "../src/wire/Packet.js"
 import { isPacketType, PacketType, PacketTypeSchema, packetTypeName } from "../src/wire/PacketType.js"
 
@@ -77,6 +78,17 @@ describe("Packet", () => {
     expect(String(new Packet({ id: 0, type: PacketType.GRANTED, payload: new Uint8Array() }))).toBe(
       "Packet(GRANTED #0, 0 B)"
     )
+  })
+
+  it.prop("packetOf (the decoder's constructor) makes the same instance as the class constructor", [packets], ([packet]) => {
+    const made = packetOf(packet.id, packet.type, packet.payload)
+    const built = new Packet({ id: packet.id, type: packet.type, payload: packet.payload }, true)
+    expect(made).toBeInstanceOf(Packet)
+    expect(Equal.equals(made, built)).toBe(true)
+    expect(Object.keys(made)).toEqual(Object.keys(built))
+    expect(String(made)).toBe(String(built))
+    const decoded = decodePacket(encodePacket(packet))
+    expect(Either.isRight(decoded) && Object.getPrototypeOf(decoded.right) === Packet.prototype).toBe(true)
   })
 
   it.prop("hand codec round-trips", [packets], ([packet]) => {

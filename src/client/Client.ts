@@ -2,7 +2,6 @@
  * Client entry points: `connect` for plain programs, `connectScoped` and `layer` for Effect apps,
  * and `session` for tests that bring their own `Socket` and `Crypto` Layers.
  */
-import { NodeSocket } from "@effect/platform-node"
 import * as Socket from "@effect/platform/Socket"
 import { Context, Duration, Effect, Exit, Layer, Option, Scope } from "effect"
 import { Crypto } from "../crypto/Crypto.js"
@@ -12,6 +11,8 @@ import { clientHandshake, type HandshakeFailure, type HandshakeOptions } from ".
 import { checkConnectOptions, checkSessionOptions } from "../internal/validate.js"
 import { fromHandshake, type Session, type SessionOptions } from "../session/Session.js"
 import { connectFailed } from "../transport/NetErrors.js"
+import { netSocket } from "../transport/Transport.js"
+import * as Net from "node:net"
 
 export interface ConnectOptions extends HandshakeOptions, SessionOptions {
   /** Default `"127.0.0.1"`. */
@@ -48,18 +49,49 @@ export const connectScoped = (options: ConnectOptions): Effect.Effect<Session, C
   Effect.gen(function*() {
     yield* checkConnectOptions(options)
     const host = options.host ?? "127.0.0.1"
-    const socket = yield* NodeSocket.makeNet({
-      host,
-      port: options.port,
+    const port = options.port
+    const conn = yield* open(host, port, Duration.decode(options.connectTimeout ?? Duration.seconds(10))).pipe(
+      Effect.mapError(connectFailed(host, port))
+    )
+    return yield* session({ ...options, peer: `${host}:${port}` }).pipe(
+      Effect.provideService(Socket.Socket, yield* netSocket(conn)),
+      withDefaultCrypto
+    )
+  })
+
+/**
+ * Opens the TCP connection before the handshake (the platform's `makeNet` opened it lazily, on the
+ * first read), so that the session drives the raw `net.Socket` (src/transport/Transport.ts). The
+ * failures are the platform's, `Open` with the system error, or with no code on the timeout, so that
+ * `connectFailed` reads them as before. The scope destroys a connection left open by a failure.
+ */
+const open = (host: string, port: number, timeout: Duration.Duration) =>
+  Effect.gen(function*() {
+    let opened: Net.Socket | undefined
+    // Not an acquireRelease: its acquire would be uninterruptible, and the timeout could not stop it.
+    yield* Effect.addFinalizer(() => Effect.sync(() => void (opened === undefined || opened.destroyed ? undefined : opened.destroySoon())))
+    return yield* Effect.async<Net.Socket, Socket.SocketError>((resume) => {
       // Frames are already coalesced by the writer; Nagle would only add latency to requests.
-      noDelay: true,
-      openTimeout: options.connectTimeout ?? Duration.seconds(10)
-    })
-    return yield* session({ ...options, peer: `${host}:${options.port}` }).pipe(
-      Effect.provideService(Socket.Socket, socket),
-      withDefaultCrypto,
-      // The platform socket connects lazily, on the handshake's first read or write.
-      Effect.mapError(connectFailed(host, options.port))
+      const conn = Net.createConnection({ host, port, noDelay: true })
+      const onError = (cause: Error) => {
+        conn.destroy()
+        resume(Effect.fail(new Socket.SocketGenericError({ reason: "Open", cause })))
+      }
+      conn.once("error", onError)
+      conn.once("connect", () => {
+        conn.off("error", onError)
+        // Until the transport listens (src/transport/Transport.ts), an error must not go unheard:
+        // it stays on the socket (`conn.errored`) and the transport reports it when it starts.
+        conn.on("error", () => {})
+        opened = conn
+        resume(Effect.succeed(conn))
+      })
+      return Effect.sync(() => conn.destroy())
+    }).pipe(
+      Effect.timeoutFail({
+        duration: timeout,
+        onTimeout: () => new Socket.SocketGenericError({ reason: "Open", cause: new Error("Connection timed out") })
+      })
     )
   })
 

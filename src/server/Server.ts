@@ -28,6 +28,7 @@ import { makeMemoryPool } from "../session/Budget.js"
 import { makeWatchdog, SERVER_TICK } from "../session/Watchdog.js"
 import { fromHandshake, type Session, type SessionOptions, type SessionSetup } from "../session/Session.js"
 import { listenFailed } from "../transport/NetErrors.js"
+import { netSocket } from "../transport/Transport.js"
 import { encodeFrame } from "../wire/Frame.js"
 import { AlertCode, MessageType } from "../wire/Messages.js"
 import { countTagged, LOG_PEER, LOG_SESSION, refusedConnections } from "../Observability.js"
@@ -219,6 +220,20 @@ const peerOf = Effect.map(Effect.serviceOption(NodeSocket.NetSocket), (conn) => 
 }))
 
 /**
+ * The connection as the session drives it: the raw `net.Socket` that `NodeSocketServer` puts in the
+ * handler's context, through src/transport/Transport.ts (writes that do not wait for their flush).
+ * The platform server is kept for what it does well, binding (`ListenFailed`), the accept loop and
+ * interrupting every connection's fiber when the server stops; only the byte pipe is ours, so
+ * `maxConnections`, refusals and evictions are unchanged. The platform socket is used only for a
+ * connection without a `net.Socket` (none today).
+ */
+const liveSocket = (socket: Socket.Socket) =>
+  Effect.flatMap(
+    Effect.serviceOption(NodeSocket.NetSocket),
+    Option.match({ onNone: () => Effect.succeed(socket), onSome: netSocket })
+  )
+
+/**
  * Refuses a connection: one plaintext alert (PROTOCOL.md §6: LIMIT_EXCEEDED over the limit, THROTTLED
  * for an address refused after failed passwords, §10.5), then the socket is released. A platform
  * socket only writes while its `run` is going, hence the reader.
@@ -364,10 +379,11 @@ export const listen = (options: ServeOptions): Effect.Effect<Server, ListenFaile
             // Checked and taken in one synchronous step; the finalizer above gives it back.
             admitted = true
             connections++
+            const live = yield* liveSocket(socket)
             return yield* Effect.flatMap(handshakeSlot, (slot) =>
               Effect.flatMap(
                 session({ ...options, peer, pool, watchdog, idleTimeout }, slot).pipe(
-                  Effect.provideService(Socket.Socket, socket),
+                  Effect.provideService(Socket.Socket, live),
                   Effect.provideService(Crypto, crypto),
                   // The handshake's outcome only: a handler's own errors are not the peer's guesses.
                   Effect.tapErrorCause((cause) => countGuess(cause, ip)),

@@ -1,21 +1,23 @@
 /**
- * A framed connection over an `@effect/platform` `Socket` (PROTOCOL.md §2).
+ * A framed connection (PROTOCOL.md §2) over a `Transport` (src/transport/Transport.ts): the raw
+ * `net.Socket` of `connect` and `serve`, or any `@effect/platform` `Socket` through the adapter.
  *
- * Reading: one `socket.run` whose handler decodes frames synchronously and hands each to the
- * current `FrameSink`, with no fiber per chunk (docs/performance.md). Until the session installs its
- * own dispatcher, frames go to a mailbox the handshake awaits, held to byte and frame budgets
+ * Reading: the transport's data callback decodes frames synchronously and hands each to the current
+ * `FrameSink`, with no fiber per chunk (docs/performance.md). Until the session installs its own
+ * dispatcher, frames go to a mailbox the handshake awaits, held to byte and frame budgets
  * (`ReadLimits`, PROTOCOL.md §10.4); frames that already arrived are then replayed into the session,
  * in order.
  *
- * Writing: frames are queued synchronously and a writer fiber drains the queue, coalescing
- * everything queued while the previous write was in flight into one socket write. The fiber is
- * started when something is queued and ends when the queue is empty.
+ * Writing: frames are queued synchronously; everything queued until the event loop turns goes to
+ * the transport as one batch, without waiting for it to be flushed. Writing pauses only while the
+ * transport's buffer is full, until it drains (docs/performance.md, "The write path").
  */
 import type * as Socket from "@effect/platform/Socket"
-import { Clock, Deferred, Effect, ExecutionStrategy, Exit, Fiber, FiberId, Runtime, Scope } from "effect"
+import { Deferred, Effect, Exit, FiberId, Scope } from "effect"
 import { ProtocolError } from "../errors.js"
 import { makeFrameDecoder } from "../wire/Frame.js"
 import { bytesIn, bytesOut, count } from "../Observability.js"
+import * as Transport from "./Transport.js"
 
 /** How the reading side ended. */
 export type ReadEnd =
@@ -58,22 +60,22 @@ export interface Framed {
    * into `enqueue`, so that everything ready by the time the socket can take it goes out together.
    */
   readonly enqueueLater: (hook: () => void) => void
-  /** Bytes queued but not yet handed to the socket. */
+  /** Bytes queued, plus those the transport holds that have not reached the kernel. */
   readonly pendingBytes: () => number
   /** Waits until queued bytes drop below the high-water mark. */
   readonly awaitWritable: Effect.Effect<void>
   /**
-   * When the socket write now in flight began (`Clock` milliseconds), or undefined when none is: a
-   * write that does not complete means the peer is not reading (PROTOCOL.md §10, stall timeout).
+   * Since when (`Clock` milliseconds) the transport's buffer has been full without draining, or
+   * undefined when it is not: the peer is not reading (PROTOCOL.md §10, stall timeout).
    */
   readonly writingSince: () => number | undefined
   /** Flushes the queue, then ends our write side (the peer sees end of stream). */
   readonly endWrite: Effect.Effect<void>
-  /** Stops reading early (used after a fatal error) so the run fiber does not outlive its purpose. */
+  /** Stops delivering frames (after a fatal error); what still arrives is read and dropped. */
   readonly stopReading: Effect.Effect<void>
   /**
-   * Gives up on everything queued and on the write in flight (a peer that stopped reading): the
-   * writer stops, waiting senders are released, and `endWrite` completes.
+   * Gives up on everything queued and on what the transport still holds (a peer that stopped
+   * reading): the connection is destroyed, waiting senders are released, and `endWrite` completes.
    */
   readonly abortWrites: Effect.Effect<void>
   /** Completes once the read side has ended (end of stream, error, or `stopReading`). */
@@ -271,53 +273,46 @@ export const makeFramed = (
     }
 
     // --- writing -----------------------------------------------------------------------------
-    const writerScope = yield* Scope.fork(scope, ExecutionStrategy.sequential)
-    const write = yield* Scope.extend(socket.writer, writerScope)
-    // The writer fiber runs only while there is something to write: an idle connection holds no
-    // fiber for its writing side (docs/performance.md).
-    const runtime = yield* Effect.runtime<never>()
+    // Frames are queued synchronously and written as one corked batch once the event loop has run
+    // everything that was ready (`setImmediate`); nothing waits for a write to be flushed. Writing
+    // pauses only while the transport's buffer is full, until its drain (docs/performance.md,
+    // "The write path").
+    const clock = yield* Effect.clock
     let queue: Array<Uint8Array> = []
     let queued = 0
     /** Set by `enqueueLater`: frames what the layer above holds back, at the next batch. */
     let batchHook: (() => void) | undefined
-    let inFlight = 0
+    /** A flush is scheduled. */
+    let scheduled = false
+    /** The transport's buffer is full: nothing is written until it drains. */
+    let blocked = false
     let writingSince: number | undefined
     let ending = false
-    /** A write failed or writes were abandoned: nothing more goes out. */
+    /** The transport was told to end our write side, after everything queued. */
+    let endSending = false
+    /** ... and has done it. */
+    let endSent = false
+    /** The connection takes no more writes, or writes were abandoned: nothing more goes out. */
     let stopped = false
-    /** The writer fiber, while one runs. */
-    let writer: Fiber.RuntimeFiber<void> | undefined
-    let writing = false
     /** Senders waiting for the queue to drop below the high-water mark. */
     const drainWaiters: Array<() => void> = []
-    /** `endWrite` callers waiting for the writer to finish. */
+    /** `endWrite` callers waiting for the end to be sent. */
     const doneWaiters: Array<() => void> = []
 
-    const writable = () => stopped || queued < highWaterMark
+    const pendingBytes = () => (stopped ? 0 : queued + transport.bufferedBytes())
+    const writable = () => stopped || pendingBytes() < highWaterMark
     const awaitWritable = waitOn(drainWaiters, writable)
-    const awaitWriter = waitOn(doneWaiters, () => !writing)
-
-    /** The writer is gone: whoever waits on it is released. */
-    const writerEnded = () => {
-      writing = false
-      writer = undefined
-      wakeAll(doneWaiters)
-      if (writable()) wakeAll(drainWaiters)
-    }
+    const awaitEnd = waitOn(doneWaiters, () => endSent || stopped)
 
     /**
-     * Turns the queue into socket writes: runs of small pieces are merged into one buffer (one write
-     * for many frames), while large pieces are written as they are, since copying them would cost
-     * more than the extra write.
+     * Turns the queue into one batch of writes: runs of small pieces are merged into one buffer,
+     * while large pieces are written as they are, since copying them would cost more than a piece of
+     * the transport's `writev`.
      */
     const takeBatch = (): Array<Uint8Array> => {
       const batch = queue
       queue = []
-      inFlight = queued
       queued = 0
-      // The queue is empty again: senders may fill the next batch while this one is being written,
-      // so sealing and writing overlap (at most two high-water marks of bytes are held).
-      wakeAll(drainWaiters)
       const writes: Array<Uint8Array> = []
       let run: Array<Uint8Array> = []
       let runLength = 0
@@ -348,107 +343,134 @@ export const makeFramed = (
         }
       }
       flushRun()
-      // Counted once per batch, as it is handed to the socket (README "Observability").
+      // Counted once per batch, as it is handed to the transport (README "Observability").
       count(bytesOut, total)
       return writes
     }
 
-    // Built at each start rather than kept: an idle connection holds none of it.
-    const drain = (): Effect.Effect<void> => Effect.gen(function*() {
-      // Let every fiber that is ready run first: what they queue joins this batch, so a burst of
-      // small messages becomes one socket write instead of one write each (docs/performance.md).
-      yield* Effect.yieldNow()
-      // Frames queued while a write was in flight are written by the same fiber; it ends (in the
-      // same synchronous step as the check, so `enqueue` cannot miss it) once the queue is empty.
-      while (ready() && !stopped) {
-        writingSince = yield* Clock.currentTimeMillis
-        const exit = yield* Effect.exit(Effect.forEach(takeBatch(), write, { discard: true }))
-        writingSince = undefined
-        inFlight = 0
-        if (Exit.isFailure(exit)) stopped = true
-        if (writable()) wakeAll(drainWaiters)
-      }
-      writerEnded()
-    }).pipe(Effect.onInterrupt(() => Effect.sync(writerEnded)))
+    /** What the layer above still holds back, framed into the queue now. */
+    const runHook = () => {
+      const hook = batchHook
+      batchHook = undefined
+      hook?.()
+    }
 
-    const abandonWrites: Effect.Effect<void> = Effect.suspend(() => {
+    const flush = () => {
+      scheduled = false
+      if (stopped || blocked) return
+      runHook()
+      if (queue.length > 0) {
+        if (!transport.write(takeBatch())) {
+          blocked = true
+          // The stall timeout counts from here: the peer is not taking what we send (PROTOCOL.md §10).
+          writingSince = clock.unsafeCurrentTimeMillis()
+        }
+      }
+      if (!blocked && ending && !endSending) {
+        endSending = true
+        transport.end(() => {
+          endSent = true
+          wakeAll(doneWaiters)
+        })
+      }
+      if (writable()) wakeAll(drainWaiters)
+    }
+
+    const schedule = () => {
+      if (!scheduled && !blocked && !stopped) {
+        scheduled = true
+        setImmediate(flush)
+      }
+    }
+
+    const abandonWrites: Effect.Effect<void> = Effect.sync(() => {
+      if (stopped) return
       stopped = true
       batchHook = undefined
       queue = []
       queued = 0
-      const fiber = writer
-      writerEnded()
-      return fiber === undefined ? Effect.void : Fiber.interrupt(fiber)
+      writingSince = undefined
+      // What the transport still holds would keep a peer that does not read connected.
+      transport.destroy()
+      wakeAll(doneWaiters)
+      wakeAll(drainWaiters)
     })
-    yield* Scope.addFinalizer(scope, abandonWrites)
-
-    /** What the layer above still holds back, framed into the queue now; then whether there is anything to write. */
-    const ready = (): boolean => {
-      const hook = batchHook
-      batchHook = undefined
-      hook?.()
-      return queue.length > 0
-    }
-
-    const startWriter = () => {
-      if (!writing) {
-        writing = true
-        const fiber = Runtime.runFork(runtime, drain())
-        if (writing) writer = fiber
-      }
-    }
 
     const enqueue = (frame: Uint8Array) => {
       if (ending || stopped) return
       queue.push(frame)
       queued += frame.length
-      startWriter()
+      schedule()
     }
 
     const enqueueLater = (hook: () => void) => {
       if (ending || stopped) return
       batchHook = hook
-      startWriter()
+      schedule()
     }
 
     const endWrite = Effect.suspend(() => {
-      ending = true
-      return Effect.zipRight(awaitWriter, Scope.close(writerScope, Exit.void))
+      if (!ending) {
+        ending = true
+        if (!blocked) flush()
+      }
+      return awaitEnd
     })
 
-    // Reading starts last, so that everything it may call on the writing side exists.
-    const reader = yield* socket.run((chunk) => {
-      count(bytesIn, chunk.length)
-      if (readEnd !== undefined) return
-      if (firstFill < FIRST_BYTES) {
-        const take = Math.min(FIRST_BYTES - firstFill, chunk.length)
-        first.set(chunk.subarray(0, take), firstFill)
-        firstFill += take
+    // --- the transport ---------------------------------------------------------------------
+    const transport = yield* Transport.of(socket)
+    const readDone = Deferred.unsafeMake<void>(FiberId.none)
+    const readingEnded = (end: ReadEnd) => {
+      finishReading(end)
+      Deferred.unsafeDone(readDone, Exit.void)
+    }
+    yield* Scope.addFinalizer(scope, Effect.sync(() => {
+      if (!stopped) {
+        stopped = true
+        queue = []
+        queued = 0
+        wakeAll(doneWaiters)
+        wakeAll(drainWaiters)
       }
-      const error = decoder.push(chunk, onFrame)
-      // `run` keeps going after a framing error (what follows is ignored): a platform socket
-      // writes only while its `run` is active, and the alert that says why we close must go out.
-      if (error !== undefined) finishReading({ _tag: "ProtocolError", error })
-    }).pipe(
-      Effect.exit,
-      Effect.flatMap((exit) =>
-        Effect.sync(() => {
-          if (Exit.isSuccess(exit)) {
-            const truncated = decoder.end()
-            finishReading(truncated === undefined ? { _tag: "Eof" } : { _tag: "ProtocolError", error: truncated })
-          } else {
-            const failure = exit.cause._tag === "Fail" ? exit.cause.error : undefined
-            if (failure instanceof ProtocolError) finishReading({ _tag: "ProtocolError", error: failure })
-            else if (failure !== undefined) finishReading({ _tag: "SocketError", error: failure })
-            else finishReading({ _tag: "Eof" })
-          }
-        })
-      ),
-      // Once `run` has ended, a platform socket never completes another write (NodeSocket waits on
-      // a latch that stays closed), so the writer is released here instead of hanging a close.
-      Effect.zipRight(Effect.suspend(() => abandonWrites)),
-      Effect.forkIn(scope)
-    )
+      Deferred.unsafeDone(readDone, Exit.void)
+    }))
+    // Reading starts last, so that everything it may call on the writing side exists.
+    transport.start({
+      onData: (chunk) => {
+        count(bytesIn, chunk.length)
+        if (readEnd !== undefined) return
+        if (firstFill < FIRST_BYTES) {
+          const take = Math.min(FIRST_BYTES - firstFill, chunk.length)
+          first.set(chunk.subarray(0, take), firstFill)
+          firstFill += take
+        }
+        const error = decoder.push(chunk, onFrame)
+        // Reading goes on after a framing error (what follows is ignored), so that the connection
+        // stays open while the alert that says why we close goes out.
+        if (error !== undefined) finishReading({ _tag: "ProtocolError", error })
+      },
+      onReadEnd: (error) => {
+        if (error !== undefined) return readingEnded({ _tag: "SocketError", error })
+        const truncated = decoder.end()
+        readingEnded(truncated === undefined ? { _tag: "Eof" } : { _tag: "ProtocolError", error: truncated })
+      },
+      onDrain: () => {
+        if (stopped) return
+        blocked = false
+        writingSince = undefined
+        flush()
+      },
+      onWriteClosed: () => {
+        if (stopped) return
+        stopped = true
+        batchHook = undefined
+        queue = []
+        queued = 0
+        writingSince = undefined
+        wakeAll(doneWaiters)
+        wakeAll(drainWaiters)
+      }
+    })
 
     return {
       nextFrame: mailbox.next,
@@ -460,12 +482,15 @@ export const makeFramed = (
       reuseFrameBuffers: decoder.reuseBuffers,
       enqueue,
       enqueueLater,
-      pendingBytes: () => queued + inFlight,
+      pendingBytes,
       awaitWritable,
       writingSince: () => writingSince,
       endWrite,
-      stopReading: Effect.asVoid(Fiber.interruptFork(reader)),
+      stopReading: Effect.sync(() => {
+        transport.stopReading()
+        readingEnded({ _tag: "Eof" })
+      }),
       abortWrites: abandonWrites,
-      readEnded: Effect.asVoid(Fiber.await(reader))
+      readEnded: Deferred.await(readDone)
     }
   })

@@ -19,7 +19,7 @@ import {
   type SessionOptions
 } from "../../src/index.js"
 import * as MemorySocket from "../../src/transport/MemorySocket.js"
-import { tcpPair } from "./tcp.js"
+import { netTcpPair, tcpPair } from "./tcp.js"
 
 export type Options = HandshakeOptions & SessionOptions & { readonly peer?: string | undefined }
 
@@ -35,6 +35,9 @@ export const memory = (faults?: MemorySocket.FaultOptions): Transport =>
   Effect.map(MemorySocket.makePair(faults), ([client, server]) => ({ client, server: Effect.succeed(server) }))
 
 export const tcp: Transport = Effect.map(tcpPair, (pair) => ({ client: pair.client, server: pair.server }))
+
+/** TCP as `connect` and `serve` drive it: the raw `net.Socket` transport (src/transport/Transport.ts). */
+export const netTcp: Transport = Effect.map(netTcpPair, (pair) => ({ client: pair.client, server: pair.server }))
 
 export const transports: ReadonlyArray<readonly [string, () => Transport]> = [
   ["memory", () => memory()],

@@ -1,0 +1,327 @@
+/**
+ * The byte pipe below `Framed` (docs/architecture.md, "Transport"): a connection that delivers
+ * chunks to a callback and takes writes without waiting for them to be flushed.
+ *
+ * Two implementations:
+ * - {@link fromNetSocket}, over a raw `node:net` `Socket`: the live TCP path of `connect` and `serve`.
+ *   A batch is written corked (one `writev` for its pieces), and writing stops only when Node's
+ *   buffer is full, until `'drain'`: no flush callback is awaited, no fiber runs per write
+ *   (docs/performance.md, "The write path").
+ * - {@link fromSocket}, adapting any `@effect/platform` `Socket.Socket` (the in-memory pair, a
+ *   `SessionSocket`, a user's own transport). Its writes go through `socket.writer`, one at a time, on
+ *   a fiber that runs only while there is something to write; `write` reports "full" while one is in
+ *   flight, so that what is queued meanwhile goes out as one batch.
+ *
+ * Errors are reported as `@effect/platform` `SocketError`s with the reasons `NodeSocket` uses, so that
+ * everything above (the handshake's and the session's mapping to `ConnectionClosed`, `NetErrors.ts`)
+ * reads both paths alike: `Read` for an error event (a reset), `Close` for a close without an end.
+ */
+import * as Socket from "@effect/platform/Socket"
+import { NodeSocket } from "@effect/platform-node"
+import { Effect, Exit, Fiber, Runtime, Scope } from "effect"
+import type * as Net from "node:net"
+
+/** What a transport tells the layer above; each callback is called synchronously from the event. */
+export interface TransportHandlers {
+  /** A chunk of received bytes; the transport does not touch it again. */
+  readonly onData: (chunk: Uint8Array) => void
+  /** The read side ended: `undefined` at end of stream, else why. Called once, never after `stopReading`. */
+  readonly onReadEnd: (error: Socket.SocketError | undefined) => void
+  /** The buffer that made `write` answer false can take more. */
+  readonly onDrain: () => void
+  /** No write will go out any more (reset, closed, the peer ended with `allowHalfOpen: false`). Called once. */
+  readonly onWriteClosed: () => void
+}
+
+export interface Transport {
+  /** Starts reading and reporting events. Called once. */
+  readonly start: (handlers: TransportHandlers) => void
+  /**
+   * Hands the pieces over, in order, as one batch; never waits. Answers whether the transport can take
+   * more at once: false means its buffer is full, and `onDrain` follows when it is not.
+   */
+  readonly write: (pieces: ReadonlyArray<Uint8Array>) => boolean
+  /** Bytes handed to `write` that the transport still holds (not yet given to the kernel). */
+  readonly bufferedBytes: () => number
+  /**
+   * Ends our write side once everything written has gone out (the peer sees end of stream), then
+   * calls `done` (at once when the write side is already over).
+   */
+  readonly end: (done: () => void) => void
+  /** Stops delivering data; the read side counts as ended, with no `onReadEnd`. */
+  readonly stopReading: () => void
+  /** Drops the connection now, whatever is buffered. */
+  readonly destroy: () => void
+}
+
+/** Where a `Socket.Socket` built by {@link netSocket} keeps its raw connection. */
+const NetConnection: unique symbol = Symbol.for("cvg-core/transport/NetConnection")
+
+interface WithNetConnection {
+  readonly [NetConnection]: Net.Socket
+}
+
+const hasNetConnection = (socket: Socket.Socket): socket is Socket.Socket & WithNetConnection =>
+  NetConnection in socket
+
+/**
+ * A `Socket.Socket` over a connected `net.Socket` that `Framed` drives through {@link fromNetSocket}
+ * instead of its `run`/`writer` (those still work, as `NodeSocket.fromDuplex` builds them, for anyone
+ * else given the socket, but one connection must not be read both ways at once). This is how the TCP
+ * path reaches the handshake, which takes its socket from the context, without a second kind of
+ * service there.
+ */
+export const netSocket = (conn: Net.Socket): Effect.Effect<Socket.Socket> =>
+  Effect.map(NodeSocket.fromDuplex(Effect.succeed(conn)), (socket) => Object.assign(Object.create(socket), { [NetConnection]: conn }))
+
+/** The live path for a socket from {@link netSocket}, the adapter for any other. */
+export const of = (socket: Socket.Socket): Effect.Effect<Transport, never, Scope.Scope> =>
+  hasNetConnection(socket) ? fromNetSocket(socket[NetConnection]) : fromSocket(socket)
+
+/**
+ * A raw `net.Socket`. Scope release ends it gracefully (`destroySoon`: what was written still goes
+ * out) unless it was destroyed or failed; a connection whose writes were abandoned is destroyed by
+ * the layer above (`destroy`), since a peer that does not read would otherwise hold it open.
+ */
+export const fromNetSocket = (conn: Net.Socket): Effect.Effect<Transport, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    let handlers: TransportHandlers | undefined
+    let readOpen = true
+    let writeOpen = true
+    /** An error raised before `start` (a reset right after connecting), reported by `start`. */
+    let early: Error | undefined
+    let earlyEnd = false
+    let earlyClose: boolean | undefined
+
+    const readEnded = (error: Socket.SocketError | undefined) => {
+      if (!readOpen) return
+      readOpen = false
+      conn.off("data", onData)
+      handlers?.onReadEnd(error)
+    }
+    const writeClosed = () => {
+      if (!writeOpen) return
+      writeOpen = false
+      handlers?.onWriteClosed()
+    }
+    const onData = (chunk: Buffer) => handlers?.onData(chunk)
+    const onError = (cause: Error) => {
+      if (handlers === undefined) {
+        early ??= cause
+        return
+      }
+      readEnded(new Socket.SocketGenericError({ reason: "Read", cause }))
+      writeClosed()
+    }
+    const onEnd = () => {
+      if (handlers === undefined) {
+        earlyEnd = true
+        return
+      }
+      readEnded(undefined)
+      // With `allowHalfOpen: false` (Node's default, and `NodeSocket`'s) Node ends our side too, and
+      // a later write would fail with EPIPE: the write side is over as well.
+      if (!conn.allowHalfOpen) writeClosed()
+    }
+    const onClose = (hadError: boolean) => {
+      if (handlers === undefined) {
+        earlyClose = hadError
+        return
+      }
+      readEnded(new Socket.SocketCloseError({ reason: "Close", code: hadError ? 1006 : 1000 }))
+      writeClosed()
+    }
+    const onDrain = () => {
+      if (writeOpen) handlers?.onDrain()
+    }
+    // Listening from the start: an error with no listener would throw out of the event loop.
+    conn.on("error", onError)
+    conn.on("end", onEnd)
+    conn.on("close", onClose)
+    conn.on("drain", onDrain)
+
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        conn.off("data", onData)
+        conn.off("end", onEnd)
+        conn.off("close", onClose)
+        conn.off("drain", onDrain)
+        // The error listener stays: a late error on a closing socket must not crash the process.
+        if (!conn.destroyed) conn.destroySoon()
+      })
+    )
+
+    return {
+      start: (next) => {
+        handlers = next
+        if (early !== undefined) return onError(early)
+        if (earlyClose !== undefined) return onClose(earlyClose)
+        // Failed before this transport listened (between connecting and the handshake's start).
+        if (conn.errored !== null) return onError(conn.errored)
+        if (conn.destroyed) return onClose(false)
+        conn.on("data", onData)
+        if (earlyEnd) onEnd()
+      },
+      write: (pieces) => {
+        if (!writeOpen || conn.destroyed || conn.writableEnded) return true
+        if (pieces.length === 1) return conn.write(pieces[0]!)
+        // One `writev` for the batch instead of one system call per piece.
+        conn.cork()
+        for (const piece of pieces) conn.write(piece)
+        conn.uncork()
+        return !conn.writableNeedDrain
+      },
+      bufferedBytes: () => conn.writableLength,
+      end: (done) => {
+        // Node sends the end of stream after what is buffered; nothing is left to wait for here.
+        if (writeOpen && !conn.destroyed && !conn.writableEnded) conn.end()
+        done()
+      },
+      stopReading: () => {
+        // Still read, and drop what arrives: a socket closed with unread bytes in its receive buffer
+        // sends a reset instead of an end of stream, and the reset can destroy, at the peer, the
+        // alert we have just sent (Linux discards received bytes not yet read when a reset arrives).
+        readOpen = false
+        handlers = handlers === undefined ? undefined : { ...handlers, onData: () => {}, onReadEnd: () => {} }
+      },
+      destroy: () => {
+        conn.destroy()
+      }
+    }
+  })
+
+/**
+ * Any `@effect/platform` socket. Reading is one `socket.run` forked into the scope; writing is a fiber
+ * started when something is written and ended when nothing is left, each piece through the
+ * platform's `write` (which waits for its flush).
+ */
+export const fromSocket = (socket: Socket.Socket): Effect.Effect<Transport, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const scope = yield* Effect.scope
+    const runtime = yield* Effect.runtime<never>()
+    const writerScope = yield* Scope.fork(scope, { _tag: "Sequential" })
+    const write = yield* Scope.extend(socket.writer, writerScope)
+    let handlers: TransportHandlers | undefined
+    let pending: Array<Uint8Array> = []
+    let pendingBytes = 0
+    let inFlight = 0
+    let writing = false
+    let ending = false
+    let ended = false
+    /** Told once the platform writer's release (its end of stream) has run. */
+    const endedWaiters: Array<() => void> = []
+    let writeOpen = true
+    let readOpen = true
+    let writer: Fiber.RuntimeFiber<void> | undefined
+    let reader: Fiber.RuntimeFiber<void> | undefined
+
+    const writeClosed = () => {
+      if (!writeOpen) return
+      writeOpen = false
+      pending = []
+      pendingBytes = 0
+      handlers?.onWriteClosed()
+      for (const done of endedWaiters.splice(0)) done()
+    }
+
+    const endNow = (): Effect.Effect<void> => {
+      ended = true
+      return Effect.ensuring(
+        Scope.close(writerScope, Exit.void),
+        Effect.sync(() => {
+          for (const done of endedWaiters.splice(0)) done()
+        })
+      )
+    }
+
+    const drain = (): Effect.Effect<void> =>
+      Effect.gen(function*() {
+        while (pending.length > 0 && writeOpen) {
+          const batch = pending
+          pending = []
+          inFlight = pendingBytes
+          pendingBytes = 0
+          const exit = yield* Effect.exit(Effect.forEach(batch, write, { discard: true }))
+          inFlight = 0
+          if (Exit.isFailure(exit)) writeClosed()
+        }
+        writing = false
+        writer = undefined
+        if (ending && !ended) yield* endNow()
+        if (writeOpen) handlers?.onDrain()
+      }).pipe(Effect.onInterrupt(() =>
+        Effect.sync(() => {
+          writing = false
+          writer = undefined
+        })
+      ))
+
+    yield* Scope.addFinalizer(
+      scope,
+      Effect.suspend(() => {
+        writeOpen = false
+        const fibers = [writer, reader].filter((f): f is Fiber.RuntimeFiber<void> => f !== undefined)
+        return Fiber.interruptAll(fibers)
+      })
+    )
+
+    return {
+      start: (next) => {
+        handlers = next
+        reader = Runtime.runFork(runtime)(
+          socket.run((chunk) => {
+            if (readOpen) handlers?.onData(chunk)
+          }).pipe(
+            Effect.exit,
+            Effect.flatMap((exit) =>
+              Effect.sync(() => {
+                const wasOpen = readOpen
+                readOpen = false
+                if (wasOpen) {
+                  const failure = Exit.isFailure(exit) && exit.cause._tag === "Fail" ? exit.cause.error : undefined
+                  handlers?.onReadEnd(failure)
+                }
+                // Once `run` has ended, a platform socket never completes another write (NodeSocket
+                // waits on a latch that stays closed), so the write side ends here.
+                writeClosed()
+              })
+            )
+          )
+        )
+      },
+      write: (pieces) => {
+        if (!writeOpen || ending) return true
+        for (const piece of pieces) {
+          pending.push(piece)
+          pendingBytes += piece.length
+        }
+        if (!writing) {
+          writing = true
+          const fiber = Runtime.runFork(runtime)(drain())
+          if (writing) writer = fiber
+        }
+        // Full while a write is in flight: the layer above queues meanwhile and sends it all in one
+        // batch at `onDrain`, as the writer fiber did before this layer existed.
+        return false
+      },
+      bufferedBytes: () => pendingBytes + inFlight,
+      end: (done) => {
+        if (!writeOpen || ended) return done()
+        endedWaiters.push(done)
+        if (ending) return
+        ending = true
+        if (!writing) Runtime.runFork(runtime)(endNow())
+      },
+      stopReading: () => {
+        // `run` goes on, dropping what arrives, until the scope closes: as for a `net.Socket`, a
+        // socket that stops reading keeps unread bytes and its close becomes a reset, which can
+        // destroy at the peer the alert just sent.
+        readOpen = false
+      },
+      destroy: () => {
+        // What is in flight is given up; the socket itself goes when the scope closes.
+        writeClosed()
+        if (writer !== undefined) Runtime.runFork(runtime)(Fiber.interrupt(writer))
+      }
+    }
+  })
