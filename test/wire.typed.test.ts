@@ -1,9 +1,10 @@
 /**
  * The typed layer's byte-level parts (PROTOCOL.md §12): the MessagePack structure check that runs
- * before any decoding, and the reader of a streamed reply's items.
+ * before any decoding, the codec's fast parsers against Effect's, and the reader of a streamed
+ * reply's items.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Either, FastCheck } from "effect"
+import { Either, FastCheck, ParseResult, Schema } from "effect"
 import { Packr } from "msgpackr"
 import * as Codec from "../src/typed/Codec.js"
 import { MAX_DEPTH, msgPackProblem } from "../src/wire/MsgPack.js"
@@ -92,5 +93,49 @@ describe("stream items (PROTOCOL.md §12.3)", () => {
     const reader = makeItemReader(1024)
     reader.push(Uint8Array.of(0, 0, 0, 0, 4, 1))
     expect(reader.atBoundary()).toBe(false)
+  })
+})
+
+describe("the codec's fast parsers (PROTOCOL.md §12.1)", () => {
+  class Ping extends Schema.TaggedRequest<Ping>()("Ping", {
+    payload: { id: Schema.Number, text: Schema.String, ok: Schema.Boolean },
+    success: Schema.String,
+    failure: Schema.Never
+  }) {}
+  // Effect's parsers for what the fast ones replace: the class's fields (encoded side), and the class.
+  const fields = Schema.make<unknown, unknown, never>(Ping.ast._tag === "Transformation" ? Ping.ast.from : Ping.ast)
+  const generic = Schema.make<unknown, unknown, never>(Ping.ast)
+  const other = FastCheck.oneof(FastCheck.string(), FastCheck.double(), FastCheck.boolean(), FastCheck.constant(null), FastCheck.constant(undefined))
+  // Mostly valid fields, so that one wrong field among valid ones is common; sometimes one is missing.
+  const mostly = <A>(valid: FastCheck.Arbitrary<A>) => FastCheck.oneof({ arbitrary: valid, weight: 4 }, { arbitrary: other, weight: 1 })
+  const input = FastCheck.tuple(
+    FastCheck.record({ _tag: mostly(FastCheck.constant("Ping")), id: mostly(FastCheck.double()), text: mostly(FastCheck.string()), ok: mostly(FastCheck.boolean()), extra: other }),
+    FastCheck.oneof({ arbitrary: FastCheck.constant(undefined), weight: 4 }, { arbitrary: FastCheck.constantFrom("_tag", "id", "text", "ok"), weight: 1 })
+  ).map(([record, missing]): Record<string, unknown> => {
+    const out: Record<string, unknown> = { ...record }
+    if (missing !== undefined) delete out[missing]
+    return out
+  })
+
+  it.prop("decode as Effect's parser does: the same instance, or a failure with the same message", [input], ([value]) => {
+    const fast = Codec.decodeValue(Ping, value)
+    const slow = Either.mapLeft(ParseResult.decodeUnknownEither(fields)(value), (issue) => ParseResult.TreeFormatter.formatIssueSync(issue))
+    expect(Either.isRight(fast)).toBe(Either.isRight(slow))
+    if (Either.isRight(fast) && Either.isRight(slow)) {
+      const expected = new Ping(slow.right as ConstructorParameters<typeof Ping>[0], true)
+      expect(fast.right).toBeInstanceOf(Ping)
+      expect(Reflect.ownKeys(fast.right as object)).toEqual(Reflect.ownKeys(expected))
+      expect({ ...(fast.right as object) }).toEqual({ ...expected })
+    } else {
+      expect(fast).toEqual(slow)
+    }
+  }, { fastCheck: { numRuns: 2000 } })
+
+  it.prop("encode to the bytes Effect's encoder and msgpackr give", [FastCheck.double(), FastCheck.string(), FastCheck.boolean()], ([id, text, ok]) => {
+    const value = new Ping({ id, text, ok })
+    // `Schema.Unknown` has no fast parser: its bytes are msgpackr's for what Effect's encoder gave.
+    const expected = Either.flatMap(Either.mapLeft(ParseResult.encodeUnknownEither(generic)(value), String), (encoded) => Codec.encode(Schema.Unknown, encoded))
+    expect(Either.map(Codec.encode(Ping, value), (bytes) => Array.from(bytes))).toEqual(Either.map(expected, (bytes) => Array.from(bytes)))
+    expect(Either.map(Codec.encode(Schema.String, text), (bytes) => Array.from(bytes))).toEqual(Either.map(Codec.encode(Schema.Unknown, text), (bytes) => Array.from(bytes)))
   })
 })

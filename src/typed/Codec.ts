@@ -41,6 +41,75 @@ interface Parsers {
 }
 const parsers = new WeakMap<SchemaAST.AST, Parsers>()
 
+/**
+ * A check for a Schema whose decoded and encoded forms are the same value and whose parser only
+ * looks at it: a string, number or boolean keyword, or a literal. `undefined` for anything else.
+ */
+const identityCheck = (ast: SchemaAST.AST): ((value: unknown) => boolean) | undefined => {
+  switch (ast._tag) {
+    case "StringKeyword":
+      return (value) => typeof value === "string"
+    case "NumberKeyword":
+      return (value) => typeof value === "number"
+    case "BooleanKeyword":
+      return (value) => typeof value === "boolean"
+    case "Literal": {
+      const literal = ast.literal
+      return (value) => value === literal
+    }
+    default:
+      return undefined
+  }
+}
+
+/**
+ * A parser, in both directions, for a Schema that `identityCheck` covers, or a struct of required
+ * string-named fields that it covers (a small request's fields, a tag among them): the value, or a
+ * new object of exactly those fields in the Schema's order, as Effect's parser builds it with the
+ * default options (excess properties dropped). It answers `undefined` when the value does not pass,
+ * and the caller runs Effect's parser instead, so that failures and their messages stay Effect's.
+ * For a few small fields it costs a tenth of the generic parser (scratchpad/perf/codec-cost.ts).
+ */
+const fastParser = (ast: SchemaAST.AST): ((value: unknown) => unknown) | undefined => {
+  const check = identityCheck(ast)
+  if (check !== undefined) return (value) => (check(value) ? value : undefined)
+  if (ast._tag !== "TypeLiteral" || ast.indexSignatures.length > 0) return undefined
+  const names: Array<string> = []
+  const checks: Array<(value: unknown) => boolean> = []
+  for (const ps of ast.propertySignatures) {
+    const fieldCheck = identityCheck(ps.type)
+    if (typeof ps.name !== "string" || ps.isOptional || fieldCheck === undefined) return undefined
+    names.push(ps.name)
+    checks.push(fieldCheck)
+  }
+  const hasOwn = Object.prototype.hasOwnProperty
+  return (value) => {
+    if (typeof value !== "object" || value === null || Array.isArray(value)) return undefined
+    const record = value as Record<string, unknown>
+    const out: Record<string, unknown> = {}
+    for (let i = 0; i < names.length; i++) {
+      const name = names[i]!
+      if (!hasOwn.call(record, name)) return undefined
+      const field = record[name]
+      if (!checks[i]!(field)) return undefined
+      out[name] = field
+    }
+    return out
+  }
+}
+
+/** `generic`, tried after `fast` where there is one. */
+const withFast = (
+  fast: ((value: unknown) => unknown) | undefined,
+  generic: Parsers["encode"]
+): Parsers["encode"] => {
+  if (fast === undefined) return generic
+  return (value) => {
+    const out = fast(value)
+    return out === undefined ? generic(value) : Either.right(out)
+  }
+}
+
 /** What `Schema.Class` and its tagged kinds build: a constructor taking the fields and a flag to skip validation. */
 type ClassConstructor = new (props: unknown, disableValidation: boolean) => unknown
 
@@ -54,7 +123,7 @@ const classDecoder = (schema: HasAst): Parsers["decode"] | undefined => {
   if (typeof schema !== "function" || ast._tag !== "Transformation" || ast.to._tag !== "Declaration") return undefined
   // A Schema class is a constructor (checked just above): TypeScript cannot see it through `HasAst`.
   const Class = schema as unknown as ClassConstructor
-  const decodeFields = ParseResult.decodeUnknownEither(Schema.make<unknown, unknown, never>(ast.from))
+  const decodeFields = withFast(fastParser(ast.from), ParseResult.decodeUnknownEither(Schema.make<unknown, unknown, never>(ast.from)))
   return (value) => Either.map(decodeFields(value), (fields) => new Class(fields, true))
 }
 
@@ -68,7 +137,7 @@ const classEncoder = (schema: HasAst, generic: Parsers["encode"]): Parsers["enco
   const ast = schema.ast
   if (typeof schema !== "function" || ast._tag !== "Transformation" || ast.to._tag !== "Declaration") return undefined
   const Class = schema as unknown as ClassConstructor
-  const encodeFields = ParseResult.encodeUnknownEither(Schema.make<unknown, unknown, never>(ast.from))
+  const encodeFields = withFast(fastParser(ast.from), ParseResult.encodeUnknownEither(Schema.make<unknown, unknown, never>(ast.from)))
   return (value) => (value instanceof Class ? encodeFields(value) : generic(value))
 }
 
@@ -77,10 +146,11 @@ const parsersOf = (schema: HasAst): Parsers => {
   let found = parsers.get(ast)
   if (found === undefined) {
     const generic = Schema.make<unknown, unknown, never>(ast)
-    const encode = ParseResult.encodeUnknownEither(generic)
+    const fast = fastParser(ast)
+    const encode = withFast(fast, ParseResult.encodeUnknownEither(generic))
     found = {
       encode: classEncoder(schema, encode) ?? encode,
-      decode: classDecoder(schema) ?? ParseResult.decodeUnknownEither(generic),
+      decode: classDecoder(schema) ?? withFast(fast, ParseResult.decodeUnknownEither(generic)),
       is: Schema.is(generic)
     }
     parsers.set(ast, found)
