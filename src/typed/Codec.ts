@@ -70,7 +70,7 @@ const identityCheck = (ast: SchemaAST.AST): ((value: unknown) => boolean) | unde
  * and the caller runs Effect's parser instead, so that failures and their messages stay Effect's.
  * For a few small fields it costs a tenth of the generic parser (scratchpad/perf/codec-cost.ts).
  */
-const fastParser = (ast: SchemaAST.AST): ((value: unknown) => unknown) | undefined => {
+const fastParser = (ast: SchemaAST.AST, omit?: string): ((value: unknown) => unknown) | undefined => {
   const check = identityCheck(ast)
   if (check !== undefined) return (value) => (check(value) ? value : undefined)
   if (ast._tag !== "TypeLiteral" || ast.indexSignatures.length > 0) return undefined
@@ -92,7 +92,7 @@ const fastParser = (ast: SchemaAST.AST): ((value: unknown) => unknown) | undefin
       if (!hasOwn.call(record, name)) return undefined
       const field = record[name]
       if (!checks[i]!(field)) return undefined
-      out[name] = field
+      if (name !== omit) out[name] = field
     }
     return out
   }
@@ -123,8 +123,30 @@ const classDecoder = (schema: HasAst): Parsers["decode"] | undefined => {
   if (typeof schema !== "function" || ast._tag !== "Transformation" || ast.to._tag !== "Declaration") return undefined
   // A Schema class is a constructor (checked just above): TypeScript cannot see it through `HasAst`.
   const Class = schema as unknown as ClassConstructor
-  const decodeFields = withFast(fastParser(ast.from), ParseResult.decodeUnknownEither(Schema.make<unknown, unknown, never>(ast.from)))
-  return (value) => Either.map(decodeFields(value), (fields) => new Class(fields, true))
+  const decodeFields = ParseResult.decodeUnknownEither(Schema.make<unknown, unknown, never>(ast.from))
+  const fast = fastParser(ast.from, tagFromDefault(schema, ast.from) ? "_tag" : undefined)
+  return (value) => {
+    const fields = fast?.(value)
+    return fields === undefined ? Either.map(decodeFields(value), (decoded) => new Class(decoded, true)) : Either.right(new Class(fields, true))
+  }
+}
+
+/**
+ * Whether a class's constructor sets its `_tag` itself, to the one value its encoded side accepts:
+ * the tagged kinds (`TaggedClass`, `TaggedRequest`, `TaggedError`) declare `_tag` with a constructor
+ * default, and their constructor deletes a `_tag` it is given and puts the default back. Their fast
+ * decoder checks `_tag` but leaves it out of the fields it hands over: the deletion would turn that
+ * object into a slow dictionary, and the constructor costs a third less without it
+ * (scratchpad/perf/ctor-parts.ts). The static `_tag` (which the tagged kinds have) and the default's
+ * value must both be the encoded side's literal.
+ */
+const tagFromDefault = (schema: HasAst, from: SchemaAST.AST): boolean => {
+  if (from._tag !== "TypeLiteral") return false
+  const literal = from.propertySignatures.find((ps) => ps.name === "_tag")?.type
+  if (literal?._tag !== "Literal" || !("_tag" in schema) || schema._tag !== literal.literal) return false
+  const field: unknown = "fields" in schema && typeof schema.fields === "object" && schema.fields !== null && "_tag" in schema.fields ? schema.fields._tag : undefined
+  if (!Schema.isPropertySignature(field) || field.ast._tag !== "PropertySignatureDeclaration") return false
+  return field.ast.defaultValue?.() === literal.literal
 }
 
 /**
