@@ -5,9 +5,9 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Either, FastCheck, ParseResult, Schema } from "effect"
-import { Packr } from "msgpackr"
+import { Packr, Unpackr } from "msgpackr"
 import * as Codec from "../src/typed/Codec.js"
-import { MAX_DEPTH, msgPackProblem } from "../src/wire/MsgPack.js"
+import { decodeFlat, MAX_DEPTH, msgPackProblem, NOT_FLAT } from "../src/wire/MsgPack.js"
 import { encodeItemInto, ITEM_HEADER_LENGTH, ItemStatus, makeItemReader } from "../src/wire/TypedFrames.js"
 
 const packr = new Packr({ useRecords: false, moreTypes: false })
@@ -54,6 +54,43 @@ describe("MessagePack structure check (PROTOCOL.md §12.1)", () => {
     expect(problem === undefined || typeof problem === "string").toBe(true)
     const decoded = Codec.unpack(bytes)
     expect(Either.isLeft(decoded) ? typeof decoded.left : "value").toMatch(/string|value/)
+  })
+})
+
+describe("the one-pass decoder of flat values (PROTOCOL.md §12.1)", () => {
+  const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, moreTypes: false })
+  const checked = (bytes: Uint8Array): unknown => (msgPackProblem(bytes) === undefined ? unpackr.unpack(bytes) : NOT_FLAT)
+  const scalar = FastCheck.oneof(FastCheck.string(), FastCheck.string({ unit: "binary" }), FastCheck.integer(), FastCheck.double(), FastCheck.boolean(), FastCheck.constant(null))
+  const flat = FastCheck.oneof(scalar, FastCheck.dictionary(FastCheck.string({ unit: "binary" }), scalar, { maxKeys: 20 }))
+
+  it.prop("reads what msgpackr reads, for flat values and anything else", [FastCheck.oneof(flat, jsonLike)], ([value]) => {
+    const bytes = Codec.encode(Schema.Unknown, value)
+    if (Either.isLeft(bytes) || bytes.right.length === 0) return
+    const read = decodeFlat(bytes.right)
+    if (read !== NOT_FLAT) expect(read).toEqual(checked(bytes.right))
+  }, { fastCheck: { numRuns: 1000 } })
+
+  it.prop("refuses, for the checked path, all that the structure check refuses", [FastCheck.uint8Array({ maxLength: 40 }), flat], ([noise, value]) => {
+    const bytes = Codec.encode(Schema.Unknown, value)
+    const candidates = [noise, ...(Either.isRight(bytes) ? [bytes.right, bytes.right.subarray(0, bytes.right.length - 1), Buffer.concat([bytes.right, noise])] : [])]
+    for (const candidate of candidates) {
+      const read = decodeFlat(candidate)
+      if (read !== NOT_FLAT) expect(read).toEqual(checked(candidate))
+    }
+  }, { fastCheck: { numRuns: 1000 } })
+
+  it("reads a request's fields and a reply's string", () => {
+    const bytes = Codec.encode(Schema.Unknown, { _tag: "Echo", id: 7, text: "é".repeat(40), n: -3, x: 1.5, big: 70000, ok: true })
+    expect(Either.isRight(bytes) && decodeFlat(bytes.right)).toEqual({ _tag: "Echo", id: 7, text: "é".repeat(40), n: -3, x: 1.5, big: 70000, ok: true })
+    // Each integer width at its edges, both signs, as msgpackr writes and reads them.
+    const edges = [0, 127, 128, 255, 256, 65535, 65536, 2 ** 32 - 1, -1, -32, -33, -128, -129, -32768, -32769, -(2 ** 31), 0.5, -0, 2 ** 53]
+    for (const n of edges) {
+      const packed = Codec.encode(Schema.Unknown, { n })
+      expect(Either.isRight(packed) && decodeFlat(packed.right)).toEqual(Either.isRight(packed) && checked(packed.right))
+    }
+    expect(decodeFlat(Uint8Array.of(0xa2, 0x68, 0x69))).toBe("hi")
+    expect(decodeFlat(Uint8Array.of(0x91, 0x01))).toBe(NOT_FLAT)
+    expect(decodeFlat(Uint8Array.of(0x81, 0xa9, ...new TextEncoder().encode("__proto__"), 0x01))).toBe(NOT_FLAT)
   })
 })
 

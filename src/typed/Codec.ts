@@ -4,13 +4,14 @@
  * MessagePack by `msgpackr`, restricted to the standard types. `undefined` alone is zero bytes; an
  * object property whose value is `undefined` is left out, as JSON does.
  *
- * Decoding checks the bytes' structure first (`msgPackProblem`), so that a declared length never
+ * Decoding reads a small flat value in one pass (`decodeFlat`); anything else has its structure
+ * checked first (`msgPackProblem`), so that a declared length never
  * allocates more than the bytes that arrived, then decodes with the Schema. Failures come back as
  * text for the caller's typed error: where in the value it failed and why, never the value itself.
  */
 import { Either, ParseResult, Schema, type SchemaAST } from "effect"
 import { type Options, Packr, Unpackr } from "msgpackr"
-import { msgPackProblem } from "../wire/MsgPack.js"
+import { decodeFlat, msgPackProblem, NOT_FLAT } from "../wire/MsgPack.js"
 
 // `useRecords: false` and `moreTypes: false` keep to standard MessagePack, so that any implementation
 // can read what we write; `skipValues` drops `undefined` properties instead of writing an extension.
@@ -201,6 +202,8 @@ export const encode = (schema: HasAst, value: unknown): Either.Either<Uint8Array
 /** The MessagePack value in `bytes`, checked first; `Left` says why it is not one. */
 export const unpack = (bytes: Uint8Array): Either.Either<unknown, string> => {
   if (bytes.length === 0) return Either.right(undefined)
+  const flat = decodeFlat(bytes)
+  if (flat !== NOT_FLAT) return Either.right(flat)
   const problem = msgPackProblem(bytes)
   if (problem !== undefined) return Either.left(`not MessagePack: ${problem}`)
   try {

@@ -71,3 +71,118 @@ export const msgPackProblem = (bytes: Uint8Array): string | undefined => {
 /** The big-endian unsigned length of `size` bytes at `pos`, which the caller checked are there. */
 const readLength = (bytes: Uint8Array, pos: number, size: 1 | 2 | 4): number =>
   size === 1 ? bytes[pos]! : size === 2 ? (bytes[pos]! << 8) | bytes[pos + 1]! : ((bytes[pos]! << 24) | (bytes[pos + 1]! << 16) | (bytes[pos + 2]! << 8) | bytes[pos + 3]!) >>> 0
+
+/** What `decodeFlat` answers for bytes it leaves to the general decoder. */
+export const NOT_FLAT: unique symbol = Symbol("cvg/MsgPack/NotFlat")
+
+// `ignoreBOM`: a leading U+FEFF is part of the string, as msgpackr reads it.
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true })
+
+/**
+ * The value of bytes that hold a small request or reply in one pass, without the structure check
+ * and msgpackr's set-up, which cost more than the value for the few bytes of a typical call (about
+ * a third of the typed layer's decoding, scratchpad/perf/session-cost.ts with --cpu-prof): a nil,
+ * boolean, integer up to 32 bits, float64 or string, or a map of string keys to those. Anything else
+ * (arrays, nesting, bytes, 64-bit integers, float32, extensions, a `__proto__` key, invalid UTF-8,
+ * truncation, trailing bytes) answers `NOT_FLAT`, and the caller takes the checked general path, so
+ * every refusal and every value is as before. It allocates only the map and its strings: a map
+ * declares at most 65535 entries here, and needs bytes for each before any is read.
+ */
+export const decodeFlat = (bytes: Uint8Array): unknown => {
+  const end = bytes.length
+  if (end === 0) return NOT_FLAT
+  const b = bytes[0]!
+  let entries = -1
+  let pos = 1
+  if (b >= 0x80 && b <= 0x8f) entries = b & 0x0f
+  else if (b === 0xde) {
+    if (end < 3) return NOT_FLAT
+    entries = (bytes[1]! << 8) | bytes[2]!
+    pos = 3
+  }
+  if (entries < 0) {
+    const at = scalar(bytes, 0)
+    return at !== NOT_FLAT && next === end ? at : NOT_FLAT
+  }
+  if (2 * entries > end - pos) return NOT_FLAT
+  const out: Record<string, unknown> = {}
+  for (let i = 0; i < entries; i++) {
+    const key = scalar(bytes, pos)
+    if (typeof key !== "string" || key === "__proto__") return NOT_FLAT
+    const value = scalar(bytes, next)
+    if (value === NOT_FLAT) return NOT_FLAT
+    out[key] = value
+    pos = next
+  }
+  return pos === end ? out : NOT_FLAT
+}
+
+/** Where the last `scalar` ended (a module variable rather than a returned pair: no allocation). */
+let next = 0
+
+/** The scalar at `pos`, with `next` set after it, or `NOT_FLAT`. */
+const scalar = (bytes: Uint8Array, pos: number): unknown => {
+  const end = bytes.length
+  if (pos >= end) return NOT_FLAT
+  const b = bytes[pos]!
+  let length = -1
+  let start = pos + 1
+  if (b <= 0x7f) {
+    next = pos + 1
+    return b
+  } else if (b >= 0xe0) {
+    next = pos + 1
+    return b - 0x100
+  } else if (b >= 0xa0 && b <= 0xbf) length = b & 0x1f
+  else if (b === 0xd9 && pos + 2 <= end) {
+    length = bytes[pos + 1]!
+    start = pos + 2
+  } else if (b === 0xda && pos + 3 <= end) {
+    length = (bytes[pos + 1]! << 8) | bytes[pos + 2]!
+    start = pos + 3
+  } else if (b === 0xc0 || b === 0xc2 || b === 0xc3) {
+    next = pos + 1
+    return b === 0xc0 ? null : b === 0xc3
+  } else {
+    const size = b === 0xcc || b === 0xd0 ? 1 : b === 0xcd || b === 0xd1 ? 2 : b === 0xce || b === 0xd2 ? 4 : b === 0xcb ? 8 : 0
+    if (size === 0 || pos + 1 + size > end) return NOT_FLAT
+    next = pos + 1 + size
+    const view = new DataView(bytes.buffer, bytes.byteOffset + pos + 1, size)
+    switch (b) {
+      case 0xcc:
+        return view.getUint8(0)
+      case 0xcd:
+        return view.getUint16(0)
+      case 0xce:
+        return view.getUint32(0)
+      case 0xd0:
+        return view.getInt8(0)
+      case 0xd1:
+        return view.getInt16(0)
+      case 0xd2:
+        return view.getInt32(0)
+      default:
+        return view.getFloat64(0)
+    }
+  }
+  if (length < 0 || start + length > end) return NOT_FLAT
+  next = start + length
+  let ascii = true
+  for (let i = start; i < next; i++) {
+    if (bytes[i]! >= 0x80) {
+      ascii = false
+      break
+    }
+  }
+  if (ascii && length <= 64) {
+    // Short ASCII, the common key and short text: cheaper than a call into TextDecoder.
+    let text = ""
+    for (let i = start; i < next; i++) text += String.fromCharCode(bytes[i]!)
+    return text
+  }
+  try {
+    return utf8.decode(bytes.subarray(start, next))
+  } catch {
+    return NOT_FLAT
+  }
+}
