@@ -7,7 +7,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Either, FastCheck, ParseResult, Schema } from "effect"
 import { Packr, Unpackr } from "msgpackr"
 import * as Codec from "../src/typed/Codec.js"
-import { decodeFlat, MAX_DEPTH, msgPackProblem, NOT_FLAT } from "../src/wire/MsgPack.js"
+import { decodeFlat, encodeFlat, MAX_DEPTH, msgPackProblem, NOT_FLAT } from "../src/wire/MsgPack.js"
 import { encodeItemInto, ITEM_HEADER_LENGTH, ItemStatus, makeItemReader } from "../src/wire/TypedFrames.js"
 
 const packr = new Packr({ useRecords: false, moreTypes: false })
@@ -78,6 +78,28 @@ describe("the one-pass decoder of flat values (PROTOCOL.md §12.1)", () => {
       if (read !== NOT_FLAT) expect(read).toEqual(checked(candidate))
     }
   }, { fastCheck: { numRuns: 1000 } })
+
+  // The codec's own msgpackr options (src/typed/Codec.ts), which `encodeFlat` must match byte for byte.
+  const codecPackr = new Packr({ useRecords: false, moreTypes: false, encodeUndefinedAsNil: true, skipValues: [undefined] } as ConstructorParameters<typeof Packr>[0])
+  const asciiKeyed = FastCheck.dictionary(FastCheck.string({ unit: "grapheme-ascii", maxLength: 40 }), FastCheck.oneof(scalar, FastCheck.string({ unit: "grapheme-ascii", maxLength: 300 })), { maxKeys: 17 })
+
+  it.prop("writes what msgpackr writes, or leaves the value to it", [FastCheck.oneof(flat, asciiKeyed, jsonLike, FastCheck.string({ unit: "grapheme-ascii", maxLength: 300 }))], ([value]) => {
+    const written = encodeFlat(value)
+    if (written !== undefined) expect(Array.from(written)).toEqual(Array.from(codecPackr.pack(value)))
+  }, { fastCheck: { numRuns: 2000 } })
+
+  it("writes integers at every width's edges, -0, floats, and ASCII strings as msgpackr does", () => {
+    const edges = [0, 127, 128, 255, 256, 65535, 65536, 2 ** 32 - 1, 2 ** 32, -1, -32, -33, -128, -129, -32768, -32769, -(2 ** 31), -(2 ** 31) - 1, 0.5, -0, NaN, Infinity, 2 ** 53]
+    for (const n of edges) expect(Array.from(encodeFlat({ n, s: "x".repeat(n & 0xff) }) ?? [])).toEqual(Array.from(codecPackr.pack({ n, s: "x".repeat(n & 0xff) })))
+    for (const length of [0, 15, 16, 31, 32, 255, 256]) {
+      const text = "k".repeat(length)
+      expect(Array.from(encodeFlat({ [text]: text }) ?? [])).toEqual(encodeFlat({ [text]: text }) === undefined ? [] : Array.from(codecPackr.pack({ [text]: text })))
+      expect(encodeFlat(text) === undefined ? length : Array.from(encodeFlat(text)!)).toEqual(length > 255 ? length : Array.from(codecPackr.pack(text)))
+    }
+    expect(encodeFlat("é")).toBeUndefined()
+    expect(encodeFlat({ a: undefined })).toBeUndefined()
+    expect(encodeFlat([1])).toBeUndefined()
+  })
 
   it("reads a request's fields and a reply's string", () => {
     const bytes = Codec.encode(Schema.Unknown, { _tag: "Echo", id: 7, text: "é".repeat(40), n: -3, x: 1.5, big: 70000, ok: true })

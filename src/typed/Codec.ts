@@ -11,7 +11,7 @@
  */
 import { Either, ParseResult, Schema, type SchemaAST } from "effect"
 import { type Options, Packr, Unpackr } from "msgpackr"
-import { decodeFlat, msgPackProblem, NOT_FLAT } from "../wire/MsgPack.js"
+import { decodeFlat, encodeFlat, msgPackProblem, NOT_FLAT } from "../wire/MsgPack.js"
 
 // `useRecords: false` and `moreTypes: false` keep to standard MessagePack, so that any implementation
 // can read what we write; `skipValues` drops `undefined` properties instead of writing an extension.
@@ -191,6 +191,8 @@ export const encode = (schema: HasAst, value: unknown): Either.Either<Uint8Array
   const encoded = parsersOf(schema).encode(value)
   if (Either.isLeft(encoded)) return Either.left(describe(encoded.left))
   if (encoded.right === undefined) return Either.right(EMPTY)
+  const flat = encodeFlat(encoded.right)
+  if (flat !== undefined) return Either.right(flat)
   try {
     return Either.right(packr.pack(encoded.right))
   } catch (error) {

@@ -186,3 +186,103 @@ const scalar = (bytes: Uint8Array, pos: number): unknown => {
     return NOT_FLAT
   }
 }
+
+/**
+ * Room for one flat value as `encodeFlat` writes it: 15 entries of a key and a value, each at most
+ * 2 + 255 bytes. One buffer for every call (the writer is synchronous); each result is a copy.
+ */
+const scratch = new Uint8Array(16 * 1024)
+const scratchView = new DataView(scratch.buffer)
+
+/**
+ * The bytes msgpackr writes (with the codec's options) for a small flat value, written directly:
+ * nil, a boolean, a number, an ASCII string up to 255 bytes, or a plain object of up to 15 such
+ * keys and values. msgpackr's set-up costs more than the few bytes of a typical call. Anything
+ * else answers `undefined` and the caller packs it with msgpackr; a property test compares the two
+ * byte for byte (test/wire.typed.test.ts), so the wire format (PROTOCOL.md §12.1) is unchanged.
+ */
+export const encodeFlat = (value: unknown): Uint8Array | undefined => {
+  let pos = 0
+  if (typeof value === "object" && value !== null && Object.getPrototypeOf(value) === Object.prototype) {
+    const record = value as Record<string, unknown>
+    const keys = Object.keys(record)
+    if (keys.length > 15) return undefined
+    scratch[pos++] = 0x80 | keys.length
+    for (const key of keys) {
+      pos = writeScalar(key, pos)
+      if (pos < 0) return undefined
+      pos = writeScalar(record[key], pos)
+      if (pos < 0) return undefined
+    }
+  } else {
+    pos = writeScalar(value, 0)
+    if (pos < 0) return undefined
+  }
+  return scratch.slice(0, pos)
+}
+
+/** Writes a scalar at `pos` as msgpackr does; the position after it, or -1 for anything else. */
+const writeScalar = (value: unknown, pos: number): number => {
+  switch (typeof value) {
+    case "string": {
+      const length = value.length
+      if (length > 255) return -1
+      if (length < 0x20) scratch[pos++] = 0xa0 | length
+      else {
+        scratch[pos++] = 0xd9
+        scratch[pos++] = length
+      }
+      for (let i = 0; i < length; i++) {
+        const c = value.charCodeAt(i)
+        if (c >= 0x80) return -1
+        scratch[pos++] = c
+      }
+      return pos
+    }
+    case "boolean":
+      scratch[pos] = value ? 0xc3 : 0xc2
+      return pos + 1
+    case "number":
+      // msgpackr's choices, expression for expression (-0 included, which it writes as 0).
+      if (value >>> 0 === value) {
+        if (value < 0x80) scratch[pos++] = value
+        else if (value < 0x100) {
+          scratch[pos++] = 0xcc
+          scratch[pos++] = value
+        } else if (value < 0x10000) {
+          scratch[pos++] = 0xcd
+          scratchView.setUint16(pos, value)
+          pos += 2
+        } else {
+          scratch[pos++] = 0xce
+          scratchView.setUint32(pos, value)
+          pos += 4
+        }
+      } else if (value >> 0 === value) {
+        if (value >= -0x20) scratch[pos++] = 0x100 + value
+        else if (value >= -0x80) {
+          scratch[pos++] = 0xd0
+          scratch[pos++] = value + 0x100
+        } else if (value >= -0x8000) {
+          scratch[pos++] = 0xd1
+          scratchView.setInt16(pos, value)
+          pos += 2
+        } else {
+          scratch[pos++] = 0xd2
+          scratchView.setInt32(pos, value)
+          pos += 4
+        }
+      } else {
+        scratch[pos++] = 0xcb
+        scratchView.setFloat64(pos, value)
+        pos += 8
+      }
+      return pos
+    case "object":
+      if (value !== null) return -1
+      scratch[pos] = 0xc0
+      return pos + 1
+    default:
+      return -1
+  }
+}
