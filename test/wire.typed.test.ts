@@ -88,6 +88,14 @@ describe("the one-pass decoder of flat values (PROTOCOL.md §12.1)", () => {
     if (written !== undefined) expect(Array.from(written)).toEqual(Array.from(codecPackr.pack(value)))
   }, { fastCheck: { numRuns: 2000 } })
 
+  it("writes PROTOCOL.md §12.1's examples byte for byte", () => {
+    class User extends Schema.Class<User>("User")({ id: Schema.Number, name: Schema.String }) {}
+    class GetUser extends Schema.TaggedRequest<GetUser>()("GetUser", { failure: Schema.Never, success: User, payload: { id: Schema.Number } }) {}
+    const hex = (bytes: Either.Either<Uint8Array, string>) => Either.map(bytes, (b) => Buffer.from(b).toString("hex"))
+    expect(hex(Codec.encode(GetUser, new GetUser({ id: 7 })))).toEqual(Either.right("82a45f746167a747657455736572a2696407"))
+    expect(hex(Codec.encode(User, new User({ id: 7, name: "Alice" })))).toEqual(Either.right("82a2696407a46e616d65a5416c696365"))
+  })
+
   it("writes integers at every width's edges, -0, floats, and ASCII strings as msgpackr does", () => {
     const edges = [0, 127, 128, 255, 256, 65535, 65536, 2 ** 32 - 1, 2 ** 32, -1, -32, -33, -128, -129, -32768, -32769, -(2 ** 31), -(2 ** 31) - 1, 0.5, -0, NaN, Infinity, 2 ** 53]
     for (const n of edges) expect(Array.from(encodeFlat({ n, s: "x".repeat(n & 0xff) }) ?? [])).toEqual(Array.from(codecPackr.pack({ n, s: "x".repeat(n & 0xff) })))
