@@ -266,19 +266,18 @@ export const make = <
     const decodeRequest = <C extends RequestClass>(
       classes: ReadonlyMap<string, C>,
       payload: Uint8Array
-    ): Either.Either<readonly [C, unknown], RemoteError> =>
-      Either.flatMap(
-        Either.mapLeft(Codec.unpack(payload), (detail) => new RemoteError({ reason: "Undecodable", detail })),
-        (raw) => {
-          const tag = tagOf(raw)
-          const schema = tag === undefined ? undefined : classes.get(tag)
-          if (schema === undefined) return Either.left(new RemoteError({ reason: "Unsupported", detail: `no handler for ${tag ?? "a value without _tag"}` }))
-          return Either.mapBoth(Codec.decodeValue(schema, raw), {
-            onLeft: (detail) => new RemoteError({ reason: "Undecodable", detail: `${tag}: ${detail}` }),
-            onRight: (value) => [schema, value] as const
-          })
-        }
-      )
+    ): Either.Either<readonly [C, unknown], RemoteError> => {
+      // Straight-line rather than through Either's combinators: this runs for every request, and
+      // each combinator's closure is an allocation.
+      const raw = Codec.unpack(payload)
+      if (Either.isLeft(raw)) return Either.left(new RemoteError({ reason: "Undecodable", detail: raw.left }))
+      const tag = tagOf(raw.right)
+      const schema = tag === undefined ? undefined : classes.get(tag)
+      if (schema === undefined) return Either.left(new RemoteError({ reason: "Unsupported", detail: `no handler for ${tag ?? "a value without _tag"}` }))
+      const value = Codec.decodeValue(schema, raw.right)
+      if (Either.isLeft(value)) return Either.left(new RemoteError({ reason: "Undecodable", detail: `${tag}: ${value.left}` }))
+      return Either.right([schema, value.right] as const)
+    }
 
     const onMessage = (packet: Packet) =>
       Effect.suspend(() => {

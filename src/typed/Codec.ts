@@ -4,13 +4,14 @@
  * MessagePack by `msgpackr`, restricted to the standard types. `undefined` alone is zero bytes; an
  * object property whose value is `undefined` is left out, as JSON does.
  *
- * Decoding checks the bytes' structure first (`msgPackProblem`), so that a declared length never
- * allocates more than the bytes that arrived, then decodes with the Schema. Failures come back as
- * text for the caller's typed error: where in the value it failed and why, never the value itself.
+ * Decoding reads a small flat value in one pass (`decodeFlat`); anything else has its structure
+ * checked first (`msgPackProblem`), so that a declared length never allocates more than the bytes
+ * that arrived. Then the Schema decodes it. Failures come back as text for the caller's typed
+ * error: where in the value it failed and why, never the value itself.
  */
 import { Either, ParseResult, Schema, type SchemaAST } from "effect"
 import { type Options, Packr, Unpackr } from "msgpackr"
-import { msgPackProblem } from "../wire/MsgPack.js"
+import { decodeFlat, encodeFlat, msgPackProblem, NOT_FLAT } from "../wire/MsgPack.js"
 
 // `useRecords: false` and `moreTypes: false` keep to standard MessagePack, so that any implementation
 // can read what we write; `skipValues` drops `undefined` properties instead of writing an extension.
@@ -41,6 +42,76 @@ interface Parsers {
 }
 const parsers = new WeakMap<SchemaAST.AST, Parsers>()
 
+/**
+ * A check for a Schema whose decoded and encoded forms are the same value and whose parser only
+ * looks at it: a string, number or boolean keyword, or a literal. `undefined` for anything else.
+ */
+const identityCheck = (ast: SchemaAST.AST): ((value: unknown) => boolean) | undefined => {
+  switch (ast._tag) {
+    case "StringKeyword":
+      return (value) => typeof value === "string"
+    case "NumberKeyword":
+      return (value) => typeof value === "number"
+    case "BooleanKeyword":
+      return (value) => typeof value === "boolean"
+    case "Literal": {
+      const literal = ast.literal
+      return (value) => value === literal
+    }
+    default:
+      return undefined
+  }
+}
+
+/**
+ * A parser, in both directions, for a Schema that `identityCheck` covers, or a struct of required
+ * string-named fields that it covers (a small request's fields, a tag among them): the value, or a
+ * new object of exactly those fields in the Schema's order, as Effect's parser builds it with the
+ * default options (excess properties dropped). It answers `undefined` when the value does not pass,
+ * and the caller runs Effect's parser instead, so that failures and their messages stay Effect's.
+ * It skips the generic parser's per-call steps (an Either per field, the excess-key and ordering
+ * options), which a small request pays on both sides of every call.
+ */
+const fastParser = (ast: SchemaAST.AST, omit?: string): ((value: unknown) => unknown) | undefined => {
+  const check = identityCheck(ast)
+  if (check !== undefined) return (value) => (check(value) ? value : undefined)
+  if (ast._tag !== "TypeLiteral" || ast.indexSignatures.length > 0) return undefined
+  const names: Array<string> = []
+  const checks: Array<(value: unknown) => boolean> = []
+  for (const ps of ast.propertySignatures) {
+    const fieldCheck = identityCheck(ps.type)
+    if (typeof ps.name !== "string" || ps.isOptional || fieldCheck === undefined) return undefined
+    names.push(ps.name)
+    checks.push(fieldCheck)
+  }
+  const hasOwn = Object.prototype.hasOwnProperty
+  return (value) => {
+    if (typeof value !== "object" || value === null || Array.isArray(value)) return undefined
+    const record = value as Record<string, unknown>
+    const out: Record<string, unknown> = {}
+    for (let i = 0; i < names.length; i++) {
+      const name = names[i]!
+      if (!hasOwn.call(record, name)) return undefined
+      const field = record[name]
+      if (!checks[i]!(field)) return undefined
+      if (name !== omit) out[name] = field
+    }
+    return out
+  }
+}
+
+/** `generic`, tried after `fast` where there is one. */
+const withFast = (
+  fast: ((value: unknown) => unknown) | undefined,
+  generic: Parsers["encode"]
+): Parsers["encode"] => {
+  if (fast === undefined) return generic
+  return (value) => {
+    const out = fast(value)
+    return out === undefined ? generic(value) : Either.right(out)
+  }
+}
+
 /** What `Schema.Class` and its tagged kinds build: a constructor taking the fields and a flag to skip validation. */
 type ClassConstructor = new (props: unknown, disableValidation: boolean) => unknown
 
@@ -55,7 +126,29 @@ const classDecoder = (schema: HasAst): Parsers["decode"] | undefined => {
   // A Schema class is a constructor (checked just above): TypeScript cannot see it through `HasAst`.
   const Class = schema as unknown as ClassConstructor
   const decodeFields = ParseResult.decodeUnknownEither(Schema.make<unknown, unknown, never>(ast.from))
-  return (value) => Either.map(decodeFields(value), (fields) => new Class(fields, true))
+  const fast = fastParser(ast.from, tagFromDefault(schema, ast.from) ? "_tag" : undefined)
+  return (value) => {
+    const fields = fast?.(value)
+    return fields === undefined ? Either.map(decodeFields(value), (decoded) => new Class(decoded, true)) : Either.right(new Class(fields, true))
+  }
+}
+
+/**
+ * Whether a class's constructor sets its `_tag` itself, to the one value its encoded side accepts:
+ * the tagged kinds (`TaggedClass`, `TaggedRequest`, `TaggedError`) declare `_tag` with a constructor
+ * default, and their constructor deletes a `_tag` it is given and puts the default back. Their fast
+ * decoder checks `_tag` but leaves it out of the fields it hands over: the deletion would turn that
+ * object into a slow dictionary, and the constructor costs a third less without it
+ * (scratchpad/perf/ctor-parts.ts). The static `_tag` (which the tagged kinds have) and the default's
+ * value must both be the encoded side's literal.
+ */
+const tagFromDefault = (schema: HasAst, from: SchemaAST.AST): boolean => {
+  if (from._tag !== "TypeLiteral") return false
+  const literal = from.propertySignatures.find((ps) => ps.name === "_tag")?.type
+  if (literal?._tag !== "Literal" || !("_tag" in schema) || schema._tag !== literal.literal) return false
+  const field: unknown = "fields" in schema && typeof schema.fields === "object" && schema.fields !== null && "_tag" in schema.fields ? schema.fields._tag : undefined
+  if (!Schema.isPropertySignature(field) || field.ast._tag !== "PropertySignatureDeclaration") return false
+  return field.ast.defaultValue?.() === literal.literal
 }
 
 /**
@@ -68,7 +161,7 @@ const classEncoder = (schema: HasAst, generic: Parsers["encode"]): Parsers["enco
   const ast = schema.ast
   if (typeof schema !== "function" || ast._tag !== "Transformation" || ast.to._tag !== "Declaration") return undefined
   const Class = schema as unknown as ClassConstructor
-  const encodeFields = ParseResult.encodeUnknownEither(Schema.make<unknown, unknown, never>(ast.from))
+  const encodeFields = withFast(fastParser(ast.from), ParseResult.encodeUnknownEither(Schema.make<unknown, unknown, never>(ast.from)))
   return (value) => (value instanceof Class ? encodeFields(value) : generic(value))
 }
 
@@ -77,10 +170,11 @@ const parsersOf = (schema: HasAst): Parsers => {
   let found = parsers.get(ast)
   if (found === undefined) {
     const generic = Schema.make<unknown, unknown, never>(ast)
-    const encode = ParseResult.encodeUnknownEither(generic)
+    const fast = fastParser(ast)
+    const encode = withFast(fast, ParseResult.encodeUnknownEither(generic))
     found = {
       encode: classEncoder(schema, encode) ?? encode,
-      decode: classDecoder(schema) ?? ParseResult.decodeUnknownEither(generic),
+      decode: classDecoder(schema) ?? withFast(fast, ParseResult.decodeUnknownEither(generic)),
       is: Schema.is(generic)
     }
     parsers.set(ast, found)
@@ -98,6 +192,8 @@ export const encode = (schema: HasAst, value: unknown): Either.Either<Uint8Array
   const encoded = parsersOf(schema).encode(value)
   if (Either.isLeft(encoded)) return Either.left(describe(encoded.left))
   if (encoded.right === undefined) return Either.right(EMPTY)
+  const flat = encodeFlat(encoded.right)
+  if (flat !== undefined) return Either.right(flat)
   try {
     return Either.right(packr.pack(encoded.right))
   } catch (error) {
@@ -109,6 +205,8 @@ export const encode = (schema: HasAst, value: unknown): Either.Either<Uint8Array
 /** The MessagePack value in `bytes`, checked first; `Left` says why it is not one. */
 export const unpack = (bytes: Uint8Array): Either.Either<unknown, string> => {
   if (bytes.length === 0) return Either.right(undefined)
+  const flat = decodeFlat(bytes)
+  if (flat !== NOT_FLAT) return Either.right(flat)
   const problem = msgPackProblem(bytes)
   if (problem !== undefined) return Either.left(`not MessagePack: ${problem}`)
   try {
