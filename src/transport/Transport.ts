@@ -78,6 +78,9 @@ export const netSocket = (conn: Net.Socket): Effect.Effect<Socket.Socket> =>
 export const of = (socket: Socket.Socket): Effect.Effect<Transport, never, Scope.Scope> =>
   hasNetConnection(socket) ? fromNetSocket(socket[NetConnection]) : fromSocket(socket)
 
+/** Bytes one connection may deliver before it lets the others have the event loop (see `onData` below). */
+const READ_TURN_BYTES = 64 * 1024
+
 /**
  * A raw `net.Socket`. Scope release ends it gracefully (`destroySoon`: what was written still goes
  * out) unless it was destroyed or failed; a connection whose writes were abandoned is destroyed by
@@ -104,7 +107,27 @@ export const fromNetSocket = (conn: Net.Socket): Effect.Effect<Transport, never,
       writeOpen = false
       handlers?.onWriteClosed()
     }
-    const onData = (chunk: Buffer) => handlers?.onData(chunk)
+    // Fairness between connections (PROTOCOL.md §10.1, docs/resources.md): libuv reads a readable
+    // socket up to 32 times in one poll, 64 KiB each, and the frames they complete are opened right
+    // away, so one busy peer could hold the event loop for megabytes while every other connection's
+    // request waits. After READ_TURN_BYTES the socket is paused until the next turn of the loop:
+    // each connection gets its share, and what the kernel holds meanwhile stays in the kernel.
+    let sinceYield = 0
+    let yielding = false
+    const resumeReading = () => {
+      yielding = false
+      sinceYield = 0
+      if (readOpen && !conn.destroyed) conn.resume()
+    }
+    const onData = (chunk: Buffer) => {
+      handlers?.onData(chunk)
+      sinceYield += chunk.length
+      if (sinceYield >= READ_TURN_BYTES && !yielding && readOpen) {
+        yielding = true
+        conn.pause()
+        setImmediate(resumeReading)
+      }
+    }
     const onError = (cause: Error) => {
       if (handlers === undefined) {
         early ??= cause
