@@ -156,5 +156,9 @@ describe("identity key files", () => {
       expect(wrongType.detail).toMatch(/ed25519/)
       expect((yield* Effect.flip(identityKeyFromEnv("CVG_TEST_UNSET_VARIABLE"))).reason).toBe("NotFound")
       expect((yield* Effect.flip(loadIdentityKey(dir))).reason).toBe("Format")
+      // Any other file system failure is Io: here ENOTDIR, a path through a regular file.
+      const io = yield* Effect.flip(loadIdentityKey(join(garbage, "key")))
+      expect(io.reason).toBe("Io")
+      expect(io.detail).toMatch(/ENOTDIR/)
     }))
 })

@@ -6,10 +6,11 @@
  * validation disabled (the constructor's second argument): the library's own decoder does the
  * same, and the benchmark measures the protocol, not `Schema`.
  */
-import { Effect, Exit, Fiber, Logger, LogLevel, Stream } from "effect"
+import { Effect, Stream } from "effect"
 import { performance } from "node:perf_hooks"
 import { connect, Packet, PacketType, serve } from "../../src/index.js"
 import type { Session } from "../../src/index.js"
+import { startDaemon } from "./daemon.js"
 import { handshakeLoop } from "./lenprefix.js"
 import type { BenchServer, BenchSystem, BulkOptions, BulkResult, EchoConnection, SystemName, Target } from "./types.js"
 
@@ -51,33 +52,7 @@ const handleSession = (session: Session) =>
   )
 
 const startServer = (policy: Policy) => (): Promise<BenchServer> =>
-  new Promise<BenchServer>((resolve, reject) => {
-    let fiber: Fiber.RuntimeFiber<never, unknown> | undefined
-    const program = serve(
-      {
-        port: 0,
-        encryption: policy,
-        onListen: (address) =>
-          Effect.sync(() =>
-            resolve({
-              port: address.port,
-              close: async () => {
-                if (fiber !== undefined) await Effect.runPromise(Fiber.interrupt(fiber))
-              }
-            })
-          )
-      },
-      handleSession
-    ).pipe(
-      // Failed handshakes are logged as warnings by the server; under a handshake flood that is
-      // noise, and real failures surface on the client side anyway.
-      Logger.withMinimumLogLevel(LogLevel.Error)
-    )
-    fiber = Effect.runFork(program)
-    fiber.addObserver((exit) => {
-      if (Exit.isFailure(exit)) reject(new Error(`cvg server ended: ${String(exit.cause)}`))
-    })
-  })
+  startDaemon((announce) => serve({ port: 0, encryption: policy, onListen: (address) => announce(address.port) }, handleSession))
 
 const open = (target: Target, policy: Policy, mode: string) =>
   Effect.gen(function*() {

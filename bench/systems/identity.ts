@@ -7,9 +7,10 @@
  * The identity key is derived from a fixed seed so that the client, which may run in another
  * process than the server, knows the fingerprint to pin without being told.
  */
-import { Effect, Exit, Fiber, Logger, LogLevel } from "effect"
+import { Effect } from "effect"
 import { createHash, createPrivateKey } from "node:crypto"
 import { connect, type IdentityKey, identityKeyFromPrivate, serve } from "../../src/index.js"
+import { startDaemon } from "./daemon.js"
 import { notMeasured } from "./idlayer.js"
 import { handshakeLoop } from "./lenprefix.js"
 import type { BenchServer, BenchSystem, SystemName } from "./types.js"
@@ -35,31 +36,18 @@ interface Features {
 
 const startServer = (features: Features) => (): Promise<BenchServer> =>
   Effect.runPromise(identity).then((key) =>
-    new Promise<BenchServer>((resolve, reject) => {
-      let fiber: Fiber.RuntimeFiber<never, unknown> | undefined
-      const program = serve(
+    startDaemon((announce) =>
+      serve(
         {
           port: 0,
           ...(features.identity ? { identity: key } : {}),
           ...(features.password ? { password: PASSWORD } : {}),
-          onListen: (address) =>
-            Effect.sync(() =>
-              resolve({
-                port: address.port,
-                close: async () => {
-                  if (fiber !== undefined) await Effect.runPromise(Fiber.interrupt(fiber))
-                }
-              })
-            )
+          onListen: (address) => announce(address.port)
         },
         // Handshake-only clients hang up at once.
         (session) => Effect.ignore(session.closed)
-      ).pipe(Logger.withMinimumLogLevel(LogLevel.Error))
-      fiber = Effect.runFork(program)
-      fiber.addObserver((exit) => {
-        if (Exit.isFailure(exit)) reject(new Error(`cvg server ended: ${String(exit.cause)}`))
-      })
-    })
+      )
+    )
   )
 
 const make = (name: SystemName, features: Features): BenchSystem => ({

@@ -5,12 +5,13 @@
  * is compared with `cvg`'s raw `request` in the same run: the difference is the cost of typing.
  */
 import { Rpc, RpcClient, RpcGroup, RpcSerialization, RpcServer } from "@effect/rpc"
-import { Effect, Exit, Fiber, Layer, Logger, LogLevel, Schema, Scope } from "effect"
+import { Effect, Exit, Layer, Schema, Scope } from "effect"
 import { performance } from "node:perf_hooks"
 import { Api, connect, serve } from "../../src/index.js"
 import { layerClientProtocol, layerServerProtocol } from "../../src/rpc.js"
+import { startDaemon } from "./daemon.js"
 import { notMeasured } from "./idlayer.js"
-import type { BenchServer, BenchSystem, EchoConnection, InflightOptions, RoundTripOptions, Target } from "./types.js"
+import type { BenchSystem, EchoConnection, InflightOptions, RoundTripOptions, Target } from "./types.js"
 
 class Echo extends Schema.TaggedRequest<Echo>()("Echo", {
   payload: { text: Schema.String },
@@ -57,27 +58,6 @@ const echoConnection = (
     })),
   close
 })
-
-/** Runs `program` until it has announced its port, and stops it on `close`. */
-const startDaemon = (program: (announce: (port: number) => Effect.Effect<void>) => Effect.Effect<unknown, unknown>): Promise<BenchServer> =>
-  new Promise<BenchServer>((resolve, reject) => {
-    let fiber: Fiber.RuntimeFiber<unknown, unknown> | undefined
-    fiber = Effect.runFork(
-      program((port) =>
-        Effect.sync(() =>
-          resolve({
-            port,
-            close: async () => {
-              if (fiber !== undefined) await Effect.runPromise(Fiber.interrupt(fiber))
-            }
-          })
-        )
-      ).pipe(Logger.withMinimumLogLevel(LogLevel.Error))
-    )
-    fiber.addObserver((exit) => {
-      if (Exit.isFailure(exit)) reject(new Error(`server ended: ${String(exit.cause)}`))
-    })
-  })
 
 export const cvgTyped: BenchSystem = {
   name: "cvg-typed",

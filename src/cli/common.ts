@@ -9,7 +9,7 @@ import type { EncryptionPolicy, IdentityKey, IdentityKeyError } from "../index.j
 import { identityKeyFromEnv, loadIdentityKey } from "../identity/KeyFile.js"
 import { describeCause, FileError, oneLine, UsageError } from "./errors.js"
 
-export const passwordFile = Options.text("password-file").pipe(
+const passwordFile = Options.text("password-file").pipe(
   Options.withPseudoName("PATH"),
   Options.withDescription(
     "Read the password from this file (its first line; a trailing newline is dropped). Passwords are never given on the command line: --password is refused."
@@ -17,7 +17,7 @@ export const passwordFile = Options.text("password-file").pipe(
   Options.optional
 )
 
-export const passwordEnv = Options.text("password-env").pipe(
+const passwordEnv = Options.text("password-env").pipe(
   Options.withPseudoName("NAME"),
   Options.withDescription(
     "Read the password from this environment variable, e.g. --password-env CVG_PASSWORD. Passwords are never given on the command line: --password is refused."
@@ -25,23 +25,23 @@ export const passwordEnv = Options.text("password-env").pipe(
   Options.optional
 )
 
-export const encryption = Options.choice("encryption", ["required", "preferred", "disabled"]).pipe(
+const encryption = Options.choice("encryption", ["required", "preferred", "disabled"]).pipe(
   Options.withDescription("Encryption policy, negotiated with the peer (PROTOCOL.md §4): required (default), preferred or disabled."),
   Options.withDefault<EncryptionPolicy>("required")
 )
 
-export const port = Options.integer("port").pipe(
+const port = Options.integer("port").pipe(
   Options.withPseudoName("PORT"),
   Options.withDescription("TCP port to listen on; 0 picks a free one, and the listening line on stderr names it.")
 )
 
-export const host = Options.text("host").pipe(
+const host = Options.text("host").pipe(
   Options.withPseudoName("HOST"),
   Options.withDescription("Address to listen on (default 127.0.0.1; 0.0.0.0 or :: for every interface)."),
   Options.withDefault("127.0.0.1")
 )
 
-export const identityFile = Options.text("identity").pipe(
+const identityFile = Options.text("identity").pipe(
   Options.withPseudoName("PATH"),
   Options.withDescription(
     "Prove this server identity key (a file from `cvg keygen`, readable by its owner only) in every handshake, so that clients can pin it with --server-key."
@@ -49,13 +49,13 @@ export const identityFile = Options.text("identity").pipe(
   Options.optional
 )
 
-export const identityEnv = Options.text("identity-env").pipe(
+const identityEnv = Options.text("identity-env").pipe(
   Options.withPseudoName("NAME"),
   Options.withDescription("Like --identity, with the key's PEM (or base64 PKCS#8 DER) in this environment variable."),
   Options.optional
 )
 
-export const serverKey = Options.text("server-key").pipe(
+const serverKey = Options.text("server-key").pipe(
   Options.withPseudoName("FINGERPRINT"),
   Options.withDescription(
     "Refuse any server that does not prove this identity key (sha256:… as `cvg keygen` printed it): safe against a man in the middle, with or without a password."
@@ -63,7 +63,7 @@ export const serverKey = Options.text("server-key").pipe(
   Options.optional
 )
 
-export const knownHosts = Options.text("known-hosts").pipe(
+const knownHosts = Options.text("known-hosts").pipe(
   Options.withPseudoName("PATH"),
   Options.withDescription(
     "Trust on first use: remember the identity key each HOST:PORT proves the first time in this file, and refuse a different one later. --server-key is the stronger choice."
@@ -71,14 +71,45 @@ export const knownHosts = Options.text("known-hosts").pipe(
   Options.optional
 )
 
-/** The identity options of a client, as `connect` takes them (undefined when not given). */
-export const serverKeyOptions = (options: { readonly serverKey: Option.Option<string>; readonly knownHosts: Option.Option<string> }) => ({
-  serverKey: Option.getOrUndefined(options.serverKey),
-  knownHosts: Option.getOrUndefined(options.knownHosts)
-})
+/** The options every client command (`connect`, `send`) takes: how to authenticate, whom to trust. */
+export const clientOptions = { passwordFile, passwordEnv, encryption, serverKey, knownHosts }
+
+/** The options every server command (`serve`, `receive`) takes: where to listen, how to authenticate. */
+export const serverOptions = { port, host, passwordFile, passwordEnv, encryption, identity: identityFile, identityEnv }
+
+interface ClientOptionValues extends PasswordSource {
+  readonly encryption: EncryptionPolicy
+  readonly serverKey: Option.Option<string>
+  readonly knownHosts: Option.Option<string>
+}
+
+interface ServerOptionValues extends PasswordSource {
+  readonly port: number
+  readonly host: string
+  readonly encryption: EncryptionPolicy
+  readonly identity: Option.Option<string>
+  readonly identityEnv: Option.Option<string>
+}
+
+/** A client command's `connect` options, with the password read (host and port come from its address). */
+export const clientSessionOptions = (options: ClientOptionValues) =>
+  Effect.map(loadPassword(options), (password) => ({
+    encryption: options.encryption,
+    password,
+    serverKey: Option.getOrUndefined(options.serverKey),
+    knownHosts: Option.getOrUndefined(options.knownHosts)
+  }))
+
+/** A server command's `serve` options, with the password and the identity key read. */
+export const serverSessionOptions = (options: ServerOptionValues) =>
+  Effect.gen(function*() {
+    const password = yield* loadPassword(options)
+    const identity = yield* loadIdentity(options)
+    return { host: options.host, port: options.port, encryption: options.encryption, password, identity }
+  })
 
 /** The server's identity key from `--identity` or `--identity-env`, if either was given. */
-export const loadIdentity = (source: {
+const loadIdentity = (source: {
   readonly identity: Option.Option<string>
   readonly identityEnv: Option.Option<string>
 }): Effect.Effect<IdentityKey | undefined, UsageError | IdentityKeyError> =>
@@ -91,13 +122,13 @@ export const loadIdentity = (source: {
     : Effect.succeed(undefined)
 
 /** What the user asked for: the password's source, if any. */
-export interface PasswordSource {
+interface PasswordSource {
   readonly passwordFile: Option.Option<string>
   readonly passwordEnv: Option.Option<string>
 }
 
 /** The password from `--password-file` or `--password-env`, `Redacted` from the moment it is read. */
-export const loadPassword = (
+const loadPassword = (
   source: PasswordSource
 ): Effect.Effect<Redacted.Redacted<string> | undefined, UsageError | FileError> =>
   Effect.gen(function*() {

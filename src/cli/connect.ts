@@ -9,18 +9,7 @@ import * as Command from "@effect/cli/Command"
 import { NodeStream } from "@effect/platform-node"
 import { Effect, Stream } from "effect"
 import { connectScoped, Packet, PacketType } from "../index.js"
-import {
-  encryption,
-  fileError,
-  knownHosts,
-  loadPassword,
-  parseAddress,
-  passwordEnv,
-  passwordFile,
-  serverKey,
-  serverKeyOptions,
-  writeStdout
-} from "./common.js"
+import { clientOptions, clientSessionOptions, fileError, parseAddress, writeStdout } from "./common.js"
 import type { FileError } from "./errors.js"
 
 /** Largest request `connect` sends: a longer line goes in pieces of this size. */
@@ -67,18 +56,13 @@ export const connectCommand = Command.make(
   "connect",
   {
     address: Args.text({ name: "HOST:PORT" }).pipe(Args.withDescription("The cvg server to connect to, e.g. 127.0.0.1:5000 or [::1]:5000.")),
-    passwordFile,
-    passwordEnv,
-    encryption,
-    serverKey,
-    knownHosts
+    ...clientOptions
   },
   (options) =>
     Effect.scoped(
       Effect.gen(function*() {
         const { host, port } = yield* parseAddress(options.address)
-        const password = yield* loadPassword(options)
-        const session = yield* connectScoped({ host, port, encryption: options.encryption, password, ...serverKeyOptions(options) })
+        const session = yield* connectScoped({ host, port, ...yield* clientSessionOptions(options) })
         yield* stdin.pipe(
           splitLines(MAX_LINE),
           Stream.mapEffect(

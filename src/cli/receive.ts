@@ -11,19 +11,7 @@ import { access, mkdir, rename, unlink } from "node:fs/promises"
 import { join } from "node:path"
 import { Deferred, Effect, Option, Stream } from "effect"
 import { Packet, RemoteError, serve, type Session } from "../index.js"
-import {
-  encryption,
-  fileError,
-  host,
-  identityEnv,
-  identityFile,
-  loadIdentity,
-  loadPassword,
-  passwordEnv,
-  passwordFile,
-  port,
-  stderrIsTty
-} from "./common.js"
+import { fileError, serverOptions, serverSessionOptions, stderrIsTty } from "./common.js"
 import { FileError, TransferFailed } from "./errors.js"
 import { makeProgress } from "./progress.js"
 import { announce } from "./serve.js"
@@ -98,27 +86,20 @@ export const receiveCommand = Command.make(
   "receive",
   {
     out: Options.text("out").pipe(Options.withPseudoName("DIR"), Options.withDescription("Folder to store received files in (created if missing).")),
-    port,
-    host,
-    passwordFile,
-    passwordEnv,
-    encryption,
-    identity: identityFile,
-    identityEnv,
+    ...serverOptions,
     keep: Options.boolean("keep").pipe(
       Options.withDescription("Keep receiving files until interrupted, logging failed transfers, instead of exiting after the first.")
     )
   },
   (options) =>
     Effect.gen(function*() {
-      const password = yield* loadPassword(options)
-      const identity = yield* loadIdentity(options)
+      const sessionOptions = yield* serverSessionOptions(options)
       const dir = options.out
       yield* Effect.tryPromise({ try: () => mkdir(dir, { recursive: true }), catch: (error) => fileError(dir, error) })
       const showProgress = stderrIsTty()
       const first = yield* Deferred.make<void, Effect.Effect.Error<ReturnType<typeof receiveFile>>>()
       const server = serve(
-        { host: options.host, port: options.port, encryption: options.encryption, password, identity, onListen: announce(options.port) },
+        { ...sessionOptions, onListen: announce(options.port) },
         (session) => {
           const peer = Option.getOrElse(session.info.peer, () => "unknown")
           const transfer = receiveFile(session, dir, showProgress)

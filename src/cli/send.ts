@@ -8,18 +8,7 @@ import * as Command from "@effect/cli/Command"
 import { basename } from "node:path"
 import { Effect, Option, Stream } from "effect"
 import { connectScoped, Packet } from "../index.js"
-import {
-  encryption,
-  fileError,
-  knownHosts,
-  loadPassword,
-  parseAddress,
-  passwordEnv,
-  passwordFile,
-  serverKey,
-  serverKeyOptions,
-  stderrIsTty
-} from "./common.js"
+import { clientOptions, clientSessionOptions, fileError, parseAddress, stderrIsTty } from "./common.js"
 import { FileError, TransferFailed } from "./errors.js"
 import { makeProgress } from "./progress.js"
 import { DATA_TYPE, decodeDone, DONE_TYPE, encodeHeader, FAILED_TYPE, HEADER_TYPE, openFile, READY_TYPE, readChunks } from "./transfer.js"
@@ -29,17 +18,13 @@ export const sendCommand = Command.make(
   {
     file: Args.text({ name: "FILE" }).pipe(Args.withDescription("The file to send; the receiver stores it under its base name.")),
     address: Args.text({ name: "HOST:PORT" }).pipe(Args.withDescription("Where `cvg receive` listens, e.g. 127.0.0.1:5000.")),
-    passwordFile,
-    passwordEnv,
-    encryption,
-    serverKey,
-    knownHosts
+    ...clientOptions
   },
   (options) =>
     Effect.scoped(
       Effect.gen(function*() {
         const { host, port } = yield* parseAddress(options.address)
-        const password = yield* loadPassword(options)
+        const sessionOptions = yield* clientSessionOptions(options)
         const path = options.file
         const handle = yield* openFile(path, "r")
         const stats = yield* Effect.tryPromise({ try: () => handle.stat(), catch: (error) => fileError(path, error) })
@@ -47,7 +32,7 @@ export const sendCommand = Command.make(
         const name = basename(path)
         const size = stats.size
 
-        const session = yield* connectScoped({ host, port, encryption: options.encryption, password, ...serverKeyOptions(options) })
+        const session = yield* connectScoped({ host, port, ...sessionOptions })
         const id = session.nextId()
         yield* session.request(new Packet({ id, type: HEADER_TYPE, payload: encodeHeader({ name, size }) }), { expect: READY_TYPE })
 

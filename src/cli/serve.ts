@@ -11,19 +11,7 @@ import * as Options from "@effect/cli/Options"
 import { spawn } from "node:child_process"
 import { Effect, Option } from "effect"
 import { type InvalidArgument, Packet, PacketType, RemoteError, serve, type Session, type SessionError } from "../index.js"
-import {
-  encryption,
-  host,
-  identityEnv,
-  identityFile,
-  loadIdentity,
-  loadPassword,
-  passwordEnv,
-  passwordFile,
-  port,
-  stderrIsTty,
-  writeStdout
-} from "./common.js"
+import { serverOptions, serverSessionOptions, stderrIsTty, writeStdout } from "./common.js"
 import { type FileError, UsageError } from "./errors.js"
 import { formatBytes } from "./progress.js"
 
@@ -112,13 +100,7 @@ const answer = (mode: Mode, session: Session, printing: Effect.Semaphore) =>
 export const serveCommand = Command.make(
   "serve",
   {
-    port,
-    host,
-    passwordFile,
-    passwordEnv,
-    encryption,
-    identity: identityFile,
-    identityEnv,
+    ...serverOptions,
     echo: Options.boolean("echo").pipe(Options.withDescription("Answer each request with its own payload (the default).")),
     exec: Options.text("exec").pipe(
       Options.withPseudoName("CMD"),
@@ -148,16 +130,11 @@ export const serveCommand = Command.make(
         : options.stdout
         ? { _tag: "stdout" }
         : { _tag: "echo" }
-      const password = yield* loadPassword(options)
-      const identity = yield* loadIdentity(options)
+      const sessionOptions = yield* serverSessionOptions(options)
       const printing = yield* Effect.makeSemaphore(1)
       return yield* serve(
         {
-          host: options.host,
-          port: options.port,
-          encryption: options.encryption,
-          password,
-          identity,
+          ...sessionOptions,
           onListen: announce(options.port),
           // Printed in the order sent: one request of a session at a time (connect keeps 16 in flight).
           ...(mode._tag === "stdout" ? { maxConcurrentHandlers: 1 } : {})

@@ -383,17 +383,22 @@ export const makeFramed = (
       }
     }
 
-    const abandonWrites: Effect.Effect<void> = Effect.sync(() => {
-      if (stopped) return
+    /** Nothing more goes out: what is queued is dropped and whoever waits on the writer is released. */
+    const stopWriting = (): boolean => {
+      if (stopped) return false
       stopped = true
       batchHook = undefined
       queue = []
       queued = 0
       writingSince = undefined
-      // What the transport still holds would keep a peer that does not read connected.
-      transport.destroy()
       wakeAll(doneWaiters)
       wakeAll(drainWaiters)
+      return true
+    }
+
+    const abandonWrites: Effect.Effect<void> = Effect.sync(() => {
+      // What the transport still holds would keep a peer that does not read connected.
+      if (stopWriting()) transport.destroy()
     })
 
     const enqueue = (frame: Uint8Array) => {
@@ -425,13 +430,7 @@ export const makeFramed = (
       Deferred.unsafeDone(readDone, Exit.void)
     }
     yield* Scope.addFinalizer(scope, Effect.sync(() => {
-      if (!stopped) {
-        stopped = true
-        queue = []
-        queued = 0
-        wakeAll(doneWaiters)
-        wakeAll(drainWaiters)
-      }
+      stopWriting()
       Deferred.unsafeDone(readDone, Exit.void)
     }))
     // Reading starts last, so that everything it may call on the writing side exists.
@@ -461,14 +460,7 @@ export const makeFramed = (
         flush()
       },
       onWriteClosed: () => {
-        if (stopped) return
-        stopped = true
-        batchHook = undefined
-        queue = []
-        queued = 0
-        writingSince = undefined
-        wakeAll(doneWaiters)
-        wakeAll(drainWaiters)
+        stopWriting()
       }
     })
 
