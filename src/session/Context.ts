@@ -74,6 +74,43 @@ export const malformed = (detail: string) => new ProtocolError({ reason: "Malfor
  */
 export const own = (bytes: Uint8Array): Uint8Array => (bytes.byteLength * 2 >= bytes.buffer.byteLength ? bytes : bytes.slice())
 
+/** Data held in arrival order: a stream's queue, a chunked message's pieces. */
+export interface Pieces {
+  readonly chunks: Array<Uint8Array>
+  /** The buffer small pieces are packed into (`queueChunk`). */
+  pack: Uint8Array | undefined
+}
+
+/** Data under this size is packed with its neighbours, in buffers of `PACK_SIZE`. */
+const PACK_BELOW = 4096
+const PACK_SIZE = 64 * 1024
+
+/**
+ * Appends data to `pieces`. Small pieces are packed into a shared buffer behind the last one, so
+ * that a peer sending many tiny CHUNK_DATA frames costs memory in proportion to its bytes, not one
+ * object per frame (PROTOCOL.md §10.1); chunk boundaries are not kept.
+ */
+export const queueChunk = (pieces: Pieces, data: Uint8Array) => {
+  const last = pieces.chunks.length - 1
+  const tail = pieces.chunks[last]
+  if (data.length < PACK_BELOW && tail !== undefined && tail.buffer === pieces.pack?.buffer) {
+    const pack = pieces.pack
+    const end = tail.byteOffset - pack.byteOffset + tail.length
+    if (end + data.length <= pack.length) {
+      pack.set(data, end)
+      pieces.chunks[last] = pack.subarray(tail.byteOffset - pack.byteOffset, end + data.length)
+      return
+    }
+  }
+  if (data.length < PACK_BELOW) {
+    pieces.pack = new Uint8Array(PACK_SIZE)
+    pieces.pack.set(data, 0)
+    pieces.chunks.push(pieces.pack.subarray(0, data.length))
+    return
+  }
+  pieces.chunks.push(own(data))
+}
+
 /** A running digest of a transfer, in plaintext mode only (PROTOCOL.md §9.2). */
 export const newHasher = (ctx: SessionContext): Sha256Hasher | undefined =>
   ctx.encrypted ? undefined : ctx.crypto.sha256Hasher()

@@ -9,15 +9,14 @@ import { ProtocolError } from "../errors.js"
 import { type ChunkEnd, ChunkEndStatus, encodeStreamCancel, encodeStreamCredit, INITIAL_STREAM_CREDIT } from "../wire/Chunks.js"
 import { MessageType } from "../wire/Messages.js"
 import { Packet } from "../wire/Packet.js"
-import { intact, newHasher, own, type Resume, type SessionContext } from "./Context.js"
+import { intact, newHasher, type Pieces, queueChunk, type Resume, type SessionContext } from "./Context.js"
 import { type InboxItem, release } from "./Inbox.js"
 import type { IncomingStream, SessionError } from "./Session.js"
 
 /** A stream being received: chunks wait here until the consumer pulls them. */
-export interface IncomingStreamState {
+export interface IncomingStreamState extends Pieces {
   readonly _tag: "Stream"
   readonly streamId: number
-  readonly chunks: Array<Uint8Array>
   /** Credit granted so far: the initial window plus every STREAM_CREDIT sent (PROTOCOL.md §9.3). */
   granted: number
   /** CHUNK_DATA bytes received; never more than `granted`. */
@@ -28,8 +27,6 @@ export interface IncomingStreamState {
   hasher: Sha256Hasher | undefined
   /** We sent STREAM_CANCEL: what still arrives is counted against credit, then dropped (PROTOCOL.md §9.4). */
   cancelled: boolean
-  /** The buffer small pieces are packed into while they wait (`queueChunk`). */
-  pack: Uint8Array | undefined
 }
 
 export interface IncomingStreams {
@@ -52,36 +49,6 @@ export interface IncomingStreams {
   readonly withPacket: <A, E, R>(item: InboxItem, use: (packet: Packet) => Effect.Effect<A, E, R>) => Effect.Effect<A, SessionError | E, R>
   /** An item as a stream for its consumer: a packet becomes a one-chunk stream. */
   readonly toIncomingStream: (item: InboxItem) => IncomingStream
-}
-
-/** Stream data under this size waits packed with its neighbours, in buffers of `PACK_SIZE`. */
-const PACK_BELOW = 4096
-const PACK_SIZE = 64 * 1024
-
-/**
- * Queues stream data for its consumer. Small pieces are packed into a shared buffer behind the
- * last one, so that a peer sending many tiny CHUNK_DATA frames costs memory in proportion to its
- * bytes, not one object per frame (PROTOCOL.md §10.1); a stream's chunk boundaries are not kept.
- */
-const queueChunk = (state: IncomingStreamState, data: Uint8Array) => {
-  const last = state.chunks.length - 1
-  const tail = state.chunks[last]
-  if (data.length < PACK_BELOW && tail !== undefined && tail.buffer === state.pack?.buffer) {
-    const pack = state.pack
-    const end = tail.byteOffset - pack.byteOffset + tail.length
-    if (end + data.length <= pack.length) {
-      pack.set(data, end)
-      state.chunks[last] = pack.subarray(tail.byteOffset - pack.byteOffset, end + data.length)
-      return
-    }
-  }
-  if (data.length < PACK_BELOW) {
-    state.pack = new Uint8Array(PACK_SIZE)
-    state.pack.set(data, 0)
-    state.chunks.push(state.pack.subarray(0, data.length))
-    return
-  }
-  state.chunks.push(own(data))
 }
 
 export const makeIncomingStreams = (ctx: SessionContext, maxMessageSize: number): IncomingStreams => {

@@ -3,81 +3,85 @@
  * put back together before it is delivered like a packet.
  *
  * Nothing is allocated on the sender's word: `total` is checked against `maxMessageSize` first, and
- * the buffer then grows with the data that arrived (doubling, capped at `total`); its capacity is
- * what the budget is charged (PROTOCOL.md §10.1, docs/resources.md).
+ * the message is then held as the pieces that arrived, each charged to the budget as it comes
+ * (PROTOCOL.md §10.1, docs/resources.md). The pieces are joined once, when the message is complete:
+ * growing one buffer as data arrived would copy every byte about twice more, and under a peer that
+ * sends large messages fast that allocation is what drives garbage collection (docs/resources.md).
  */
 import { ProtocolError } from "../errors.js"
 import { type ChunkEnd, ChunkEndStatus, type ChunkStart } from "../wire/Chunks.js"
 import { Packet } from "../wire/Packet.js"
 import type { PacketType } from "../wire/PacketType.js"
-import { EMPTY, intact, type SessionContext } from "./Context.js"
+import { intact, type Pieces, queueChunk, type SessionContext } from "./Context.js"
 
 /** A chunked message being reassembled. */
-export interface IncomingMessage {
+export interface IncomingMessage extends Pieces {
   readonly _tag: "Message"
   /** `kind`: what the reassembled packet is, PACKET, REQUEST or REPLY (PROTOCOL.md §8). */
   readonly start: { readonly id: number; readonly type: PacketType; readonly kind: number }
   readonly total: number
-  buffer: Uint8Array
-  offset: number
+  /** Bytes of data that arrived, all of them charged to the budget. */
+  received: number
 }
 
 export interface Reassembly {
   /** The state of a message the peer opened with CHUNK_START; `undefined` (and the session ends) when it is too large. */
   readonly open: (start: ChunkStart, kind: number) => IncomingMessage | undefined
-  /** CHUNK_DATA: appended, growing the buffer as needed. */
+  /** CHUNK_DATA: kept and charged. */
   readonly data: (message: IncomingMessage, data: Uint8Array) => void
   /**
-   * CHUNK_END: the complete packet, or `undefined` when there is none — the sender aborted (the buffer
-   * goes back to the budget) or the message is not intact (the session ends).
+   * CHUNK_END: the complete packet, still charged its `total`, or `undefined` when there is none —
+   * the sender aborted (the pieces go back to the budget) or the message is not intact (the session ends).
    */
   readonly end: (message: IncomingMessage, end: ChunkEnd) => Packet | undefined
 }
 
-/** The smallest reassembly buffer; below it, growing step by step would cost more copies than it saves. */
-const MIN_REASSEMBLY = 64 * 1024
-
-export const makeReassembly = (ctx: SessionContext, maxMessageSize: number): Reassembly => {
-  /** Makes room for `bytes` more in a message's buffer, charging the growth; false if refused. */
-  const reserve = (message: IncomingMessage, bytes: number): boolean => {
-    const needed = message.offset + bytes
-    if (needed <= message.buffer.length) return true
-    const size = Math.min(message.total, Math.max(needed, MIN_REASSEMBLY, 2 * message.buffer.length))
-    if (!ctx.charge(size - message.buffer.length)) return false
-    const next = new Uint8Array(size)
-    next.set(message.buffer.subarray(0, message.offset), 0)
-    message.buffer = next
-    return true
+/** The pieces as one payload; a message that arrived as one piece of its own is not copied. */
+const join = ({ chunks, pack }: Pieces, total: number): Uint8Array => {
+  const only = chunks.length === 1 ? chunks[0] : undefined
+  if (only !== undefined && only.length === total && only.buffer !== pack?.buffer) return only
+  const payload = new Uint8Array(total)
+  let offset = 0
+  for (const chunk of chunks) {
+    payload.set(chunk, offset)
+    offset += chunk.length
   }
-
-  return {
-    open: (start, kind) => {
-      // Refused before allocating (PROTOCOL.md §9.1).
-      if (start.total > maxMessageSize) {
-        ctx.fail(new ProtocolError({ reason: "MessageTooLarge", detail: `${start.total} > ${maxMessageSize}` }))
-        return undefined
-      }
-      return { _tag: "Message", start: { id: start.id, type: start.type, kind }, total: start.total, buffer: EMPTY, offset: 0 }
-    },
-    data: (message, data) => {
-      if (message.offset + data.length > message.total) {
-        return ctx.fail(new ProtocolError({ reason: "StreamIntegrity", detail: "more data than declared" }))
-      }
-      if (!reserve(message, data.length)) return
-      message.buffer.set(data, message.offset)
-      message.offset += data.length
-    },
-    end: (message, end) => {
-      if (end.status !== ChunkEndStatus.OK) {
-        ctx.budget.refund(message.buffer.length)
-        return undefined
-      }
-      // Growth is capped at `total`, so a complete message fills its buffer exactly.
-      if (message.offset !== message.total || !intact(ctx, undefined, message.buffer, end.digest)) {
-        ctx.fail(new ProtocolError({ reason: "StreamIntegrity" }))
-        return undefined
-      }
-      return new Packet({ id: message.start.id, type: message.start.type, payload: message.buffer }, true)
-    }
-  }
+  return payload
 }
+
+export const makeReassembly = (ctx: SessionContext, maxMessageSize: number): Reassembly => ({
+  open: (start, kind) => {
+    // Refused before allocating (PROTOCOL.md §9.1).
+    if (start.total > maxMessageSize) {
+      ctx.fail(new ProtocolError({ reason: "MessageTooLarge", detail: `${start.total} > ${maxMessageSize}` }))
+      return undefined
+    }
+    return { _tag: "Message", start: { id: start.id, type: start.type, kind }, total: start.total, chunks: [], pack: undefined, received: 0 }
+  },
+  data: (message, data) => {
+    if (message.received + data.length > message.total) {
+      return ctx.fail(new ProtocolError({ reason: "StreamIntegrity", detail: "more data than declared" }))
+    }
+    if (!ctx.charge(data.length)) return
+    queueChunk(message, data)
+    message.received += data.length
+  },
+  end: (message, end) => {
+    if (end.status !== ChunkEndStatus.OK) {
+      ctx.budget.refund(message.received)
+      message.chunks.length = 0
+      return undefined
+    }
+    if (message.received !== message.total) {
+      ctx.fail(new ProtocolError({ reason: "StreamIntegrity" }))
+      return undefined
+    }
+    const payload = join(message, message.total)
+    message.chunks.length = 0
+    if (!intact(ctx, undefined, payload, end.digest)) {
+      ctx.fail(new ProtocolError({ reason: "StreamIntegrity" }))
+      return undefined
+    }
+    return new Packet({ id: message.start.id, type: message.start.type, payload }, true)
+  }
+})
