@@ -49,8 +49,17 @@ export class Worker<C extends BaseCommand = Command, A = Answers> {
   private forwarded = 0
   readonly ready: Promise<void>
 
-  /** `maxForwardedLines`: how many lines of the worker's output to show before only counting them. */
-  constructor(readonly role: string, launch: WorkerLaunch, private readonly maxForwardedLines = MAX_FORWARDED_LINES) {
+  /**
+   * `maxForwardedLines`: how many lines of the worker's output to show before only counting them.
+   * `consume`: sees each line first; a line it returns true for is neither shown nor counted (the
+   * stress reads the server's `--trace-gc` lines this way).
+   */
+  constructor(
+    readonly role: string,
+    launch: WorkerLaunch,
+    private readonly maxForwardedLines = MAX_FORWARDED_LINES,
+    consume?: (line: string) => boolean
+  ) {
     const profile = launch.profileArgv.map((arg) => arg.replaceAll("{role}", role.replace(/[^a-z0-9-]/gi, "_")))
     this.child = ChildProcess.fork(launch.script, [role], {
       execArgv: [...launch.execArgv, ...profile],
@@ -58,16 +67,25 @@ export class Worker<C extends BaseCommand = Command, A = Answers> {
       stdio: ["ignore", "pipe", "pipe", "ipc"]
     })
     live.add(this.child)
-    const forward = (chunk: Buffer) => {
-      for (const line of chunk.toString("utf8").split("\n")) {
-        if (line.trim() === "") continue
+    /** Per stream, a line the last chunk cut off, completed by the next one. */
+    const forwardLines = () => {
+      let partial = ""
+      return (chunk: Buffer) => {
+        const lines = (partial + chunk.toString("utf8")).split("\n")
+        partial = lines.pop() ?? ""
+        forward(lines)
+      }
+    }
+    const forward = (lines: ReadonlyArray<string>) => {
+      for (const line of lines) {
+        if (line.trim() === "" || consume?.(line) === true) continue
         this.forwarded++
         if (this.forwarded <= this.maxForwardedLines) process.stderr.write(`  [${role}] ${line.slice(0, 400)}\n`)
         else if (this.forwarded === this.maxForwardedLines + 1) process.stderr.write(`  [${role}] (further output counted, not shown)\n`)
       }
     }
-    this.child.stdout?.on("data", forward)
-    this.child.stderr?.on("data", forward)
+    this.child.stdout?.on("data", forwardLines())
+    this.child.stderr?.on("data", forwardLines())
     this.ready = new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`${role}: worker did not start within 30 s`)), 30_000)
       this.child.on("message", (message: unknown) => {

@@ -19,7 +19,7 @@ import { prepareLaunch, Worker, type WorkerLaunch } from "../bench/workers.js"
 import { ATTACK_NAMES, ATTACKS, attacksOfItem, type AttackName } from "./attacks.js"
 import { now } from "./legit.js"
 import type { Answers, AttackReport, Command, LegitSamples, Ports } from "./protocol.js"
-import { type AttackResult, computeResult, type Phases, renderDetails, renderTable, type RssSample } from "./report.js"
+import { type AttackResult, computeResult, type GcSample, type Phases, renderDetails, renderTable, type RssSample } from "./report.js"
 
 const stressDir = Path.dirname(fileURLToPath(import.meta.url))
 
@@ -163,6 +163,27 @@ const sampleRss = (server: StressWorker, capAbove: number, onCap: () => void) =>
   }
 }
 
+/**
+ * Reads `--trace-gc` lines as they arrive (their time is when they arrive, within a few ms of the
+ * pause). P-521 worker threads have isolates of their own, whose collections pause nothing else:
+ * only the isolate that collected most often, the main thread's, is kept.
+ */
+const traceGc = () => {
+  const byIsolate = new Map<string, Array<GcSample>>()
+  const line = /^\[\d+:(0x[0-9a-f]+)\]\s+\d+ ms: (Scavenge|Mark-Compact|Minor Mark-Compact)\b.*?MB, ([\d.]+) \/ [\d.]+ ms/
+  return {
+    consume: (text: string): boolean => {
+      const m = line.exec(text)
+      if (m === null) return /^\[\d+:0x[0-9a-f]+\]\s+\d+ ms: /.test(text)
+      const samples = byIsolate.get(m[1]!) ?? []
+      samples.push([now(), m[2] === "Mark-Compact", Number(m[3])])
+      byIsolate.set(m[1]!, samples)
+      return true
+    },
+    samples: (): ReadonlyArray<GcSample> => [...byIsolate.values()].reduce<Array<GcSample>>((most, s) => (s.length > most.length ? s : most), [])
+  }
+}
+
 /** The soft limit on open files (`ulimit -n`), from /proc; the silent attacks need about 2 x 1024 per process. */
 const openFilesLimit = (): number | undefined => {
   try {
@@ -183,7 +204,10 @@ const runAttack = async (config: Config, launch: WorkerLaunch, attack: AttackNam
     return undefined
   }
   // The server logs every failed connection (a flood is thousands): counted, the first one shown.
-  const server: StressWorker = new Worker(`server-${attack}`, launch, 1)
+  // Its garbage collections are traced: a full collection pauses every connection at once, which is
+  // what the legitimate round trips feel of an attack that makes the server allocate.
+  const gc = traceGc()
+  const server: StressWorker = new Worker(`server-${attack}`, { ...launch, execArgv: [...launch.execArgv, "--trace-gc"] }, 1, gc.consume)
   const legit: StressWorker = new Worker(`legit-${attack}`, launch)
   const attacker: StressWorker = new Worker(`attacker-${attack}`, launch)
   let fate: string | undefined
@@ -271,6 +295,7 @@ const runAttack = async (config: Config, launch: WorkerLaunch, attack: AttackNam
     phases,
     startupRss,
     rss: rss.samples,
+    gc: gc.samples(),
     fate,
     logLines: server.forwardedLines,
     legit: samples,

@@ -25,6 +25,18 @@ export interface Phases {
 /** `[time (epoch ms), VmRSS (bytes)]`. */
 export type RssSample = readonly [number, number]
 
+/** A garbage collection of the server's main thread, from its `--trace-gc`: `[time (epoch ms), full, pause ms]`. */
+export type GcSample = readonly [number, boolean, number]
+
+/** The server's garbage collections during the attack: what pauses every connection at once. */
+export interface GcFigures {
+  readonly full: number
+  readonly fullPauseMs: number
+  readonly minor: number
+  readonly minorPauseMs: number
+  readonly longestMs: number
+}
+
 export interface PhaseFigures {
   readonly seconds: number
   readonly handshakesPerSecond: number
@@ -83,6 +95,8 @@ export interface AttackResult {
   readonly series: ReadonlyArray<readonly [number, number, number, number, number]>
   /** Idle sessions only: RSS growth per open session, KB. */
   readonly perSessionKB: number | undefined
+  /** The server's garbage collections in the during phase, and in the before phase for comparison. */
+  readonly gc: { readonly before: GcFigures | undefined; readonly during: GcFigures | undefined }
   readonly attacker: AttackReport | undefined
   readonly targets: ReadonlyArray<Target>
   readonly errors: ReadonlyArray<string>
@@ -154,6 +168,21 @@ const median = (values: ReadonlyArray<number>) => percentile(values, 50)
 
 const rssIn = (rss: ReadonlyArray<RssSample>, from: number, to: number) => rss.filter(([t]) => t >= from && t < to).map(([, b]) => b)
 
+const gcIn = (gc: ReadonlyArray<GcSample>, from: number | undefined, to: number | undefined): GcFigures | undefined => {
+  if (from === undefined || to === undefined || !(to > from)) return undefined
+  const within = gc.filter(([t]) => t >= from && t < to)
+  const full = within.filter(([, isFull]) => isFull)
+  const minor = within.filter(([, isFull]) => !isFull)
+  const sum = (samples: ReadonlyArray<GcSample>) => samples.reduce((total, [, , ms]) => total + ms, 0)
+  return {
+    full: full.length,
+    fullPauseMs: sum(full),
+    minor: minor.length,
+    minorPauseMs: sum(minor),
+    longestMs: within.reduce((longest, [, , ms]) => Math.max(longest, ms), 0)
+  }
+}
+
 export const computeResult = (input: {
   readonly attack: AttackName
   readonly round: number
@@ -161,6 +190,7 @@ export const computeResult = (input: {
   readonly phases: Phases | undefined
   readonly startupRss: number
   readonly rss: ReadonlyArray<RssSample>
+  readonly gc: ReadonlyArray<GcSample>
   readonly fate: string | undefined
   readonly logLines: number
   readonly legit: LegitSamples | undefined
@@ -245,6 +275,7 @@ export const computeResult = (input: {
     },
     series: seriesOf(legitSamples, rss, phases),
     perSessionKB,
+    gc: { before: gcIn(input.gc, phases?.beforeStart, phases?.beforeEnd), during: gcIn(input.gc, phases?.duringStart, phases?.duringEnd) },
     attacker: input.attacker,
     targets,
     errors: input.errors
@@ -320,6 +351,11 @@ export const renderDetails = (results: ReadonlyArray<AttackResult>): string =>
         lines.push(`  attacker: ${counters}`)
         const ends = Object.entries(r.attacker.ends).map(([k, v]) => `${k} x${v}`).join(", ")
         if (ends !== "") lines.push(`  attack connections ended: ${ends}`)
+      }
+      const gc = (figures: GcFigures) =>
+        `${figures.full} full (${figures.fullPauseMs.toFixed(0)} ms), ${figures.minor} minor (${figures.minorPauseMs.toFixed(0)} ms), longest ${figures.longestMs.toFixed(1)} ms`
+      if (r.gc.during !== undefined) {
+        lines.push(`  server GC pauses during: ${gc(r.gc.during)}${r.gc.before === undefined ? "" : `; before: ${gc(r.gc.before)}`}`)
       }
       if (r.server.logLines > 0) lines.push(`  server log lines: ${r.server.logLines}`)
       for (const e of r.errors) lines.push(`  error: ${e}`)
