@@ -25,7 +25,7 @@ const main = async () => {
   const after = await next()
   if (process.env.SNAP) await new Promise((r) => setTimeout(r, 15000))
   const per = (k: string) => ((after[k] - before[k]) / N / 1024).toFixed(1)
-  console.log(`N=${N} per session KB: rss ${per("rss")} heapUsed ${per("heapUsed")} external ${per("external")} arrayBuffers ${per("arrayBuffers")}`)
+  console.log(`N=${N} per session KB: rss ${per("rss")} heapTotal ${per("heapTotal")} heapUsed ${per("heapUsed")} external ${per("external")} arrayBuffers ${per("arrayBuffers")}`)
   await Effect.runPromise(Effect.forEach(sessions, (s) => s.close, { concurrency: 50 }))
   child.kill()
 }

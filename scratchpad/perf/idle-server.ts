@@ -4,7 +4,7 @@ import { serve } from "../../src/index.js"
 const report = () => {
   globalThis.gc?.()
   const m = process.memoryUsage()
-  process.stdout.write(JSON.stringify({ rss: m.rss, heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers }) + "\n")
+  process.stdout.write(JSON.stringify({ rss: m.rss, heapTotal: m.heapTotal, heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers }) + "\n")
 }
 import { writeHeapSnapshot } from "node:v8"
 process.on("SIGUSR2", () => { report(); if (process.env.SNAP) writeHeapSnapshot(process.env.SNAP) })

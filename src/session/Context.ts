@@ -111,6 +111,19 @@ export const queueChunk = (pieces: Pieces, data: Uint8Array) => {
   pieces.chunks.push(own(data))
 }
 
+/** Chunks as one payload of `total` bytes; a single chunk is not copied unless it is a small view (`own`). */
+export const joinChunks = (chunks: ReadonlyArray<Uint8Array>, total: number): Uint8Array => {
+  const only = chunks.length === 1 ? chunks[0] : undefined
+  if (only !== undefined && only.length === total) return own(only)
+  const payload = new Uint8Array(total)
+  let offset = 0
+  for (const chunk of chunks) {
+    payload.set(chunk, offset)
+    offset += chunk.length
+  }
+  return payload
+}
+
 /** A running digest of a transfer, in plaintext mode only (PROTOCOL.md §9.2). */
 export const newHasher = (ctx: SessionContext): Sha256Hasher | undefined =>
   ctx.encrypted ? undefined : ctx.crypto.sha256Hasher()

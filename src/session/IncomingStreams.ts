@@ -9,7 +9,7 @@ import { ProtocolError } from "../errors.js"
 import { type ChunkEnd, ChunkEndStatus, encodeStreamCancel, encodeStreamCredit, INITIAL_STREAM_CREDIT } from "../wire/Chunks.js"
 import { MessageType } from "../wire/Messages.js"
 import { Packet } from "../wire/Packet.js"
-import { intact, newHasher, type Pieces, queueChunk, type Resume, type SessionContext } from "./Context.js"
+import { intact, joinChunks, newHasher, type Pieces, queueChunk, type Resume, type SessionContext } from "./Context.js"
 import { type InboxItem, release } from "./Inbox.js"
 import type { IncomingStream, SessionError } from "./Session.js"
 
@@ -141,15 +141,7 @@ export const makeIncomingStreams = (ctx: SessionContext, maxMessageSize: number)
         return Effect.void
       })).pipe(
         Effect.onError(() => Effect.sync(() => budget.refund(total))),
-        Effect.map(() => {
-          const payload = new Uint8Array(total)
-          let offset = 0
-          for (const c of chunks) {
-            payload.set(c, offset)
-            offset += c.length
-          }
-          return [new Packet({ id: item.id, type: item.type, payload }, true), total] as const
-        })
+        Effect.map(() => [new Packet({ id: item.id, type: item.type, payload: joinChunks(chunks, total) }, true), total] as const)
       )
   }
 

@@ -12,7 +12,7 @@ import { ProtocolError } from "../errors.js"
 import { type ChunkEnd, ChunkEndStatus, type ChunkStart } from "../wire/Chunks.js"
 import { Packet } from "../wire/Packet.js"
 import type { PacketType } from "../wire/PacketType.js"
-import { intact, type Pieces, queueChunk, type SessionContext } from "./Context.js"
+import { intact, joinChunks, type Pieces, queueChunk, type SessionContext } from "./Context.js"
 
 /** A chunked message being reassembled. */
 export interface IncomingMessage extends Pieces {
@@ -34,19 +34,6 @@ export interface Reassembly {
    * the sender aborted (the pieces go back to the budget) or the message is not intact (the session ends).
    */
   readonly end: (message: IncomingMessage, end: ChunkEnd) => Packet | undefined
-}
-
-/** The pieces as one payload; a message that arrived as one piece of its own is not copied. */
-const join = ({ chunks, pack }: Pieces, total: number): Uint8Array => {
-  const only = chunks.length === 1 ? chunks[0] : undefined
-  if (only !== undefined && only.length === total && only.buffer !== pack?.buffer) return only
-  const payload = new Uint8Array(total)
-  let offset = 0
-  for (const chunk of chunks) {
-    payload.set(chunk, offset)
-    offset += chunk.length
-  }
-  return payload
 }
 
 export const makeReassembly = (ctx: SessionContext, maxMessageSize: number): Reassembly => ({
@@ -76,7 +63,7 @@ export const makeReassembly = (ctx: SessionContext, maxMessageSize: number): Rea
       ctx.fail(new ProtocolError({ reason: "StreamIntegrity" }))
       return undefined
     }
-    const payload = join(message, message.total)
+    const payload = joinChunks(message.chunks, message.total)
     message.chunks.length = 0
     if (!intact(ctx, undefined, payload, end.digest)) {
       ctx.fail(new ProtocolError({ reason: "StreamIntegrity" }))
