@@ -9,8 +9,7 @@
 import { NodeSocket, NodeSocketServer } from "@effect/platform-node"
 import * as Socket from "@effect/platform/Socket"
 import type * as SocketServer from "@effect/platform/SocketServer"
-import { Cause, Clock, Deferred, Duration, Effect, Layer, Option } from "effect"
-import type { Scope } from "effect"
+import { Cause, Clock, Context, Deferred, Duration, Effect, Exit, FiberRef, HashMap, Layer, Option, Scope } from "effect"
 import { Crypto, type CryptoService } from "../crypto/Crypto.js"
 import * as NodeCrypto from "../crypto/NodeCrypto.js"
 import { AuthFailed, HandshakeError, type InvalidArgument, type ListenFailed } from "../errors.js"
@@ -334,66 +333,92 @@ export const listen = (options: ServeOptions): Effect.Effect<Server, ListenFaile
       return failureLog(cause, peer)
     }
 
-    // Kept flat on purpose: every wrapper here stays on the stack of each connection's fiber for as
-    // long as the session lives (docs/resources.md), so the slot is a counter released by the
-    // connection's scope, and the session object is handed to the handler without being held.
+    // Kept flat on purpose: every wrapper of the connection's effect stays on its fiber's stack, with
+    // its closures, for as long as the session lives (docs/resources.md, "Memory of an idle
+    // session"). So the connection's scope is made and closed here by hand rather than by
+    // `Effect.scoped`, and the scope and the log annotations are set on the connection's fiber
+    // rather than provided around the handler: the fiber ends with the connection, so nothing needs
+    // restoring. The slot is a counter given back by that scope, and the session object goes to the
+    // handler without the server holding it.
+    const connection = <E, R>(
+      socket: Socket.Socket,
+      scope: Scope.CloseableScope,
+      handler: (session: Session) => Effect.Effect<unknown, E, R>,
+      log: { peer: string }
+    ): Effect.Effect<Effect.Effect<unknown, unknown, Exclude<R, Scope.Scope>>> =>
+      Effect.gen(function*() {
+        let admitted = false
+        yield* Scope.addFinalizer(
+          scope,
+          Effect.sync(() => {
+            if (admitted) connections--
+          })
+        )
+        const { ip, peer } = yield* peerOf
+        log.peer = peer
+        yield* FiberRef.update(FiberRef.currentLogAnnotations, HashMap.set<string, unknown>(LOG_PEER, peer))
+        // An address refused after failed passwords costs no handshake work at all (§10.5).
+        const key = throttle === undefined ? undefined : addressKey(ip)
+        if (throttle !== undefined && key !== undefined && Option.isSome(yield* throttle.refusal(key))) {
+          countTagged(refusedConnections, { reason: "throttled" })
+          yield* throttledRefusalLog(key)
+          return refuse(socket, AlertCode.THROTTLED)
+        }
+        // One handshake in progress for the address, held until its outcome is counted, not for the
+        // session; given back by the connection's scope too, should the handshake never start (§10.5).
+        let guessing = false
+        const guessed = Effect.sync(() => {
+          if (guessing && throttle !== undefined && key !== undefined) throttle.end(key)
+          guessing = false
+        })
+        if (throttle !== undefined && key !== undefined) {
+          throttle.begin(key)
+          guessing = true
+          yield* Scope.addFinalizer(scope, guessed)
+        }
+        // Full: a handshake waiting on a silent peer makes room; the evicted connection gives its
+        // count back as it closes, so the count may exceed the cap by the evictions in progress.
+        if (connections >= maxConnections && !(yield* handshakes.evictWaiting)) {
+          countTagged(refusedConnections, { reason: "maxConnections" })
+          yield* refusedLog
+          return refuse(socket)
+        }
+        // Checked and taken in one synchronous step; the finalizer above gives it back.
+        admitted = true
+        connections++
+        const live = yield* liveSocket(socket)
+        const slot = yield* handshakeSlot
+        const established = yield* Effect.exit(
+          session({ ...options, peer, pool, watchdog, idleTimeout }, slot).pipe(
+            Effect.provideService(Socket.Socket, live),
+            Effect.provideService(Crypto, crypto),
+            Effect.provideService(Scope.Scope, scope),
+            // The handshake's outcome only: a handler's own errors are not the peer's guesses.
+            Effect.tapErrorCause((cause) => countGuess(cause, ip)),
+            Effect.ensuring(guessed)
+          )
+        )
+        if (Exit.isFailure(established)) return Effect.failCause(established.cause)
+        yield* FiberRef.update(FiberRef.currentLogAnnotations, HashMap.set<string, unknown>(LOG_SESSION, established.value.info.id))
+        yield* FiberRef.update(FiberRef.currentContext, Context.add(Scope.Scope, scope))
+        // Returned, not run here: the generator's frame is gone by the time the handler runs. The
+        // handler's `Scope` is the connection's, set in this fiber's context above.
+        return handler(established.value) as Effect.Effect<unknown, E, Exclude<R, Scope.Scope>>
+      })
+
     const run = <E, R>(handler: (session: Session) => Effect.Effect<unknown, E, R>) =>
       listener.run((socket) =>
-        Effect.scoped(
-          Effect.gen(function*() {
-            let admitted = false
-            yield* Effect.addFinalizer(() =>
-              Effect.sync(() => {
-                if (admitted) connections--
-              })
-            )
-            const { ip, peer } = yield* peerOf
-            // Set for the connection's scope rather than wrapped around it, so no frame stays on its stack.
-            yield* Effect.annotateLogsScoped(LOG_PEER, peer)
-            // An address refused after failed passwords costs no handshake work at all (§10.5).
-            const key = throttle === undefined ? undefined : addressKey(ip)
-            if (throttle !== undefined && key !== undefined && Option.isSome(yield* throttle.refusal(key))) {
-              countTagged(refusedConnections, { reason: "throttled" })
-              yield* throttledRefusalLog(key)
-              return yield* refuse(socket, AlertCode.THROTTLED)
-            }
-            // One handshake in progress for the address, held until its outcome is counted, not for the
-            // session; given back by the connection's scope too, should the handshake never start (§10.5).
-            let guessing = false
-            const guessed = Effect.sync(() => {
-              if (guessing && throttle !== undefined && key !== undefined) throttle.end(key)
-              guessing = false
+        Effect.uninterruptibleMask((restore) =>
+          Effect.flatMap(Scope.make(), (scope) => {
+            const log = { peer: "unknown" }
+            return Effect.matchCauseEffect(restore(Effect.flatten(connection(socket, scope, handler, log))), {
+              onSuccess: () => Scope.close(scope, Exit.void),
+              // The server stopping interrupts its connections: that is no failure to log.
+              onFailure: (cause) =>
+                Cause.isInterruptedOnly(cause)
+                  ? Scope.close(scope, Exit.failCause(cause))
+                  : Effect.zipRight(logFailure(cause, log.peer), Scope.close(scope, Exit.failCause(cause)))
             })
-            if (throttle !== undefined && key !== undefined) {
-              throttle.begin(key)
-              guessing = true
-              yield* Effect.addFinalizer(() => guessed)
-            }
-            // Full: a handshake waiting on a silent peer makes room; the evicted connection gives its
-            // count back as it closes, so the count may exceed the cap by the evictions in progress.
-            if (connections >= maxConnections && !(yield* handshakes.evictWaiting)) {
-              countTagged(refusedConnections, { reason: "maxConnections" })
-              yield* refusedLog
-              return yield* refuse(socket)
-            }
-            // Checked and taken in one synchronous step; the finalizer above gives it back.
-            admitted = true
-            connections++
-            const live = yield* liveSocket(socket)
-            return yield* Effect.flatMap(handshakeSlot, (slot) =>
-              Effect.flatMap(
-                session({ ...options, peer, pool, watchdog, idleTimeout }, slot).pipe(
-                  Effect.provideService(Socket.Socket, live),
-                  Effect.provideService(Crypto, crypto),
-                  // The handshake's outcome only: a handler's own errors are not the peer's guesses.
-                  Effect.tapErrorCause((cause) => countGuess(cause, ip)),
-                  Effect.ensuring(guessed)
-                ),
-                (session) => Effect.zipRight(Effect.annotateLogsScoped(LOG_SESSION, session.info.id), handler(session))
-              )).pipe(
-                Effect.asVoid,
-                Effect.catchAllCause((cause) => logFailure(cause, peer))
-              )
           })
         )
       )
