@@ -3,7 +3,7 @@
  * `respond` and `serve`, which run a handler on what arrives and always answer a request — with the
  * handler's reply, or a REPLY_ERROR when it fails, dies or answers nothing.
  */
-import { Cause, Effect, Exit, FiberSet, Option, type Stream } from "effect"
+import { Cause, Effect, Exit, Fiber, Option, Runtime, type Stream } from "effect"
 import { ConnectionClosed, RemoteError, type UnexpectedPacket } from "../errors.js"
 import { ChunkFlags } from "../wire/Chunks.js"
 import { MessageType } from "../wire/Messages.js"
@@ -11,7 +11,7 @@ import { Packet } from "../wire/Packet.js"
 import type { PacketType } from "../wire/PacketType.js"
 import { encodeReplyError } from "../wire/ReplyError.js"
 import type { SessionContext } from "./Context.js"
-import { type Inbox, type InboxItem, release } from "./Inbox.js"
+import { type Inbox, type InboxItem, type InboxServer, release } from "./Inbox.js"
 import type { IncomingStreams } from "./IncomingStreams.js"
 import type { Outgoing } from "./Outgoing.js"
 import type { PacketFilter, SessionError } from "./Session.js"
@@ -40,6 +40,140 @@ export interface ServingOptions {
   readonly maxHandlers: number
   /** A `RemoteError` carries the failure's message and stack, not only its tag. */
   readonly exposeErrors: boolean
+  /** What `serve`'s handlers log is annotated with (the peer and the session). */
+  readonly logAnnotations: Record<string, unknown>
+}
+
+/**
+ * One running `serve`: handles what arrives, one item at a time, in the dispatch step when the
+ * handler answers at once (most do), else in a fiber of its own, at most `maxHandlers` at once;
+ * beyond that packets wait in the inbox. Its caller waits in one `Effect.async` and nothing else:
+ * no scope, no fiber set, no generator stays on the stack of the fiber that serves, which for an
+ * idle session is all that it keeps (docs/resources.md, "Memory of an idle session"). A class, so
+ * that the loop is one object rather than a closure per step.
+ */
+class ServeLoop<E, R> implements InboxServer {
+  /** Handlers running in fibers. */
+  private running = 0
+  /**
+   * Of those, handlers of one-way packets and streams: after an orderly close `serve` waits for
+   * them, since what arrived before the CLOSE is not lost (PROTOCOL.md §7.1), while a request's
+   * handler can no longer be answered and is not waited for.
+   */
+  private oneWay = 0
+  private pumping = false
+  private outcome: Exit.Exit<void, SessionError | E> | undefined = undefined
+  /** Created by the first handler that needs a fiber: an idle `serve` has none. */
+  private fibers: Set<Fiber.RuntimeFiber<Packet, SessionError | E>> | undefined = undefined
+  private removeServer: (() => void) | undefined = undefined
+
+  constructor(
+    private readonly ctx: SessionContext,
+    private readonly inbox: Inbox,
+    private readonly maxHandlers: number,
+    private readonly runtime: Runtime.Runtime<R>,
+    private resume: ((effect: Effect.Effect<void, SessionError | E>) => void) | undefined,
+    /** Handles an item: undefined when it was answered at once, else the effect for its fiber. */
+    private readonly start: (item: InboxItem) => Effect.Effect<Packet, SessionError | E, R> | undefined
+  ) {}
+
+  /** Registers with the inbox and starts what waits; returns what stops serving when interrupted. */
+  begin(): Effect.Effect<void> {
+    this.removeServer = this.inbox.addServer(this)
+    this.pump()
+    return Effect.suspend(() => {
+      this.resume = undefined
+      this.stop()
+      return this.interruptHandlers()
+    })
+  }
+
+  /** A packet that arrives while nothing waits before it is started at once, in the dispatch. */
+  offer(item: InboxItem): boolean {
+    if (this.pumping || this.outcome !== undefined || this.running >= this.maxHandlers) return false
+    this.pumping = true
+    try {
+      this.handle(item)
+    } finally {
+      this.pumping = false
+    }
+    return true
+  }
+
+  ready(): void {
+    this.pump()
+  }
+
+  private handle(item: InboxItem): void {
+    const effect = this.start(item)
+    if (effect === undefined) return
+    const request = item.request
+    this.running++
+    if (!request) this.oneWay++
+    // It starts running right here, not on a later turn.
+    const fiber = Runtime.runFork(this.runtime)(effect)
+    if (this.fibers === undefined) this.fibers = new Set()
+    this.fibers.add(fiber)
+    fiber.addObserver((exit) => {
+      this.fibers?.delete(fiber)
+      this.onHandlerExit(exit, request)
+    })
+  }
+
+  private onHandlerExit(exit: Exit.Exit<Packet, SessionError | E>, request: boolean): void {
+    this.running--
+    if (!request) this.oneWay--
+    // A one-way packet's failure, or the session's, ends `serve` (the requests' became RemoteErrors).
+    if (Exit.isFailure(exit) && !Cause.isInterruptedOnly(exit.cause)) return this.end(Exit.failCause(exit.cause))
+    this.pump()
+  }
+
+  /**
+   * Starts what waits in the inbox, up to the limit; then ends `serve` once the session has ended
+   * and nothing is left to start (after an orderly close, nor a one-way handler running).
+   */
+  private pump(): void {
+    if (this.pumping || this.outcome !== undefined) return
+    this.pumping = true
+    try {
+      while (this.running < this.maxHandlers && this.outcome === undefined) {
+        const item = this.inbox.poll()
+        if (item === undefined) break
+        this.handle(item)
+      }
+    } finally {
+      this.pumping = false
+    }
+    const ended = this.ctx.ended
+    if (this.outcome !== undefined || ended === undefined || this.inbox.size() > 0) return
+    if (this.oneWay > 0 && ended instanceof ConnectionClosed && ended.reason === "Closed") return
+    this.end(Exit.fail(ended))
+  }
+
+  private end(exit: Exit.Exit<void, SessionError | E>): void {
+    if (this.outcome !== undefined) return
+    this.outcome = exit
+    this.stop()
+    const resume = this.resume
+    this.resume = undefined
+    // Handlers still running are stopped before `serve` returns; an orderly close by the peer is
+    // how serving normally ends.
+    resume?.(Effect.zipRight(this.interruptHandlers(), Exit.isFailure(exit) && isOrderlyClose(exit.cause) ? Exit.void : exit))
+  }
+
+  private stop(): void {
+    this.removeServer?.()
+    this.removeServer = undefined
+  }
+
+  private interruptHandlers(): Effect.Effect<void> {
+    return this.fibers === undefined || this.fibers.size === 0 ? Effect.void : Fiber.interruptAll(this.fibers)
+  }
+}
+
+const isOrderlyClose = (cause: Cause.Cause<unknown>): boolean => {
+  const error = Cause.failureOption(cause)
+  return Option.isSome(error) && error.value instanceof ConnectionClosed && error.value.reason === "Closed"
 }
 
 export const makeServing = (
@@ -131,110 +265,21 @@ export const makeServing = (
   }
 
   const serve = <E, R>(handler: Handler<E, R>): Effect.Effect<void, SessionError | E, R> =>
-    Effect.scoped(
-      Effect.gen(function*() {
-        const handlers = yield* FiberSet.make<Packet, SessionError | E>()
-        const run = yield* FiberSet.runtime(handlers)<R>()
-        /** Handlers running in fibers; at most `maxConcurrentHandlers`, beyond which packets wait in the inbox. */
-        let running = 0
-        /**
-         * Of those, handlers of one-way packets and streams: after an orderly close `serve` waits for
-         * them, since what arrived before the CLOSE is not lost (PROTOCOL.md §7.1), while a request's
-         * handler can no longer be answered and is not waited for.
-         */
-        let oneWay = 0
-        let pumping = false
-        let finish: ((exit: Exit.Exit<void, SessionError | E>) => void) | undefined
-        let outcome: Exit.Exit<void, SessionError | E> | undefined
-        const end = (exit: Exit.Exit<void, SessionError | E>) => {
-          if (outcome !== undefined) return
-          outcome = exit
-          finish?.(exit)
-        }
-
-        const onHandlerExit = (exit: Exit.Exit<Packet, SessionError | E>, request: boolean) => {
-          running--
-          if (!request) oneWay--
-          // A one-way packet's failure, or the session's, ends `serve` (the requests' became RemoteErrors).
-          if (Exit.isFailure(exit) && !Cause.isInterruptedOnly(exit.cause)) return end(Exit.failCause(exit.cause))
-          pump()
-        }
-
-        /** Starts the fiber of a handler that did not answer at once; it starts running right here, not on a later turn. */
-        const inFiber = (effect: Effect.Effect<Packet, SessionError | E, R>, request: boolean) => {
-          running++
-          if (!request) oneWay++
-          run(effect).addObserver((exit) => onHandlerExit(exit, request))
-        }
-
-        /**
-         * Handles one item, in the dispatch step when the handler answers at once (most do), else in
-         * a fiber of its own. The handler runs exactly once either way.
-         */
-        const start = (item: InboxItem) => {
-          if (item._tag !== "Packet") return inFiber(handle(item, handler), false)
+    // The handlers' fibers are forked from this runtime, so what they log names the peer and session.
+    Effect.flatMap(Effect.annotateLogs(Effect.runtime<R>(), options.logAnnotations), (runtime) =>
+      Effect.async<void, SessionError | E>((resume) =>
+        new ServeLoop<E, R>(ctx, inbox, options.maxHandlers, runtime, resume, (item) => {
+          if (item._tag !== "Packet") return handle(item, handler)
           const packet = item.packet
           const result = build(handler, packet)
           if (isExit(result) && Exit.isSuccess(result) && answerNow(packet, result.value, item.request)) {
             // The application is done with the packet: its bytes go back (as `withPacket` does).
-            return release(ctx.budget, item)
+            release(ctx.budget, item)
+            return undefined
           }
-          inFiber(Effect.ensuring(settle(item, packet, result), Effect.sync(() => release(ctx.budget, item))), item.request)
-        }
-
-        /**
-         * Starts what waits in the inbox, up to the limit; then ends `serve` once the session has
-         * ended and nothing is left to start (after an orderly close, nor a one-way handler running).
-         */
-        const pump = () => {
-          if (pumping || outcome !== undefined) return
-          pumping = true
-          try {
-            while (running < options.maxHandlers && outcome === undefined) {
-              const item = inbox.poll()
-              if (item === undefined) break
-              start(item)
-            }
-          } finally {
-            pumping = false
-          }
-          const ended = ctx.ended
-          if (outcome !== undefined || ended === undefined || inbox.size() > 0) return
-          if (oneWay > 0 && ended instanceof ConnectionClosed && ended.reason === "Closed") return
-          end(Exit.fail(ended))
-        }
-
-        // A packet that arrives while nothing waits before it is started at once, in the dispatch.
-        const removeServer = inbox.addServer({
-          offer: (item) => {
-            if (pumping || outcome !== undefined || running >= options.maxHandlers) return false
-            pumping = true
-            try {
-              start(item)
-            } finally {
-              pumping = false
-            }
-            return true
-          },
-          ready: pump
-        })
-        yield* Effect.addFinalizer(() => Effect.sync(removeServer))
-        pump()
-        const exit = yield* Effect.exit(Effect.async<void, SessionError | E>((resume) => {
-          if (outcome !== undefined) return resume(outcome)
-          finish = resume
-          return Effect.sync(() => {
-            finish = undefined
-          })
-        }))
-        if (Exit.isFailure(exit)) {
-          const error = Cause.failureOption(exit.cause)
-          // An orderly close by the peer is how serving normally ends.
-          if (Option.isSome(error) && error.value instanceof ConnectionClosed && error.value.reason === "Closed") return
-          return yield* Effect.failCause(exit.cause)
-        }
-      })
-    )
+          return Effect.ensuring(settle(item, packet, result), Effect.sync(() => release(ctx.budget, item)))
+        }).begin()
+      ))
 
   return {
     reply,

@@ -9,8 +9,7 @@
  * `Effect.async` callbacks, not Deferreds or fibers per message (docs/performance.md).
  */
 import type * as Socket from "@effect/platform/Socket"
-import { Duration, Effect, Either, Exit, FiberSet, Option, type Stream } from "effect"
-import type { Scope } from "effect"
+import { Duration, Effect, Either, Exit, Fiber, Option, Runtime, Scope, type Stream } from "effect"
 import type { CryptoService } from "../crypto/Crypto.js"
 import { Crypto } from "../crypto/Crypto.js"
 import {
@@ -239,9 +238,15 @@ export const makeSession = (
     const streams = makeIncomingStreams(ctx, maxMessageSize)
     const id = nextSessionId()
     const requests = makeRequests(ctx, Math.max(1, options.maxInFlight ?? 4096), { outgoing, streams, sessionId: id })
+    // What `serve` and `respond` log (and what their handlers log) names the peer and the session.
+    const logAnnotations = options.peer === undefined ? { [LOG_SESSION]: id } : { [LOG_PEER]: options.peer, [LOG_SESSION]: id }
     const serving = makeServing(
       ctx,
-      { maxHandlers: Math.max(1, options.maxConcurrentHandlers ?? 1024), exposeErrors: options.exposeErrors ?? false },
+      {
+        maxHandlers: Math.max(1, options.maxConcurrentHandlers ?? 1024),
+        exposeErrors: options.exposeErrors ?? false,
+        logAnnotations
+      },
       { inbox, streams, outgoing }
     )
 
@@ -389,14 +394,25 @@ export const makeSession = (
     // Flushing is bounded like any write (the stall timeout); after a failure only the alert is left to
     // send, so it gets a second at most.
     const flushWithin = Option.getOrElse(stallMillis, () => Infinity)
-    // Released when the session ends, by a fiber started then rather than one waiting all along.
-    const runAtEnd = yield* FiberSet.makeRuntime<never, void, never>()
-    endWaiters.push((error) =>
-      void runAtEnd(channel.release(
+    // Released when the session ends, by a fiber started then rather than one waiting all along; the
+    // session's scope, closing, interrupts it.
+    const runtime = yield* Effect.runtime<never>()
+    let releasing: Fiber.RuntimeFiber<void> | undefined
+    endWaiters.push((error) => {
+      releasing = Runtime.runFork(runtime)(channel.release(
         // A peer that stopped answering is unlikely to read what is left: it gets the failure's second.
         error instanceof ConnectionClosed && error.reason !== "Timeout" ? flushWithin : Math.min(flushWithin, 1000)
-      )))
-    yield* Effect.addFinalizer(() => Effect.zipRight(Effect.sync(inactive), channel.close(flushWithin)))
+      ))
+    })
+    // `Scope.addFinalizer` rather than `Effect.addFinalizer`, which keeps a snapshot of the fiber's
+    // refs and two closures per finalizer for the whole session (docs/resources.md).
+    yield* Scope.addFinalizer(
+      yield* Effect.scope,
+      Effect.zipRight(
+        Effect.zipRight(Effect.sync(inactive), channel.close(flushWithin)),
+        Effect.suspend(() => (releasing === undefined ? Effect.void : Fiber.interrupt(releasing)))
+      )
+    )
 
     yield* watchTimers(ctx, {
       idle: idleMillis,
@@ -408,9 +424,6 @@ export const makeSession = (
 
     const receive = (filter?: PacketFilter): Effect.Effect<Packet, SessionError | UnexpectedPacket> =>
       Effect.flatMap(inbox.takeMatching(filter), (item) => streams.withPacket(item, Effect.succeed))
-
-    // What `serve` and `respond` log (and what their handlers log) names the peer and the session.
-    const logAnnotations = options.peer === undefined ? { [LOG_SESSION]: id } : { [LOG_PEER]: options.peer, [LOG_SESSION]: id }
 
     return {
       info: { ...channel.info, peer: Option.fromNullable(options.peer), id },
@@ -424,7 +437,7 @@ export const makeSession = (
       receiveAndSend: (response, filter) =>
         Effect.flatMap(receive(filter), (packet) => Effect.as(serving.reply(packet, response), packet)),
       respond: (filter, handler) => Effect.annotateLogs(serving.respond(filter, handler), logAnnotations),
-      serve: (handler) => Effect.annotateLogs(serving.serve(handler), logAnnotations),
+      serve: serving.serve,
       sendStream: (header, data) => outgoing.sendStream(header, data, ChunkFlags.STREAM),
       receiveStream: (filter) => Effect.map(inbox.takeMatching(filter), streams.toIncomingStream),
       nextId: requests.nextId,

@@ -12,8 +12,7 @@
  * only (`received`, which PING and PONG never reach), keep-alive counts every frame (`heard`). So a
  * healthy but idle session still meets its idle timeout, and keep-alive traffic never hides one.
  */
-import { Clock, Effect, Option } from "effect"
-import type { Scope } from "effect"
+import { Clock, Effect, Option, Scope } from "effect"
 import { ConnectionClosed, ProtocolError } from "../errors.js"
 import type { SessionContext } from "./Context.js"
 import { makeWatchdog, type Watchdog } from "./Watchdog.js"
@@ -70,5 +69,5 @@ export const watchTimers = (ctx: SessionContext, options: TimerOptions): Effect.
         return ctx.fail(new ProtocolError({ reason: "Timeout", detail: "the peer stopped reading (stall timeout)" }))
       }
     })
-    yield* Effect.addFinalizer(() => Effect.sync(unwatch))
+    yield* Scope.addFinalizer(yield* Effect.scope, Effect.sync(unwatch))
   })

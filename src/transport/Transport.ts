@@ -163,7 +163,8 @@ export const fromNetSocket = (conn: Net.Socket): Effect.Effect<Transport, never,
     conn.on("close", onClose)
     conn.on("drain", onDrain)
 
-    yield* Effect.addFinalizer(() =>
+    yield* Scope.addFinalizer(
+      yield* Effect.scope,
       Effect.sync(() => {
         conn.off("data", onData)
         conn.off("end", onEnd)
