@@ -229,7 +229,7 @@ const peerOf = Effect.map(Effect.serviceOption(NodeSocket.NetSocket), (conn) => 
 const liveSocket = (socket: Socket.Socket) =>
   Effect.flatMap(
     Effect.serviceOption(NodeSocket.NetSocket),
-    Option.match({ onNone: () => Effect.succeed(socket), onSome: netSocket })
+    Option.match({ onNone: () => Effect.succeed(socket), onSome: (conn) => netSocket(conn, socket) })
   )
 
 /**

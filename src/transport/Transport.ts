@@ -66,13 +66,38 @@ const hasNetConnection = (socket: Socket.Socket): socket is Socket.Socket & With
 
 /**
  * A `Socket.Socket` over a connected `net.Socket` that `Framed` drives through {@link fromNetSocket}
- * instead of its `run`/`writer` (those still work, as `NodeSocket.fromDuplex` builds them, for anyone
+ * instead of its `run`/`writer` (those still work, through the platform socket it wraps, for anyone
  * else given the socket, but one connection must not be read both ways at once). This is how the TCP
  * path reaches the handshake, which takes its socket from the context, without a second kind of
- * service there.
+ * service there. A class, so that a connection costs one small object rather than a prototype of its
+ * own (docs/resources.md, "Memory of an idle session").
  */
-export const netSocket = (conn: Net.Socket): Effect.Effect<Socket.Socket> =>
-  Effect.map(NodeSocket.fromDuplex(Effect.succeed(conn)), (socket) => Object.assign(Object.create(socket), { [NetConnection]: conn }))
+class NetSocketHandle implements Socket.Socket {
+  readonly [Socket.TypeId]: Socket.TypeId = Socket.TypeId
+  readonly [NetConnection]: Net.Socket
+  constructor(private readonly platform: Socket.Socket, conn: Net.Socket) {
+    this[NetConnection] = conn
+  }
+  get run() {
+    return this.platform.run
+  }
+  get runRaw() {
+    return this.platform.runRaw
+  }
+  get writer() {
+    return this.platform.writer
+  }
+}
+
+/**
+ * The socket for a connected `net.Socket`. `platform`, when given, is the platform's own socket over
+ * the same connection (the one `NodeSocketServer` hands to each connection), reused rather than
+ * built again.
+ */
+export const netSocket = (conn: Net.Socket, platform?: Socket.Socket): Effect.Effect<Socket.Socket> =>
+  platform === undefined
+    ? Effect.map(NodeSocket.fromDuplex(Effect.succeed(conn)), (socket) => new NetSocketHandle(socket, conn))
+    : Effect.succeed(new NetSocketHandle(platform, conn))
 
 /** The live path for a socket from {@link netSocket}, the adapter for any other. */
 export const of = (socket: Socket.Socket): Effect.Effect<Transport, never, Scope.Scope> =>
