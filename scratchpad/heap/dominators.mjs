@@ -88,12 +88,16 @@ if (childrenOf === undefined) {
   }
   for (const [k, a] of [...kids].sort((x, y) => y[1].r - x[1].r).slice(0, 60)) console.log((a.n / per).toFixed(2).padStart(8), (a.r / per).toFixed(0).padStart(10), k)
 }
-// TREE=key: the dominator subtree of the instance of `key` with the largest retained size, to depth TREE_DEPTH.
+// TREE=key: the dominator subtree of one instance of `key`, to depth TREE_DEPTH.
 if (process.env.TREE) {
   const kids = new Map()
   for (let k = 1; k < count; k++) { const v = rpo[k]; const d = idom[v]; if (!kids.has(d)) kids.set(d, []); kids.get(d).push(v) }
-  let best = -1
-  for (let k = 0; k < count; k++) { const v = rpo[k]; if (label(v) === process.env.TREE && (best < 0 || retained[v] > retained[best])) best = v }
+  // The instance with the median retained size (TREE_PICK=max: the largest), so that one server-wide
+  // object does not stand in for the per-session ones.
+  const all = []
+  for (let k = 0; k < count; k++) { const v = rpo[k]; if (label(v) === process.env.TREE) all.push(v) }
+  all.sort((a, b) => retained[a] - retained[b])
+  const best = process.env.TREE_PICK === "max" ? all[all.length - 1] : all[all.length >> 1]
   const depth = Number(process.env.TREE_DEPTH ?? 4), minR = Number(process.env.TREE_MIN ?? 200)
   const edgeName = (from, to) => { for (let e = firstEdge[from]; e < firstEdge[from + 1]; e += el) if (edges[e + eTo] / nl === to) { const t = etypes[edges[e + eType]]; return t === "element" || t === "hidden" ? `[${edges[e + eName]}]` : S[edges[e + eName]] } return "~" }
   const walk = (v, d, indent) => {

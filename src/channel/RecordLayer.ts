@@ -44,15 +44,27 @@ export interface RecordLayer {
 const EMPTY = new Uint8Array(0)
 const decryptFailed = new ProtocolError({ reason: "DecryptFailed" })
 
+/**
+ * One direction's state. The key bytes are not kept once the cipher has them: the next generation
+ * comes from `secret` (PROTOCOL.md §7.2), the nonces from `iv`.
+ */
 interface Direction {
-  keys: TrafficKeys
+  secret: Uint8Array
+  iv: Uint8Array
   aead: Aead
   sequence: number
 }
 
 /** A cipher the local `Crypto` cannot make is this side's failure, not the peer's: it stays a `CryptoError`. */
 const direction = (crypto: CryptoService, keys: TrafficKeys): Either.Either<Direction, CryptoError> =>
-  Either.map(crypto.aead(keys.key), (aead) => ({ keys, aead, sequence: 0 }))
+  Either.map(crypto.aead(keys.key), (aead) => ({ secret: keys.secret, iv: keys.iv, aead, sequence: 0 }))
+
+/**
+ * Where a record's nonce is built. One for every session: a nonce is handed to the cipher and used
+ * up synchronously, before the next record's is built, so a buffer per direction would only cost
+ * each idle session its memory (docs/resources.md).
+ */
+const NONCE = new Uint8Array(12)
 
 /**
  * Both modes share the keys, the nonce sequence and the key updates (PROTOCOL.md §4.3, §4.4, §7.2);
@@ -77,9 +89,6 @@ const makeKeyedRecordLayer = (
  * closure per step (docs/resources.md, "Memory of an idle session").
  */
 class KeyedRecordLayer implements RecordLayer {
-  private readonly sendNonce = new Uint8Array(12)
-  private readonly receiveNonce = new Uint8Array(12)
-
   constructor(
     private readonly crypto: CryptoService,
     private readonly send: Direction,
@@ -95,7 +104,7 @@ class KeyedRecordLayer implements RecordLayer {
     prefix[0] = type
     prefix.set(head, 1)
     const header = frameHeader(MessageType.ENCRYPTED, prefix.length + data.length + AEAD_TAG_LENGTH)
-    const nonce = recordNonce(send.keys.iv, send.sequence, this.sendNonce)
+    const nonce = recordNonce(send.iv, send.sequence, NONCE)
     const sealed = send.aead.sealParts(nonce, header, data.length > 0 ? [prefix, data] : [prefix])
     // The sequence number is taken only by a record that is emitted: a gap would make every later
     // record fail to open at the peer (DecryptFailed, PROTOCOL.md §4.4). The next record may reuse this
@@ -114,7 +123,7 @@ class KeyedRecordLayer implements RecordLayer {
   private tag(type: number, head: Uint8Array, data: Uint8Array, emit: (part: Uint8Array) => void): void {
     const send = this.send
     const header = frameHeader(type, head.length + data.length + AEAD_TAG_LENGTH)
-    const nonce = recordNonce(send.keys.iv, send.sequence, this.sendNonce)
+    const nonce = recordNonce(send.iv, send.sequence, NONCE)
     const mac = send.aead.tagParts(nonce, [header, head, data])
     if (Either.isLeft(mac)) return
     send.sequence++
@@ -131,9 +140,10 @@ class KeyedRecordLayer implements RecordLayer {
   }
 
   private installNext(dir: Direction): boolean {
-    const next = direction(this.crypto, nextTrafficKeys(this.crypto, dir.keys))
+    const next = direction(this.crypto, nextTrafficKeys(this.crypto, dir))
     if (Either.isLeft(next)) return false
-    dir.keys = next.right.keys
+    dir.secret = next.right.secret
+    dir.iv = next.right.iv
     dir.aead = next.right.aead
     dir.sequence = 0
     return true
@@ -148,7 +158,7 @@ class KeyedRecordLayer implements RecordLayer {
   private open(outerType: number, header: Uint8Array, body: Uint8Array, deliver: Deliver): ProtocolError | undefined {
     if (outerType !== MessageType.ENCRYPTED) return decryptFailed
     const receive = this.receive
-    const opened = receive.aead.open(recordNonce(receive.keys.iv, receive.sequence++, this.receiveNonce), header, body)
+    const opened = receive.aead.open(recordNonce(receive.iv, receive.sequence++, NONCE), header, body)
     if (Either.isLeft(opened) || opened.right.length === 0) return decryptFailed
     const inner = opened.right
     const type = inner[0]!
@@ -164,7 +174,7 @@ class KeyedRecordLayer implements RecordLayer {
     const receive = this.receive
     const split = body.length - AEAD_TAG_LENGTH
     const payload = body.subarray(0, split)
-    const nonce = recordNonce(receive.keys.iv, receive.sequence++, this.receiveNonce)
+    const nonce = recordNonce(receive.iv, receive.sequence++, NONCE)
     if (Either.isLeft(receive.aead.verifyParts(nonce, [header, payload], body.subarray(split)))) return decryptFailed
     if (outerType === MessageType.KEY_UPDATE) return this.keyUpdate(payload)
     deliver(outerType, payload)

@@ -354,7 +354,14 @@ const aead = (key: Uint8Array): Either.Either<Aead, CryptoError> => {
   if (key.length !== AEAD_KEY_LENGTH) return Either.left(invalidLength("AES-256-GCM key must be 32 bytes"))
   // One KeyObject per key, so no frame copies the key into OpenSSL again.
   return Either.try({
-    try: (): KeyedAead => ({ key: NodeCrypto.createSecretKey(key), ...aeadOperations }),
+    try: (): KeyedAead => ({
+      key: NodeCrypto.createSecretKey(key),
+      seal: aeadOperations.seal,
+      sealParts: aeadOperations.sealParts,
+      open: aeadOperations.open,
+      tagParts: aeadOperations.tagParts,
+      verifyParts: aeadOperations.verifyParts
+    }),
     catch: (cause) => internal(`aead: ${messageOf(cause)}`)
   })
 }
