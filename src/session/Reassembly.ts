@@ -37,47 +37,52 @@ export interface Reassembly {
 /** The smallest reassembly buffer; below it, growing step by step would cost more copies than it saves. */
 const MIN_REASSEMBLY = 64 * 1024
 
-export const makeReassembly = (ctx: SessionContext, maxMessageSize: number): Reassembly => {
+export const makeReassembly = (ctx: SessionContext, maxMessageSize: number): Reassembly => new Reassembler(ctx, maxMessageSize)
+
+/** A class, so that an idle session's reassembly is one small object (docs/resources.md). */
+class Reassembler implements Reassembly {
+  constructor(private readonly ctx: SessionContext, private readonly maxMessageSize: number) {}
+
   /** Makes room for `bytes` more in a message's buffer, charging the growth; false if refused. */
-  const reserve = (message: IncomingMessage, bytes: number): boolean => {
+  private reserve(message: IncomingMessage, bytes: number): boolean {
     const needed = message.offset + bytes
     if (needed <= message.buffer.length) return true
     const size = Math.min(message.total, Math.max(needed, MIN_REASSEMBLY, 2 * message.buffer.length))
-    if (!ctx.charge(size - message.buffer.length)) return false
+    if (!this.ctx.charge(size - message.buffer.length)) return false
     const next = new Uint8Array(size)
     next.set(message.buffer.subarray(0, message.offset), 0)
     message.buffer = next
     return true
   }
 
-  return {
-    open: (start, kind) => {
-      // Refused before allocating (PROTOCOL.md §9.1).
-      if (start.total > maxMessageSize) {
-        ctx.fail(new ProtocolError({ reason: "MessageTooLarge", detail: `${start.total} > ${maxMessageSize}` }))
-        return undefined
-      }
-      return { _tag: "Message", start: { id: start.id, type: start.type, kind }, total: start.total, buffer: EMPTY, offset: 0 }
-    },
-    data: (message, data) => {
-      if (message.offset + data.length > message.total) {
-        return ctx.fail(new ProtocolError({ reason: "StreamIntegrity", detail: "more data than declared" }))
-      }
-      if (!reserve(message, data.length)) return
-      message.buffer.set(data, message.offset)
-      message.offset += data.length
-    },
-    end: (message, end) => {
-      if (end.status !== ChunkEndStatus.OK) {
-        ctx.budget.refund(message.buffer.length)
-        return undefined
-      }
-      // Growth is capped at `total`, so a complete message fills its buffer exactly.
-      if (message.offset !== message.total || !intact(ctx, undefined, message.buffer, end.digest)) {
-        ctx.fail(new ProtocolError({ reason: "StreamIntegrity" }))
-        return undefined
-      }
-      return new Packet({ id: message.start.id, type: message.start.type, payload: message.buffer }, true)
+  open(start: ChunkStart, kind: number): IncomingMessage | undefined {
+    // Refused before allocating (PROTOCOL.md §9.1).
+    if (start.total > this.maxMessageSize) {
+      this.ctx.fail(new ProtocolError({ reason: "MessageTooLarge", detail: `${start.total} > ${this.maxMessageSize}` }))
+      return undefined
     }
+    return { _tag: "Message", start: { id: start.id, type: start.type, kind }, total: start.total, buffer: EMPTY, offset: 0 }
+  }
+
+  data(message: IncomingMessage, data: Uint8Array): void {
+    if (message.offset + data.length > message.total) {
+      return this.ctx.fail(new ProtocolError({ reason: "StreamIntegrity", detail: "more data than declared" }))
+    }
+    if (!this.reserve(message, data.length)) return
+    message.buffer.set(data, message.offset)
+    message.offset += data.length
+  }
+
+  end(message: IncomingMessage, end: ChunkEnd): Packet | undefined {
+    if (end.status !== ChunkEndStatus.OK) {
+      this.ctx.budget.refund(message.buffer.length)
+      return undefined
+    }
+    // Growth is capped at `total`, so a complete message fills its buffer exactly.
+    if (message.offset !== message.total || !intact(this.ctx, undefined, message.buffer, end.digest)) {
+      this.ctx.fail(new ProtocolError({ reason: "StreamIntegrity" }))
+      return undefined
+    }
+    return new Packet({ id: message.start.id, type: message.start.type, payload: message.buffer }, true)
   }
 }

@@ -231,7 +231,6 @@ export const makeSession = (
 
     // The parts, each with one job, sharing only the context (docs/architecture.md).
     const ctx = makeContext(channel, crypto, budget, maxBuffered)
-    const { fail } = ctx
     const outgoing = makeOutgoing(ctx, chunkSize)
     const inbox = makeInbox(ctx, options.maxQueuedPackets ?? 65536)
     const reassembly = makeReassembly(ctx, maxMessageSize)
@@ -270,10 +269,10 @@ export const makeSession = (
     /** §9.1: a message to reassemble, or a stream; a streamed reply answers its request. */
     const onChunkStart = (body: Uint8Array) => {
       const decoded = decodeChunkStart(body)
-      if (Either.isLeft(decoded)) return fail(decoded.left)
+      if (Either.isLeft(decoded)) return ctx.fail(decoded.left)
       const start = decoded.right
-      if (incoming.has(start.streamId)) return fail(malformed("stream id reused"))
-      if (incoming.size >= maxIncoming) return fail(new ProtocolError({ reason: "LimitExceeded", detail: "too many open streams" }))
+      if (incoming.has(start.streamId)) return ctx.fail(malformed("stream id reused"))
+      if (incoming.size >= maxIncoming) return ctx.fail(new ProtocolError({ reason: "LimitExceeded", detail: "too many open streams" }))
       const kind = (start.flags & ChunkFlags.REPLY) !== 0
         ? MessageType.REPLY
         : (start.flags & ChunkFlags.REQUEST) !== 0
@@ -296,7 +295,7 @@ export const makeSession = (
     const onChunkData = (body: Uint8Array) => {
       const streamId = readStreamId(body)
       const state = streamId === undefined ? undefined : incoming.get(streamId)
-      if (state === undefined) return fail(malformed("data for unknown stream"))
+      if (state === undefined) return ctx.fail(malformed("data for unknown stream"))
       if (state._tag === "Message") reassembly.data(state, chunkData(body))
       else streams.data(state, chunkData(body))
     }
@@ -305,9 +304,9 @@ export const makeSession = (
     const onChunkEnd = (body: Uint8Array) => {
       const streamId = readStreamId(body)
       const state = streamId === undefined ? undefined : incoming.get(streamId)
-      if (streamId === undefined || state === undefined) return fail(malformed("end of unknown stream"))
+      if (streamId === undefined || state === undefined) return ctx.fail(malformed("end of unknown stream"))
       const end = decodeChunkEnd(body, !ctx.encrypted)
-      if (Either.isLeft(end)) return fail(end.left)
+      if (Either.isLeft(end)) return ctx.fail(end.left)
       incoming.delete(streamId)
       if (state._tag === "Stream") return streams.end(state, end.right)
       const packet = reassembly.end(state, end.right)
@@ -322,12 +321,12 @@ export const makeSession = (
         case MessageType.REPLY: {
           // A queued packet keeps its bytes; a reply is taken by its caller at once.
           const packet = decodePacket(type === MessageType.REPLY ? body : own(body))
-          if (Either.isLeft(packet)) return fail(packet.left)
+          if (Either.isLeft(packet)) return ctx.fail(packet.left)
           return deliverPacket(packet.right, type, 0)
         }
         case MessageType.REPLY_ERROR: {
           const decoded = decodeReplyError(body)
-          if (Either.isLeft(decoded)) return fail(decoded.left)
+          if (Either.isLeft(decoded)) return ctx.fail(decoded.left)
           requests.answer(decoded.right.id, Exit.fail(decoded.right.error))
           return
         }
@@ -339,12 +338,12 @@ export const makeSession = (
           return onChunkEnd(body)
         case MessageType.STREAM_CREDIT: {
           const credit = decodeStreamCredit(body)
-          if (Either.isLeft(credit)) return fail(credit.left)
+          if (Either.isLeft(credit)) return ctx.fail(credit.left)
           return outgoing.credit(credit.right)
         }
         case MessageType.STREAM_CANCEL: {
           const streamId = decodeStreamCancel(body)
-          if (Either.isLeft(streamId)) return fail(streamId.left)
+          if (Either.isLeft(streamId)) return ctx.fail(streamId.left)
           return outgoing.cancel(streamId.right)
         }
       }
@@ -429,8 +428,8 @@ export const makeSession = (
       info: { ...channel.info, peer: Option.fromNullable(options.peer), id },
       send: (packet) => outgoing.sendPacket(packet, MessageType.PACKET),
       receive,
-      request: requests.request,
-      requestStream: requests.requestStream,
+      request: (packet, options) => requests.request(packet, options),
+      requestStream: (packet, options) => requests.requestStream(packet, options),
       reply: serving.reply,
       replyStream: serving.replyStream,
       replyError: serving.replyError,
@@ -439,8 +438,8 @@ export const makeSession = (
       respond: (filter, handler) => Effect.annotateLogs(serving.respond(filter, handler), logAnnotations),
       serve: serving.serve,
       sendStream: (header, data) => outgoing.sendStream(header, data, ChunkFlags.STREAM),
-      receiveStream: (filter) => Effect.map(inbox.takeMatching(filter), streams.toIncomingStream),
-      nextId: requests.nextId,
+      receiveStream: (filter) => Effect.map(inbox.takeMatching(filter), (item) => streams.toIncomingStream(item)),
+      nextId: () => requests.nextId(),
       close: channel.close(flushWithin),
       closed
     }
