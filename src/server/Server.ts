@@ -347,13 +347,6 @@ export const listen = (options: ServeOptions): Effect.Effect<Server, ListenFaile
       log: { peer: string }
     ): Effect.Effect<Effect.Effect<unknown, unknown, Exclude<R, Scope.Scope>>> =>
       Effect.gen(function*() {
-        let admitted = false
-        yield* Scope.addFinalizer(
-          scope,
-          Effect.sync(() => {
-            if (admitted) connections--
-          })
-        )
         const { ip, peer } = yield* peerOf
         log.peer = peer
         yield* FiberRef.update(FiberRef.currentLogAnnotations, HashMap.set<string, unknown>(LOG_PEER, peer))
@@ -367,15 +360,24 @@ export const listen = (options: ServeOptions): Effect.Effect<Server, ListenFaile
         // One handshake in progress for the address, held until its outcome is counted, not for the
         // session; given back by the connection's scope too, should the handshake never start (§10.5).
         let guessing = false
-        const guessed = Effect.sync(() => {
+        const endGuess = () => {
           if (guessing && throttle !== undefined && key !== undefined) throttle.end(key)
           guessing = false
-        })
+        }
+        const guessed = Effect.sync(endGuess)
         if (throttle !== undefined && key !== undefined) {
           throttle.begin(key)
           guessing = true
-          yield* Scope.addFinalizer(scope, guessed)
         }
+        // The connection's slot and its guess, given back by one finalizer.
+        let admitted = false
+        yield* Scope.addFinalizer(
+          scope,
+          Effect.sync(() => {
+            if (admitted) connections--
+            endGuess()
+          })
+        )
         // Full: a handshake waiting on a silent peer makes room; the evicted connection gives its
         // count back as it closes, so the count may exceed the cap by the evictions in progress.
         if (connections >= maxConnections && !(yield* handshakes.evictWaiting)) {

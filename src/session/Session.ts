@@ -403,23 +403,28 @@ export const makeSession = (
         error instanceof ConnectionClosed && error.reason !== "Timeout" ? flushWithin : Math.min(flushWithin, 1000)
       ))
     })
-    // `Scope.addFinalizer` rather than `Effect.addFinalizer`, which keeps a snapshot of the fiber's
-    // refs and two closures per finalizer for the whole session (docs/resources.md).
-    yield* Scope.addFinalizer(
-      yield* Effect.scope,
-      Effect.zipRight(
-        Effect.zipRight(Effect.sync(inactive), channel.close(flushWithin)),
-        Effect.suspend(() => (releasing === undefined ? Effect.void : Fiber.interrupt(releasing)))
-      )
-    )
-
-    yield* watchTimers(ctx, {
+    const unwatch = yield* watchTimers(ctx, {
       idle: idleMillis,
       stall: stallMillis,
       keepAlive: keepAliveMillis,
       watchdog: options.watchdog,
       received: () => received
     })
+    // One finalizer for all of it, and `Scope.addFinalizer` rather than `Effect.addFinalizer`, which
+    // keeps a snapshot of the fiber's refs and closures per finalizer for the whole session
+    // (docs/resources.md, "Memory of an idle session").
+    yield* Scope.addFinalizer(
+      yield* Effect.scope,
+      Effect.suspend(() => {
+        unwatch()
+        inactive()
+        // The release that closing itself starts is interrupted too: `close` flushes already.
+        return Effect.zipRight(
+          channel.close(flushWithin),
+          Effect.suspend(() => (releasing === undefined ? Effect.void : Fiber.interrupt(releasing)))
+        )
+      })
+    )
 
     const receive = (filter?: PacketFilter): Effect.Effect<Packet, SessionError | UnexpectedPacket> =>
       Effect.flatMap(inbox.takeMatching(filter), (item) => streams.withPacket(item, Effect.succeed))

@@ -12,7 +12,8 @@
  * only (`received`, which PING and PONG never reach), keep-alive counts every frame (`heard`). So a
  * healthy but idle session still meets its idle timeout, and keep-alive traffic never hides one.
  */
-import { Clock, Effect, Option, Scope } from "effect"
+import { Clock, Effect, Option } from "effect"
+import type { Scope } from "effect"
 import { ConnectionClosed, ProtocolError } from "../errors.js"
 import type { SessionContext } from "./Context.js"
 import { makeWatchdog, type Watchdog } from "./Watchdog.js"
@@ -26,13 +27,16 @@ export interface TimerOptions {
   readonly received: () => number
 }
 
-/** Watches the session until it ends or the scope closes; does nothing when no budget is set. */
-export const watchTimers = (ctx: SessionContext, options: TimerOptions): Effect.Effect<void, never, Scope.Scope> =>
+/**
+ * Watches the session until it ends or the returned function is called (the session's scope does,
+ * as it closes); does nothing when no budget is set.
+ */
+export const watchTimers = (ctx: SessionContext, options: TimerOptions): Effect.Effect<() => void, never, Scope.Scope> =>
   Effect.gen(function*() {
     const { idle, keepAlive, received, stall } = options
     const { channel } = ctx
     const budgets = [...Option.toArray(idle), ...Option.toArray(stall), ...Option.toArray(keepAlive)]
-    if (budgets.length === 0) return
+    if (budgets.length === 0) return unwatched
     const watchdog = options.watchdog ?? (yield* makeWatchdog(Math.max(1, Math.min(...budgets) / 4)))
     let seen = received()
     let lastActivity = yield* Clock.currentTimeMillis
@@ -69,5 +73,7 @@ export const watchTimers = (ctx: SessionContext, options: TimerOptions): Effect.
         return ctx.fail(new ProtocolError({ reason: "Timeout", detail: "the peer stopped reading (stall timeout)" }))
       }
     })
-    yield* Scope.addFinalizer(yield* Effect.scope, Effect.sync(unwatch))
+    return unwatch
   })
+
+const unwatched = () => {}
