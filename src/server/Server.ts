@@ -6,7 +6,6 @@
  * the server is interrupted, the listener closes and every open session is sent CLOSE
  * (PROTOCOL.md §7.1) before its socket is released.
  */
-import { NodeSocket, NodeSocketServer } from "@effect/platform-node"
 import * as Socket from "@effect/platform/Socket"
 import type * as SocketServer from "@effect/platform/SocketServer"
 import { Cause, Clock, Context, Deferred, Duration, Effect, Exit, FiberRef, HashMap, Layer, Option, Scope } from "effect"
@@ -27,7 +26,9 @@ import { makeMemoryPool } from "../session/Budget.js"
 import { makeWatchdog, SERVER_TICK } from "../session/Watchdog.js"
 import { fromHandshake, type Session, type SessionOptions, type SessionSetup } from "../session/Session.js"
 import { listenFailed } from "../transport/NetErrors.js"
+import { listenTcp } from "../transport/NetListener.js"
 import { netSocket } from "../transport/Transport.js"
+import type * as Net from "node:net"
 import { encodeFrame } from "../wire/Frame.js"
 import { AlertCode, MessageType } from "../wire/Messages.js"
 import { countTagged, LOG_PEER, LOG_SESSION, refusedConnections } from "../Observability.js"
@@ -210,27 +211,10 @@ const makeLoadSignal = (crypto: CryptoService, threshold: number) => {
 }
 
 /** The peer's address and port for logs, and its IP alone for the throttle. */
-const peerOf = Effect.map(Effect.serviceOption(NodeSocket.NetSocket), (conn) => ({
-  peer: Option.getOrElse(
-    Option.flatMap(conn, (c) => Option.fromNullable(c.remoteAddress === undefined ? undefined : `${c.remoteAddress}:${c.remotePort}`)),
-    () => "unknown"
-  ),
-  ip: Option.getOrUndefined(Option.flatMap(conn, (c) => Option.fromNullable(c.remoteAddress)))
-}))
-
-/**
- * The connection as the session drives it: the raw `net.Socket` that `NodeSocketServer` puts in the
- * handler's context, through src/transport/Transport.ts (writes that do not wait for their flush).
- * The platform server is kept for what it does well, binding (`ListenFailed`), the accept loop and
- * interrupting every connection's fiber when the server stops; only the byte pipe is ours, so
- * `maxConnections`, refusals and evictions are unchanged. The platform socket is used only for a
- * connection without a `net.Socket` (none today).
- */
-const liveSocket = (socket: Socket.Socket) =>
-  Effect.flatMap(
-    Effect.serviceOption(NodeSocket.NetSocket),
-    Option.match({ onNone: () => Effect.succeed(socket), onSome: (conn) => netSocket(conn, socket) })
-  )
+const peerOf = (conn: Net.Socket) => ({
+  peer: conn.remoteAddress === undefined ? "unknown" : `${conn.remoteAddress}:${conn.remotePort}`,
+  ip: conn.remoteAddress
+})
 
 /**
  * Refuses a connection: one plaintext alert (PROTOCOL.md §6: LIMIT_EXCEEDED over the limit, THROTTLED
@@ -287,12 +271,10 @@ export const listen = (options: ServeOptions): Effect.Effect<Server, ListenFaile
     yield* checkServeOptions(options)
     const host = options.host ?? "127.0.0.1"
     // Frames are already coalesced by the writer; Nagle would only add latency to replies.
-    const listener = yield* NodeSocketServer.make({ host, port: options.port, noDelay: true }).pipe(
+    const listener = yield* listenTcp({ host, port: options.port, noDelay: true }).pipe(
       Effect.mapError(listenFailed(host, options.port))
     )
-    const address = listener.address._tag === "TcpAddress"
-      ? listener.address
-      : { _tag: "TcpAddress" as const, hostname: "", port: 0 }
+    const address = listener.address
     const maxConnections = options.maxConnections ?? 1024
     let connections = 0
     const pool = makeMemoryPool(options.memoryBudget ?? DEFAULT_MEMORY_BUDGET)
@@ -341,13 +323,16 @@ export const listen = (options: ServeOptions): Effect.Effect<Server, ListenFaile
     // restoring. The slot is a counter given back by that scope, and the session object goes to the
     // handler without the server holding it.
     const connection = <E, R>(
-      socket: Socket.Socket,
+      conn: Net.Socket,
       scope: Scope.CloseableScope,
       handler: (session: Session) => Effect.Effect<unknown, E, R>,
       log: { peer: string }
     ): Effect.Effect<Effect.Effect<unknown, unknown, Exclude<R, Scope.Scope>>> =>
       Effect.gen(function*() {
-        const { ip, peer } = yield* peerOf
+        const { ip, peer } = peerOf(conn)
+        // The connection is ours from here: the session's transport takes it over, and whatever
+        // happens before, it goes with the connection's scope.
+        const socket = yield* netSocket(conn)
         log.peer = peer
         yield* FiberRef.update(FiberRef.currentLogAnnotations, HashMap.set<string, unknown>(LOG_PEER, peer))
         // An address refused after failed passwords costs no handshake work at all (§10.5).
@@ -376,6 +361,7 @@ export const listen = (options: ServeOptions): Effect.Effect<Server, ListenFaile
           Effect.sync(() => {
             if (admitted) connections--
             endGuess()
+            if (!conn.destroyed) conn.destroySoon()
           })
         )
         // Full: a handshake waiting on a silent peer makes room; the evicted connection gives its
@@ -388,11 +374,10 @@ export const listen = (options: ServeOptions): Effect.Effect<Server, ListenFaile
         // Checked and taken in one synchronous step; the finalizer above gives it back.
         admitted = true
         connections++
-        const live = yield* liveSocket(socket)
         const slot = yield* handshakeSlot
         const established = yield* Effect.exit(
           session({ ...options, peer, pool, watchdog, idleTimeout }, slot).pipe(
-            Effect.provideService(Socket.Socket, live),
+            Effect.provideService(Socket.Socket, socket),
             Effect.provideService(Crypto, crypto),
             Effect.provideService(Scope.Scope, scope),
             // The handshake's outcome only: a handler's own errors are not the peer's guesses.
@@ -409,11 +394,11 @@ export const listen = (options: ServeOptions): Effect.Effect<Server, ListenFaile
       })
 
     const run = <E, R>(handler: (session: Session) => Effect.Effect<unknown, E, R>) =>
-      listener.run((socket) =>
+      listener.run((conn) =>
         Effect.uninterruptibleMask((restore) =>
           Effect.flatMap(Scope.make(), (scope) => {
             const log = { peer: "unknown" }
-            return Effect.matchCauseEffect(restore(Effect.flatten(connection(socket, scope, handler, log))), {
+            return Effect.matchCauseEffect(restore(Effect.flatten(connection(conn, scope, handler, log))), {
               onSuccess: () => Scope.close(scope, Exit.void),
               // The server stopping interrupts its connections: that is no failure to log.
               onFailure: (cause) =>

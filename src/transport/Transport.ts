@@ -75,29 +75,42 @@ const hasNetConnection = (socket: Socket.Socket): socket is Socket.Socket & With
 class NetSocketHandle implements Socket.Socket {
   readonly [Socket.TypeId]: Socket.TypeId = Socket.TypeId
   readonly [NetConnection]: Net.Socket
-  constructor(private readonly platform: Socket.Socket, conn: Net.Socket) {
+  /** The platform's socket over the same connection, made when someone asks for `run` or `writer`. */
+  private platform: Socket.Socket | undefined
+
+  constructor(conn: Net.Socket, platform?: Socket.Socket) {
     this[NetConnection] = conn
+    this.platform = platform
   }
-  get run() {
-    return this.platform.run
+
+  private get platformSocket(): Effect.Effect<Socket.Socket> {
+    return Effect.suspend(() =>
+      this.platform !== undefined
+        ? Effect.succeed(this.platform)
+        : Effect.map(NodeSocket.fromDuplex(Effect.succeed(this[NetConnection])), (socket) => (this.platform ??= socket))
+    )
   }
-  get runRaw() {
-    return this.platform.runRaw
+
+  get run(): Socket.Socket["run"] {
+    return (handler, options) => Effect.flatMap(this.platformSocket, (socket) => socket.run(handler, options))
   }
-  get writer() {
-    return this.platform.writer
+
+  get runRaw(): Socket.Socket["runRaw"] {
+    return (handler, options) => Effect.flatMap(this.platformSocket, (socket) => socket.runRaw(handler, options))
+  }
+
+  get writer(): Socket.Socket["writer"] {
+    return Effect.flatMap(this.platformSocket, (socket) => socket.writer)
   }
 }
 
 /**
  * The socket for a connected `net.Socket`. `platform`, when given, is the platform's own socket over
- * the same connection (the one `NodeSocketServer` hands to each connection), reused rather than
- * built again.
+ * the same connection, reused rather than built again; without it, one is built only if `run` or
+ * `writer` is used (the session never does).
  */
 export const netSocket = (conn: Net.Socket, platform?: Socket.Socket): Effect.Effect<Socket.Socket> =>
-  platform === undefined
-    ? Effect.map(NodeSocket.fromDuplex(Effect.succeed(conn)), (socket) => new NetSocketHandle(socket, conn))
-    : Effect.succeed(new NetSocketHandle(platform, conn))
+  Effect.sync(() => new NetSocketHandle(conn, platform))
 
 /** The live path for a socket from {@link netSocket}, the adapter for any other. */
 export const of = (socket: Socket.Socket): Effect.Effect<Transport, never, Scope.Scope> =>
