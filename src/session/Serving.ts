@@ -180,71 +180,99 @@ export const makeServing = (
   ctx: SessionContext,
   options: ServingOptions,
   parts: { readonly inbox: Inbox; readonly streams: IncomingStreams; readonly outgoing: Outgoing }
-): Serving => {
-  const { inbox, outgoing, streams } = parts
-  /** Requests that got their answer, so that `serve` does not answer them again with NO_REPLY. */
-  const answered = new WeakSet<Packet>()
+): Serving => new Responder(ctx, options, parts.inbox, parts.streams, parts.outgoing)
 
-  const reply = (request: Packet, response: Packet): Effect.Effect<void, SessionError> =>
-    Effect.suspend(() => {
-      answered.add(request)
-      return outgoing.sendPacket(
+/**
+ * A class, so that an idle session's answering side is one object rather than a closure per
+ * operation (docs/resources.md, "Memory of an idle session").
+ */
+class Responder implements Serving {
+  /** Requests that got their answer, so that `serve` does not answer them again with NO_REPLY; made by the first. */
+  private answeredSet: WeakSet<Packet> | undefined = undefined
+
+  constructor(
+    private readonly ctx: SessionContext,
+    private readonly options: ServingOptions,
+    private readonly inbox: Inbox,
+    private readonly streams: IncomingStreams,
+    private readonly outgoing: Outgoing
+  ) {}
+
+  private markAnswered(request: Packet): void {
+    if (this.answeredSet === undefined) this.answeredSet = new WeakSet()
+    this.answeredSet.add(request)
+  }
+
+  private answered(request: Packet): boolean {
+    return this.answeredSet?.has(request) === true
+  }
+
+  reply(request: Packet, response: Packet): Effect.Effect<void, SessionError> {
+    return Effect.suspend(() => {
+      this.markAnswered(request)
+      return this.outgoing.sendPacket(
         response.id === request.id ? response : new Packet({ id: request.id, type: response.type, payload: response.payload }, true),
         MessageType.REPLY
       )
     })
+  }
 
-  const replyError = (request: Packet, error: RemoteError): Effect.Effect<void, SessionError> =>
-    Effect.suspend(() => {
-      if (ctx.ended !== undefined) return Effect.fail(ctx.ended)
-      answered.add(request)
-      return outgoing.write(MessageType.REPLY_ERROR, encodeReplyError(request.id, error))
+  replyError(request: Packet, error: RemoteError): Effect.Effect<void, SessionError> {
+    return Effect.suspend(() => {
+      if (this.ctx.ended !== undefined) return Effect.fail(this.ctx.ended)
+      this.markAnswered(request)
+      return this.outgoing.write(MessageType.REPLY_ERROR, encodeReplyError(request.id, error))
     })
+  }
+
+  replyStream<E, R>(request: Packet, type: PacketType, data: Stream.Stream<Uint8Array, E, R>): Effect.Effect<void, SessionError | E, R> {
+    return Effect.suspend(() => {
+      this.markAnswered(request)
+      return this.outgoing.sendStream({ id: request.id, type }, data, ChunkFlags.STREAM | ChunkFlags.REPLY)
+    })
+  }
+
+  respond<E, R>(filter: PacketFilter, handler: Handler<E, R>): Effect.Effect<Packet, SessionError | UnexpectedPacket | E, R> {
+    return Effect.flatMap(this.inbox.takeMatching(filter), (item) => this.handle(item, handler))
+  }
 
   /** What the requester learns of a handler's failure: its tag, or everything with `exposeErrors`. */
-  const remoteErrorOf = (cause: Cause.Cause<unknown>): RemoteError => {
+  private remoteErrorOf(cause: Cause.Cause<unknown>): RemoteError {
     const failure = Cause.failureOption(cause)
-    const detail = options.exposeErrors ? Cause.pretty(cause) : Option.match(failure, { onNone: () => "", onSome: (error) => tagOf(error) ?? "" })
+    const detail = this.options.exposeErrors
+      ? Cause.pretty(cause)
+      : Option.match(failure, { onNone: () => "", onSome: (error) => tagOf(error) ?? "" })
     return new RemoteError({ reason: Option.isSome(failure) ? "Failure" : "Defect", detail })
   }
 
   /** What a handler's success sends: its reply, or NO_REPLY for a request it left unanswered. */
-  const answerWith = (item: InboxItem, packet: Packet, response: Packet | undefined): Effect.Effect<Packet, SessionError> =>
-    response !== undefined
-      ? Effect.as(reply(packet, response), packet)
-      : item.request && !answered.has(packet)
-      ? Effect.as(replyError(packet, new RemoteError({ reason: "NoReply", detail: "" })), packet)
+  private answerWith(item: InboxItem, packet: Packet, response: Packet | undefined): Effect.Effect<Packet, SessionError> {
+    return response !== undefined
+      ? Effect.as(this.reply(packet, response), packet)
+      : item.request && !this.answered(packet)
+      ? Effect.as(this.replyError(packet, new RemoteError({ reason: "NoReply", detail: "" })), packet)
       : Effect.succeed(packet)
+  }
 
   /**
    * Sends the answer to a handler's outcome. A request always gets one: the handler's reply, or a
    * `RemoteError` when it fails, dies or answers nothing; the session goes on either way.
    */
-  const settle = <E, R>(item: InboxItem, packet: Packet, run: Effect.Effect<Packet | undefined, E, R>): Effect.Effect<Packet, SessionError | E, R> =>
-    Effect.matchCauseEffect(run, {
-      onSuccess: (response): Effect.Effect<Packet, SessionError> => answerWith(item, packet, response),
+  private settle<E, R>(item: InboxItem, packet: Packet, run: Effect.Effect<Packet | undefined, E, R>): Effect.Effect<Packet, SessionError | E, R> {
+    return Effect.matchCauseEffect(run, {
+      onSuccess: (response): Effect.Effect<Packet, SessionError> => this.answerWith(item, packet, response),
       onFailure: (cause): Effect.Effect<Packet, SessionError | E> =>
         !item.request || Cause.isInterruptedOnly(cause)
           ? Effect.failCause(cause)
-          : answered.has(packet)
+          : this.answered(packet)
           ? Effect.as(Effect.logDebug("handler failed after answering its request", cause), packet)
-          : Effect.as(replyError(packet, remoteErrorOf(cause)), packet)
+          : Effect.as(this.replyError(packet, this.remoteErrorOf(cause)), packet)
     })
+  }
 
   /** Runs `handler` on an item and sends its answer (`settle`). */
-  const handle = <E, R>(item: InboxItem, handler: Handler<E, R>): Effect.Effect<Packet, SessionError | E, R> =>
-    streams.withPacket(item, (packet) => settle(item, packet, Effect.suspend(() => handler(packet))))
-
-  /**
-   * The handler's effect for a packet, built outside any fiber: a handler that throws while building
-   * it has died, as it would have inside one.
-   */
-  const build = <E, R>(handler: Handler<E, R>, packet: Packet): Effect.Effect<Packet | undefined, E, R> => {
-    try {
-      return handler(packet)
-    } catch (defect) {
-      return Effect.die(defect)
-    }
+  private handle<E, R>(item: InboxItem, handler: Handler<E, R>): Effect.Effect<Packet, SessionError | E, R> {
+    return this.streams.withPacket(item, (packet) => this.settle(item, packet, Effect.suspend(() => handler(packet))))
   }
 
   /**
@@ -253,43 +281,46 @@ export const makeServing = (
    * the channel is writable by a wide margin, since nothing here can wait for back-pressure; false
    * when the answer must go the ordinary way.
    */
-  const answerNow = (packet: Packet, response: Packet | undefined, request: boolean): boolean => {
+  private answerNow(packet: Packet, response: Packet | undefined, request: boolean): boolean {
+    const ctx = this.ctx
     if (ctx.ended !== undefined || ctx.channel.pendingBytes() >= DIRECT_WRITE_LIMIT) return false
     if (response === undefined) {
-      if (!request || answered.has(packet)) return true
+      if (!request || this.answered(packet)) return true
       ctx.channel.write(MessageType.REPLY_ERROR, encodeReplyError(packet.id, new RemoteError({ reason: "NoReply", detail: "" })))
       return true
     }
     const answer = response.id === packet.id ? response : new Packet({ id: packet.id, type: response.type, payload: response.payload }, true)
-    return outgoing.writeNow(answer, MessageType.REPLY)
+    return this.outgoing.writeNow(answer, MessageType.REPLY)
   }
 
-  const serve = <E, R>(handler: Handler<E, R>): Effect.Effect<void, SessionError | E, R> =>
+  serve<E, R>(handler: Handler<E, R>): Effect.Effect<void, SessionError | E, R> {
+    const ctx = this.ctx
     // The handlers' fibers are forked from this runtime, so what they log names the peer and session.
-    Effect.flatMap(Effect.annotateLogs(Effect.runtime<R>(), options.logAnnotations), (runtime) =>
+    return Effect.flatMap(Effect.annotateLogs(Effect.runtime<R>(), this.options.logAnnotations), (runtime) =>
       Effect.async<void, SessionError | E>((resume) =>
-        new ServeLoop<E, R>(ctx, inbox, options.maxHandlers, runtime, resume, (item) => {
-          if (item._tag !== "Packet") return handle(item, handler)
+        new ServeLoop<E, R>(ctx, this.inbox, this.options.maxHandlers, runtime, resume, (item) => {
+          if (item._tag !== "Packet") return this.handle(item, handler)
           const packet = item.packet
           const result = build(handler, packet)
-          if (isExit(result) && Exit.isSuccess(result) && answerNow(packet, result.value, item.request)) {
+          if (isExit(result) && Exit.isSuccess(result) && this.answerNow(packet, result.value, item.request)) {
             // The application is done with the packet: its bytes go back (as `withPacket` does).
             release(ctx.budget, item)
             return undefined
           }
-          return Effect.ensuring(settle(item, packet, result), Effect.sync(() => release(ctx.budget, item)))
+          return Effect.ensuring(this.settle(item, packet, result), Effect.sync(() => release(ctx.budget, item)))
         }).begin()
       ))
+  }
+}
 
-  return {
-    reply,
-    replyError,
-    replyStream: (request, type, data) =>
-      Effect.suspend(() => {
-        answered.add(request)
-        return outgoing.sendStream({ id: request.id, type }, data, ChunkFlags.STREAM | ChunkFlags.REPLY)
-      }),
-    respond: (filter, handler) => Effect.flatMap(inbox.takeMatching(filter), (item) => handle(item, handler)),
-    serve
+/**
+ * The handler's effect for a packet, built outside any fiber: a handler that throws while building
+ * it has died, as it would have inside one.
+ */
+const build = <E, R>(handler: Handler<E, R>, packet: Packet): Effect.Effect<Packet | undefined, E, R> => {
+  try {
+    return handler(packet)
+  } catch (defect) {
+    return Effect.die(defect)
   }
 }
