@@ -23,7 +23,31 @@ for (let i = 0; i < N; i++) for (let e = firstEdge[i]; e < firstEdge[i + 1]; e +
 }
 const loc = new Map(); { const L = snap.locations, lf = m.location_fields.length; for (let i = 0; i < L.length; i += lf) loc.set(L[i] / nl, `${L[i + 1]}:${L[i + 2] + 1}:${L[i + 3]}`) }
 const label = (i) => `${types[nodes[i * nl + iType]]}:${S[nodes[i * nl + iName]].slice(0, 40)}${loc.has(i) ? "@" + loc.get(i) : ""}`
+// Shortest strong path from the root to every node (breadth first), to print where a node hangs.
+const parent = new Int32Array(N).fill(-1), parentEdge = new Array(N)
+{
+  const queue = new Int32Array(N); let head = 0, tail = 0
+  queue[tail++] = 0; parent[0] = 0
+  while (head < tail) {
+    const v = queue[head++]
+    for (let e = firstEdge[v]; e < firstEdge[v + 1]; e += el) {
+      const t = etypes[edges[e + eType]]; if (t === "weak" || t === "shortcut") continue
+      const w = edges[e + eTo] / nl
+      if (parent[w] !== -1) continue
+      parent[w] = v; parentEdge[w] = t === "element" || t === "hidden" ? `[${edges[e + eName]}]` : S[edges[e + eName]]
+      queue[tail++] = w
+    }
+  }
+}
 const targets = [...loc].filter(([, l]) => l === where).map(([n]) => n)
+if (process.env.ROOTPATH) {
+  for (const t of targets.slice(-Number(pathsS ?? 3))) {
+    const path = []; let c = t
+    while (c !== 0 && parent[c] >= 0 && path.length < 40) { path.push(`${label(c)} (.${parentEdge[c]})`); c = parent[c] }
+    console.log(path.reverse().join("\n   > "))
+  }
+  process.exit(0)
+}
 console.log(targets.length, "closures at", where)
 for (const t of targets.slice(-Number(pathsS ?? 3))) {
   let c = t; const path = [label(c)]; const seen = new Set([c])

@@ -279,6 +279,8 @@ export const listen = (options: ServeOptions): Effect.Effect<Server, ListenFaile
     let connections = 0
     const pool = makeMemoryPool(options.memoryBudget ?? DEFAULT_MEMORY_BUDGET)
     const watchdog = yield* makeWatchdog(SERVER_TICK)
+    // One runtime for every session's release at its end, rather than one captured by each.
+    const runtime = yield* Effect.runtime<never>()
     const idleTimeout = options.idleTimeout ?? DEFAULT_SERVER_IDLE_TIMEOUT
     // One P-521 work pool for the whole server, so that its caps on work in flight and waiting hold
     // across connections (PROTOCOL.md §10.5); a `Crypto` in the context (tests) is used as it is.
@@ -376,7 +378,7 @@ export const listen = (options: ServeOptions): Effect.Effect<Server, ListenFaile
         connections++
         const slot = yield* handshakeSlot
         const established = yield* Effect.exit(
-          session({ ...options, peer, pool, watchdog, idleTimeout }, slot).pipe(
+          session({ ...options, peer, pool, watchdog, idleTimeout, runtime }, slot).pipe(
             Effect.provideService(Socket.Socket, socket),
             Effect.provideService(Crypto, crypto),
             Effect.provideService(Scope.Scope, scope),

@@ -3,7 +3,7 @@
  * `respond` and `serve`, which run a handler on what arrives and always answer a request — with the
  * handler's reply, or a REPLY_ERROR when it fails, dies or answers nothing.
  */
-import { Cause, Effect, Exit, Fiber, Option, Runtime, type Stream } from "effect"
+import { Cause, Effect, Exit, Fiber, FiberRef, HashMap, Option, Runtime, type Stream } from "effect"
 import { ConnectionClosed, RemoteError, type UnexpectedPacket } from "../errors.js"
 import { ChunkFlags } from "../wire/Chunks.js"
 import { MessageType } from "../wire/Messages.js"
@@ -296,7 +296,13 @@ class Responder implements Serving {
   serve<E, R>(handler: Handler<E, R>): Effect.Effect<void, SessionError | E, R> {
     const ctx = this.ctx
     // The handlers' fibers are forked from this runtime, so what they log names the peer and session.
-    return Effect.flatMap(Effect.annotateLogs(Effect.runtime<R>(), this.options.logAnnotations), (runtime) =>
+    // A server's connection fiber has these annotations already: its own fiber refs are used then,
+    // rather than a copy kept for as long as `serve` runs.
+    const runtime = Effect.flatMap(FiberRef.get(FiberRef.currentLogAnnotations), (annotations) =>
+      Object.entries(this.options.logAnnotations).every(([key, value]) => Option.contains(HashMap.get(annotations, key), value))
+        ? Effect.runtime<R>()
+        : Effect.annotateLogs(Effect.runtime<R>(), this.options.logAnnotations))
+    return Effect.flatMap(runtime, (runtime) =>
       Effect.async<void, SessionError | E>((resume) =>
         new ServeLoop<E, R>(ctx, this.inbox, this.options.maxHandlers, runtime, resume, (item) => {
           if (item._tag !== "Packet") return this.handle(item, handler)

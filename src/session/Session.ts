@@ -108,6 +108,11 @@ export interface SessionSetup extends SessionOptions {
   readonly pool?: MemoryPool | undefined
   /** The server-wide clock of the time budgets; by default one of its own. */
   readonly watchdog?: Watchdog | undefined
+  /**
+   * What the release at the session's end runs on: the server's one runtime; by default the
+   * session's own, captured as it starts (which keeps that moment's fiber refs for its whole life).
+   */
+  readonly runtime?: Runtime.Runtime<never> | undefined
 }
 
 export interface SessionInfo extends ChannelInfo {
@@ -260,7 +265,7 @@ export const makeSession = (
     const flushWithin = Option.getOrElse(stallMillis, () => Infinity)
     // Released when the session ends, by a fiber started then rather than one waiting all along; the
     // session's scope, closing, interrupts it.
-    const runtime = yield* Effect.runtime<never>()
+    const runtime = options.runtime ?? (yield* Effect.runtime<never>())
     let releasing: Fiber.RuntimeFiber<void> | undefined
     endWaiters.push((error) => {
       releasing = Runtime.runFork(runtime)(channel.release(
