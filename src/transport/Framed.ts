@@ -45,7 +45,10 @@ export interface Framed {
   readonly setReadLimits: (limits: ReadLimits) => void
   /** Bytes held by frames waiting in the mailbox, as `ReadLimits.maxWaitingBytes` counts them. */
   readonly waitingBytes: () => number
-  /** The first bytes received (at most 8), to tell a peer of another protocol (PROTOCOL.md §3). */
+  /**
+   * The first bytes received (at most 8), to tell a peer of another protocol (PROTOCOL.md §3); for
+   * the handshake, so none once `setSink` is called.
+   */
   readonly firstBytes: () => Uint8Array
   /** The sink copies what it keeps out of each frame, so split frames may share one buffer. */
   readonly reuseFrameBuffers: () => void
@@ -259,7 +262,8 @@ class FramedConnection implements Framed, Transport.TransportHandlers {
   private sink: FrameSink
   private readEnd: ReadEnd | undefined = undefined
   private readonly decoder: FrameDecoder
-  private readonly first = new Uint8Array(FIRST_BYTES)
+  /** Dropped with the mailbox, once the handshake is over. */
+  private first: Uint8Array | undefined = new Uint8Array(FIRST_BYTES)
   private firstFill = 0
   /** Made when something waits for the read side to end. */
   private readDone: Deferred.Deferred<void> | undefined = undefined
@@ -334,6 +338,7 @@ class FramedConnection implements Framed, Transport.TransportHandlers {
     const mailbox = this.mailbox
     if (mailbox !== undefined) {
       this.mailbox = undefined
+      this.first = undefined
       for (const [type, header, body] of mailbox.take()) next.onFrame(type, header, body)
       if (mailbox.end !== undefined) next.onEnd(mailbox.end)
     } else if (this.readEnd !== undefined) {
@@ -351,7 +356,7 @@ class FramedConnection implements Framed, Transport.TransportHandlers {
   }
 
   firstBytes(): Uint8Array {
-    return this.first.slice(0, this.firstFill)
+    return this.first === undefined ? new Uint8Array(0) : this.first.slice(0, this.firstFill)
   }
 
   reuseFrameBuffers(): void {
@@ -386,7 +391,7 @@ class FramedConnection implements Framed, Transport.TransportHandlers {
   onData(chunk: Uint8Array): void {
     count(bytesIn, chunk.length)
     if (this.readEnd !== undefined) return
-    if (this.firstFill < FIRST_BYTES) {
+    if (this.first !== undefined && this.firstFill < FIRST_BYTES) {
       const take = Math.min(FIRST_BYTES - this.firstFill, chunk.length)
       this.first.set(chunk.subarray(0, take), this.firstFill)
       this.firstFill += take
