@@ -18,7 +18,17 @@ child.stdout.on("data", (d) => { buf += d; let i; while ((i = buf.indexOf("\n"))
 const next = () => new Promise<any>((r) => { const l = lines.shift(); if (l) r(l); else waiting = r })
 const main = async () => {
   const { port } = await next()
-  const before = await next()
+  let before = await next()
+  // WARM=n: n sessions opened and closed first, so that code compiled and memory the handshake path
+  // reserves are in the baseline (as the stress run's "before" phase puts them).
+  const warm = Number(process.env.WARM ?? 0)
+  if (warm > 0) {
+    const warmed = await Effect.runPromise(Effect.forEach(Array.from({ length: warm }), () => connect({ port, password: "pw" }), { concurrency: 8 }))
+    await Effect.runPromise(Effect.forEach(warmed, (s) => s.close, { concurrency: 50 }))
+    await new Promise((r) => setTimeout(r, 2000))
+    child.kill("SIGUSR2")
+    before = await next()
+  }
   const sessions = await Effect.runPromise(Effect.forEach(Array.from({ length: N }), () => connect({ port, password: "pw" }), { concurrency: 8 }))
   await new Promise((r) => setTimeout(r, 1000))
   child.kill("SIGUSR2")

@@ -11,7 +11,7 @@ import { Duration, Effect } from "effect"
 import type { Option } from "effect"
 import type { AuthFailed, EncryptionPolicy, PeerAlert } from "../errors.js"
 import { ConnectionClosed, ProtocolError } from "../errors.js"
-import type { Framed, ReadEnd } from "../transport/Framed.js"
+import type { Framed, FrameSink, ReadEnd } from "../transport/Framed.js"
 import { BATCH_ITEM_HEADER, BATCH_LIMIT, type BatchItem, batchable, decodeBatch, encodeBatch } from "../wire/Batch.js"
 import { decodeAlert, encodeAlert, Alert, KEEP_ALIVE_BODY_LENGTH, MessageType } from "../wire/Messages.js"
 import { errorToAlert, sessionAlertToError } from "./Alerts.js"
@@ -121,99 +121,106 @@ export const makeSecureChannel = (
   framed: Framed,
   records: RecordLayer,
   info: ChannelInfo
-): SecureChannel => {
-  let ended: ChannelError | undefined
-  let closing = false
-  /** We sent CLOSE first: the peer's answering CLOSE (and end of stream) is still to come. */
-  let initiatedClose = false
-  let handler: ChannelHandler | undefined
-  const emit = framed.enqueue
-  let heard = 0
-  let pings = 0
+): SecureChannel => new Channel(framed, records, info)
 
+/**
+ * A class, so that an idle channel is one object rather than a closure per operation
+ * (docs/resources.md, "Memory of an idle session"); the callbacks handed to the layers below are
+ * its only closures.
+ */
+class Channel implements SecureChannel, FrameSink {
+  private ended: ChannelError | undefined = undefined
+  private closing = false
+  /** We sent CLOSE first: the peer's answering CLOSE (and end of stream) is still to come. */
+  private initiatedClose = false
+  private handler: ChannelHandler | undefined = undefined
+  private heardFrames = 0
+  private pings = 0
   // Messages held back until the writer takes its next batch, then sealed together as one BATCH
   // record (PROTOCOL.md §7.3): one AEAD operation and one tag for all of them instead of one each.
-  let held: Array<BatchItem> = []
-  let heldBytes = 0
+  private held: Array<BatchItem> = []
+  private heldBytes = 0
 
-  const sealHeld = () => {
-    if (held.length === 0) return
-    const items = held
-    const length = heldBytes
-    held = []
-    heldBytes = 0
-    if (items.length === 1) records.write(items[0]!.type, items[0]!.head, items[0]!.data, emit)
-    else records.write(MessageType.BATCH, encodeBatch(items, length), EMPTY, emit)
+  constructor(private readonly framed: Framed, private readonly records: RecordLayer, readonly info: ChannelInfo) {}
+
+  private readonly sealHeld = (): void => {
+    if (this.held.length === 0) return
+    const items = this.held
+    const length = this.heldBytes
+    this.held = []
+    this.heldBytes = 0
+    if (items.length === 1) this.records.write(items[0]!.type, items[0]!.head, items[0]!.data, this.framed.enqueue)
+    else this.records.write(MessageType.BATCH, encodeBatch(items, length), EMPTY, this.framed.enqueue)
   }
 
-  const write = (type: number, head: Uint8Array, data: Uint8Array = EMPTY) => {
-    if (closing || ended !== undefined) return
+  write(type: number, head: Uint8Array, data: Uint8Array = EMPTY): void {
+    if (this.closing || this.ended !== undefined) return
     const size = BATCH_ITEM_HEADER + head.length + data.length
     // A large message goes alone, as it would fill most of a batch anyway; what was held goes first.
     if (size > BATCH_LIMIT / 2 || !batchable(type)) {
-      sealHeld()
-      records.write(type, head, data, emit)
+      this.sealHeld()
+      this.records.write(type, head, data, this.framed.enqueue)
       return
     }
-    if (heldBytes + size > BATCH_LIMIT) sealHeld()
-    held.push({ type, head, data })
-    heldBytes += size
-    if (held.length === 1) framed.enqueueLater(sealHeld)
+    if (this.heldBytes + size > BATCH_LIMIT) this.sealHeld()
+    this.held.push({ type, head, data })
+    this.heldBytes += size
+    if (this.held.length === 1) this.framed.enqueueLater(this.sealHeld)
   }
 
-  const finish = (error: ChannelError) => {
-    if (ended !== undefined) return
-    ended = error
-    handler?.onEnd(error)
+  private finish(error: ChannelError): void {
+    if (this.ended !== undefined) return
+    this.ended = error
+    this.handler?.onEnd(error)
   }
 
-  const sendClose = () => {
-    if (closing) return
-    sealHeld()
-    records.write(MessageType.CLOSE, EMPTY, EMPTY, emit)
-    closing = true
+  private sendClose(): void {
+    if (this.closing) return
+    this.sealHeld()
+    this.records.write(MessageType.CLOSE, EMPTY, EMPTY, this.framed.enqueue)
+    this.closing = true
   }
 
-  const fail = (error: ProtocolError | ConnectionClosed) => {
-    if (!closing && ended === undefined) {
-      sealHeld()
-      records.write(MessageType.ALERT, encodeAlert(new Alert({ code: errorToAlert(error) })), EMPTY, emit)
-      closing = true
+  fail(error: ProtocolError | ConnectionClosed): void {
+    if (!this.closing && this.ended === undefined) {
+      this.sealHeld()
+      this.records.write(MessageType.ALERT, encodeAlert(new Alert({ code: errorToAlert(error) })), EMPTY, this.framed.enqueue)
+      this.closing = true
     }
-    finish(error)
+    this.finish(error)
   }
 
   /** One message of a BATCH: only the session's own types get here (`decodeBatch` checks). */
-  const deliverItem = (type: number, body: Uint8Array) => {
-    if (ended === undefined) handler?.onMessage(type, body)
+  private readonly deliverItem = (type: number, body: Uint8Array): void => {
+    if (this.ended === undefined) this.handler?.onMessage(type, body)
   }
 
-  const deliver = (type: number, body: Uint8Array) => {
-    if (ended !== undefined) return
+  private readonly deliver = (type: number, body: Uint8Array): void => {
+    if (this.ended !== undefined) return
     switch (type) {
       case MessageType.CLOSE: {
-        if (body.length !== 0) return fail(new ProtocolError({ reason: "Malformed", detail: "close with a body" }))
+        if (body.length !== 0) return this.fail(new ProtocolError({ reason: "Malformed", detail: "close with a body" }))
         // Answer the peer's CLOSE with ours, like TLS close_notify, then stop.
-        sendClose()
-        finish(new ConnectionClosed({ reason: "Closed" }))
+        this.sendClose()
+        this.finish(new ConnectionClosed({ reason: "Closed" }))
         return
       }
       case MessageType.ALERT: {
         // A received alert is never answered with one of ours (PROTOCOL.md §6).
         const alert = decodeAlert(body)
-        finish(alert._tag === "Right" ? sessionAlertToError(alert.right.code) : alert.left)
+        this.finish(alert._tag === "Right" ? sessionAlertToError(alert.right.code) : alert.left)
         return
       }
       // Keep-alive (PROTOCOL.md §7.4): answered here, never seen by the session, so that it is
       // neither application data nor activity for the idle timeout (§10.3).
       case MessageType.PING: {
-        if (body.length !== KEEP_ALIVE_BODY_LENGTH) return fail(new ProtocolError({ reason: "Malformed", detail: "ping length" }))
+        if (body.length !== KEEP_ALIVE_BODY_LENGTH) return this.fail(new ProtocolError({ reason: "Malformed", detail: "ping length" }))
         // Copied: the body is a view into a frame buffer that may be reused before the PONG is written.
-        return write(MessageType.PONG, body.slice())
+        return this.write(MessageType.PONG, body.slice())
       }
       case MessageType.PONG:
         // Its only job was to arrive, which `heard` has counted; the body is opaque to us.
-        if (body.length !== KEEP_ALIVE_BODY_LENGTH) return fail(new ProtocolError({ reason: "Malformed", detail: "pong length" }))
+        if (body.length !== KEEP_ALIVE_BODY_LENGTH) return this.fail(new ProtocolError({ reason: "Malformed", detail: "pong length" }))
         return
       case MessageType.PACKET:
       case MessageType.REQUEST:
@@ -224,74 +231,90 @@ export const makeSecureChannel = (
       case MessageType.CHUNK_END:
       case MessageType.STREAM_CREDIT:
       case MessageType.STREAM_CANCEL:
-        handler?.onMessage(type, body)
+        this.handler?.onMessage(type, body)
         return
       case MessageType.BATCH: {
-        const error = decodeBatch(body, deliverItem)
-        if (error !== undefined) fail(error)
+        const error = decodeBatch(body, this.deliverItem)
+        if (error !== undefined) this.fail(error)
         return
       }
       default:
-        fail(new ProtocolError({ reason: "UnexpectedMessage", detail: `message type ${type}` }))
+        this.fail(new ProtocolError({ reason: "UnexpectedMessage", detail: `message type ${type}` }))
     }
   }
 
-  const listen = (next: ChannelHandler) => {
-    handler = next
-    if (ended !== undefined) {
-      next.onEnd(ended)
+  listen(next: ChannelHandler): void {
+    this.handler = next
+    if (this.ended !== undefined) {
+      next.onEnd(this.ended)
       return
     }
     // Sealed frames are opened into new memory and never referenced afterwards (PROTOCOL.md §4.4).
-    if (info.encrypted) framed.reuseFrameBuffers()
-    framed.setSink({
-      onFrame: (type, header, body) => {
-        if (ended !== undefined) return
-        heard++
-        const error = records.read(type, header, body, deliver)
-        if (error !== undefined) fail(error)
-      },
-      // A framing error (an oversized or truncated frame) is the peer's fault: it hears why (PROTOCOL.md §2.1).
-      onEnd: (end) => (end._tag === "ProtocolError" ? fail(end.error) : finish(readEndToError(end)))
-    })
+    if (this.info.encrypted) this.framed.reuseFrameBuffers()
+    this.framed.setSink(this)
   }
 
-  const shutdown = (flushWithin: Duration.DurationInput) =>
-    framed.endWrite.pipe(
+  /** A frame from the transport, once `listen` has made this channel the sink. */
+  onFrame(type: number, header: Uint8Array, body: Uint8Array): void {
+    if (this.ended !== undefined) return
+    this.heardFrames++
+    const error = this.records.read(type, header, body, this.deliver)
+    if (error !== undefined) this.fail(error)
+  }
+
+  /** A framing error (an oversized or truncated frame) is the peer's fault: it hears why (PROTOCOL.md §2.1). */
+  onEnd(end: ReadEnd): void {
+    if (end._tag === "ProtocolError") this.fail(end.error)
+    else this.finish(readEndToError(end))
+  }
+
+  private shutdown(flushWithin: Duration.DurationInput): Effect.Effect<void> {
+    return this.framed.endWrite.pipe(
       Effect.timeout(flushWithin),
-      Effect.catchAll(() => framed.abortWrites),
-      Effect.zipRight(framed.stopReading)
+      Effect.catchAll(() => this.framed.abortWrites),
+      Effect.zipRight(this.framed.stopReading)
     )
+  }
 
   // Our write side stays open until the peer has answered: ending it first would race the peer's
   // answer against its transport closing on our end of stream.
-  const release = (flushWithin: Duration.DurationInput) =>
-    initiatedClose
-      ? Effect.zipRight(Effect.ignore(Effect.timeout(framed.readEnded, PEER_CLOSE_WAIT)), shutdown(flushWithin))
-      : shutdown(flushWithin)
+  release(flushWithin: Duration.DurationInput): Effect.Effect<void> {
+    return Effect.suspend(() =>
+      this.initiatedClose
+        ? Effect.zipRight(Effect.ignore(Effect.timeout(this.framed.readEnded, PEER_CLOSE_WAIT)), this.shutdown(flushWithin))
+        : this.shutdown(flushWithin)
+    )
+  }
 
-  return {
-    info,
-    write,
-    awaitWritable: framed.awaitWritable,
-    pendingBytes: () => framed.pendingBytes() + heldBytes,
-    writingSince: framed.writingSince,
-    heard: () => heard,
-    ping: () => {
-      // The body is opaque to the peer (§7.4): a counter, so that PINGs differ on the wire.
-      const body = new Uint8Array(KEEP_ALIVE_BODY_LENGTH)
-      new DataView(body.buffer).setBigUint64(0, BigInt(++pings))
-      write(MessageType.PING, body)
-    },
-    listen,
-    close: (flushWithin) =>
-      Effect.suspend(() => {
-        if (!closing && ended === undefined) initiatedClose = true
-        sendClose()
-        finish(new ConnectionClosed({ reason: "Closed" }))
-        return release(flushWithin)
-      }),
-    fail,
-    release
+  get awaitWritable(): Effect.Effect<void> {
+    return this.framed.awaitWritable
+  }
+
+  pendingBytes(): number {
+    return this.framed.pendingBytes() + this.heldBytes
+  }
+
+  writingSince(): number | undefined {
+    return this.framed.writingSince()
+  }
+
+  heard(): number {
+    return this.heardFrames
+  }
+
+  ping(): void {
+    // The body is opaque to the peer (§7.4): a counter, so that PINGs differ on the wire.
+    const body = new Uint8Array(KEEP_ALIVE_BODY_LENGTH)
+    new DataView(body.buffer).setBigUint64(0, BigInt(++this.pings))
+    this.write(MessageType.PING, body)
+  }
+
+  close(flushWithin: Duration.DurationInput): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      if (!this.closing && this.ended === undefined) this.initiatedClose = true
+      this.sendClose()
+      this.finish(new ConnectionClosed({ reason: "Closed" }))
+      return this.release(flushWithin)
+    })
   }
 }

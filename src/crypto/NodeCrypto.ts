@@ -265,11 +265,22 @@ const hkdf = (ikm: Uint8Array, salt: Uint8Array, info: Uint8Array, length: numbe
  * Results are Buffers, possibly views into Node's shared allocation pool for small sizes: use them
  * as `Uint8Array`s (offset and length included), never through their `.buffer` alone.
  */
-const makeAead = (key: NodeCrypto.KeyObject): Aead => ({
-  seal: (nonce, aad, plaintext) => {
+/**
+ * AES-256-GCM under one key. Each session keeps two for as long as it lives, so the operations are
+ * shared functions that read the key from the object they are called on, not closures per key
+ * (docs/resources.md, "Memory of an idle session"); the key is an own property, so that a copy of the
+ * object (`{ ...aead, tagParts }`, as a wrapping `Crypto` may make) still works.
+ */
+interface KeyedAead extends Aead {
+  readonly key: NodeCrypto.KeyObject
+}
+
+const aeadOperations = {
+
+  seal(this: KeyedAead, nonce: Uint8Array, aad: Uint8Array, plaintext: Uint8Array): Either.Either<Uint8Array, CryptoError> {
     if (nonce.length !== AEAD_NONCE_LENGTH) return Either.left(invalidLength("AES-GCM nonce must be 12 bytes"))
     try {
-      const cipher = NodeCrypto.createCipheriv("aes-256-gcm", key, nonce, { authTagLength: AEAD_TAG_LENGTH })
+      const cipher = NodeCrypto.createCipheriv("aes-256-gcm", this.key, nonce, { authTagLength: AEAD_TAG_LENGTH })
       cipher.setAAD(aad)
       const body = cipher.update(plaintext)
       // GCM is a stream mode: `final` yields no bytes, so one concat is the only copy.
@@ -280,10 +291,10 @@ const makeAead = (key: NodeCrypto.KeyObject): Aead => ({
       return Either.left(internal(`seal: ${messageOf(cause)}`))
     }
   },
-  sealParts: (nonce, aad, parts) => {
+  sealParts(this: KeyedAead, nonce: Uint8Array, aad: Uint8Array, parts: ReadonlyArray<Uint8Array>): Either.Either<Array<Uint8Array>, CryptoError> {
     if (nonce.length !== AEAD_NONCE_LENGTH) return Either.left(invalidLength("AES-GCM nonce must be 12 bytes"))
     try {
-      const cipher = NodeCrypto.createCipheriv("aes-256-gcm", key, nonce, { authTagLength: AEAD_TAG_LENGTH })
+      const cipher = NodeCrypto.createCipheriv("aes-256-gcm", this.key, nonce, { authTagLength: AEAD_TAG_LENGTH })
       cipher.setAAD(aad)
       const out: Array<Uint8Array> = []
       for (const part of parts) if (part.length > 0) out.push(cipher.update(part))
@@ -295,12 +306,12 @@ const makeAead = (key: NodeCrypto.KeyObject): Aead => ({
       return Either.left(internal(`seal: ${messageOf(cause)}`))
     }
   },
-  open: (nonce, aad, sealed) => {
+  open(this: KeyedAead, nonce: Uint8Array, aad: Uint8Array, sealed: Uint8Array): Either.Either<Uint8Array, CryptoError> {
     if (nonce.length !== AEAD_NONCE_LENGTH) return Either.left(invalidLength("AES-GCM nonce must be 12 bytes"))
     if (sealed.length < AEAD_TAG_LENGTH) return decryptFailed
     try {
       const split = sealed.length - AEAD_TAG_LENGTH
-      const decipher = NodeCrypto.createDecipheriv("aes-256-gcm", key, nonce, { authTagLength: AEAD_TAG_LENGTH })
+      const decipher = NodeCrypto.createDecipheriv("aes-256-gcm", this.key, nonce, { authTagLength: AEAD_TAG_LENGTH })
       decipher.setAuthTag(sealed.subarray(split))
       decipher.setAAD(aad)
       const body = decipher.update(sealed.subarray(0, split))
@@ -312,10 +323,10 @@ const makeAead = (key: NodeCrypto.KeyObject): Aead => ({
     }
   },
   // GMAC through GCM with nothing to encrypt: one GHASH pass over the parts, no copy of them.
-  tagParts: (nonce, parts) => {
+  tagParts(this: KeyedAead, nonce: Uint8Array, parts: ReadonlyArray<Uint8Array>): Either.Either<Uint8Array, CryptoError> {
     if (nonce.length !== AEAD_NONCE_LENGTH) return Either.left(invalidLength("AES-GCM nonce must be 12 bytes"))
     try {
-      const cipher = NodeCrypto.createCipheriv("aes-256-gcm", key, nonce, { authTagLength: AEAD_TAG_LENGTH })
+      const cipher = NodeCrypto.createCipheriv("aes-256-gcm", this.key, nonce, { authTagLength: AEAD_TAG_LENGTH })
       for (const part of parts) if (part.length > 0) cipher.setAAD(part)
       cipher.final()
       return Either.right(cipher.getAuthTag())
@@ -324,11 +335,11 @@ const makeAead = (key: NodeCrypto.KeyObject): Aead => ({
     }
   },
   // OpenSSL compares the tag in `final`, in constant time.
-  verifyParts: (nonce, parts, tag) => {
+  verifyParts(this: KeyedAead, nonce: Uint8Array, parts: ReadonlyArray<Uint8Array>, tag: Uint8Array): Either.Either<void, CryptoError> {
     if (nonce.length !== AEAD_NONCE_LENGTH) return Either.left(invalidLength("AES-GCM nonce must be 12 bytes"))
     if (tag.length !== AEAD_TAG_LENGTH) return decryptFailed
     try {
-      const decipher = NodeCrypto.createDecipheriv("aes-256-gcm", key, nonce, { authTagLength: AEAD_TAG_LENGTH })
+      const decipher = NodeCrypto.createDecipheriv("aes-256-gcm", this.key, nonce, { authTagLength: AEAD_TAG_LENGTH })
       decipher.setAuthTag(tag)
       for (const part of parts) if (part.length > 0) decipher.setAAD(part)
       decipher.final()
@@ -337,13 +348,20 @@ const makeAead = (key: NodeCrypto.KeyObject): Aead => ({
       return decryptFailed
     }
   }
-})
+}
 
 const aead = (key: Uint8Array): Either.Either<Aead, CryptoError> => {
   if (key.length !== AEAD_KEY_LENGTH) return Either.left(invalidLength("AES-256-GCM key must be 32 bytes"))
   // One KeyObject per key, so no frame copies the key into OpenSSL again.
   return Either.try({
-    try: () => makeAead(NodeCrypto.createSecretKey(key)),
+    try: (): KeyedAead => ({
+      key: NodeCrypto.createSecretKey(key),
+      seal: aeadOperations.seal,
+      sealParts: aeadOperations.sealParts,
+      open: aeadOperations.open,
+      tagParts: aeadOperations.tagParts,
+      verifyParts: aeadOperations.verifyParts
+    }),
     catch: (cause) => internal(`aead: ${messageOf(cause)}`)
   })
 }

@@ -46,7 +46,7 @@ export const trafficKeys = (crypto: CryptoService, secret: Uint8Array): TrafficK
 })
 
 /** The next generation after a KEY_UPDATE (PROTOCOL.md §7.2): the old secret is never used again. */
-export const nextTrafficKeys = (crypto: CryptoService, current: TrafficKeys): TrafficKeys =>
+export const nextTrafficKeys = (crypto: CryptoService, current: Pick<TrafficKeys, "secret">): TrafficKeys =>
   trafficKeys(crypto, expand(crypto, current.secret, Labels.update, 32))
 
 /**

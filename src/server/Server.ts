@@ -6,11 +6,9 @@
  * the server is interrupted, the listener closes and every open session is sent CLOSE
  * (PROTOCOL.md §7.1) before its socket is released.
  */
-import { NodeSocket, NodeSocketServer } from "@effect/platform-node"
 import * as Socket from "@effect/platform/Socket"
 import type * as SocketServer from "@effect/platform/SocketServer"
-import { Cause, Clock, Deferred, Duration, Effect, Layer, Option } from "effect"
-import type { Scope } from "effect"
+import { Cause, Clock, Context, Deferred, Duration, Effect, Exit, FiberRef, HashMap, Layer, Option, Scope } from "effect"
 import { Crypto, type CryptoService } from "../crypto/Crypto.js"
 import * as NodeCrypto from "../crypto/NodeCrypto.js"
 import { AuthFailed, HandshakeError, type InvalidArgument, type ListenFailed } from "../errors.js"
@@ -28,7 +26,9 @@ import { makeMemoryPool } from "../session/Budget.js"
 import { makeWatchdog, SERVER_TICK } from "../session/Watchdog.js"
 import { fromHandshake, type Session, type SessionOptions, type SessionSetup } from "../session/Session.js"
 import { listenFailed } from "../transport/NetErrors.js"
+import { listenTcp } from "../transport/NetListener.js"
 import { netSocket } from "../transport/Transport.js"
+import type * as Net from "node:net"
 import { encodeFrame } from "../wire/Frame.js"
 import { AlertCode, MessageType } from "../wire/Messages.js"
 import { countTagged, LOG_PEER, LOG_SESSION, refusedConnections } from "../Observability.js"
@@ -211,27 +211,10 @@ const makeLoadSignal = (crypto: CryptoService, threshold: number) => {
 }
 
 /** The peer's address and port for logs, and its IP alone for the throttle. */
-const peerOf = Effect.map(Effect.serviceOption(NodeSocket.NetSocket), (conn) => ({
-  peer: Option.getOrElse(
-    Option.flatMap(conn, (c) => Option.fromNullable(c.remoteAddress === undefined ? undefined : `${c.remoteAddress}:${c.remotePort}`)),
-    () => "unknown"
-  ),
-  ip: Option.getOrUndefined(Option.flatMap(conn, (c) => Option.fromNullable(c.remoteAddress)))
-}))
-
-/**
- * The connection as the session drives it: the raw `net.Socket` that `NodeSocketServer` puts in the
- * handler's context, through src/transport/Transport.ts (writes that do not wait for their flush).
- * The platform server is kept for what it does well, binding (`ListenFailed`), the accept loop and
- * interrupting every connection's fiber when the server stops; only the byte pipe is ours, so
- * `maxConnections`, refusals and evictions are unchanged. The platform socket is used only for a
- * connection without a `net.Socket` (none today).
- */
-const liveSocket = (socket: Socket.Socket) =>
-  Effect.flatMap(
-    Effect.serviceOption(NodeSocket.NetSocket),
-    Option.match({ onNone: () => Effect.succeed(socket), onSome: netSocket })
-  )
+const peerOf = (conn: Net.Socket) => ({
+  peer: conn.remoteAddress === undefined ? "unknown" : `${conn.remoteAddress}:${conn.remotePort}`,
+  ip: conn.remoteAddress
+})
 
 /**
  * Refuses a connection: one plaintext alert (PROTOCOL.md §6: LIMIT_EXCEEDED over the limit, THROTTLED
@@ -288,16 +271,16 @@ export const listen = (options: ServeOptions): Effect.Effect<Server, ListenFaile
     yield* checkServeOptions(options)
     const host = options.host ?? "127.0.0.1"
     // Frames are already coalesced by the writer; Nagle would only add latency to replies.
-    const listener = yield* NodeSocketServer.make({ host, port: options.port, noDelay: true }).pipe(
+    const listener = yield* listenTcp({ host, port: options.port, noDelay: true }).pipe(
       Effect.mapError(listenFailed(host, options.port))
     )
-    const address = listener.address._tag === "TcpAddress"
-      ? listener.address
-      : { _tag: "TcpAddress" as const, hostname: "", port: 0 }
+    const address = listener.address
     const maxConnections = options.maxConnections ?? 1024
     let connections = 0
     const pool = makeMemoryPool(options.memoryBudget ?? DEFAULT_MEMORY_BUDGET)
     const watchdog = yield* makeWatchdog(SERVER_TICK)
+    // One runtime for every session's release at its end, rather than one captured by each.
+    const runtime = yield* Effect.runtime<never>()
     const idleTimeout = options.idleTimeout ?? DEFAULT_SERVER_IDLE_TIMEOUT
     // One P-521 work pool for the whole server, so that its caps on work in flight and waiting hold
     // across connections (PROTOCOL.md §10.5); a `Crypto` in the context (tests) is used as it is.
@@ -334,66 +317,97 @@ export const listen = (options: ServeOptions): Effect.Effect<Server, ListenFaile
       return failureLog(cause, peer)
     }
 
-    // Kept flat on purpose: every wrapper here stays on the stack of each connection's fiber for as
-    // long as the session lives (docs/resources.md), so the slot is a counter released by the
-    // connection's scope, and the session object is handed to the handler without being held.
+    // Kept flat on purpose: every wrapper of the connection's effect stays on its fiber's stack, with
+    // its closures, for as long as the session lives (docs/resources.md, "Memory of an idle
+    // session"). So the connection's scope is made and closed here by hand rather than by
+    // `Effect.scoped`, and the scope and the log annotations are set on the connection's fiber
+    // rather than provided around the handler: the fiber ends with the connection, so nothing needs
+    // restoring. The slot is a counter given back by that scope, and the session object goes to the
+    // handler without the server holding it.
+    const connection = <E, R>(
+      conn: Net.Socket,
+      scope: Scope.CloseableScope,
+      handler: (session: Session) => Effect.Effect<unknown, E, R>,
+      log: { peer: string }
+    ): Effect.Effect<Effect.Effect<unknown, unknown, Exclude<R, Scope.Scope>>> =>
+      Effect.gen(function*() {
+        const { ip, peer } = peerOf(conn)
+        // The connection is ours from here: the session's transport takes it over, and whatever
+        // happens before, it goes with the connection's scope.
+        const socket = yield* netSocket(conn)
+        log.peer = peer
+        yield* FiberRef.update(FiberRef.currentLogAnnotations, HashMap.set<string, unknown>(LOG_PEER, peer))
+        // An address refused after failed passwords costs no handshake work at all (§10.5).
+        const key = throttle === undefined ? undefined : addressKey(ip)
+        if (throttle !== undefined && key !== undefined && Option.isSome(yield* throttle.refusal(key))) {
+          countTagged(refusedConnections, { reason: "throttled" })
+          yield* throttledRefusalLog(key)
+          return refuse(socket, AlertCode.THROTTLED)
+        }
+        // One handshake in progress for the address, held until its outcome is counted, not for the
+        // session; given back by the connection's scope too, should the handshake never start (§10.5).
+        let guessing = false
+        const endGuess = () => {
+          if (guessing && throttle !== undefined && key !== undefined) throttle.end(key)
+          guessing = false
+        }
+        const guessed = Effect.sync(endGuess)
+        if (throttle !== undefined && key !== undefined) {
+          throttle.begin(key)
+          guessing = true
+        }
+        // The connection's slot and its guess, given back by one finalizer.
+        let admitted = false
+        yield* Scope.addFinalizer(
+          scope,
+          Effect.sync(() => {
+            if (admitted) connections--
+            endGuess()
+            if (!conn.destroyed) conn.destroySoon()
+          })
+        )
+        // Full: a handshake waiting on a silent peer makes room; the evicted connection gives its
+        // count back as it closes, so the count may exceed the cap by the evictions in progress.
+        if (connections >= maxConnections && !(yield* handshakes.evictWaiting)) {
+          countTagged(refusedConnections, { reason: "maxConnections" })
+          yield* refusedLog
+          return refuse(socket)
+        }
+        // Checked and taken in one synchronous step; the finalizer above gives it back.
+        admitted = true
+        connections++
+        const slot = yield* handshakeSlot
+        const established = yield* Effect.exit(
+          session({ ...options, peer, pool, watchdog, idleTimeout, runtime }, slot).pipe(
+            Effect.provideService(Socket.Socket, socket),
+            Effect.provideService(Crypto, crypto),
+            Effect.provideService(Scope.Scope, scope),
+            // The handshake's outcome only: a handler's own errors are not the peer's guesses.
+            Effect.tapErrorCause((cause) => countGuess(cause, ip)),
+            Effect.ensuring(guessed)
+          )
+        )
+        if (Exit.isFailure(established)) return Effect.failCause(established.cause)
+        yield* FiberRef.update(FiberRef.currentLogAnnotations, HashMap.set<string, unknown>(LOG_SESSION, established.value.info.id))
+        yield* FiberRef.update(FiberRef.currentContext, Context.add(Scope.Scope, scope))
+        // Returned, not run here: the generator's frame is gone by the time the handler runs. The
+        // handler's `Scope` is the connection's, set in this fiber's context above.
+        return handler(established.value) as Effect.Effect<unknown, E, Exclude<R, Scope.Scope>>
+      })
+
     const run = <E, R>(handler: (session: Session) => Effect.Effect<unknown, E, R>) =>
-      listener.run((socket) =>
-        Effect.scoped(
-          Effect.gen(function*() {
-            let admitted = false
-            yield* Effect.addFinalizer(() =>
-              Effect.sync(() => {
-                if (admitted) connections--
-              })
-            )
-            const { ip, peer } = yield* peerOf
-            // Set for the connection's scope rather than wrapped around it, so no frame stays on its stack.
-            yield* Effect.annotateLogsScoped(LOG_PEER, peer)
-            // An address refused after failed passwords costs no handshake work at all (§10.5).
-            const key = throttle === undefined ? undefined : addressKey(ip)
-            if (throttle !== undefined && key !== undefined && Option.isSome(yield* throttle.refusal(key))) {
-              countTagged(refusedConnections, { reason: "throttled" })
-              yield* throttledRefusalLog(key)
-              return yield* refuse(socket, AlertCode.THROTTLED)
-            }
-            // One handshake in progress for the address, held until its outcome is counted, not for the
-            // session; given back by the connection's scope too, should the handshake never start (§10.5).
-            let guessing = false
-            const guessed = Effect.sync(() => {
-              if (guessing && throttle !== undefined && key !== undefined) throttle.end(key)
-              guessing = false
+      listener.run((conn) =>
+        Effect.uninterruptibleMask((restore) =>
+          Effect.flatMap(Scope.make(), (scope) => {
+            const log = { peer: "unknown" }
+            return Effect.matchCauseEffect(restore(Effect.flatten(connection(conn, scope, handler, log))), {
+              onSuccess: () => Scope.close(scope, Exit.void),
+              // The server stopping interrupts its connections: that is no failure to log.
+              onFailure: (cause) =>
+                Cause.isInterruptedOnly(cause)
+                  ? Scope.close(scope, Exit.failCause(cause))
+                  : Effect.zipRight(logFailure(cause, log.peer), Scope.close(scope, Exit.failCause(cause)))
             })
-            if (throttle !== undefined && key !== undefined) {
-              throttle.begin(key)
-              guessing = true
-              yield* Effect.addFinalizer(() => guessed)
-            }
-            // Full: a handshake waiting on a silent peer makes room; the evicted connection gives its
-            // count back as it closes, so the count may exceed the cap by the evictions in progress.
-            if (connections >= maxConnections && !(yield* handshakes.evictWaiting)) {
-              countTagged(refusedConnections, { reason: "maxConnections" })
-              yield* refusedLog
-              return yield* refuse(socket)
-            }
-            // Checked and taken in one synchronous step; the finalizer above gives it back.
-            admitted = true
-            connections++
-            const live = yield* liveSocket(socket)
-            return yield* Effect.flatMap(handshakeSlot, (slot) =>
-              Effect.flatMap(
-                session({ ...options, peer, pool, watchdog, idleTimeout }, slot).pipe(
-                  Effect.provideService(Socket.Socket, live),
-                  Effect.provideService(Crypto, crypto),
-                  // The handshake's outcome only: a handler's own errors are not the peer's guesses.
-                  Effect.tapErrorCause((cause) => countGuess(cause, ip)),
-                  Effect.ensuring(guessed)
-                ),
-                (session) => Effect.zipRight(Effect.annotateLogsScoped(LOG_SESSION, session.info.id), handler(session))
-              )).pipe(
-                Effect.asVoid,
-                Effect.catchAllCause((cause) => logFailure(cause, peer))
-              )
           })
         )
       )

@@ -57,43 +57,50 @@ export interface ByteBudgetOptions {
   readonly pool: MemoryPool
 }
 
-export const makeByteBudget = (options: ByteBudgetOptions): ByteBudget => {
-  const { allowance, limit, pool } = options
-  let held = 0
-  /** Of `held`, the part taken from the pool (what lies above the allowance). */
-  let fromPool = 0
-  let closed = false
+export const makeByteBudget = (options: ByteBudgetOptions): ByteBudget => new ConnectionBudget(options.limit, options.allowance, options.pool)
 
-  const settlePool = () => {
-    const needed = Math.max(0, held - allowance)
-    if (needed < fromPool) {
-      pool.release(fromPool - needed)
-      fromPool = needed
+/** A class, so that every connection's account is one small object (docs/resources.md). */
+class ConnectionBudget implements ByteBudget {
+  private heldBytes = 0
+  /** Of `heldBytes`, the part taken from the pool (what lies above the allowance). */
+  private fromPool = 0
+  private closed = false
+
+  constructor(private readonly limit: number, private readonly allowance: number, private readonly pool: MemoryPool) {}
+
+  private settlePool(): void {
+    const needed = Math.max(0, this.heldBytes - this.allowance)
+    if (needed < this.fromPool) {
+      this.pool.release(this.fromPool - needed)
+      this.fromPool = needed
     }
   }
 
-  return {
-    held: () => held,
-    charge: (bytes) => {
-      if (closed || held + bytes > limit) return "ConnectionLimit"
-      const needed = Math.max(0, held + bytes - allowance)
-      if (needed > fromPool) {
-        if (!pool.reserve(needed - fromPool)) return "PoolExhausted"
-        fromPool = needed
-      }
-      held += bytes
-      return undefined
-    },
-    refund: (bytes) => {
-      if (closed) return
-      held = Math.max(0, held - bytes)
-      settlePool()
-    },
-    close: () => {
-      if (closed) return
-      closed = true
-      held = 0
-      settlePool()
+  held(): number {
+    return this.heldBytes
+  }
+
+  charge(bytes: number): BudgetRefusal | undefined {
+    if (this.closed || this.heldBytes + bytes > this.limit) return "ConnectionLimit"
+    const needed = Math.max(0, this.heldBytes + bytes - this.allowance)
+    if (needed > this.fromPool) {
+      if (!this.pool.reserve(needed - this.fromPool)) return "PoolExhausted"
+      this.fromPool = needed
     }
+    this.heldBytes += bytes
+    return undefined
+  }
+
+  refund(bytes: number): void {
+    if (this.closed) return
+    this.heldBytes = Math.max(0, this.heldBytes - bytes)
+    this.settlePool()
+  }
+
+  close(): void {
+    if (this.closed) return
+    this.closed = true
+    this.heldBytes = 0
+    this.settlePool()
   }
 }

@@ -34,29 +34,39 @@ export const makeContext = (
   crypto: CryptoService,
   budget: ByteBudget,
   maxBuffered: number
-): SessionContext => {
-  const fail = (error: ProtocolError) => channel.fail(error)
-  return {
-    channel,
-    crypto,
-    encrypted: channel.info.encrypted,
-    budget,
-    ended: undefined,
-    fail,
-    charge: (bytes) => {
-      const refusal = budget.charge(bytes)
-      if (refusal === undefined) return true
-      countTagged(budgetExhaustions, { reason: refusal })
-      fail(
-        new ProtocolError({
-          reason: "LimitExceeded",
-          detail: refusal === "ConnectionLimit"
-            ? `more than maxBufferedBytes (${maxBuffered}) held for the peer`
-            : "the server's memory budget is exhausted"
-        })
-      )
-      return false
-    }
+): SessionContext => new Shared(channel, crypto, budget, maxBuffered)
+
+/** A class, so that what every part of an idle session shares is one object (docs/resources.md). */
+class Shared implements SessionContext {
+  readonly encrypted: boolean
+  ended: SessionError | undefined = undefined
+
+  constructor(
+    readonly channel: SecureChannel,
+    readonly crypto: CryptoService,
+    readonly budget: ByteBudget,
+    private readonly maxBuffered: number
+  ) {
+    this.encrypted = channel.info.encrypted
+  }
+
+  fail(error: ProtocolError): void {
+    this.channel.fail(error)
+  }
+
+  charge(bytes: number): boolean {
+    const refusal = this.budget.charge(bytes)
+    if (refusal === undefined) return true
+    countTagged(budgetExhaustions, { reason: refusal })
+    this.fail(
+      new ProtocolError({
+        reason: "LimitExceeded",
+        detail: refusal === "ConnectionLimit"
+          ? `more than maxBufferedBytes (${this.maxBuffered}) held for the peer`
+          : "the server's memory budget is exhausted"
+      })
+    )
+    return false
   }
 }
 

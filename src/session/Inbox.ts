@@ -74,62 +74,80 @@ export const unexpected = (filter: PacketFilter | undefined, packet: { readonly 
     received: { type: packet.type, id: packet.id }
   })
 
-export const makeInbox = (ctx: SessionContext, maxQueued: number): Inbox => {
-  const items: Array<InboxItem> = []
-  const takers: Array<Resume<InboxItem>> = []
-  /** One per running `serve`. */
-  const servers: Array<InboxServer> = []
+export const makeInbox = (ctx: SessionContext, maxQueued: number): Inbox => new Mailroom(ctx, maxQueued)
 
-  const deliver = (item: InboxItem) => {
-    const taker = takers.shift()
+/**
+ * A class, so that an idle session's inbox is one object, its arrays made by their first item
+ * (docs/resources.md, "Memory of an idle session").
+ */
+class Mailroom implements Inbox {
+  private readonly items: Array<InboxItem> = []
+  private takers: Array<Resume<InboxItem>> | undefined = undefined
+  /** One per running `serve`. */
+  private servers: Array<InboxServer> | undefined = undefined
+
+  constructor(private readonly ctx: SessionContext, private readonly maxQueued: number) {}
+
+  deliver(item: InboxItem): void {
+    const taker = this.takers?.shift()
     if (taker !== undefined) return taker(Exit.succeed(item))
     // Straight to a `serve` with a free slot, in this dispatch step (docs/performance.md); never
     // ahead of what already waits, so items are started in arrival order.
-    if (items.length === 0) for (const server of servers) if (server.offer(item)) return
-    if (items.length >= maxQueued) return ctx.fail(new ProtocolError({ reason: "LimitExceeded", detail: "too many queued packets" }))
-    items.push(item)
+    if (this.items.length === 0 && this.servers !== undefined) for (const server of this.servers) if (server.offer(item)) return
+    if (this.items.length >= this.maxQueued) return this.ctx.fail(new ProtocolError({ reason: "LimitExceeded", detail: "too many queued packets" }))
+    this.items.push(item)
   }
 
-  const take: Effect.Effect<InboxItem, SessionError> = Effect.async<InboxItem, SessionError>((resume) => {
-    const item = items.shift()
-    if (item !== undefined) return resume(Effect.succeed(item))
-    if (ctx.ended !== undefined) return resume(Effect.fail(ctx.ended))
-    const taker: Resume<InboxItem> = (exit) => resume(exit)
-    takers.push(taker)
-    return Effect.sync(() => {
-      const i = takers.indexOf(taker)
-      if (i >= 0) takers.splice(i, 1)
-    })
-  })
+  deliverPacket(packet: Packet, request: boolean, charged: number): void {
+    const extra = ITEM_OVERHEAD + (charged === 0 ? packet.payload.length : 0)
+    if (!this.ctx.charge(extra)) return this.ctx.budget.refund(charged)
+    this.deliver({ _tag: "Packet", packet, charged: charged + extra, request })
+  }
 
-  return {
-    deliverPacket: (packet, request, charged) => {
-      const extra = ITEM_OVERHEAD + (charged === 0 ? packet.payload.length : 0)
-      if (!ctx.charge(extra)) return ctx.budget.refund(charged)
-      deliver({ _tag: "Packet", packet, charged: charged + extra, request })
-    },
-    deliver,
-    take,
-    takeMatching: (filter) =>
-      Effect.flatMap(take, (item): Effect.Effect<InboxItem, UnexpectedPacket> => {
-        const header = item._tag === "Packet" ? item.packet : item
-        if (matches(filter, header)) return Effect.succeed(item)
-        release(ctx.budget, item)
-        return Effect.fail(unexpected(filter, header))
-      }),
-    poll: () => items.shift(),
-    addServer: (server) => {
-      servers.push(server)
-      return () => {
-        const i = servers.indexOf(server)
-        if (i >= 0) servers.splice(i, 1)
-      }
-    },
-    size: () => items.length,
-    end: (failure, orderly) => {
-      for (const taker of takers.splice(0)) taker(failure)
-      if (!orderly) items.length = 0
-      for (const server of [...servers]) server.ready()
+  get take(): Effect.Effect<InboxItem, SessionError> {
+    return Effect.async<InboxItem, SessionError>((resume) => {
+      const item = this.items.shift()
+      if (item !== undefined) return resume(Effect.succeed(item))
+      if (this.ctx.ended !== undefined) return resume(Effect.fail(this.ctx.ended))
+      const takers = this.takers ?? (this.takers = [])
+      const taker: Resume<InboxItem> = (exit) => resume(exit)
+      takers.push(taker)
+      return Effect.sync(() => {
+        const i = takers.indexOf(taker)
+        if (i >= 0) takers.splice(i, 1)
+      })
+    })
+  }
+
+  takeMatching(filter: PacketFilter | undefined): Effect.Effect<InboxItem, SessionError | UnexpectedPacket> {
+    return Effect.flatMap(this.take, (item): Effect.Effect<InboxItem, UnexpectedPacket> => {
+      const header = item._tag === "Packet" ? item.packet : item
+      if (matches(filter, header)) return Effect.succeed(item)
+      release(this.ctx.budget, item)
+      return Effect.fail(unexpected(filter, header))
+    })
+  }
+
+  poll(): InboxItem | undefined {
+    return this.items.shift()
+  }
+
+  addServer(server: InboxServer): () => void {
+    const servers = this.servers ?? (this.servers = [])
+    servers.push(server)
+    return () => {
+      const i = servers.indexOf(server)
+      if (i >= 0) servers.splice(i, 1)
     }
+  }
+
+  size(): number {
+    return this.items.length
+  }
+
+  end(failure: Exit.Exit<never, SessionError>, orderly: boolean): void {
+    if (this.takers !== undefined) for (const taker of this.takers.splice(0)) taker(failure)
+    if (!orderly) this.items.length = 0
+    if (this.servers !== undefined) for (const server of [...this.servers]) server.ready()
   }
 }

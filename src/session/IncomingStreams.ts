@@ -51,10 +51,17 @@ export interface IncomingStreams {
   readonly toIncomingStream: (item: InboxItem) => IncomingStream
 }
 
-export const makeIncomingStreams = (ctx: SessionContext, maxMessageSize: number): IncomingStreams => {
-  const { budget, channel } = ctx
+export const makeIncomingStreams = (ctx: SessionContext, maxMessageSize: number): IncomingStreams =>
+  new StreamReceiver(ctx, maxMessageSize)
 
-  const finish = (state: IncomingStreamState, exit: Exit.Exit<void, SessionError>) => {
+/**
+ * A class, so that an idle session's receiving side for streams is one object rather than a closure
+ * per operation (docs/resources.md, "Memory of an idle session").
+ */
+class StreamReceiver implements IncomingStreams {
+  constructor(private readonly ctx: SessionContext, private readonly maxMessageSize: number) {}
+
+  finish(state: IncomingStreamState, exit: Exit.Exit<void, SessionError>): void {
     state.done = exit
     if (state.waiter !== undefined && state.chunks.length === 0) {
       const waiter = state.waiter
@@ -63,15 +70,16 @@ export const makeIncomingStreams = (ctx: SessionContext, maxMessageSize: number)
     }
   }
 
-  const cancel = (state: IncomingStreamState) => {
+  cancel(state: IncomingStreamState): void {
+    const ctx = this.ctx
     if (state.done !== undefined || state.cancelled || ctx.ended !== undefined) return
     state.cancelled = true
-    for (const chunk of state.chunks.splice(0)) budget.refund(chunk.length)
-    channel.write(MessageType.STREAM_CANCEL, encodeStreamCancel(state.streamId))
+    for (const chunk of state.chunks.splice(0)) ctx.budget.refund(chunk.length)
+    ctx.channel.write(MessageType.STREAM_CANCEL, encodeStreamCancel(state.streamId))
   }
 
-  const pullChunk = (state: IncomingStreamState): Effect.Effect<Option.Option<Uint8Array>, SessionError> =>
-    Effect.async<Option.Option<Uint8Array>, SessionError>((resume) => {
+  private pullChunk(state: IncomingStreamState): Effect.Effect<Option.Option<Uint8Array>, SessionError> {
+    return Effect.async<Option.Option<Uint8Array>, SessionError>((resume) => {
       const chunk = state.chunks.shift()
       if (chunk !== undefined) return resume(Effect.succeed(Option.some(chunk)))
       if (state.done !== undefined) {
@@ -82,13 +90,14 @@ export const makeIncomingStreams = (ctx: SessionContext, maxMessageSize: number)
         state.waiter = undefined
       })
     })
+  }
 
   /** Hands credit back once half the window is consumed, so the sender rarely stalls. */
-  const consumed = (state: IncomingStreamState, bytes: number) => {
-    budget.refund(bytes)
+  private consumed(state: IncomingStreamState, bytes: number): void {
+    this.ctx.budget.refund(bytes)
     state.consumedSinceCredit += bytes
     if (state.done === undefined && state.consumedSinceCredit >= INITIAL_STREAM_CREDIT / 2) {
-      channel.write(MessageType.STREAM_CREDIT, encodeStreamCredit(state.streamId, state.consumedSinceCredit))
+      this.ctx.channel.write(MessageType.STREAM_CREDIT, encodeStreamCredit(state.streamId, state.consumedSinceCredit))
       state.granted += state.consumedSinceCredit
       state.consumedSinceCredit = 0
     }
@@ -98,33 +107,35 @@ export const makeIncomingStreams = (ctx: SessionContext, maxMessageSize: number)
    * A stream's data for its consumer. A consumer that stops early cancels the rest (PROTOCOL.md
    * §9.4) and gives back what was waiting for it.
    */
-  const streamOf = (state: IncomingStreamState): Stream.Stream<Uint8Array, SessionError> =>
-    Stream.repeatEffectOption(
-      pullChunk(state).pipe(
+  private streamOf(state: IncomingStreamState): Stream.Stream<Uint8Array, SessionError> {
+    return Stream.repeatEffectOption(
+      this.pullChunk(state).pipe(
         Effect.mapError(Option.some),
         Effect.flatMap(Option.match({
           onNone: () => Effect.fail(Option.none()),
           onSome: (chunk) =>
             Effect.sync(() => {
-              consumed(state, chunk.length)
+              this.consumed(state, chunk.length)
               return chunk
             })
         }))
       )
     ).pipe(
       Stream.ensuring(Effect.sync(() => {
-        for (const chunk of state.chunks.splice(0)) budget.refund(chunk.length)
-        cancel(state)
+        for (const chunk of state.chunks.splice(0)) this.ctx.budget.refund(chunk.length)
+        this.cancel(state)
       }))
     )
+  }
 
   /**
    * The running total is checked against `maxMessageSize` as the data arrives and charged to the
    * budget, so an endless stream ends the session at the limit instead of growing without bound
    * (PROTOCOL.md §9.3).
    */
-  const collect = (item: InboxItem): Effect.Effect<readonly [Packet, number], SessionError> => {
+  collect(item: InboxItem): Effect.Effect<readonly [Packet, number], SessionError> {
     if (item._tag === "Packet") return Effect.succeed([item.packet, item.charged] as const)
+    const { ctx, maxMessageSize } = this
     const chunks: Array<Uint8Array> = []
     let total = 0
     const tooLarge = () => {
@@ -132,7 +143,7 @@ export const makeIncomingStreams = (ctx: SessionContext, maxMessageSize: number)
       ctx.fail(error)
       return error
     }
-    return Stream.runForEach(streamOf(item.state), (chunk) =>
+    return Stream.runForEach(this.streamOf(item.state), (chunk) =>
       Effect.suspend(() => {
         if (total + chunk.length > maxMessageSize) return Effect.fail(tooLarge())
         if (!ctx.charge(chunk.length)) return Effect.fail(ctx.ended ?? tooLarge())
@@ -140,13 +151,13 @@ export const makeIncomingStreams = (ctx: SessionContext, maxMessageSize: number)
         chunks.push(chunk)
         return Effect.void
       })).pipe(
-        Effect.onError(() => Effect.sync(() => budget.refund(total))),
+        Effect.onError(() => Effect.sync(() => ctx.budget.refund(total))),
         Effect.map(() => [new Packet({ id: item.id, type: item.type, payload: joinChunks(chunks, total) }, true), total] as const)
       )
   }
 
-  return {
-    open: (streamId) => ({
+  open(streamId: number): IncomingStreamState {
+    return {
       _tag: "Stream",
       streamId,
       chunks: [],
@@ -155,46 +166,53 @@ export const makeIncomingStreams = (ctx: SessionContext, maxMessageSize: number)
       consumedSinceCredit: 0,
       done: undefined,
       waiter: undefined,
-      hasher: newHasher(ctx),
+      hasher: newHasher(this.ctx),
       cancelled: false,
       pack: undefined
-    }),
-    data: (state, data) => {
-      state.received += data.length
-      if (state.received > state.granted) return ctx.fail(new ProtocolError({ reason: "LimitExceeded", detail: "stream credit exceeded" }))
-      if (state.cancelled) return
-      if (!ctx.charge(data.length)) return
-      state.hasher?.update(data)
-      // A consumer already waiting takes the view at once; a chunk that waits is owned (`own`).
-      if (state.waiter !== undefined) {
-        const waiter = state.waiter
-        state.waiter = undefined
-        waiter(Exit.succeed(Option.some(data)))
-      } else {
-        queueChunk(state, data)
-      }
-    },
-    end: (state, end) => {
-      if (state.cancelled) return
-      if (end.status !== ChunkEndStatus.OK) {
-        return finish(state, Exit.fail(new ProtocolError({ reason: "StreamIntegrity", detail: "sender aborted the stream" })))
-      }
-      if (!intact(ctx, state.hasher, undefined, end.digest)) {
-        finish(state, Exit.fail(new ProtocolError({ reason: "StreamIntegrity" })))
-        return ctx.fail(new ProtocolError({ reason: "StreamIntegrity" }))
-      }
-      finish(state, Exit.void)
-    },
-    finish,
-    cancel,
-    collect,
-    withPacket: (item, use) =>
-      Effect.flatMap(collect(item), ([packet, charged]) => Effect.ensuring(use(packet), Effect.sync(() => budget.refund(charged)))),
-    toIncomingStream: (item) => {
-      release(budget, item)
-      return item._tag === "Packet"
-        ? { id: item.packet.id, type: item.packet.type, data: Stream.make(item.packet.payload) }
-        : { id: item.id, type: item.type, data: streamOf(item.state) }
     }
+  }
+
+  data(state: IncomingStreamState, data: Uint8Array): void {
+    const ctx = this.ctx
+    state.received += data.length
+    if (state.received > state.granted) return ctx.fail(new ProtocolError({ reason: "LimitExceeded", detail: "stream credit exceeded" }))
+    if (state.cancelled) return
+    if (!ctx.charge(data.length)) return
+    state.hasher?.update(data)
+    // A consumer already waiting takes the view at once; a chunk that waits is owned (`own`).
+    if (state.waiter !== undefined) {
+      const waiter = state.waiter
+      state.waiter = undefined
+      waiter(Exit.succeed(Option.some(data)))
+    } else {
+      queueChunk(state, data)
+    }
+  }
+
+  end(state: IncomingStreamState, end: ChunkEnd): void {
+    const ctx = this.ctx
+    if (state.cancelled) return
+    if (end.status !== ChunkEndStatus.OK) {
+      return this.finish(state, Exit.fail(new ProtocolError({ reason: "StreamIntegrity", detail: "sender aborted the stream" })))
+    }
+    if (!intact(ctx, state.hasher, undefined, end.digest)) {
+      this.finish(state, Exit.fail(new ProtocolError({ reason: "StreamIntegrity" })))
+      return ctx.fail(new ProtocolError({ reason: "StreamIntegrity" }))
+    }
+    this.finish(state, Exit.void)
+  }
+
+  withPacket<A, E, R>(item: InboxItem, use: (packet: Packet) => Effect.Effect<A, E, R>): Effect.Effect<A, SessionError | E, R> {
+    return Effect.flatMap(
+      this.collect(item),
+      ([packet, charged]) => Effect.ensuring(use(packet), Effect.sync(() => this.ctx.budget.refund(charged)))
+    )
+  }
+
+  toIncomingStream(item: InboxItem): IncomingStream {
+    release(this.ctx.budget, item)
+    return item._tag === "Packet"
+      ? { id: item.packet.id, type: item.packet.type, data: Stream.make(item.packet.payload) }
+      : { id: item.id, type: item.type, data: this.streamOf(item.state) }
   }
 }

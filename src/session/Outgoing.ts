@@ -67,42 +67,58 @@ interface StreamCancelled {
 }
 const STREAM_CANCELLED: StreamCancelled = { _tag: "StreamCancelled" }
 
-export const makeOutgoing = (ctx: SessionContext, chunkSize: number): Outgoing => {
-  const { channel, crypto } = ctx
-  const flows = new Map<number, Flow>()
+export const makeOutgoing = (ctx: SessionContext, chunkSize: number): Outgoing => new Sender(ctx, chunkSize)
+
+/**
+ * A class, so that an idle session's sending side is one object rather than a closure per operation
+ * (docs/resources.md, "Memory of an idle session"); a stream's closures live as long as the stream.
+ */
+class Sender implements Outgoing {
+  /** Our streams, by id; made by the first. */
+  private flows: Map<number, Flow> | undefined = undefined
   /** One counter for chunked messages and streams: their ids share one space per direction (PROTOCOL.md §9). */
-  let nextStreamId = 1
+  private nextStreamId = 1
 
-  const checkOpen: Effect.Effect<void, SessionError> = Effect.suspend(() =>
-    ctx.ended === undefined ? Effect.void : Effect.fail(ctx.ended)
-  )
+  constructor(private readonly ctx: SessionContext, private readonly chunkSize: number) {}
 
-  /** Waits out back-pressure after a write, then reports a session that ended meanwhile. */
-  const afterWrite: Effect.Effect<void, SessionError> = Effect.suspend(() =>
-    channel.pendingBytes() > 0 ? Effect.zipRight(channel.awaitWritable, checkOpen) : Effect.void
-  )
+  private get checkOpen(): Effect.Effect<void, SessionError> {
+    const ctx = this.ctx
+    return Effect.suspend(() => ctx.ended === undefined ? Effect.void : Effect.fail(ctx.ended))
+  }
 
-  const writeSmall = (type: number, id: number, packetType: number, payload: Uint8Array) => {
+  /**
+   * Waits out back-pressure after a write, then reports a session that ended meanwhile; decided now,
+   * so only for callers already running.
+   */
+  private afterWriteNow(): Effect.Effect<void, SessionError> {
+    const channel = this.ctx.channel
+    return channel.pendingBytes() > 0 ? Effect.zipRight(channel.awaitWritable, this.checkOpen) : Effect.void
+  }
+
+  private writeSmall(type: number, id: number, packetType: number, payload: Uint8Array): void {
     // The payload goes to the record layer as is: only the 5-byte packet header is built here.
     const head = new Uint8Array(PACKET_HEADER_LENGTH)
     encodePacketInto(head, 0, id, packetType, EMPTY)
-    channel.write(type, head, payload)
+    this.ctx.channel.write(type, head, payload)
   }
 
-  const sendPacket = (packet: Packet, kind: number): Effect.Effect<void, SessionError> =>
-    Effect.suspend(() => {
+  sendPacket(packet: Packet, kind: number): Effect.Effect<void, SessionError> {
+    return Effect.suspend(() => {
+      const { ctx, chunkSize } = this
+      const { channel, crypto } = ctx
       if (ctx.ended !== undefined) return Effect.fail(ctx.ended)
       const payload = packet.payload
       if (payload.length <= chunkSize) {
-        writeSmall(kind, packet.id, packet.type, payload)
-        return afterWrite
+        this.writeSmall(kind, packet.id, packet.type, payload)
+        return this.afterWriteNow()
       }
-      const streamId = nextStreamId++
+      const streamId = this.nextStreamId++
       const streamHead = encodeStreamHead(streamId)
       const flags = kind === MessageType.REPLY ? ChunkFlags.REPLY : kind === MessageType.REQUEST ? ChunkFlags.REQUEST : 0
       channel.write(MessageType.CHUNK_START, encodeChunkStart({ streamId, flags, id: packet.id, type: packet.type, total: payload.length }))
       let offset = 0
       let finished = false
+      const checkOpen = this.checkOpen
       const step: Effect.Effect<void, SessionError> = Effect.suspend(() => {
         if (ctx.ended !== undefined) return Effect.fail(ctx.ended)
         const end = Math.min(offset + chunkSize, payload.length)
@@ -119,17 +135,21 @@ export const makeOutgoing = (ctx: SessionContext, chunkSize: number): Outgoing =
           if (!finished) channel.write(MessageType.CHUNK_END, encodeChunkEnd(streamId, ChunkEndStatus.ABORTED, undefined))
         }))
     })
+  }
 
-  const sendStream = <E, R>(
+  sendStream<E, R>(
     header: { readonly id: number; readonly type: PacketType },
     data: Stream.Stream<Uint8Array, E, R>,
     flags: number
-  ): Effect.Effect<void, SessionError | E, R> =>
-    Effect.suspend(() => {
+  ): Effect.Effect<void, SessionError | E, R> {
+    return Effect.suspend(() => {
+      const { ctx, chunkSize } = this
+      const channel = ctx.channel
       if (ctx.ended !== undefined) return Effect.fail(ctx.ended)
-      const streamId = nextStreamId++
+      const streamId = this.nextStreamId++
       const streamHead = encodeStreamHead(streamId)
       const flow: Flow = { credit: INITIAL_STREAM_CREDIT, wake: undefined, cancelled: false }
+      const flows = this.flows ?? (this.flows = new Map())
       flows.set(streamId, flow)
       const hasher = newHasher(ctx)
       channel.write(MessageType.CHUNK_START, encodeChunkStart({ streamId, flags, id: header.id, type: header.type, total: 0 }))
@@ -201,43 +221,47 @@ export const makeOutgoing = (ctx: SessionContext, chunkSize: number): Outgoing =
           })
         ),
         Effect.catchIf((error): error is StreamCancelled => error === STREAM_CANCELLED, () => Effect.void),
-        Effect.zipRight(checkOpen)
+        Effect.zipRight(this.checkOpen)
       )
     })
-
-  const wake = (flow: Flow) => {
-    const waiting = flow.wake
-    flow.wake = undefined
-    waiting?.()
   }
 
-  return {
-    sendPacket,
-    sendStream,
-    fitsOne: (length) => length <= chunkSize,
-    writeNow: (packet, kind) => {
-      if (packet.payload.length > chunkSize) return false
-      writeSmall(kind, packet.id, packet.type, packet.payload)
-      return true
-    },
-    write: (type, body) => {
-      channel.write(type, body)
-      return afterWrite
-    },
-    credit: ({ bytes, streamId }) => {
-      const flow = flows.get(streamId)
-      if (flow === undefined) return
-      flow.credit += bytes
-      wake(flow)
-    },
-    cancel: (streamId) => {
-      const flow = flows.get(streamId)
-      if (flow === undefined) return
-      flow.cancelled = true
-      wake(flow)
-    },
-    end: () => {
-      for (const flow of flows.values()) flow.wake?.()
-    }
+  fitsOne(length: number): boolean {
+    return length <= this.chunkSize
   }
+
+  writeNow(packet: Packet, kind: number): boolean {
+    if (packet.payload.length > this.chunkSize) return false
+    this.writeSmall(kind, packet.id, packet.type, packet.payload)
+    return true
+  }
+
+  write(type: number, body: Uint8Array): Effect.Effect<void, SessionError> {
+    this.ctx.channel.write(type, body)
+    return Effect.suspend(() => this.afterWriteNow())
+  }
+
+  credit({ bytes, streamId }: StreamCredit): void {
+    const flow = this.flows?.get(streamId)
+    if (flow === undefined) return
+    flow.credit += bytes
+    wake(flow)
+  }
+
+  cancel(streamId: number): void {
+    const flow = this.flows?.get(streamId)
+    if (flow === undefined) return
+    flow.cancelled = true
+    wake(flow)
+  }
+
+  end(): void {
+    if (this.flows !== undefined) for (const flow of this.flows.values()) flow.wake?.()
+  }
+}
+
+const wake = (flow: Flow) => {
+  const waiting = flow.wake
+  flow.wake = undefined
+  waiting?.()
 }

@@ -36,39 +36,46 @@ export interface Reassembly {
   readonly end: (message: IncomingMessage, end: ChunkEnd) => Packet | undefined
 }
 
-export const makeReassembly = (ctx: SessionContext, maxMessageSize: number): Reassembly => ({
-  open: (start, kind) => {
+export const makeReassembly = (ctx: SessionContext, maxMessageSize: number): Reassembly => new Reassembler(ctx, maxMessageSize)
+
+/** A class, so that an idle session's reassembly is one small object (docs/resources.md). */
+class Reassembler implements Reassembly {
+  constructor(private readonly ctx: SessionContext, private readonly maxMessageSize: number) {}
+
+  open(start: ChunkStart, kind: number): IncomingMessage | undefined {
     // Refused before allocating (PROTOCOL.md §9.1).
-    if (start.total > maxMessageSize) {
-      ctx.fail(new ProtocolError({ reason: "MessageTooLarge", detail: `${start.total} > ${maxMessageSize}` }))
+    if (start.total > this.maxMessageSize) {
+      this.ctx.fail(new ProtocolError({ reason: "MessageTooLarge", detail: `${start.total} > ${this.maxMessageSize}` }))
       return undefined
     }
     return { _tag: "Message", start: { id: start.id, type: start.type, kind }, total: start.total, chunks: [], pack: undefined, received: 0 }
-  },
-  data: (message, data) => {
+  }
+
+  data(message: IncomingMessage, data: Uint8Array): void {
     if (message.received + data.length > message.total) {
-      return ctx.fail(new ProtocolError({ reason: "StreamIntegrity", detail: "more data than declared" }))
+      return this.ctx.fail(new ProtocolError({ reason: "StreamIntegrity", detail: "more data than declared" }))
     }
-    if (!ctx.charge(data.length)) return
+    if (!this.ctx.charge(data.length)) return
     queueChunk(message, data)
     message.received += data.length
-  },
-  end: (message, end) => {
+  }
+
+  end(message: IncomingMessage, end: ChunkEnd): Packet | undefined {
     if (end.status !== ChunkEndStatus.OK) {
-      ctx.budget.refund(message.received)
+      this.ctx.budget.refund(message.received)
       message.chunks.length = 0
       return undefined
     }
     if (message.received !== message.total) {
-      ctx.fail(new ProtocolError({ reason: "StreamIntegrity" }))
+      this.ctx.fail(new ProtocolError({ reason: "StreamIntegrity" }))
       return undefined
     }
     const payload = joinChunks(message.chunks, message.total)
     message.chunks.length = 0
-    if (!intact(ctx, undefined, payload, end.digest)) {
-      ctx.fail(new ProtocolError({ reason: "StreamIntegrity" }))
+    if (!intact(this.ctx, undefined, payload, end.digest)) {
+      this.ctx.fail(new ProtocolError({ reason: "StreamIntegrity" }))
       return undefined
     }
     return new Packet({ id: message.start.id, type: message.start.type, payload }, true)
   }
-})
+}

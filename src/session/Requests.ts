@@ -45,41 +45,68 @@ export const makeRequests = (
   ctx: SessionContext,
   maxInFlight: number,
   parts: { readonly outgoing: Outgoing; readonly streams: IncomingStreams; readonly sessionId: string }
-): Requests => {
-  const { outgoing, streams } = parts
-  const pending = new Map<number, PendingRequest>()
-  /** Requests waiting for one of the `maxInFlight` slots; the pending table itself counts those in use. */
-  const slotWaiters: Array<() => void> = []
-  let nextRequestId = 1
+): Requests => new RequestTable(ctx, maxInFlight, parts.outgoing, parts.streams, parts.sessionId)
 
-  /** Frees a request's id and its in-flight slot, if the table still holds this very request. */
-  const forget = (id: number, slot: PendingRequest) => {
-    if (pending.get(id) !== slot) return
-    pending.delete(id)
-    slotWaiters.shift()?.()
+/**
+ * A class, so that an idle session's request table is one object, its map and queue made by the
+ * first request that needs them (docs/resources.md, "Memory of an idle session").
+ */
+class RequestTable implements Requests {
+  private pending: Map<number, PendingRequest> | undefined = undefined
+  /** Requests waiting for one of the `maxInFlight` slots; the pending table itself counts those in use. */
+  private slotWaiters: Array<() => void> | undefined = undefined
+  private nextRequestId = 1
+
+  constructor(
+    private readonly ctx: SessionContext,
+    private readonly maxInFlight: number,
+    private readonly outgoing: Outgoing,
+    private readonly streams: IncomingStreams,
+    private readonly sessionId: string
+  ) {}
+
+  private table(): Map<number, PendingRequest> {
+    return this.pending ?? (this.pending = new Map())
   }
 
-  const awaitAnswer = (id: number, slot: PendingRequest): Effect.Effect<InboxItem, SessionError | RemoteError> =>
-    Effect.async<InboxItem, SessionError | RemoteError>((resume) => {
+  private inFlight(): number {
+    return this.pending?.size ?? 0
+  }
+
+  /** Frees a request's id and its in-flight slot, if the table still holds this very request. */
+  private forget(id: number, slot: PendingRequest): void {
+    if (this.pending?.get(id) !== slot) return
+    this.pending.delete(id)
+    this.slotWaiters?.shift()?.()
+  }
+
+  private awaitAnswer(id: number, slot: PendingRequest): Effect.Effect<InboxItem, SessionError | RemoteError> {
+    return Effect.async<InboxItem, SessionError | RemoteError>((resume) => {
       if (slot.result !== undefined) return resume(slot.result)
       slot.resume = (exit) => resume(exit)
-      return Effect.sync(() => forget(id, slot))
+      return Effect.sync(() => this.forget(id, slot))
     })
+  }
 
-  const awaitSlot: Effect.Effect<void> = Effect.async<void>((resume) => {
-    const waiter = () => resume(Effect.void)
-    slotWaiters.push(waiter)
-    return Effect.sync(() => {
-      const i = slotWaiters.indexOf(waiter)
-      if (i >= 0) slotWaiters.splice(i, 1)
+  private get awaitSlot(): Effect.Effect<void> {
+    return Effect.async<void>((resume) => {
+      const waiters = this.slotWaiters ?? (this.slotWaiters = [])
+      const waiter = () => resume(Effect.void)
+      waiters.push(waiter)
+      return Effect.sync(() => {
+        const i = waiters.indexOf(waiter)
+        if (i >= 0) waiters.splice(i, 1)
+      })
     })
-  })
+  }
 
   /** Sends a REQUEST and waits for its answer; the id is in flight until then, and free after. */
-  const exchange = (packet: Packet): Effect.Effect<InboxItem, SessionError | RemoteError | InvalidArgument> =>
-    Effect.suspend(() => {
+  private exchange(packet: Packet): Effect.Effect<InboxItem, SessionError | RemoteError | InvalidArgument> {
+    return Effect.suspend(() => {
+      const ctx = this.ctx
       if (ctx.ended !== undefined) return Effect.fail(ctx.ended)
-      if (pending.size >= maxInFlight) return Effect.zipRight(awaitSlot, exchange(packet))
+      if (this.inFlight() >= this.maxInFlight) return Effect.zipRight(this.awaitSlot, this.exchange(packet))
+      const pending = this.table()
       if (pending.has(packet.id)) {
         // Our own mistake, not the peer's: two requests can't share an id (nextId gives free ones).
         return Effect.fail(
@@ -88,47 +115,36 @@ export const makeRequests = (
       }
       const slot: PendingRequest = { result: undefined, resume: undefined }
       pending.set(packet.id, slot)
-      return outgoing.sendPacket(packet, MessageType.REQUEST).pipe(
-        Effect.zipRight(awaitAnswer(packet.id, slot)),
-        Effect.onExit(() => Effect.sync(() => forget(packet.id, slot)))
+      return this.outgoing.sendPacket(packet, MessageType.REQUEST).pipe(
+        Effect.zipRight(this.awaitAnswer(packet.id, slot)),
+        Effect.onExit(() => Effect.sync(() => this.forget(packet.id, slot)))
       )
     })
-
-  const withTimeout = <A, E>(
-    effect: Effect.Effect<A, E>,
-    id: number,
-    timeout: Duration.DurationInput | undefined
-  ): Effect.Effect<A, E | RequestTimeout> => {
-    if (timeout === undefined) return effect
-    const millis = Duration.toMillis(timeout)
-    return Effect.timeoutFail(effect, { duration: timeout, onTimeout: () => new RequestTimeout({ id, millis }) })
   }
 
   /** Each request runs under a `cvg.request` span (README "Observability"): its id, type and session, never its payload. */
-  const traced = <A, E>(effect: Effect.Effect<A, E>, packet: Packet, stream: boolean): Effect.Effect<A, E> =>
-    requestSpan(effect, SPAN_REQUEST, false, () => ({
+  private traced<A, E>(effect: Effect.Effect<A, E>, packet: Packet, stream: boolean): Effect.Effect<A, E> {
+    return requestSpan(effect, SPAN_REQUEST, false, () => ({
       kind: "client",
-      attributes: { "cvg.request.id": packet.id, "cvg.packet.type": packet.type, "cvg.session": parts.sessionId, "cvg.stream": stream }
+      attributes: { "cvg.request.id": packet.id, "cvg.packet.type": packet.type, "cvg.session": this.sessionId, "cvg.stream": stream }
     }))
+  }
 
   /** A reply's final form for `request`: a streamed one collected, its type checked against `expect`. */
-  const settle = <E>(
+  private settle<E>(
     packet: Packet,
     expect: PacketType | undefined,
     answer: Exit.Exit<InboxItem, E>
-  ): Effect.Effect<Packet, E | SessionError | UnexpectedPacket> => {
+  ): Effect.Effect<Packet, E | SessionError | UnexpectedPacket> {
     if (Exit.isFailure(answer)) return Exit.failCause(answer.cause)
     const item = answer.value
     if (item._tag === "Packet") return checked(packet, expect, item.packet)
     // A streamed reply is collected, and what it held goes back at once: the caller owns it now.
-    return Effect.flatMap(streams.collect(item), ([reply, charged]) => {
-      ctx.budget.refund(charged)
+    return Effect.flatMap(this.streams.collect(item), ([reply, charged]) => {
+      this.ctx.budget.refund(charged)
       return checked(packet, expect, reply)
     })
   }
-
-  const checked = (packet: Packet, expect: PacketType | undefined, reply: Packet): Exit.Exit<Packet, UnexpectedPacket> =>
-    expect === undefined || reply.type === expect ? Exit.succeed(reply) : Exit.fail(unexpected({ type: expect, id: packet.id }, reply))
 
   /**
    * The common request, as one `Effect.async`: the REQUEST is written synchronously when it runs,
@@ -136,48 +152,74 @@ export const makeRequests = (
    * (docs/performance.md). Anything else — no slot free, an id in use, a payload that needs chunks,
    * a queue to wait on — takes `exchange`.
    */
-  const ask = (packet: Packet, expect: PacketType | undefined): Effect.Effect<Packet, SessionError | RemoteError | InvalidArgument | UnexpectedPacket> =>
-    Effect.suspend(() => {
+  private ask(packet: Packet, expect: PacketType | undefined): Effect.Effect<Packet, SessionError | RemoteError | InvalidArgument | UnexpectedPacket> {
+    return Effect.suspend(() => {
+      const ctx = this.ctx
       if (ctx.ended !== undefined) return Effect.fail(ctx.ended)
       if (
-        pending.size >= maxInFlight || pending.has(packet.id) || !outgoing.fitsOne(packet.payload.length) ||
+        this.inFlight() >= this.maxInFlight || this.pending?.has(packet.id) === true || !this.outgoing.fitsOne(packet.payload.length) ||
         ctx.channel.pendingBytes() >= DIRECT_WRITE_LIMIT
       ) {
-        return Effect.flatMap(Effect.exit(exchange(packet)), (answer) => settle(packet, expect, answer))
+        return Effect.flatMap(Effect.exit(this.exchange(packet)), (answer) => this.settle(packet, expect, answer))
       }
       return Effect.async<Packet, SessionError | RemoteError | UnexpectedPacket>((resume) => {
-        const slot: PendingRequest = { result: undefined, resume: (answer) => resume(settle(packet, expect, answer)) }
-        pending.set(packet.id, slot)
-        outgoing.writeNow(packet, MessageType.REQUEST)
-        return Effect.sync(() => forget(packet.id, slot))
+        const slot: PendingRequest = { result: undefined, resume: (answer) => resume(this.settle(packet, expect, answer)) }
+        this.table().set(packet.id, slot)
+        this.outgoing.writeNow(packet, MessageType.REQUEST)
+        return Effect.sync(() => this.forget(packet.id, slot))
       })
     })
+  }
 
-  return {
-    request: (packet, options) => traced(withTimeout(ask(packet, options?.expect), packet.id, options?.timeout), packet, false),
-    requestStream: (packet, options) =>
-      traced(withTimeout(Effect.map(exchange(packet), streams.toIncomingStream), packet.id, options?.timeout), packet, true),
-    answer: (id, answer) => {
-      const request = pending.get(id)
-      if (request === undefined) return false
-      forget(id, request)
-      if (request.resume !== undefined) request.resume(answer)
-      else request.result = answer
-      return true
-    },
-    nextId: () => {
-      while (pending.has(nextRequestId)) nextRequestId = (nextRequestId + 1) >>> 0
-      const id = nextRequestId
-      nextRequestId = (nextRequestId + 1) >>> 0
-      return id
-    },
-    end: (failure) => {
-      for (const request of pending.values()) {
+  request(packet: Packet, options?: RequestOptions): Effect.Effect<Packet, RequestError | UnexpectedPacket> {
+    return this.traced(withTimeout(this.ask(packet, options?.expect), packet.id, options?.timeout), packet, false)
+  }
+
+  requestStream(packet: Packet, options?: Pick<RequestOptions, "timeout">): Effect.Effect<IncomingStream, RequestError> {
+    return this.traced(
+      withTimeout(Effect.map(this.exchange(packet), (item) => this.streams.toIncomingStream(item)), packet.id, options?.timeout),
+      packet,
+      true
+    )
+  }
+
+  answer(id: number, answer: Exit.Exit<InboxItem, SessionError | RemoteError>): boolean {
+    const request = this.pending?.get(id)
+    if (request === undefined) return false
+    this.forget(id, request)
+    if (request.resume !== undefined) request.resume(answer)
+    else request.result = answer
+    return true
+  }
+
+  nextId(): number {
+    while (this.pending?.has(this.nextRequestId) === true) this.nextRequestId = (this.nextRequestId + 1) >>> 0
+    const id = this.nextRequestId
+    this.nextRequestId = (this.nextRequestId + 1) >>> 0
+    return id
+  }
+
+  end(failure: Exit.Exit<never, SessionError>): void {
+    if (this.pending !== undefined) {
+      for (const request of this.pending.values()) {
         if (request.resume !== undefined) request.resume(failure)
         else request.result = failure
       }
-      pending.clear()
-      for (const waiter of slotWaiters.splice(0)) waiter()
+      this.pending.clear()
     }
+    if (this.slotWaiters !== undefined) for (const waiter of this.slotWaiters.splice(0)) waiter()
   }
 }
+
+const withTimeout = <A, E>(
+  effect: Effect.Effect<A, E>,
+  id: number,
+  timeout: Duration.DurationInput | undefined
+): Effect.Effect<A, E | RequestTimeout> => {
+  if (timeout === undefined) return effect
+  const millis = Duration.toMillis(timeout)
+  return Effect.timeoutFail(effect, { duration: timeout, onTimeout: () => new RequestTimeout({ id, millis }) })
+}
+
+const checked = (packet: Packet, expect: PacketType | undefined, reply: Packet): Exit.Exit<Packet, UnexpectedPacket> =>
+  expect === undefined || reply.type === expect ? Exit.succeed(reply) : Exit.fail(unexpected({ type: expect, id: packet.id }, reply))

@@ -9,8 +9,7 @@
  * `Effect.async` callbacks, not Deferreds or fibers per message (docs/performance.md).
  */
 import type * as Socket from "@effect/platform/Socket"
-import { Duration, Effect, Either, Exit, FiberSet, Option, type Stream } from "effect"
-import type { Scope } from "effect"
+import { Duration, Effect, Either, Exit, Fiber, Option, Runtime, Scope, type Stream } from "effect"
 import type { CryptoService } from "../crypto/Crypto.js"
 import { Crypto } from "../crypto/Crypto.js"
 import {
@@ -24,7 +23,7 @@ import {
   type UnexpectedPacket
 } from "../errors.js"
 import { checkedSession } from "../internal/validate.js"
-import type { ChannelInfo, SecureChannel } from "../channel/SecureChannel.js"
+import type { ChannelHandler, ChannelInfo, SecureChannel } from "../channel/SecureChannel.js"
 import {
   chunkData,
   ChunkFlags,
@@ -40,12 +39,12 @@ import { decodePacket, type Packet } from "../wire/Packet.js"
 import type { PacketType } from "../wire/PacketType.js"
 import { decodeReplyError } from "../wire/ReplyError.js"
 import { makeByteBudget, makeMemoryPool, type MemoryPool } from "./Budget.js"
-import { makeContext, malformed, own } from "./Context.js"
-import { type InboxItem, makeInbox } from "./Inbox.js"
-import { type IncomingStreamState, makeIncomingStreams } from "./IncomingStreams.js"
-import { makeOutgoing } from "./Outgoing.js"
-import { type IncomingMessage, makeReassembly } from "./Reassembly.js"
-import { makeRequests } from "./Requests.js"
+import { makeContext, malformed, own, type SessionContext } from "./Context.js"
+import { type Inbox, type InboxItem, makeInbox } from "./Inbox.js"
+import { type IncomingStreams, type IncomingStreamState, makeIncomingStreams } from "./IncomingStreams.js"
+import { makeOutgoing, type Outgoing } from "./Outgoing.js"
+import { type IncomingMessage, makeReassembly, type Reassembly } from "./Reassembly.js"
+import { makeRequests, type Requests } from "./Requests.js"
 import { makeServing } from "./Serving.js"
 import { watchTimers } from "./Timers.js"
 import type { Watchdog } from "./Watchdog.js"
@@ -109,6 +108,11 @@ export interface SessionSetup extends SessionOptions {
   readonly pool?: MemoryPool | undefined
   /** The server-wide clock of the time budgets; by default one of its own. */
   readonly watchdog?: Watchdog | undefined
+  /**
+   * What the release at the session's end runs on: the server's one runtime; by default the
+   * session's own, captured as it starts (which keeps that moment's fiber refs for its whole life).
+   */
+  readonly runtime?: Runtime.Runtime<never> | undefined
 }
 
 export interface SessionInfo extends ChannelInfo {
@@ -232,206 +236,256 @@ export const makeSession = (
 
     // The parts, each with one job, sharing only the context (docs/architecture.md).
     const ctx = makeContext(channel, crypto, budget, maxBuffered)
-    const { fail } = ctx
     const outgoing = makeOutgoing(ctx, chunkSize)
     const inbox = makeInbox(ctx, options.maxQueuedPackets ?? 65536)
     const reassembly = makeReassembly(ctx, maxMessageSize)
     const streams = makeIncomingStreams(ctx, maxMessageSize)
     const id = nextSessionId()
     const requests = makeRequests(ctx, Math.max(1, options.maxInFlight ?? 4096), { outgoing, streams, sessionId: id })
+    // What `serve` and `respond` log (and what their handlers log) names the peer and the session.
+    const logAnnotations = options.peer === undefined ? { [LOG_SESSION]: id } : { [LOG_PEER]: options.peer, [LOG_SESSION]: id }
     const serving = makeServing(
       ctx,
-      { maxHandlers: Math.max(1, options.maxConcurrentHandlers ?? 1024), exposeErrors: options.exposeErrors ?? false },
+      {
+        maxHandlers: Math.max(1, options.maxConcurrentHandlers ?? 1024),
+        exposeErrors: options.exposeErrors ?? false,
+        logAnnotations
+      },
       { inbox, streams, outgoing }
     )
 
-    // --- dispatch (synchronous, in the channel's frame handler: PROTOCOL.md §8, §9) --------------
+    const dispatch = new Dispatch(ctx, { inbox, requests, streams, reassembly, outgoing }, maxIncoming)
+    channel.listen(dispatch)
+    const endWaiters = dispatch.endWaiters
+    const inactive = () => dispatch.inactive()
+    const closed = dispatch.closed
 
-    /** Application messages received (never PING or PONG, which the channel keeps): the idle timer's measure of activity. */
-    let received = 0
-    /** The transfers the peer has open, by stream id (PROTOCOL.md §9): messages and streams share the ids. */
-    const incoming = new Map<number, IncomingMessage | IncomingStreamState>()
-
-    /**
-     * A PACKET or REQUEST goes to the inbox; a REPLY to the request waiting on its id, which takes its
-     * bytes at once, so what they held (`charged`, a reassembled message's) goes back (§8.2).
-     */
-    const deliverPacket = (packet: Packet, kind: number, charged: number) => {
-      if (kind !== MessageType.REPLY) return inbox.deliverPacket(packet, kind === MessageType.REQUEST, charged)
-      budget.refund(charged)
-      requests.answer(packet.id, Exit.succeed({ _tag: "Packet", packet, charged: 0, request: false }))
-    }
-
-    /** §9.1: a message to reassemble, or a stream; a streamed reply answers its request. */
-    const onChunkStart = (body: Uint8Array) => {
-      const decoded = decodeChunkStart(body)
-      if (Either.isLeft(decoded)) return fail(decoded.left)
-      const start = decoded.right
-      if (incoming.has(start.streamId)) return fail(malformed("stream id reused"))
-      if (incoming.size >= maxIncoming) return fail(new ProtocolError({ reason: "LimitExceeded", detail: "too many open streams" }))
-      const kind = (start.flags & ChunkFlags.REPLY) !== 0
-        ? MessageType.REPLY
-        : (start.flags & ChunkFlags.REQUEST) !== 0
-        ? MessageType.REQUEST
-        : MessageType.PACKET
-      if ((start.flags & ChunkFlags.STREAM) === 0) {
-        const message = reassembly.open(start, kind)
-        if (message !== undefined) incoming.set(start.streamId, message)
-        return
-      }
-      const state = streams.open(start.streamId)
-      incoming.set(start.streamId, state)
-      const item: InboxItem = { _tag: "Stream", id: start.id, type: start.type, state, request: false }
-      if (kind !== MessageType.REPLY) return inbox.deliver(item)
-      // A streamed reply nobody waits for any more is cancelled at once (§8.2, §9.4).
-      if (!requests.answer(start.id, Exit.succeed(item))) streams.cancel(state)
-    }
-
-    /** §9.2: data for an open transfer, appended to its message or queued for its stream. */
-    const onChunkData = (body: Uint8Array) => {
-      const streamId = readStreamId(body)
-      const state = streamId === undefined ? undefined : incoming.get(streamId)
-      if (state === undefined) return fail(malformed("data for unknown stream"))
-      if (state._tag === "Message") reassembly.data(state, chunkData(body))
-      else streams.data(state, chunkData(body))
-    }
-
-    /** §9.2: a complete message is delivered like a packet; a stream ends for its consumer. */
-    const onChunkEnd = (body: Uint8Array) => {
-      const streamId = readStreamId(body)
-      const state = streamId === undefined ? undefined : incoming.get(streamId)
-      if (streamId === undefined || state === undefined) return fail(malformed("end of unknown stream"))
-      const end = decodeChunkEnd(body, !ctx.encrypted)
-      if (Either.isLeft(end)) return fail(end.left)
-      incoming.delete(streamId)
-      if (state._tag === "Stream") return streams.end(state, end.right)
-      const packet = reassembly.end(state, end.right)
-      if (packet !== undefined) deliverPacket(packet, state.start.kind, state.total)
-    }
-
-    const onMessage = (type: number, body: Uint8Array) => {
-      received++
-      switch (type) {
-        case MessageType.PACKET:
-        case MessageType.REQUEST:
-        case MessageType.REPLY: {
-          // A queued packet keeps its bytes; a reply is taken by its caller at once.
-          const packet = decodePacket(type === MessageType.REPLY ? body : own(body))
-          if (Either.isLeft(packet)) return fail(packet.left)
-          return deliverPacket(packet.right, type, 0)
-        }
-        case MessageType.REPLY_ERROR: {
-          const decoded = decodeReplyError(body)
-          if (Either.isLeft(decoded)) return fail(decoded.left)
-          requests.answer(decoded.right.id, Exit.fail(decoded.right.error))
-          return
-        }
-        case MessageType.CHUNK_START:
-          return onChunkStart(body)
-        case MessageType.CHUNK_DATA:
-          return onChunkData(body)
-        case MessageType.CHUNK_END:
-          return onChunkEnd(body)
-        case MessageType.STREAM_CREDIT: {
-          const credit = decodeStreamCredit(body)
-          if (Either.isLeft(credit)) return fail(credit.left)
-          return outgoing.credit(credit.right)
-        }
-        case MessageType.STREAM_CANCEL: {
-          const streamId = decodeStreamCancel(body)
-          if (Either.isLeft(streamId)) return fail(streamId.left)
-          return outgoing.cancel(streamId.right)
-        }
-      }
-    }
-
-    // --- the end ----------------------------------------------------------------------------------
-
-    const endWaiters: Array<(error: SessionError) => void> = []
-
-    // `cvg.sessions.active` counts this session from here until it ends or its scope closes, whichever is first.
-    let active = true
-    moveActiveSessions(1)
-    const inactive = () => {
-      if (!active) return
-      active = false
-      moveActiveSessions(-1)
-    }
-
-    /** Everyone waiting fails with the session's error, and everything held goes back to the pool. */
-    const onEnd = (error: SessionError) => {
-      if (ctx.ended !== undefined) return
-      ctx.ended = error
-      inactive()
-      const failure = Exit.fail(error)
-      inbox.end(failure, error instanceof ConnectionClosed && error.reason === "Closed")
-      requests.end(failure)
-      for (const state of incoming.values()) if (state._tag === "Stream") streams.finish(state, failure)
-      incoming.clear()
-      // Whatever the inbox keeps, the budget goes back to the pool now.
-      budget.close()
-      outgoing.end()
-      for (const waiter of endWaiters.splice(0)) waiter(error)
-    }
-
-    channel.listen({ onMessage, onEnd })
-
-    // When the channel ends for any reason, release the transport too.
-    const closed: Effect.Effect<SessionError> = Effect.async<SessionError>((resume) => {
-      if (ctx.ended !== undefined) return resume(Effect.succeed(ctx.ended))
-      const waiter = (error: SessionError) => resume(Effect.succeed(error))
-      endWaiters.push(waiter)
-      return Effect.sync(() => {
-        const i = endWaiters.indexOf(waiter)
-        if (i >= 0) endWaiters.splice(i, 1)
-      })
-    })
     // Flushing is bounded like any write (the stall timeout); after a failure only the alert is left to
     // send, so it gets a second at most.
     const flushWithin = Option.getOrElse(stallMillis, () => Infinity)
-    // Released when the session ends, by a fiber started then rather than one waiting all along.
-    const runAtEnd = yield* FiberSet.makeRuntime<never, void, never>()
-    endWaiters.push((error) =>
-      void runAtEnd(channel.release(
+    // Released when the session ends, by a fiber started then rather than one waiting all along; the
+    // session's scope, closing, interrupts it.
+    const runtime = options.runtime ?? (yield* Effect.runtime<never>())
+    let releasing: Fiber.RuntimeFiber<void> | undefined
+    endWaiters.push((error) => {
+      releasing = Runtime.runFork(runtime)(channel.release(
         // A peer that stopped answering is unlikely to read what is left: it gets the failure's second.
         error instanceof ConnectionClosed && error.reason !== "Timeout" ? flushWithin : Math.min(flushWithin, 1000)
-      )))
-    yield* Effect.addFinalizer(() => Effect.zipRight(Effect.sync(inactive), channel.close(flushWithin)))
-
-    yield* watchTimers(ctx, {
+      ))
+    })
+    const unwatch = yield* watchTimers(ctx, {
       idle: idleMillis,
       stall: stallMillis,
       keepAlive: keepAliveMillis,
       watchdog: options.watchdog,
-      received: () => received
+      received: () => dispatch.received
     })
+    // One finalizer for all of it, and `Scope.addFinalizer` rather than `Effect.addFinalizer`, which
+    // keeps a snapshot of the fiber's refs and closures per finalizer for the whole session
+    // (docs/resources.md, "Memory of an idle session").
+    yield* Scope.addFinalizer(
+      yield* Effect.scope,
+      Effect.suspend(() => {
+        unwatch()
+        inactive()
+        // The release that closing itself starts is interrupted too: `close` flushes already.
+        return Effect.zipRight(
+          channel.close(flushWithin),
+          Effect.suspend(() => (releasing === undefined ? Effect.void : Fiber.interrupt(releasing)))
+        )
+      })
+    )
 
     const receive = (filter?: PacketFilter): Effect.Effect<Packet, SessionError | UnexpectedPacket> =>
       Effect.flatMap(inbox.takeMatching(filter), (item) => streams.withPacket(item, Effect.succeed))
-
-    // What `serve` and `respond` log (and what their handlers log) names the peer and the session.
-    const logAnnotations = options.peer === undefined ? { [LOG_SESSION]: id } : { [LOG_PEER]: options.peer, [LOG_SESSION]: id }
 
     return {
       info: { ...channel.info, peer: Option.fromNullable(options.peer), id },
       send: (packet) => outgoing.sendPacket(packet, MessageType.PACKET),
       receive,
-      request: requests.request,
-      requestStream: requests.requestStream,
-      reply: serving.reply,
-      replyStream: serving.replyStream,
-      replyError: serving.replyError,
+      request: (packet, options) => requests.request(packet, options),
+      requestStream: (packet, options) => requests.requestStream(packet, options),
+      reply: (request, response) => serving.reply(request, response),
+      replyStream: (request, type, data) => serving.replyStream(request, type, data),
+      replyError: (request, error) => serving.replyError(request, error),
       receiveAndSend: (response, filter) =>
         Effect.flatMap(receive(filter), (packet) => Effect.as(serving.reply(packet, response), packet)),
       respond: (filter, handler) => Effect.annotateLogs(serving.respond(filter, handler), logAnnotations),
-      serve: (handler) => Effect.annotateLogs(serving.serve(handler), logAnnotations),
+      serve: (handler) => serving.serve(handler),
       sendStream: (header, data) => outgoing.sendStream(header, data, ChunkFlags.STREAM),
-      receiveStream: (filter) => Effect.map(inbox.takeMatching(filter), streams.toIncomingStream),
-      nextId: requests.nextId,
+      receiveStream: (filter) => Effect.map(inbox.takeMatching(filter), (item) => streams.toIncomingStream(item)),
+      nextId: () => requests.nextId(),
       close: channel.close(flushWithin),
       closed
     }
   })
+
+/**
+ * The session's side of the channel (PROTOCOL.md §8, §9): what arrives is dispatched synchronously,
+ * in the channel's frame handler, to the part whose job it is; and how the session ends is told to
+ * every part. A class, so that an idle session's dispatch is one object rather than a closure per
+ * message kind (docs/resources.md, "Memory of an idle session").
+ */
+class Dispatch implements ChannelHandler {
+  /** Application messages received (never PING or PONG, which the channel keeps): the idle timer's measure of activity. */
+  received = 0
+  /** The transfers the peer has open, by stream id (PROTOCOL.md §9): messages and streams share the ids; made by the first. */
+  private incoming: Map<number, IncomingMessage | IncomingStreamState> | undefined = undefined
+  /** Told once, when the session ends. */
+  readonly endWaiters: Array<(error: SessionError) => void> = []
+  // `cvg.sessions.active` counts this session from here until it ends or its scope closes, whichever is first.
+  private active = true
+
+  constructor(
+    private readonly ctx: SessionContext,
+    private readonly parts: {
+      readonly inbox: Inbox
+      readonly requests: Requests
+      readonly streams: IncomingStreams
+      readonly reassembly: Reassembly
+      readonly outgoing: Outgoing
+    },
+    private readonly maxIncoming: number
+  ) {
+    moveActiveSessions(1)
+  }
+
+  inactive(): void {
+    if (!this.active) return
+    this.active = false
+    moveActiveSessions(-1)
+  }
+
+  /**
+   * A PACKET or REQUEST goes to the inbox; a REPLY to the request waiting on its id, which takes its
+   * bytes at once, so what they held (`charged`, a reassembled message's) goes back (§8.2).
+   */
+  private deliverPacket(packet: Packet, kind: number, charged: number): void {
+    if (kind !== MessageType.REPLY) return this.parts.inbox.deliverPacket(packet, kind === MessageType.REQUEST, charged)
+    this.ctx.budget.refund(charged)
+    this.parts.requests.answer(packet.id, Exit.succeed({ _tag: "Packet", packet, charged: 0, request: false }))
+  }
+
+  /** §9.1: a message to reassemble, or a stream; a streamed reply answers its request. */
+  private onChunkStart(body: Uint8Array): void {
+    const { ctx, parts } = this
+    const decoded = decodeChunkStart(body)
+    if (Either.isLeft(decoded)) return ctx.fail(decoded.left)
+    const start = decoded.right
+    const incoming = this.incoming ?? (this.incoming = new Map())
+    if (incoming.has(start.streamId)) return ctx.fail(malformed("stream id reused"))
+    if (incoming.size >= this.maxIncoming) return ctx.fail(new ProtocolError({ reason: "LimitExceeded", detail: "too many open streams" }))
+    const kind = (start.flags & ChunkFlags.REPLY) !== 0
+      ? MessageType.REPLY
+      : (start.flags & ChunkFlags.REQUEST) !== 0
+      ? MessageType.REQUEST
+      : MessageType.PACKET
+    if ((start.flags & ChunkFlags.STREAM) === 0) {
+      const message = parts.reassembly.open(start, kind)
+      if (message !== undefined) incoming.set(start.streamId, message)
+      return
+    }
+    const state = parts.streams.open(start.streamId)
+    incoming.set(start.streamId, state)
+    const item: InboxItem = { _tag: "Stream", id: start.id, type: start.type, state, request: false }
+    if (kind !== MessageType.REPLY) return parts.inbox.deliver(item)
+    // A streamed reply nobody waits for any more is cancelled at once (§8.2, §9.4).
+    if (!parts.requests.answer(start.id, Exit.succeed(item))) parts.streams.cancel(state)
+  }
+
+  /** §9.2: data for an open transfer, appended to its message or queued for its stream. */
+  private onChunkData(body: Uint8Array): void {
+    const streamId = readStreamId(body)
+    const state = streamId === undefined ? undefined : this.incoming?.get(streamId)
+    if (state === undefined) return this.ctx.fail(malformed("data for unknown stream"))
+    if (state._tag === "Message") this.parts.reassembly.data(state, chunkData(body))
+    else this.parts.streams.data(state, chunkData(body))
+  }
+
+  /** §9.2: a complete message is delivered like a packet; a stream ends for its consumer. */
+  private onChunkEnd(body: Uint8Array): void {
+    const ctx = this.ctx
+    const streamId = readStreamId(body)
+    const state = streamId === undefined ? undefined : this.incoming?.get(streamId)
+    if (streamId === undefined || state === undefined) return ctx.fail(malformed("end of unknown stream"))
+    const end = decodeChunkEnd(body, !ctx.encrypted)
+    if (Either.isLeft(end)) return ctx.fail(end.left)
+    this.incoming?.delete(streamId)
+    if (state._tag === "Stream") return this.parts.streams.end(state, end.right)
+    const packet = this.parts.reassembly.end(state, end.right)
+    if (packet !== undefined) this.deliverPacket(packet, state.start.kind, state.total)
+  }
+
+  onMessage(type: number, body: Uint8Array): void {
+    const ctx = this.ctx
+    this.received++
+    switch (type) {
+      case MessageType.PACKET:
+      case MessageType.REQUEST:
+      case MessageType.REPLY: {
+        // A queued packet keeps its bytes; a reply is taken by its caller at once.
+        const packet = decodePacket(type === MessageType.REPLY ? body : own(body))
+        if (Either.isLeft(packet)) return ctx.fail(packet.left)
+        return this.deliverPacket(packet.right, type, 0)
+      }
+      case MessageType.REPLY_ERROR: {
+        const decoded = decodeReplyError(body)
+        if (Either.isLeft(decoded)) return ctx.fail(decoded.left)
+        this.parts.requests.answer(decoded.right.id, Exit.fail(decoded.right.error))
+        return
+      }
+      case MessageType.CHUNK_START:
+        return this.onChunkStart(body)
+      case MessageType.CHUNK_DATA:
+        return this.onChunkData(body)
+      case MessageType.CHUNK_END:
+        return this.onChunkEnd(body)
+      case MessageType.STREAM_CREDIT: {
+        const credit = decodeStreamCredit(body)
+        if (Either.isLeft(credit)) return ctx.fail(credit.left)
+        return this.parts.outgoing.credit(credit.right)
+      }
+      case MessageType.STREAM_CANCEL: {
+        const streamId = decodeStreamCancel(body)
+        if (Either.isLeft(streamId)) return ctx.fail(streamId.left)
+        return this.parts.outgoing.cancel(streamId.right)
+      }
+    }
+  }
+
+  /** Everyone waiting fails with the session's error, and everything held goes back to the pool. */
+  onEnd(error: SessionError): void {
+    const { ctx, parts } = this
+    if (ctx.ended !== undefined) return
+    ctx.ended = error
+    this.inactive()
+    const failure = Exit.fail(error)
+    parts.inbox.end(failure, error instanceof ConnectionClosed && error.reason === "Closed")
+    parts.requests.end(failure)
+    if (this.incoming !== undefined) {
+      for (const state of this.incoming.values()) if (state._tag === "Stream") parts.streams.finish(state, failure)
+      this.incoming.clear()
+    }
+    // Whatever the inbox keeps, the budget goes back to the pool now.
+    ctx.budget.close()
+    parts.outgoing.end()
+    for (const waiter of this.endWaiters.splice(0)) waiter(error)
+  }
+
+  /** Completes when the session ends, with how. */
+  get closed(): Effect.Effect<SessionError> {
+    return Effect.async<SessionError>((resume) => {
+      const ctx = this.ctx
+      if (ctx.ended !== undefined) return resume(Effect.succeed(ctx.ended))
+      const waiter = (error: SessionError) => resume(Effect.succeed(error))
+      this.endWaiters.push(waiter)
+      return Effect.sync(() => {
+        const i = this.endWaiters.indexOf(waiter)
+        if (i >= 0) this.endWaiters.splice(i, 1)
+      })
+    })
+  }
+}
 
 export const fromHandshake = <E, R>(
   handshake: Effect.Effect<SecureChannel, E, R>,

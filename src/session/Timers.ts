@@ -27,13 +27,16 @@ export interface TimerOptions {
   readonly received: () => number
 }
 
-/** Watches the session until it ends or the scope closes; does nothing when no budget is set. */
-export const watchTimers = (ctx: SessionContext, options: TimerOptions): Effect.Effect<void, never, Scope.Scope> =>
+/**
+ * Watches the session until it ends or the returned function is called (the session's scope does,
+ * as it closes); does nothing when no budget is set.
+ */
+export const watchTimers = (ctx: SessionContext, options: TimerOptions): Effect.Effect<() => void, never, Scope.Scope> =>
   Effect.gen(function*() {
     const { idle, keepAlive, received, stall } = options
     const { channel } = ctx
     const budgets = [...Option.toArray(idle), ...Option.toArray(stall), ...Option.toArray(keepAlive)]
-    if (budgets.length === 0) return
+    if (budgets.length === 0) return unwatched
     const watchdog = options.watchdog ?? (yield* makeWatchdog(Math.max(1, Math.min(...budgets) / 4)))
     let seen = received()
     let lastActivity = yield* Clock.currentTimeMillis
@@ -70,5 +73,7 @@ export const watchTimers = (ctx: SessionContext, options: TimerOptions): Effect.
         return ctx.fail(new ProtocolError({ reason: "Timeout", detail: "the peer stopped reading (stall timeout)" }))
       }
     })
-    yield* Effect.addFinalizer(() => Effect.sync(unwatch))
+    return unwatch
   })
+
+const unwatched = () => {}

@@ -13,9 +13,9 @@
  * transport's buffer is full, until it drains (docs/performance.md, "The write path").
  */
 import type * as Socket from "@effect/platform/Socket"
-import { Deferred, Effect, Exit, FiberId, Scope } from "effect"
+import { type Clock, Deferred, Effect, Exit, FiberId, Scope } from "effect"
 import { ProtocolError } from "../errors.js"
-import { makeFrameDecoder } from "../wire/Frame.js"
+import { type FrameDecoder, makeFrameDecoder } from "../wire/Frame.js"
 import { bytesIn, bytesOut, count } from "../Observability.js"
 import * as Transport from "./Transport.js"
 
@@ -45,7 +45,10 @@ export interface Framed {
   readonly setReadLimits: (limits: ReadLimits) => void
   /** Bytes held by frames waiting in the mailbox, as `ReadLimits.maxWaitingBytes` counts them. */
   readonly waitingBytes: () => number
-  /** The first bytes received (at most 8), to tell a peer of another protocol (PROTOCOL.md §3). */
+  /**
+   * The first bytes received (at most 8), to tell a peer of another protocol (PROTOCOL.md §3); for
+   * the handshake, so none once `setSink` is called.
+   */
   readonly firstBytes: () => Uint8Array
   /** The sink copies what it keeps out of each frame, so split frames may share one buffer. */
   readonly reuseFrameBuffers: () => void
@@ -125,98 +128,95 @@ const isFrame = (item: Frame | ReadEnd): item is Frame => Array.isArray(item)
  * socket's chunk (so that a small frame does not keep a large chunk alive) and counted against the
  * limits. Going over them ends reading at once: what was waiting is dropped and `overflow` is told.
  */
-const makeMailbox = (initial: ReadLimits, overflow: (error: ProtocolError) => void) => {
-  let frames: Array<Frame> = []
-  let bytes = 0
-  let limits = initial
-  let end: ReadEnd | undefined
-  let waiter: ((frame: Frame | ReadEnd) => void) | undefined
-  const failed = Deferred.unsafeMake<never, ReadEnd>(FiberId.none)
-  const sink: FrameSink = {
-    onFrame: (type, header, body) => {
-      if (end !== undefined) return
-      if (waiter !== undefined) {
-        const resume = waiter
-        waiter = undefined
-        resume([type, header, body])
-        return
-      }
-      const cost = header.length + body.length + FRAME_BOOKKEEPING
-      const tooMany = frames.length + 1 > limits.maxWaitingFrames
-      if (tooMany || bytes + cost > limits.maxWaitingBytes) {
-        frames = []
-        bytes = 0
-        overflow(
-          new ProtocolError({
-            reason: "LimitExceeded",
-            detail: tooMany
-              ? `a frame arrived while ${limits.maxWaitingFrames} were already waiting to be read`
-              : `frames waiting to be read would exceed ${limits.maxWaitingBytes} bytes`
-          })
-        )
-        return
-      }
-      const copy = new Uint8Array(header.length + body.length)
-      copy.set(header, 0)
-      copy.set(body, header.length)
-      frames.push([type, copy.subarray(0, header.length), copy.subarray(header.length)])
-      bytes += cost
-    },
-    onEnd: (e) => {
-      end = e
-      // An end with frames still waiting is not reported early: they may say why (an alert).
-      if (e._tag === "ProtocolError" || frames.length === 0) Deferred.unsafeDone(failed, Exit.fail(e))
-      if (waiter !== undefined) {
-        const resume = waiter
-        waiter = undefined
-        resume(e)
-      }
+class Mailbox implements FrameSink {
+  frames: Array<Frame> = []
+  bytes = 0
+  end: ReadEnd | undefined = undefined
+  private waiter: ((frame: Frame | ReadEnd) => void) | undefined = undefined
+  readonly failed = Deferred.unsafeMake<never, ReadEnd>(FiberId.none)
+
+  constructor(public limits: ReadLimits, private readonly overflow: (error: ProtocolError) => void) {}
+
+  onFrame(type: number, header: Uint8Array, body: Uint8Array): void {
+    if (this.end !== undefined) return
+    if (this.waiter !== undefined) {
+      const resume = this.waiter
+      this.waiter = undefined
+      resume([type, header, body])
+      return
+    }
+    const limits = this.limits
+    const cost = header.length + body.length + FRAME_BOOKKEEPING
+    const tooMany = this.frames.length + 1 > limits.maxWaitingFrames
+    if (tooMany || this.bytes + cost > limits.maxWaitingBytes) {
+      this.frames = []
+      this.bytes = 0
+      this.overflow(
+        new ProtocolError({
+          reason: "LimitExceeded",
+          detail: tooMany
+            ? `a frame arrived while ${limits.maxWaitingFrames} were already waiting to be read`
+            : `frames waiting to be read would exceed ${limits.maxWaitingBytes} bytes`
+        })
+      )
+      return
+    }
+    const copy = new Uint8Array(header.length + body.length)
+    copy.set(header, 0)
+    copy.set(body, header.length)
+    this.frames.push([type, copy.subarray(0, header.length), copy.subarray(header.length)])
+    this.bytes += cost
+  }
+
+  onEnd(e: ReadEnd): void {
+    this.end = e
+    // An end with frames still waiting is not reported early: they may say why (an alert).
+    if (e._tag === "ProtocolError" || this.frames.length === 0) Deferred.unsafeDone(this.failed, Exit.fail(e))
+    if (this.waiter !== undefined) {
+      const resume = this.waiter
+      this.waiter = undefined
+      resume(e)
     }
   }
-  const next: Effect.Effect<Frame, ReadEnd> = Effect.async<Frame, ReadEnd>((resume) => {
-    const settle = (item: Frame | ReadEnd) => resume(isFrame(item) ? Effect.succeed(item) : Effect.fail(item))
-    const frame = frames.shift()
-    if (frame !== undefined) {
-      bytes -= frame[1].length + frame[2].length + FRAME_BOOKKEEPING
-      return settle(frame)
-    }
-    if (end !== undefined) return settle(end)
-    waiter = settle
-    return Effect.sync(() => {
-      waiter = undefined
+
+  take(): Array<Frame> {
+    const taken = this.frames
+    this.frames = []
+    this.bytes = 0
+    return taken
+  }
+
+  get next(): Effect.Effect<Frame, ReadEnd> {
+    return Effect.async<Frame, ReadEnd>((resume) => {
+      const settle = (item: Frame | ReadEnd) => resume(isFrame(item) ? Effect.succeed(item) : Effect.fail(item))
+      const frame = this.frames.shift()
+      if (frame !== undefined) {
+        this.bytes -= frame[1].length + frame[2].length + FRAME_BOOKKEEPING
+        return settle(frame)
+      }
+      if (this.end !== undefined) return settle(this.end)
+      this.waiter = settle
+      return Effect.sync(() => {
+        this.waiter = undefined
+      })
     })
-  })
-  return {
-    sink,
-    take: () => {
-      const taken = frames
-      frames = []
-      bytes = 0
-      return taken
-    },
-    next,
-    failure: Deferred.await(failed),
-    end: () => end,
-    setLimits: (next: ReadLimits) => {
-      limits = next
-    },
-    bytes: () => bytes
   }
 }
 
-const wakeAll = (waiters: Array<() => void>) => {
-  for (const waiter of waiters.splice(0)) waiter()
+const wakeAll = (waiters: Array<() => void> | undefined) => {
+  if (waiters !== undefined) for (const waiter of waiters.splice(0)) waiter()
 }
 
-/** Completes at once when `ready()`, else when something calls the waiters in `waiters`. */
-const waitOn = (waiters: Array<() => void>, ready: () => boolean): Effect.Effect<void> =>
+/** Completes at once when `ready()`, else when something calls the waiters `waiters()` gives. */
+const waitOn = (waiters: () => Array<() => void>, ready: () => boolean): Effect.Effect<void> =>
   Effect.async<void>((resume) => {
     if (ready()) return resume(Effect.void)
+    const list = waiters()
     const waiter = () => resume(Effect.void)
-    waiters.push(waiter)
+    list.push(waiter)
     return Effect.sync(() => {
-      const i = waiters.indexOf(waiter)
-      if (i >= 0) waiters.splice(i, 1)
+      const i = list.indexOf(waiter)
+      if (i >= 0) list.splice(i, 1)
     })
   })
 
@@ -226,263 +226,345 @@ export const makeFramed = (
 ): Effect.Effect<Framed, never, Scope.Scope> =>
   Effect.gen(function*() {
     const scope = yield* Effect.scope
-    const highWaterMark = options.highWaterMark ?? DEFAULT_HIGH_WATER_MARK
+    const clock = yield* Effect.clock
+    const framed = new FramedConnection(options, clock)
+    const transport = yield* Transport.of(socket)
+    framed.transport = transport
+    yield* Scope.addFinalizer(scope, Effect.sync(() => framed.closeScope()))
+    // Reading starts last, so that everything it may call on the writing side exists.
+    transport.start(framed)
+    return framed
+  })
 
-    // --- reading -----------------------------------------------------------------------------
+/** The transport a connection has before `makeFramed` gives it its own (never used). */
+const NO_TRANSPORT: Transport.Transport = {
+  start: () => {},
+  write: () => true,
+  bufferedBytes: () => 0,
+  end: (done) => done(),
+  stopReading: () => {},
+  destroy: () => {}
+}
+
+/**
+ * One framed connection. A class, so that an idle connection is this object and its few buffers,
+ * not a closure per operation and an Effect per field (docs/resources.md, "Memory of an idle
+ * session"); the Effects of `Framed` are made when asked for.
+ */
+class FramedConnection implements Framed, Transport.TransportHandlers {
+  transport: Transport.Transport = NO_TRANSPORT
+  private readonly highWaterMark: number
+
+  // --- reading -----------------------------------------------------------------------------
+  private afterFirstFrame: ReadLimits | undefined
+  /** Until the session's sink is installed; dropped then. */
+  private mailbox: Mailbox | undefined
+  private sink: FrameSink
+  private readEnd: ReadEnd | undefined = undefined
+  private readonly decoder: FrameDecoder
+  /** Dropped with the mailbox, once the handshake is over. */
+  private first: Uint8Array | undefined = new Uint8Array(FIRST_BYTES)
+  private firstFill = 0
+  /** Made when something waits for the read side to end. */
+  private readDone: Deferred.Deferred<void> | undefined = undefined
+  private readDoneNow = false
+
+  // --- writing -----------------------------------------------------------------------------
+  // Frames are queued synchronously and written as one corked batch once the event loop has run
+  // everything that was ready (`setImmediate`); nothing waits for a write to be flushed. Writing
+  // pauses only while the transport's buffer is full, until its drain (docs/performance.md,
+  // "The write path").
+  private queue: Array<Uint8Array> = []
+  private queued = 0
+  /** Set by `enqueueLater`: frames what the layer above holds back, at the next batch. */
+  private batchHook: (() => void) | undefined = undefined
+  /** A flush is scheduled. */
+  private scheduled = false
+  /** The transport's buffer is full: nothing is written until it drains. */
+  private blocked = false
+  private since: number | undefined = undefined
+  private ending = false
+  /** The transport was told to end our write side, after everything queued. */
+  private endSending = false
+  /** ... and has done it. */
+  private endSent = false
+  /** The connection takes no more writes, or writes were abandoned: nothing more goes out. */
+  private stopped = false
+  /** Senders waiting for the queue to drop below the high-water mark; made by the first. */
+  private drainWaiters: Array<() => void> | undefined = undefined
+  /** `endWrite` callers waiting for the end to be sent; made by the first. */
+  private doneWaiters: Array<() => void> | undefined = undefined
+
+  constructor(options: FramedOptions, private readonly clock: Clock.Clock) {
+    this.highWaterMark = options.highWaterMark ?? DEFAULT_HIGH_WATER_MARK
     const initialLimits: ReadLimits = options.readLimits ?? {
       maxFrameSize: options.maxFrameSize,
       maxWaitingFrames: Number.POSITIVE_INFINITY,
       maxWaitingBytes: 4 * (options.maxFrameSize + FRAME_BOOKKEEPING)
     }
-    let afterFirstFrame = options.afterFirstFrame
-    let buffered = true
-    let readEnd: ReadEnd | undefined
-    const decoder = makeFrameDecoder(initialLimits.maxFrameSize)
-    const finishReading = (end: ReadEnd) => {
-      if (readEnd !== undefined) return
-      readEnd = end
-      sink.onEnd(end)
-    }
-    const mailbox = makeMailbox(initialLimits, (error) => finishReading({ _tag: "ProtocolError", error }))
-    let sink: FrameSink = mailbox.sink
-    const setReadLimits = (limits: ReadLimits) => {
-      decoder.setMaxFrameSize(limits.maxFrameSize)
-      mailbox.setLimits(limits)
-    }
-    const onFrame = (type: number, header: Uint8Array, body: Uint8Array) => {
-      if (readEnd !== undefined) return
-      if (afterFirstFrame !== undefined) {
-        setReadLimits(afterFirstFrame)
-        afterFirstFrame = undefined
-      }
-      sink.onFrame(type, header, body)
-    }
-    const first = new Uint8Array(FIRST_BYTES)
-    let firstFill = 0
+    this.afterFirstFrame = options.afterFirstFrame
+    this.decoder = makeFrameDecoder(initialLimits.maxFrameSize)
+    this.mailbox = new Mailbox(initialLimits, (error) => this.finishReading({ _tag: "ProtocolError", error }))
+    this.sink = this.mailbox
+  }
 
-    const setSink = (next: FrameSink) => {
-      sink = next
-      if (buffered) {
-        buffered = false
-        for (const [type, header, body] of mailbox.take()) next.onFrame(type, header, body)
-        const end = mailbox.end()
-        if (end !== undefined) next.onEnd(end)
-      } else if (readEnd !== undefined) {
-        next.onEnd(readEnd)
-      }
+  // --- reading -----------------------------------------------------------------------------
+
+  private finishReading(end: ReadEnd): void {
+    if (this.readEnd !== undefined) return
+    this.readEnd = end
+    this.sink.onEnd(end)
+  }
+
+  private readonly onFrame = (type: number, header: Uint8Array, body: Uint8Array): void => {
+    if (this.readEnd !== undefined) return
+    if (this.afterFirstFrame !== undefined) {
+      this.setReadLimits(this.afterFirstFrame)
+      this.afterFirstFrame = undefined
     }
+    this.sink.onFrame(type, header, body)
+  }
 
-    // --- writing -----------------------------------------------------------------------------
-    // Frames are queued synchronously and written as one corked batch once the event loop has run
-    // everything that was ready (`setImmediate`); nothing waits for a write to be flushed. Writing
-    // pauses only while the transport's buffer is full, until its drain (docs/performance.md,
-    // "The write path").
-    const clock = yield* Effect.clock
-    let queue: Array<Uint8Array> = []
-    let queued = 0
-    /** Set by `enqueueLater`: frames what the layer above holds back, at the next batch. */
-    let batchHook: (() => void) | undefined
-    /** A flush is scheduled. */
-    let scheduled = false
-    /** The transport's buffer is full: nothing is written until it drains. */
-    let blocked = false
-    let writingSince: number | undefined
-    let ending = false
-    /** The transport was told to end our write side, after everything queued. */
-    let endSending = false
-    /** ... and has done it. */
-    let endSent = false
-    /** The connection takes no more writes, or writes were abandoned: nothing more goes out. */
-    let stopped = false
-    /** Senders waiting for the queue to drop below the high-water mark. */
-    const drainWaiters: Array<() => void> = []
-    /** `endWrite` callers waiting for the end to be sent. */
-    const doneWaiters: Array<() => void> = []
+  get nextFrame(): Effect.Effect<Frame, ReadEnd> {
+    return this.mailbox?.next ?? Effect.die(new Error("nextFrame after setSink"))
+  }
 
-    const pendingBytes = () => (stopped ? 0 : queued + transport.bufferedBytes())
-    const writable = () => stopped || pendingBytes() < highWaterMark
-    const awaitWritable = waitOn(drainWaiters, writable)
-    const awaitEnd = waitOn(doneWaiters, () => endSent || stopped)
+  get readFailure(): Effect.Effect<never, ReadEnd> {
+    return this.mailbox === undefined ? Effect.never : Deferred.await(this.mailbox.failed)
+  }
 
-    /**
-     * Turns the queue into one batch of writes: runs of small pieces are merged into one buffer,
-     * while large pieces are written as they are, since copying them would cost more than a piece of
-     * the transport's `writev`.
-     */
-    const takeBatch = (): Array<Uint8Array> => {
-      const batch = queue
-      queue = []
-      queued = 0
-      const writes: Array<Uint8Array> = []
-      let run: Array<Uint8Array> = []
-      let runLength = 0
-      const flushRun = () => {
-        if (run.length === 1) writes.push(run[0]!)
-        else if (run.length > 1) {
-          // Every byte is overwritten below, so the allocation skips zero-filling.
-          const out = Buffer.allocUnsafe(runLength)
-          let offset = 0
-          for (const piece of run) {
-            out.set(piece, offset)
-            offset += piece.length
-          }
-          writes.push(out)
+  setSink(next: FrameSink): void {
+    this.sink = next
+    const mailbox = this.mailbox
+    if (mailbox !== undefined) {
+      this.mailbox = undefined
+      this.first = undefined
+      for (const [type, header, body] of mailbox.take()) next.onFrame(type, header, body)
+      if (mailbox.end !== undefined) next.onEnd(mailbox.end)
+    } else if (this.readEnd !== undefined) {
+      next.onEnd(this.readEnd)
+    }
+  }
+
+  setReadLimits(limits: ReadLimits): void {
+    this.decoder.setMaxFrameSize(limits.maxFrameSize)
+    if (this.mailbox !== undefined) this.mailbox.limits = limits
+  }
+
+  waitingBytes(): number {
+    return this.mailbox?.bytes ?? 0
+  }
+
+  firstBytes(): Uint8Array {
+    return this.first === undefined ? new Uint8Array(0) : this.first.slice(0, this.firstFill)
+  }
+
+  reuseFrameBuffers(): void {
+    this.decoder.reuseBuffers()
+  }
+
+  private readingEnded(end: ReadEnd): void {
+    this.finishReading(end)
+    this.markReadDone()
+  }
+
+  private markReadDone(): void {
+    this.readDoneNow = true
+    if (this.readDone !== undefined) Deferred.unsafeDone(this.readDone, Exit.void)
+  }
+
+  get readEnded(): Effect.Effect<void> {
+    if (this.readDoneNow) return Effect.void
+    const done = this.readDone ?? (this.readDone = Deferred.unsafeMake<void>(FiberId.none))
+    return Deferred.await(done)
+  }
+
+  get stopReading(): Effect.Effect<void> {
+    return Effect.sync(() => {
+      this.transport.stopReading()
+      this.readingEnded({ _tag: "Eof" })
+    })
+  }
+
+  // --- the transport's events ------------------------------------------------------------------
+
+  onData(chunk: Uint8Array): void {
+    count(bytesIn, chunk.length)
+    if (this.readEnd !== undefined) return
+    if (this.first !== undefined && this.firstFill < FIRST_BYTES) {
+      const take = Math.min(FIRST_BYTES - this.firstFill, chunk.length)
+      this.first.set(chunk.subarray(0, take), this.firstFill)
+      this.firstFill += take
+    }
+    const error = this.decoder.push(chunk, this.onFrame)
+    // Reading goes on after a framing error (what follows is ignored), so that the connection
+    // stays open while the alert that says why we close goes out.
+    if (error !== undefined) this.finishReading({ _tag: "ProtocolError", error })
+  }
+
+  onReadEnd(error: Socket.SocketError | undefined): void {
+    if (error !== undefined) return this.readingEnded({ _tag: "SocketError", error })
+    const truncated = this.decoder.end()
+    this.readingEnded(truncated === undefined ? { _tag: "Eof" } : { _tag: "ProtocolError", error: truncated })
+  }
+
+  onDrain(): void {
+    if (this.stopped) return
+    this.blocked = false
+    this.since = undefined
+    this.flush()
+  }
+
+  onWriteClosed(): void {
+    this.stopWriting()
+  }
+
+  /** The connection's scope closes: nothing more is written, and the read side counts as ended. */
+  closeScope(): void {
+    this.stopWriting()
+    this.markReadDone()
+  }
+
+  // --- writing -----------------------------------------------------------------------------
+
+  pendingBytes(): number {
+    return this.stopped ? 0 : this.queued + this.transport.bufferedBytes()
+  }
+
+  private writable(): boolean {
+    return this.stopped || this.pendingBytes() < this.highWaterMark
+  }
+
+  get awaitWritable(): Effect.Effect<void> {
+    return waitOn(() => (this.drainWaiters ??= []), () => this.writable())
+  }
+
+  writingSince(): number | undefined {
+    return this.since
+  }
+
+  /**
+   * Turns the queue into one batch of writes: runs of small pieces are merged into one buffer,
+   * while large pieces are written as they are, since copying them would cost more than a piece of
+   * the transport's `writev`.
+   */
+  private takeBatch(): Array<Uint8Array> {
+    const batch = this.queue
+    this.queue = []
+    this.queued = 0
+    const writes: Array<Uint8Array> = []
+    let run: Array<Uint8Array> = []
+    let runLength = 0
+    const flushRun = () => {
+      if (run.length === 1) writes.push(run[0]!)
+      else if (run.length > 1) {
+        // Every byte is overwritten below, so the allocation skips zero-filling.
+        const out = Buffer.allocUnsafe(runLength)
+        let offset = 0
+        for (const piece of run) {
+          out.set(piece, offset)
+          offset += piece.length
         }
-        run = []
-        runLength = 0
+        writes.push(out)
       }
-      let total = 0
-      for (const piece of batch) {
-        total += piece.length
-        if (piece.length >= DIRECT_WRITE_SIZE) {
-          flushRun()
-          writes.push(piece)
-        } else {
-          run.push(piece)
-          runLength += piece.length
-        }
-      }
-      flushRun()
-      // Counted once per batch, as it is handed to the transport (README "Observability").
-      count(bytesOut, total)
-      return writes
+      run = []
+      runLength = 0
     }
-
-    /** What the layer above still holds back, framed into the queue now. */
-    const runHook = () => {
-      const hook = batchHook
-      batchHook = undefined
-      hook?.()
-    }
-
-    const flush = () => {
-      scheduled = false
-      if (stopped || blocked) return
-      runHook()
-      if (queue.length > 0) {
-        if (!transport.write(takeBatch())) {
-          blocked = true
-          // The stall timeout counts from here: the peer is not taking what we send (PROTOCOL.md §10).
-          writingSince = clock.unsafeCurrentTimeMillis()
-        }
-      }
-      if (!blocked && ending && !endSending) {
-        endSending = true
-        transport.end(() => {
-          endSent = true
-          wakeAll(doneWaiters)
-        })
-      }
-      if (writable()) wakeAll(drainWaiters)
-    }
-
-    const schedule = () => {
-      if (!scheduled && !blocked && !stopped) {
-        scheduled = true
-        setImmediate(flush)
+    let total = 0
+    for (const piece of batch) {
+      total += piece.length
+      if (piece.length >= DIRECT_WRITE_SIZE) {
+        flushRun()
+        writes.push(piece)
+      } else {
+        run.push(piece)
+        runLength += piece.length
       }
     }
+    flushRun()
+    // Counted once per batch, as it is handed to the transport (README "Observability").
+    count(bytesOut, total)
+    return writes
+  }
 
-    /** Nothing more goes out: what is queued is dropped and whoever waits on the writer is released. */
-    const stopWriting = (): boolean => {
-      if (stopped) return false
-      stopped = true
-      batchHook = undefined
-      queue = []
-      queued = 0
-      writingSince = undefined
-      wakeAll(doneWaiters)
-      wakeAll(drainWaiters)
-      return true
+  /** What the layer above still holds back, framed into the queue now. */
+  private runHook(): void {
+    const hook = this.batchHook
+    this.batchHook = undefined
+    hook?.()
+  }
+
+  private readonly flushNow = (): void => this.flush()
+
+  private flush(): void {
+    this.scheduled = false
+    if (this.stopped || this.blocked) return
+    this.runHook()
+    if (this.queue.length > 0) {
+      if (!this.transport.write(this.takeBatch())) {
+        this.blocked = true
+        // The stall timeout counts from here: the peer is not taking what we send (PROTOCOL.md §10).
+        this.since = this.clock.unsafeCurrentTimeMillis()
+      }
     }
+    if (!this.blocked && this.ending && !this.endSending) {
+      this.endSending = true
+      this.transport.end(() => {
+        this.endSent = true
+        wakeAll(this.doneWaiters)
+      })
+    }
+    if (this.writable()) wakeAll(this.drainWaiters)
+  }
 
-    const abandonWrites: Effect.Effect<void> = Effect.sync(() => {
+  private schedule(): void {
+    if (!this.scheduled && !this.blocked && !this.stopped) {
+      this.scheduled = true
+      setImmediate(this.flushNow)
+    }
+  }
+
+  /** Nothing more goes out: what is queued is dropped and whoever waits on the writer is released. */
+  private stopWriting(): boolean {
+    if (this.stopped) return false
+    this.stopped = true
+    this.batchHook = undefined
+    this.queue = []
+    this.queued = 0
+    this.since = undefined
+    wakeAll(this.doneWaiters)
+    wakeAll(this.drainWaiters)
+    return true
+  }
+
+  get abortWrites(): Effect.Effect<void> {
+    return Effect.sync(() => {
       // What the transport still holds would keep a peer that does not read connected.
-      if (stopWriting()) transport.destroy()
+      if (this.stopWriting()) this.transport.destroy()
     })
+  }
 
-    const enqueue = (frame: Uint8Array) => {
-      if (ending || stopped) return
-      queue.push(frame)
-      queued += frame.length
-      schedule()
-    }
+  /** A field, not a method: the record layer is handed it as the place its frames go. */
+  readonly enqueue = (frame: Uint8Array): void => {
+    if (this.ending || this.stopped) return
+    this.queue.push(frame)
+    this.queued += frame.length
+    this.schedule()
+  }
 
-    const enqueueLater = (hook: () => void) => {
-      if (ending || stopped) return
-      batchHook = hook
-      schedule()
-    }
+  enqueueLater(hook: () => void): void {
+    if (this.ending || this.stopped) return
+    this.batchHook = hook
+    this.schedule()
+  }
 
-    const endWrite = Effect.suspend(() => {
-      if (!ending) {
-        ending = true
-        if (!blocked) flush()
+  get endWrite(): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      if (!this.ending) {
+        this.ending = true
+        if (!this.blocked) this.flush()
       }
-      return awaitEnd
+      return waitOn(() => (this.doneWaiters ??= []), () => this.endSent || this.stopped)
     })
-
-    // --- the transport ---------------------------------------------------------------------
-    const transport = yield* Transport.of(socket)
-    const readDone = Deferred.unsafeMake<void>(FiberId.none)
-    const readingEnded = (end: ReadEnd) => {
-      finishReading(end)
-      Deferred.unsafeDone(readDone, Exit.void)
-    }
-    yield* Scope.addFinalizer(scope, Effect.sync(() => {
-      stopWriting()
-      Deferred.unsafeDone(readDone, Exit.void)
-    }))
-    // Reading starts last, so that everything it may call on the writing side exists.
-    transport.start({
-      onData: (chunk) => {
-        count(bytesIn, chunk.length)
-        if (readEnd !== undefined) return
-        if (firstFill < FIRST_BYTES) {
-          const take = Math.min(FIRST_BYTES - firstFill, chunk.length)
-          first.set(chunk.subarray(0, take), firstFill)
-          firstFill += take
-        }
-        const error = decoder.push(chunk, onFrame)
-        // Reading goes on after a framing error (what follows is ignored), so that the connection
-        // stays open while the alert that says why we close goes out.
-        if (error !== undefined) finishReading({ _tag: "ProtocolError", error })
-      },
-      onReadEnd: (error) => {
-        if (error !== undefined) return readingEnded({ _tag: "SocketError", error })
-        const truncated = decoder.end()
-        readingEnded(truncated === undefined ? { _tag: "Eof" } : { _tag: "ProtocolError", error: truncated })
-      },
-      onDrain: () => {
-        if (stopped) return
-        blocked = false
-        writingSince = undefined
-        flush()
-      },
-      onWriteClosed: () => {
-        stopWriting()
-      }
-    })
-
-    return {
-      nextFrame: mailbox.next,
-      readFailure: mailbox.failure,
-      setSink,
-      setReadLimits,
-      waitingBytes: mailbox.bytes,
-      firstBytes: () => first.slice(0, firstFill),
-      reuseFrameBuffers: decoder.reuseBuffers,
-      enqueue,
-      enqueueLater,
-      pendingBytes,
-      awaitWritable,
-      writingSince: () => writingSince,
-      endWrite,
-      stopReading: Effect.sync(() => {
-        transport.stopReading()
-        readingEnded({ _tag: "Eof" })
-      }),
-      abortWrites: abandonWrites,
-      readEnded: Deferred.await(readDone)
-    }
-  })
+  }
+}

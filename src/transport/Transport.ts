@@ -66,13 +66,51 @@ const hasNetConnection = (socket: Socket.Socket): socket is Socket.Socket & With
 
 /**
  * A `Socket.Socket` over a connected `net.Socket` that `Framed` drives through {@link fromNetSocket}
- * instead of its `run`/`writer` (those still work, as `NodeSocket.fromDuplex` builds them, for anyone
+ * instead of its `run`/`writer` (those still work, through the platform socket it wraps, for anyone
  * else given the socket, but one connection must not be read both ways at once). This is how the TCP
  * path reaches the handshake, which takes its socket from the context, without a second kind of
- * service there.
+ * service there. A class, so that a connection costs one small object rather than a prototype of its
+ * own (docs/resources.md, "Memory of an idle session").
  */
-export const netSocket = (conn: Net.Socket): Effect.Effect<Socket.Socket> =>
-  Effect.map(NodeSocket.fromDuplex(Effect.succeed(conn)), (socket) => Object.assign(Object.create(socket), { [NetConnection]: conn }))
+class NetSocketHandle implements Socket.Socket {
+  readonly [Socket.TypeId]: Socket.TypeId = Socket.TypeId
+  readonly [NetConnection]: Net.Socket
+  /** The platform's socket over the same connection, made when someone asks for `run` or `writer`. */
+  private platform: Socket.Socket | undefined
+
+  constructor(conn: Net.Socket, platform?: Socket.Socket) {
+    this[NetConnection] = conn
+    this.platform = platform
+  }
+
+  private get platformSocket(): Effect.Effect<Socket.Socket> {
+    return Effect.suspend(() =>
+      this.platform !== undefined
+        ? Effect.succeed(this.platform)
+        : Effect.map(NodeSocket.fromDuplex(Effect.succeed(this[NetConnection])), (socket) => (this.platform ??= socket))
+    )
+  }
+
+  get run(): Socket.Socket["run"] {
+    return (handler, options) => Effect.flatMap(this.platformSocket, (socket) => socket.run(handler, options))
+  }
+
+  get runRaw(): Socket.Socket["runRaw"] {
+    return (handler, options) => Effect.flatMap(this.platformSocket, (socket) => socket.runRaw(handler, options))
+  }
+
+  get writer(): Socket.Socket["writer"] {
+    return Effect.flatMap(this.platformSocket, (socket) => socket.writer)
+  }
+}
+
+/**
+ * The socket for a connected `net.Socket`. `platform`, when given, is the platform's own socket over
+ * the same connection, reused rather than built again; without it, one is built only if `run` or
+ * `writer` is used (the session never does).
+ */
+export const netSocket = (conn: Net.Socket, platform?: Socket.Socket): Effect.Effect<Socket.Socket> =>
+  Effect.sync(() => new NetSocketHandle(conn, platform))
 
 /** The live path for a socket from {@link netSocket}, the adapter for any other. */
 export const of = (socket: Socket.Socket): Effect.Effect<Transport, never, Scope.Scope> =>
@@ -87,131 +125,161 @@ const READ_TURN_BYTES = 64 * 1024
  * the layer above (`destroy`), since a peer that does not read would otherwise hold it open.
  */
 export const fromNetSocket = (conn: Net.Socket): Effect.Effect<Transport, never, Scope.Scope> =>
-  Effect.gen(function*() {
-    let handlers: TransportHandlers | undefined
-    let readOpen = true
-    let writeOpen = true
-    /** An error raised before `start` (a reset right after connecting), reported by `start`. */
-    let early: Error | undefined
-    let earlyEnd = false
-    let earlyClose: boolean | undefined
-
-    const readEnded = (error: Socket.SocketError | undefined) => {
-      if (!readOpen) return
-      readOpen = false
-      conn.off("data", onData)
-      handlers?.onReadEnd(error)
-    }
-    const writeClosed = () => {
-      if (!writeOpen) return
-      writeOpen = false
-      handlers?.onWriteClosed()
-    }
-    // Fairness between connections (PROTOCOL.md §10.1, docs/resources.md): libuv reads a readable
-    // socket up to 32 times in one poll, 64 KiB each, and the frames they complete are opened right
-    // away, so one busy peer could hold the event loop for megabytes while every other connection's
-    // request waits. After READ_TURN_BYTES the socket is paused until the next turn of the loop:
-    // each connection gets its share, and what the kernel holds meanwhile stays in the kernel.
-    let sinceYield = 0
-    let yielding = false
-    const resumeReading = () => {
-      yielding = false
-      sinceYield = 0
-      if (readOpen && !conn.destroyed) conn.resume()
-    }
-    const onData = (chunk: Buffer) => {
-      handlers?.onData(chunk)
-      sinceYield += chunk.length
-      if (sinceYield >= READ_TURN_BYTES && !yielding && readOpen) {
-        yielding = true
-        conn.pause()
-        setImmediate(resumeReading)
-      }
-    }
-    const onError = (cause: Error) => {
-      if (handlers === undefined) {
-        early ??= cause
-        return
-      }
-      readEnded(new Socket.SocketGenericError({ reason: "Read", cause }))
-      writeClosed()
-    }
-    const onEnd = () => {
-      if (handlers === undefined) {
-        earlyEnd = true
-        return
-      }
-      readEnded(undefined)
-      // With `allowHalfOpen: false` (Node's default, and `NodeSocket`'s) Node ends our side too, and
-      // a later write would fail with EPIPE: the write side is over as well.
-      if (!conn.allowHalfOpen) writeClosed()
-    }
-    const onClose = (hadError: boolean) => {
-      if (handlers === undefined) {
-        earlyClose = hadError
-        return
-      }
-      readEnded(new Socket.SocketCloseError({ reason: "Close", code: hadError ? 1006 : 1000 }))
-      writeClosed()
-    }
-    const onDrain = () => {
-      if (writeOpen) handlers?.onDrain()
-    }
-    // Listening from the start: an error with no listener would throw out of the event loop.
-    conn.on("error", onError)
-    conn.on("end", onEnd)
-    conn.on("close", onClose)
-    conn.on("drain", onDrain)
-
-    yield* Effect.addFinalizer(() =>
-      Effect.sync(() => {
-        conn.off("data", onData)
-        conn.off("end", onEnd)
-        conn.off("close", onClose)
-        conn.off("drain", onDrain)
-        // The error listener stays: a late error on a closing socket must not crash the process.
-        if (!conn.destroyed) conn.destroySoon()
-      })
-    )
-
-    return {
-      start: (next) => {
-        handlers = next
-        if (early !== undefined) return onError(early)
-        if (earlyClose !== undefined) return onClose(earlyClose)
-        // Failed before this transport listened (between connecting and the handshake's start).
-        if (conn.errored !== null) return onError(conn.errored)
-        if (conn.destroyed) return onClose(false)
-        conn.on("data", onData)
-        if (earlyEnd) onEnd()
-      },
-      write: (pieces) => {
-        if (!writeOpen || conn.destroyed || conn.writableEnded) return true
-        if (pieces.length === 1) return conn.write(pieces[0]!)
-        // One `writev` for the batch instead of one system call per piece.
-        conn.cork()
-        for (const piece of pieces) conn.write(piece)
-        conn.uncork()
-        return !conn.writableNeedDrain
-      },
-      bufferedBytes: () => conn.writableLength,
-      end: (done) => {
-        // Node sends the end of stream after what is buffered; nothing is left to wait for here.
-        if (writeOpen && !conn.destroyed && !conn.writableEnded) conn.end()
-        done()
-      },
-      stopReading: () => {
-        // Still read, and drop what arrives: a socket closed with unread bytes in its receive buffer
-        // sends a reset instead of an end of stream, and the reset can destroy, at the peer, the
-        // alert we have just sent (Linux discards received bytes not yet read when a reset arrives).
-        readOpen = false
-        handlers = handlers === undefined ? undefined : { ...handlers, onData: () => {}, onReadEnd: () => {} }
-      },
-      destroy: () => {
-        conn.destroy()
-      }
-    }
+  Effect.flatMap(Effect.scope, (scope) => {
+    const transport = new NetTransport(conn)
+    return Effect.as(Scope.addFinalizer(scope, Effect.sync(() => transport.release())), transport)
   })
+
+/**
+ * The state of a raw `net.Socket` transport. A class, so that an idle connection keeps only its
+ * event listeners as closures (docs/resources.md, "Memory of an idle session").
+ */
+class NetTransport implements Transport {
+  private handlers: TransportHandlers | undefined = undefined
+  private readOpen = true
+  private writeOpen = true
+  /** `stopReading` was called: what arrives is read and dropped, and the read side's end is not told. */
+  private dropping = false
+  /** An error raised before `start` (a reset right after connecting), reported by `start`. */
+  private early: Error | undefined = undefined
+  private earlyEnd = false
+  private earlyClose: boolean | undefined = undefined
+  // Fairness between connections (PROTOCOL.md §10.1, docs/resources.md): libuv reads a readable
+  // socket up to 32 times in one poll, 64 KiB each, and the frames they complete are opened right
+  // away, so one busy peer could hold the event loop for megabytes while every other connection's
+  // request waits. After READ_TURN_BYTES the socket is paused until the next turn of the loop:
+  // each connection gets its share, and what the kernel holds meanwhile stays in the kernel.
+  private sinceYield = 0
+  private yielding = false
+
+  constructor(private readonly conn: Net.Socket) {
+    // Listening from the start: an error with no listener would throw out of the event loop.
+    conn.on("error", this.onError)
+    conn.on("end", this.onEnd)
+    conn.on("close", this.onClose)
+    conn.on("drain", this.onDrain)
+  }
+
+  private readEnded(error: Socket.SocketError | undefined): void {
+    if (!this.readOpen) return
+    this.readOpen = false
+    this.conn.off("data", this.onData)
+    if (!this.dropping) this.handlers?.onReadEnd(error)
+  }
+
+  private writeClosed(): void {
+    if (!this.writeOpen) return
+    this.writeOpen = false
+    this.handlers?.onWriteClosed()
+  }
+
+  private readonly resumeReading = (): void => {
+    this.yielding = false
+    this.sinceYield = 0
+    if (this.readOpen && !this.conn.destroyed) this.conn.resume()
+  }
+
+  // The listeners are fields: `net.Socket` calls them unbound.
+  private readonly onData = (chunk: Buffer): void => {
+    if (!this.dropping) this.handlers?.onData(chunk)
+    this.sinceYield += chunk.length
+    if (this.sinceYield >= READ_TURN_BYTES && !this.yielding && this.readOpen) {
+      this.yielding = true
+      this.conn.pause()
+      setImmediate(this.resumeReading)
+    }
+  }
+
+  private readonly onError = (cause: Error): void => {
+    if (this.handlers === undefined) {
+      this.early ??= cause
+      return
+    }
+    this.readEnded(new Socket.SocketGenericError({ reason: "Read", cause }))
+    this.writeClosed()
+  }
+
+  private readonly onEnd = (): void => {
+    if (this.handlers === undefined) {
+      this.earlyEnd = true
+      return
+    }
+    this.readEnded(undefined)
+    // With `allowHalfOpen: false` (Node's default, and `NodeSocket`'s) Node ends our side too, and
+    // a later write would fail with EPIPE: the write side is over as well.
+    if (!this.conn.allowHalfOpen) this.writeClosed()
+  }
+
+  private readonly onClose = (hadError: boolean): void => {
+    if (this.handlers === undefined) {
+      this.earlyClose = hadError
+      return
+    }
+    this.readEnded(new Socket.SocketCloseError({ reason: "Close", code: hadError ? 1006 : 1000 }))
+    this.writeClosed()
+  }
+
+  private readonly onDrain = (): void => {
+    if (this.writeOpen) this.handlers?.onDrain()
+  }
+
+  /** The scope's release. */
+  release(): void {
+    const conn = this.conn
+    conn.off("data", this.onData)
+    conn.off("end", this.onEnd)
+    conn.off("close", this.onClose)
+    conn.off("drain", this.onDrain)
+    // The error listener stays: a late error on a closing socket must not crash the process.
+    if (!conn.destroyed) conn.destroySoon()
+  }
+
+  start(next: TransportHandlers): void {
+    const conn = this.conn
+    this.handlers = next
+    if (this.early !== undefined) return this.onError(this.early)
+    if (this.earlyClose !== undefined) return this.onClose(this.earlyClose)
+    // Failed before this transport listened (between connecting and the handshake's start).
+    if (conn.errored !== null) return this.onError(conn.errored)
+    if (conn.destroyed) return this.onClose(false)
+    conn.on("data", this.onData)
+    if (this.earlyEnd) this.onEnd()
+  }
+
+  write(pieces: ReadonlyArray<Uint8Array>): boolean {
+    const conn = this.conn
+    if (!this.writeOpen || conn.destroyed || conn.writableEnded) return true
+    if (pieces.length === 1) return conn.write(pieces[0]!)
+    // One `writev` for the batch instead of one system call per piece.
+    conn.cork()
+    for (const piece of pieces) conn.write(piece)
+    conn.uncork()
+    return !conn.writableNeedDrain
+  }
+
+  bufferedBytes(): number {
+    return this.conn.writableLength
+  }
+
+  end(done: () => void): void {
+    const conn = this.conn
+    // Node sends the end of stream after what is buffered; nothing is left to wait for here.
+    if (this.writeOpen && !conn.destroyed && !conn.writableEnded) conn.end()
+    done()
+  }
+
+  stopReading(): void {
+    // Still read, and drop what arrives: a socket closed with unread bytes in its receive buffer
+    // sends a reset instead of an end of stream, and the reset can destroy, at the peer, the
+    // alert we have just sent (Linux discards received bytes not yet read when a reset arrives).
+    this.readOpen = false
+    this.dropping = true
+  }
+
+  destroy(): void {
+    this.conn.destroy()
+  }
+}
 
 /**
  * Any `@effect/platform` socket. Reading is one `socket.run` forked into the scope; writing is a fiber

@@ -107,127 +107,142 @@ const checkMaxFrameSize = (maxFrameSize: number): number => {
   return maxFrameSize
 }
 
-export const makeFrameDecoder = (initialMaxFrameSize: number): FrameDecoder => {
-  let maxFrameSize = checkMaxFrameSize(initialMaxFrameSize)
+export const makeFrameDecoder = (initialMaxFrameSize: number): FrameDecoder => new StreamDecoder(checkMaxFrameSize(initialMaxFrameSize))
 
-  // A header split across chunks is gathered here until its length is known; then the whole frame,
-  // header included, moves to `frame`, whose capacity grows (doubling, capped at the frame's size)
-  // as its bytes arrive.
-  const head = new Uint8Array(FRAME_HEADER_LENGTH)
-  let headFill = 0
-  let frame: Uint8Array | undefined = undefined
+/**
+ * The decoder's state for one connection. A class, so that an idle connection's decoder is one
+ * object, not a closure per step (docs/resources.md, "Memory of an idle session").
+ *
+ * A header split across chunks is gathered in `head` until its length is known; then the whole
+ * frame, header included, moves to `frame`, whose capacity grows (doubling, capped at the frame's
+ * size) as its bytes arrive.
+ */
+class StreamDecoder implements FrameDecoder {
+  /** Made by the first header that arrives split. */
+  private head: Uint8Array | undefined = undefined
+  private headFill = 0
+  private frame: Uint8Array | undefined = undefined
   /** The size of the frame being gathered, header included; `frame` may still be smaller. */
-  let frameLength = 0
-  let frameFill = 0
-  let failed: ProtocolError | undefined = undefined
-  let reuse = false
-  let scratch: Uint8Array | undefined = undefined
+  private frameLength = 0
+  private frameFill = 0
+  private failed: ProtocolError | undefined = undefined
+  private reuse = false
+  private scratch: Uint8Array | undefined = undefined
+
+  constructor(private maxFrameSize: number) {}
 
   /** A buffer for `needed` bytes of a frame of `frameLength`, keeping what `frame` already holds. */
-  const grow = (needed: number): Uint8Array => {
-    const current = frame
+  private grow(needed: number): Uint8Array {
+    const current = this.frame
     if (current !== undefined && current.length >= needed) return current
-    if (reuse && scratch !== undefined && scratch.length >= needed) {
-      const view = scratch.subarray(0, Math.min(scratch.length, frameLength))
-      if (current !== undefined && current.buffer !== scratch.buffer) view.set(current.subarray(0, frameFill), 0)
+    const scratch = this.scratch
+    if (this.reuse && scratch !== undefined && scratch.length >= needed) {
+      const view = scratch.subarray(0, Math.min(scratch.length, this.frameLength))
+      if (current !== undefined && current.buffer !== scratch.buffer) view.set(current.subarray(0, this.frameFill), 0)
       return view
     }
-    const size = Math.min(frameLength, Math.max(needed, MIN_GATHER, 2 * (current?.length ?? 0)))
+    const size = Math.min(this.frameLength, Math.max(needed, MIN_GATHER, 2 * (current?.length ?? 0)))
     const next = allocFrame(size)
-    if (current !== undefined) next.set(current.subarray(0, frameFill), 0)
-    if (reuse) scratch = next
+    if (current !== undefined) next.set(current.subarray(0, this.frameFill), 0)
+    if (this.reuse) this.scratch = next
     return next
   }
 
   /** Starts gathering a frame of `length` body bytes from the first `bytes` of it. */
-  const begin = (length: number, bytes: Uint8Array): void => {
-    frameLength = FRAME_HEADER_LENGTH + length
-    frame = undefined
-    frameFill = 0
-    frame = grow(bytes.length)
+  private begin(length: number, bytes: Uint8Array): void {
+    this.frameLength = FRAME_HEADER_LENGTH + length
+    this.frame = undefined
+    this.frameFill = 0
+    const frame = this.grow(bytes.length)
     frame.set(bytes, 0)
-    frameFill = bytes.length
+    this.frame = frame
+    this.frameFill = bytes.length
   }
 
-  const fail = (error: ProtocolError): ProtocolError => {
-    failed = error
-    frame = undefined
-    frameLength = 0
-    frameFill = 0
-    headFill = 0
+  private fail(error: ProtocolError): ProtocolError {
+    this.failed = error
+    this.frame = undefined
+    this.frameLength = 0
+    this.frameFill = 0
+    this.headFill = 0
     return error
   }
 
-  const tooLarge = (length: number): ProtocolError =>
-    fail(
+  private tooLarge(length: number): ProtocolError {
+    return this.fail(
       new ProtocolError({
         reason: "FrameTooLarge",
-        detail: `declared length ${length} exceeds maxFrameSize ${maxFrameSize}`
+        detail: `declared length ${length} exceeds maxFrameSize ${this.maxFrameSize}`
       })
     )
+  }
 
-  // Copies what the frame still lacks from `chunk` at `offset`; returns the new offset.
-  const fill = (chunk: Uint8Array, offset: number): number => {
-    const take = Math.min(frameLength - frameFill, chunk.length - offset)
-    const target = grow(frameFill + take)
-    target.set(chunk.subarray(offset, offset + take), frameFill)
-    frame = target
-    frameFill += take
+  /** Copies what the frame still lacks from `chunk` at `offset`; returns the new offset. */
+  private fill(chunk: Uint8Array, offset: number): number {
+    const take = Math.min(this.frameLength - this.frameFill, chunk.length - offset)
+    const target = this.grow(this.frameFill + take)
+    target.set(chunk.subarray(offset, offset + take), this.frameFill)
+    this.frame = target
+    this.frameFill += take
     return offset + take
   }
 
-  // Hands over a completed frame; its buffer belongs to the handler from here on.
-  const deliver = (onFrame: FrameHandler): void => {
-    const done = frame!.subarray(0, frameLength)
-    frame = undefined
-    frameLength = 0
-    frameFill = 0
+  /** Hands over a completed frame; its buffer belongs to the handler from here on. */
+  private deliver(onFrame: FrameHandler): void {
+    const done = this.frame!.subarray(0, this.frameLength)
+    this.frame = undefined
+    this.frameLength = 0
+    this.frameFill = 0
     onFrame(done[4]!, done.subarray(0, FRAME_HEADER_LENGTH), done.subarray(FRAME_HEADER_LENGTH))
   }
 
-  const push = (chunk: Uint8Array, onFrame: FrameHandler): ProtocolError | undefined => {
-    if (failed !== undefined) return failed
+  /** Keeps the start of a header that the chunk cuts short. */
+  private keepHead(chunk: Uint8Array, offset: number): void {
+    const head = this.head ?? (this.head = new Uint8Array(FRAME_HEADER_LENGTH))
+    head.set(chunk.subarray(offset), 0)
+    this.headFill = chunk.length - offset
+  }
+
+  push(chunk: Uint8Array, onFrame: FrameHandler): ProtocolError | undefined {
+    if (this.failed !== undefined) return this.failed
     const n = chunk.length
     let off = 0
 
     // First finish whatever the previous chunks left incomplete.
-    if (frame !== undefined) {
-      off = fill(chunk, off)
-      if (frameFill < frameLength) return undefined
-      deliver(onFrame)
-    } else if (headFill > 0) {
-      while (headFill < FRAME_HEADER_LENGTH && off < n) head[headFill++] = chunk[off++]!
-      if (headFill < 4) return undefined
+    if (this.frame !== undefined) {
+      off = this.fill(chunk, off)
+      if (this.frameFill < this.frameLength) return undefined
+      this.deliver(onFrame)
+    } else if (this.headFill > 0) {
+      const head = this.head!
+      while (this.headFill < FRAME_HEADER_LENGTH && off < n) head[this.headFill++] = chunk[off++]!
+      if (this.headFill < 4) return undefined
       const length = readU32(head, 0)
-      if (length > maxFrameSize) return tooLarge(length)
-      if (headFill < FRAME_HEADER_LENGTH) return undefined
-      headFill = 0
-      begin(length, head)
-      off = fill(chunk, off)
-      if (frameFill < frameLength) return undefined
-      deliver(onFrame)
+      if (length > this.maxFrameSize) return this.tooLarge(length)
+      if (this.headFill < FRAME_HEADER_LENGTH) return undefined
+      this.headFill = 0
+      this.begin(length, head)
+      off = this.fill(chunk, off)
+      if (this.frameFill < this.frameLength) return undefined
+      this.deliver(onFrame)
     }
 
     // Then whole frames straight out of the chunk, as views; the common case for bulk data.
     for (;;) {
       const rest = n - off
       if (rest < 4) {
-        if (rest > 0) {
-          head.set(chunk.subarray(off), 0)
-          headFill = rest
-        }
+        if (rest > 0) this.keepHead(chunk, off)
         return undefined
       }
       const length = readU32(chunk, off)
-      if (length > maxFrameSize) return tooLarge(length)
+      if (length > this.maxFrameSize) return this.tooLarge(length)
       if (rest < FRAME_HEADER_LENGTH) {
-        head.set(chunk.subarray(off), 0)
-        headFill = rest
+        this.keepHead(chunk, off)
         return undefined
       }
       const bodyEnd = off + FRAME_HEADER_LENGTH + length
       if (bodyEnd > n) {
-        begin(length, chunk.subarray(off))
+        this.begin(length, chunk.subarray(off))
         return undefined
       }
       onFrame(chunk[off + 4]!, chunk.subarray(off, off + FRAME_HEADER_LENGTH), chunk.subarray(off + FRAME_HEADER_LENGTH, bodyEnd))
@@ -235,24 +250,25 @@ export const makeFrameDecoder = (initialMaxFrameSize: number): FrameDecoder => {
     }
   }
 
-  const pending = (): number => (frame !== undefined ? frameFill : headFill)
-
-  const end = (): ProtocolError | undefined => {
-    if (failed !== undefined) return failed
-    if (pending() === 0) return undefined
-    return fail(new ProtocolError({ reason: "Malformed", detail: "truncated frame" }))
+  pending(): number {
+    return this.frame !== undefined ? this.frameFill : this.headFill
   }
 
-  return {
-    push,
-    pending,
-    held: () => frame?.length ?? 0,
-    end,
-    reuseBuffers: () => {
-      reuse = true
-    },
-    setMaxFrameSize: (next) => {
-      maxFrameSize = checkMaxFrameSize(next)
-    }
+  held(): number {
+    return this.frame?.length ?? 0
+  }
+
+  end(): ProtocolError | undefined {
+    if (this.failed !== undefined) return this.failed
+    if (this.pending() === 0) return undefined
+    return this.fail(new ProtocolError({ reason: "Malformed", detail: "truncated frame" }))
+  }
+
+  reuseBuffers(): void {
+    this.reuse = true
+  }
+
+  setMaxFrameSize(next: number): void {
+    this.maxFrameSize = checkMaxFrameSize(next)
   }
 }
