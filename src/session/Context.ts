@@ -8,6 +8,7 @@ import type { Exit } from "effect"
 import type { SecureChannel } from "../channel/SecureChannel.js"
 import type { CryptoService, Sha256Hasher } from "../crypto/Crypto.js"
 import { ProtocolError } from "../errors.js"
+import { concatBytes } from "../internal/bytes.js"
 import { budgetExhaustions, countTagged } from "../Observability.js"
 import type { ByteBudget } from "./Budget.js"
 import type { SessionError } from "./Session.js"
@@ -121,18 +122,9 @@ export const queueChunk = (pieces: Pieces, data: Uint8Array) => {
   pieces.chunks.push(own(data))
 }
 
-/** Chunks as one payload of `total` bytes; a single chunk is not copied unless it is a small view (`own`). */
-export const joinChunks = (chunks: ReadonlyArray<Uint8Array>, total: number): Uint8Array => {
-  const only = chunks.length === 1 ? chunks[0] : undefined
-  if (only !== undefined && only.length === total) return own(only)
-  const payload = new Uint8Array(total)
-  let offset = 0
-  for (const chunk of chunks) {
-    payload.set(chunk, offset)
-    offset += chunk.length
-  }
-  return payload
-}
+/** Chunks as one payload; a single chunk is not copied unless it is a small view (`own`). */
+export const joinChunks = (chunks: ReadonlyArray<Uint8Array>): Uint8Array =>
+  chunks.length === 1 ? own(chunks[0]!) : concatBytes(chunks)
 
 /** A running digest of a transfer, in plaintext mode only (PROTOCOL.md §9.2). */
 export const newHasher = (ctx: SessionContext): Sha256Hasher | undefined =>

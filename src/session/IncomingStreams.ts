@@ -152,7 +152,7 @@ class StreamReceiver implements IncomingStreams {
         return Effect.void
       })).pipe(
         Effect.onError(() => Effect.sync(() => ctx.budget.refund(total))),
-        Effect.map(() => [new Packet({ id: item.id, type: item.type, payload: joinChunks(chunks, total) }, true), total] as const)
+        Effect.map(() => [new Packet({ id: item.id, type: item.type, payload: joinChunks(chunks) }, true), total] as const)
       )
   }
 

@@ -70,7 +70,7 @@ class Reassembler implements Reassembly {
       this.ctx.fail(new ProtocolError({ reason: "StreamIntegrity" }))
       return undefined
     }
-    const payload = joinChunks(message.chunks, message.total)
+    const payload = joinChunks(message.chunks)
     message.chunks.length = 0
     if (!intact(this.ctx, undefined, payload, end.digest)) {
       this.ctx.fail(new ProtocolError({ reason: "StreamIntegrity" }))
