@@ -12,7 +12,7 @@ import type { Session } from "../src/session/Session.js"
 import { encodeFrame } from "../src/wire/Frame.js"
 import { MAGIC, MessageType, PROTOCOL_VERSION } from "../src/wire/Messages.js"
 import { PacketType } from "../src/wire/PacketType.js"
-import { activeResources, rawClient } from "./support/raw.js"
+import { activeResources, rawClient, tcpRelay } from "./support/raw.js"
 import { bounded, modes, packet, randomPayload, startServer, str } from "./support/sessions.js"
 
 /** Answers each request with RESPONSE "<payload>|ok". */
@@ -185,6 +185,22 @@ describe("server", () => {
       }
       expect(alive.map((f) => f.id().id)).toEqual([])
     }).pipe(bounded("shutdown")))
+
+  it.scopedLive("interrupting the server ends even when a peer never answers its CLOSE (the waits in the close are bounded)", () =>
+    Effect.gen(function*() {
+      const { fiber, port } = yield* startServer(modes.encrypted, handler)
+      // A relay that, once frozen, passes nothing either way: the server's writes still complete,
+      // but no answer to its CLOSE and no end of stream ever comes back.
+      let frozen = false
+      const pass = (chunk: Uint8Array) => (frozen ? undefined : chunk)
+      const relayPort = yield* tcpRelay(port, { toServer: pass, toClient: pass })
+      const session = yield* connectScoped({ port: relayPort, ...modes.encrypted })
+      expect(str((yield* session.request(packet(1, PacketType.COMMAND, "x"))).payload)).toBe("x|ok")
+      frozen = true
+      // Without bounded waits this never returns: the close runs in uninterruptible finalizers.
+      const stopped = yield* Effect.exit(Fiber.interrupt(fiber))
+      expect(Exit.isSuccess(stopped)).toBe(true)
+    }).pipe(bounded("silent peer at shutdown", "20 seconds")))
 
   it.live("Server.layer and Client.layer work together", () =>
     Effect.gen(function*() {

@@ -337,13 +337,7 @@ export const listen = (options: ServeOptions): Effect.Effect<Server, ListenFaile
         const socket = yield* netSocket(conn)
         log.peer = peer
         yield* FiberRef.update(FiberRef.currentLogAnnotations, HashMap.set<string, unknown>(LOG_PEER, peer))
-        // An address refused after failed passwords costs no handshake work at all (§10.5).
         const key = throttle === undefined ? undefined : addressKey(ip)
-        if (throttle !== undefined && key !== undefined && Option.isSome(yield* throttle.refusal(key))) {
-          countTagged(refusedConnections, { reason: "throttled" })
-          yield* throttledRefusalLog(key)
-          return refuse(socket, AlertCode.THROTTLED)
-        }
         // One handshake in progress for the address, held until its outcome is counted, not for the
         // session; given back by the connection's scope too, should the handshake never start (§10.5).
         let guessing = false
@@ -352,11 +346,8 @@ export const listen = (options: ServeOptions): Effect.Effect<Server, ListenFaile
           guessing = false
         }
         const guessed = Effect.sync(endGuess)
-        if (throttle !== undefined && key !== undefined) {
-          throttle.begin(key)
-          guessing = true
-        }
-        // The connection's slot and its guess, given back by one finalizer.
+        // The connection's slot, its guess and its socket, given back by one finalizer, registered
+        // before any refusal so that a refusal that times out or is interrupted still closes it.
         let admitted = false
         yield* Scope.addFinalizer(
           scope,
@@ -366,6 +357,16 @@ export const listen = (options: ServeOptions): Effect.Effect<Server, ListenFaile
             if (!conn.destroyed) conn.destroySoon()
           })
         )
+        // An address refused after failed passwords costs no handshake work at all (§10.5).
+        if (throttle !== undefined && key !== undefined && Option.isSome(yield* throttle.refusal(key))) {
+          countTagged(refusedConnections, { reason: "throttled" })
+          yield* throttledRefusalLog(key)
+          return refuse(socket, AlertCode.THROTTLED)
+        }
+        if (throttle !== undefined && key !== undefined) {
+          throttle.begin(key)
+          guessing = true
+        }
         // Full: a handshake waiting on a silent peer makes room; the evicted connection gives its
         // count back as it closes, so the count may exceed the cap by the evictions in progress.
         if (connections >= maxConnections && !(yield* handshakes.evictWaiting)) {

@@ -92,14 +92,18 @@ export interface Pieces {
   pack: Uint8Array | undefined
 }
 
-/** Data under this size is packed with its neighbours, in buffers of `PACK_SIZE`. */
+/** Data under this size is packed with its neighbours, in buffers from `PACK_MIN` to `PACK_MAX` bytes. */
 const PACK_BELOW = 4096
-const PACK_SIZE = 64 * 1024
+const PACK_MIN = 256
+const PACK_MAX = 64 * 1024
 
 /**
  * Appends data to `pieces`. Small pieces are packed into a shared buffer behind the last one, so
  * that a peer sending many tiny CHUNK_DATA frames costs memory in proportion to its bytes, not one
- * object per frame (PROTOCOL.md §10.1); chunk boundaries are not kept.
+ * object per frame (PROTOCOL.md §10.1); chunk boundaries are not kept. Each new pack is twice the
+ * last, from `PACK_MIN`: what the packs hold beyond the bytes charged stays within about as much again,
+ * where a full-size pack for a transfer's first byte would let a peer that opens many transfers
+ * hold 64 KiB uncharged per byte.
  */
 export const queueChunk = (pieces: Pieces, data: Uint8Array) => {
   const last = pieces.chunks.length - 1
@@ -114,7 +118,7 @@ export const queueChunk = (pieces: Pieces, data: Uint8Array) => {
     }
   }
   if (data.length < PACK_BELOW) {
-    pieces.pack = new Uint8Array(PACK_SIZE)
+    pieces.pack = new Uint8Array(Math.min(PACK_MAX, Math.max(PACK_MIN, 2 * (pieces.pack?.length ?? 0), data.length)))
     pieces.pack.set(data, 0)
     pieces.chunks.push(pieces.pack.subarray(0, data.length))
     return

@@ -17,7 +17,7 @@ export interface NetListener {
   /**
    * Runs `handler` in a fiber of its own for each connection until interrupted, then interrupts them
    * and waits for them; fails if the listener fails. Connections accepted before `run` are handled
-   * first.
+   * first; those accepted once it has stopped are closed at once.
    */
   readonly run: <R>(handler: (conn: Net.Socket) => Effect.Effect<void, never, R>) => Effect.Effect<never, SocketServerError, R>
 }
@@ -28,6 +28,10 @@ export interface NetListener {
  * function for every connection, not a closure each.
  */
 const ignoreEarlyError = () => {}
+
+const destroy = (conn: Net.Socket) => {
+  conn.destroy()
+}
 
 /** Binds `host:port`; the listener closes with the scope. A bind error fails with `SocketServerError` "Open". */
 export const listenTcp = (options: {
@@ -40,6 +44,11 @@ export const listenTcp = (options: {
     const pending: Array<Net.Socket> = []
     let onConnection = (conn: Net.Socket) => {
       pending.push(conn)
+    }
+    /** From the moment the server stops: what is accepted meanwhile is closed at once, as is what waited. */
+    const stopAccepting = () => {
+      onConnection = destroy
+      for (const conn of pending.splice(0)) conn.destroy()
     }
     const server = Net.createServer({ noDelay: options.noDelay }, (conn) => {
       conn.on("error", ignoreEarlyError)
@@ -56,6 +65,8 @@ export const listenTcp = (options: {
         })
       }),
       () => Effect.async<void>((resume) => {
+        // `close` calls back once every connection has ended: one still waiting for `run` never would.
+        stopAccepting()
         server.close(() => resume(Effect.void))
       })
     )
@@ -70,13 +81,14 @@ export const listenTcp = (options: {
         const fibers = yield* Scope.extend(FiberSet.make<void, never>(), scope)
         const fork = yield* FiberSet.runtime(fibers)<R>()
         return yield* Effect.async<never>(() => {
-          const previous = onConnection
           onConnection = (conn) => {
             fork(handler(conn))
           }
           for (const conn of pending.splice(0)) onConnection(conn)
+          // Stopping: the connections' fibers may take a while to close their sessions, and a peer
+          // that reconnects meanwhile must not be left waiting in `pending` for a `run` that is over.
           return Effect.suspend(() => {
-            onConnection = previous
+            stopAccepting()
             return Scope.close(scope, Exit.void)
           })
         }).pipe(Effect.raceFirst(Deferred.await(failed)))

@@ -176,14 +176,15 @@ class NetTransport implements Transport {
   private readonly resumeReading = (): void => {
     this.yielding = false
     this.sinceYield = 0
-    if (this.readOpen && !this.conn.destroyed) this.conn.resume()
+    // A socket paused for its turn goes on being read after `stopReading` too, to drop what arrives.
+    if ((this.readOpen || this.dropping) && !this.conn.destroyed) this.conn.resume()
   }
 
   // The listeners are fields: `net.Socket` calls them unbound.
   private readonly onData = (chunk: Buffer): void => {
     if (!this.dropping) this.handlers?.onData(chunk)
     this.sinceYield += chunk.length
-    if (this.sinceYield >= READ_TURN_BYTES && !this.yielding && this.readOpen) {
+    if (this.sinceYield >= READ_TURN_BYTES && !this.yielding && (this.readOpen || this.dropping)) {
       this.yielding = true
       this.conn.pause()
       setImmediate(this.resumeReading)
