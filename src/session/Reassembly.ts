@@ -63,7 +63,6 @@ class Reassembler implements Reassembly {
   end(message: IncomingMessage, end: ChunkEnd): Packet | undefined {
     if (end.status !== ChunkEndStatus.OK) {
       this.ctx.budget.refund(message.received)
-      message.chunks.length = 0
       return undefined
     }
     if (message.received !== message.total) {
@@ -71,7 +70,6 @@ class Reassembler implements Reassembly {
       return undefined
     }
     const payload = joinChunks(message.chunks)
-    message.chunks.length = 0
     if (!intact(this.ctx, undefined, payload, end.digest)) {
       this.ctx.fail(new ProtocolError({ reason: "StreamIntegrity" }))
       return undefined
