@@ -74,20 +74,49 @@ const chunkEnd = (streamId: number, status: number, digest?: Uint8Array) =>
   encodeFrame(MessageType.CHUNK_END, encodeChunkEnd(streamId, status, digest))
 
 describe("byte budgets (tcp, the raw net.Socket transport of connect and serve)", () => {
+  const netPair = (server: Options) =>
+    Effect.map(runPair(netTcp, modes.encrypted, server), (outcome) => ({
+      client: succeeded(outcome.client, "client"),
+      server: succeeded(outcome.server, "server")
+    }))
+  const sendAll = (session: Session, count: number, size: number) =>
+    Effect.forEach(Array.from({ length: count }, (_, i) => i), (i) => session.send(packet(i, PacketType.COMMAND, randomPayload(size))), {
+      discard: true
+    })
+
   it.scopedLive("packets a handler never takes stop at maxBufferedBytes: LimitExceeded here, the alert there", () =>
     Effect.gen(function*() {
-      const outcome = yield* runPair(netTcp, modes.encrypted, { ...modes.encrypted, maxBufferedBytes: 4 * MiB })
-      const client = succeeded(outcome.client, "client")
-      const server = succeeded(outcome.server, "server")
+      // Read pacing slows the peer once 1 MiB waits; the budget still ends a session that never takes.
+      const { client, server } = yield* netPair({ ...modes.encrypted, maxBufferedBytes: 2 * MiB })
       yield* Effect.fork(server.receive())
-      yield* Effect.ignore(
-        Effect.forEach(Array.from({ length: 32 }, (_, i) => i), (i) => client.send(packet(i, PacketType.COMMAND, randomPayload(256 * KiB))), {
-          discard: true
-        })
-      )
+      yield* Effect.ignore(sendAll(client, 32, 256 * KiB))
       expect(yield* endOf(server)).toBe("ProtocolError/LimitExceeded")
       expect(yield* endOf(client)).toBe("PeerAlert/LimitExceeded")
     }).pipe(bounded("maxBufferedBytes")))
+
+  it.scopedLive("read pacing: a sender faster than the application is slowed, not cut off; 16 MiB pass a 4 MiB budget in order", () =>
+    Effect.gen(function*() {
+      const { client, server } = yield* netPair({ ...modes.encrypted, maxBufferedBytes: 4 * MiB })
+      const sending = yield* Effect.fork(sendAll(client, 64, 256 * KiB))
+      // Unpaced, the sender would have put all 16 MiB in the inbox within this pause.
+      yield* Effect.sleep("500 millis")
+      const ids: Array<number> = []
+      for (let i = 0; i < 64; i++) ids.push((yield* server.receive()).id)
+      yield* Fiber.join(sending)
+      expect(ids).toEqual(Array.from({ length: 64 }, (_, i) => i))
+      expect(Option.isNone(yield* Effect.option(Effect.timeout(server.closed, "10 millis")))).toBe(true)
+    }).pipe(bounded("paced sender")))
+
+  it.scopedLive("read pacing never stops reading: a reply arrives behind packets the application has not taken", () =>
+    Effect.gen(function*() {
+      const { client, server } = yield* netPair(modes.encrypted)
+      // 1.5 MiB that the server does not take: reading is paced from the first MiB on.
+      yield* sendAll(client, 6, 256 * KiB)
+      yield* Effect.fork(client.serve((p) => Effect.succeed(p)))
+      const answer = yield* server.request(packet(99, PacketType.COMMAND, "behind the rest"))
+      expect(answer.id).toBe(99)
+      for (let i = 0; i < 6; i++) expect((yield* server.receive()).id).toBe(i)
+    }).pipe(bounded("reply behind untaken packets")))
 })
 
 for (const [name, transport] of transports) {

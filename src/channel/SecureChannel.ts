@@ -90,6 +90,11 @@ export interface SecureChannel {
   readonly heard: () => number
   /** Sends a PING (PROTOCOL.md §7.4); the peer answers with a PONG, which the channel consumes. */
   readonly ping: () => void
+  /**
+   * Reads the peer slowly while the application leaves what arrived untaken, or at full speed again
+   * (PROTOCOL.md §10.1, read pacing).
+   */
+  readonly paceReading: (slow: boolean) => void
   /** Starts delivering messages; frames that arrived earlier are delivered first. */
   readonly listen: (handler: ChannelHandler) => void
   /**
@@ -296,6 +301,10 @@ class Channel implements SecureChannel, FrameSink {
 
   writingSince(): number | undefined {
     return this.framed.writingSince()
+  }
+
+  paceReading(slow: boolean): void {
+    this.framed.paceReading(slow)
   }
 
   heard(): number {

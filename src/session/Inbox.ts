@@ -58,6 +58,14 @@ export interface InboxServer {
 
 /** Charged per queued packet on top of its payload, so that empty packets are not free (PROTOCOL.md §10.1). */
 const ITEM_OVERHEAD = 64
+/**
+ * Read pacing (PROTOCOL.md §10.1): with this many bytes of packets waiting untaken, the connection
+ * is read slowly, until fewer than {@link PACE_BELOW} wait. A peer sending faster than the
+ * application takes is slowed by TCP instead of filling `maxBufferedBytes` and being cut off, and
+ * one sending to an application that stopped taking costs a trickle rather than its budget at once.
+ */
+const PACE_ABOVE = 1024 * 1024
+const PACE_BELOW = 512 * 1024
 
 /** What an item still holds against the budget, given back once the application has it. */
 export const release = (budget: ByteBudget, item: InboxItem): void => {
@@ -85,6 +93,9 @@ class Mailroom implements Inbox {
   private takers: Array<Resume<InboxItem>> | undefined = undefined
   /** One per running `serve`. */
   private servers: Array<InboxServer> | undefined = undefined
+  /** What the waiting packets hold against the budget; reading is paced above `PACE_ABOVE`. */
+  private waitingBytes = 0
+  private paced = false
 
   constructor(private readonly ctx: SessionContext, private readonly maxQueued: number) {}
 
@@ -96,6 +107,23 @@ class Mailroom implements Inbox {
     if (this.items.length === 0 && this.servers !== undefined) for (const server of this.servers) if (server.offer(item)) return
     if (this.items.length >= this.maxQueued) return this.ctx.fail(new ProtocolError({ reason: "LimitExceeded", detail: "too many queued packets" }))
     this.items.push(item)
+    if (item._tag === "Packet") this.waited(item.charged)
+  }
+
+  /** The next waiting item, out of the queue. */
+  private shift(): InboxItem | undefined {
+    const item = this.items.shift()
+    if (item?._tag === "Packet") this.waited(-item.charged)
+    return item
+  }
+
+  private waited(bytes: number): void {
+    this.waitingBytes += bytes
+    const pace = this.paced ? this.waitingBytes >= PACE_BELOW : this.waitingBytes >= PACE_ABOVE
+    if (pace !== this.paced) {
+      this.paced = pace
+      this.ctx.channel.paceReading(pace)
+    }
   }
 
   deliverPacket(packet: Packet, request: boolean, charged: number): void {
@@ -106,7 +134,7 @@ class Mailroom implements Inbox {
 
   get take(): Effect.Effect<InboxItem, SessionError> {
     return Effect.async<InboxItem, SessionError>((resume) => {
-      const item = this.items.shift()
+      const item = this.shift()
       if (item !== undefined) return resume(Effect.succeed(item))
       if (this.ctx.ended !== undefined) return resume(Effect.fail(this.ctx.ended))
       const takers = this.takers ?? (this.takers = [])
@@ -129,7 +157,7 @@ class Mailroom implements Inbox {
   }
 
   poll(): InboxItem | undefined {
-    return this.items.shift()
+    return this.shift()
   }
 
   addServer(server: InboxServer): () => void {
@@ -147,7 +175,10 @@ class Mailroom implements Inbox {
 
   end(failure: Exit.Exit<never, SessionError>, orderly: boolean): void {
     if (this.takers !== undefined) for (const taker of this.takers.splice(0)) taker(failure)
-    if (!orderly) this.items.length = 0
+    if (!orderly) {
+      this.items.length = 0
+      this.waited(-this.waitingBytes)
+    }
     if (this.servers !== undefined) for (const server of [...this.servers]) server.ready()
   }
 }

@@ -76,6 +76,8 @@ export interface Framed {
   readonly endWrite: Effect.Effect<void>
   /** Stops delivering frames (after a fatal error); what still arrives is read and dropped. */
   readonly stopReading: Effect.Effect<void>
+  /** Reads the peer slowly, or at full speed again (`Transport.pace`, PROTOCOL.md §10.1). */
+  readonly paceReading: (slow: boolean) => void
   /**
    * Gives up on everything queued and on what the transport still holds (a peer that stopped
    * reading): the connection is destroyed, waiting senders are released, and `endWrite` completes.
@@ -243,6 +245,7 @@ const NO_TRANSPORT: Transport.Transport = {
   bufferedBytes: () => 0,
   end: (done) => done(),
   stopReading: () => {},
+  pace: () => {},
   destroy: () => {}
 }
 
@@ -384,6 +387,10 @@ class FramedConnection implements Framed, Transport.TransportHandlers {
       this.transport.stopReading()
       this.readingEnded({ _tag: "Eof" })
     })
+  }
+
+  paceReading(slow: boolean): void {
+    this.transport.pace(slow)
   }
 
   // --- the transport's events ------------------------------------------------------------------

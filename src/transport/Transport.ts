@@ -50,6 +50,12 @@ export interface Transport {
   readonly end: (done: () => void) => void
   /** Stops delivering data; the read side counts as ended, with no `onReadEnd`. */
   readonly stopReading: () => void
+  /**
+   * Reads slowly (`true`) or at full speed again: the layer above holds more than it wants of what
+   * arrived (PROTOCOL.md §10.1, read pacing). Reading never stops altogether, so that what the
+   * application waits for (a reply, stream credit, a CLOSE) still arrives behind the rest.
+   */
+  readonly pace: (slow: boolean) => void
   /** Drops the connection now, whatever is buffered. */
   readonly destroy: () => void
 }
@@ -118,6 +124,12 @@ export const of = (socket: Socket.Socket): Effect.Effect<Transport, never, Scope
 
 /** Bytes one connection may deliver before it lets the others have the event loop (see `onData` below). */
 const READ_TURN_BYTES = 64 * 1024
+/**
+ * While paced (`pace(true)`), one read (at most 64 KiB, libuv's read size) per this many
+ * milliseconds: about 640 KiB/s, slow enough that a peer filling an inbox nobody takes from costs
+ * little, fast enough that a reply behind what it sent arrives in seconds (docs/resources.md).
+ */
+const PACED_READ_MS = 100
 
 /**
  * A raw `net.Socket`. Scope release ends it gracefully (`destroySoon`: what was written still goes
@@ -151,6 +163,9 @@ class NetTransport implements Transport {
   // each connection gets its share, and what the kernel holds meanwhile stays in the kernel.
   private sinceYield = 0
   private yielding = false
+  /** Paced by the layer above: each read is followed by a pause of `PACED_READ_MS`. */
+  private slow = false
+  private pacedTimer: ReturnType<typeof setTimeout> | undefined = undefined
 
   constructor(private readonly conn: Net.Socket) {
     // Listening from the start: an error with no listener would throw out of the event loop.
@@ -175,6 +190,7 @@ class NetTransport implements Transport {
 
   private readonly resumeReading = (): void => {
     this.yielding = false
+    this.pacedTimer = undefined
     this.sinceYield = 0
     // A socket paused for its turn goes on being read after `stopReading` too, to drop what arrives.
     if ((this.readOpen || this.dropping) && !this.conn.destroyed) this.conn.resume()
@@ -184,10 +200,13 @@ class NetTransport implements Transport {
   private readonly onData = (chunk: Buffer): void => {
     if (!this.dropping) this.handlers?.onData(chunk)
     this.sinceYield += chunk.length
-    if (this.sinceYield >= READ_TURN_BYTES && !this.yielding && (this.readOpen || this.dropping)) {
+    // `onData` above may have turned pacing on. What is dropped is read at full speed.
+    const paced = this.slow && !this.dropping
+    if ((paced || this.sinceYield >= READ_TURN_BYTES) && !this.yielding && (this.readOpen || this.dropping)) {
       this.yielding = true
       this.conn.pause()
-      setImmediate(this.resumeReading)
+      if (paced) this.pacedTimer = setTimeout(this.resumeReading, PACED_READ_MS)
+      else setImmediate(this.resumeReading)
     }
   }
 
@@ -231,6 +250,7 @@ class NetTransport implements Transport {
     conn.off("end", this.onEnd)
     conn.off("close", this.onClose)
     conn.off("drain", this.onDrain)
+    if (this.pacedTimer !== undefined) clearTimeout(this.pacedTimer)
     // The error listener stays: a late error on a closing socket must not crash the process.
     if (!conn.destroyed) conn.destroySoon()
   }
@@ -275,6 +295,15 @@ class NetTransport implements Transport {
     // alert we have just sent (Linux discards received bytes not yet read when a reset arrives).
     this.readOpen = false
     this.dropping = true
+    this.pace(false)
+  }
+
+  pace(slow: boolean): void {
+    if (this.slow === slow) return
+    this.slow = slow
+    if (slow || this.pacedTimer === undefined) return
+    clearTimeout(this.pacedTimer)
+    this.resumeReading()
   }
 
   destroy(): void {
@@ -410,6 +439,9 @@ export const fromSocket = (socket: Socket.Socket): Effect.Effect<Transport, neve
         // destroy at the peer the alert just sent.
         readOpen = false
       },
+      // A platform socket cannot be paused: its `run` delivers everything, and the byte budget
+      // alone bounds what is held.
+      pace: () => {},
       destroy: () => {
         // What is in flight is given up; the socket itself goes when the scope closes.
         writeClosed()
