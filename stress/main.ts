@@ -39,6 +39,8 @@ const USAGE = `usage: npm run stress -- [options]
   --rtt-interval T        one legitimate request per T on its open session (default 2ms)
   --rss-cap N             kill the server when its RSS grows by more than this, e.g. 3G (default 3G)
   --no-bundle             run workers under tsx instead of an esbuild bundle
+  --gc-trace FILE         also trace the server's incremental marking (why each full collection
+                          started) and append every GC trace line, with its arrival time, to FILE
   --max-minutes N         hard stop for the whole run (default 12; quick 4)`
 
 const fail = (message: string): never => {
@@ -77,13 +79,15 @@ export interface Config {
   readonly rttIntervalMs: number
   readonly rttTimeoutMs: number
   readonly rssCapBytes: number
+  /** `--gc-trace`: where the server's raw GC trace goes, with incremental marking traced too. */
+  readonly gcTrace: string | undefined
   readonly password: string
 }
 
 const parseArgs = (argv: ReadonlyArray<string>) => {
   const flags = parseFlags(argv, {
     booleans: ["quick", "no-bundle"],
-    known: ["quick", "only", "rounds", "before", "during", "during-max", "after", "sessions", "setup-max", "max-bytes", "legit-concurrency", "rtt-interval", "rss-cap", "no-bundle", "max-minutes"],
+    known: ["quick", "only", "rounds", "before", "during", "during-max", "after", "sessions", "setup-max", "max-bytes", "legit-concurrency", "rtt-interval", "rss-cap", "no-bundle", "max-minutes", "gc-trace"],
     usage: USAGE
   }, fail)
   const quick = flags.has("quick")
@@ -115,6 +119,7 @@ const parseArgs = (argv: ReadonlyArray<string>) => {
     rttIntervalMs: rttText === undefined ? 2 : Number(/^(\d+(?:\.\d+)?)\s*ms$/.exec(rttText.trim())?.[1] ?? fail(`--rtt-interval wants milliseconds, e.g. 2ms`)),
     rttTimeoutMs: 2000,
     rssCapBytes: bytes("rss-cap", 3 * 2 ** 30, 3 * 2 ** 30),
+    gcTrace: flags.text("gc-trace"),
     password: "stress-password"
   }
   if (config.attacks.length === 0) fail("no attack selected")
@@ -168,11 +173,12 @@ const sampleRss = (server: StressWorker, capAbove: number, onCap: () => void) =>
  * pause). P-521 worker threads have isolates of their own, whose collections pause nothing else:
  * only the isolate that collected most often, the main thread's, is kept.
  */
-const traceGc = () => {
+const traceGc = (file: string | undefined) => {
   const byIsolate = new Map<string, Array<GcSample>>()
   const line = /^\[\d+:(0x[0-9a-f]+)\]\s+\d+ ms: (Scavenge|Mark-Compact|Minor Mark-Compact)\b.*?MB, ([\d.]+) \/ [\d.]+ ms/
   return {
     consume: (text: string): boolean => {
+      if (file !== undefined) Fs.appendFileSync(file, `${now()} ${text}\n`)
       const m = line.exec(text)
       if (m === null) return /^\[\d+:0x[0-9a-f]+\]\s+\d+ ms: /.test(text)
       const samples = byIsolate.get(m[1]!) ?? []
@@ -206,8 +212,9 @@ const runAttack = async (config: Config, launch: WorkerLaunch, attack: AttackNam
   // The server logs every failed connection (a flood is thousands): counted, the first one shown.
   // Its garbage collections are traced: a full collection pauses every connection at once, which is
   // what the legitimate round trips feel of an attack that makes the server allocate.
-  const gc = traceGc()
-  const server: StressWorker = new Worker(`server-${attack}`, { ...launch, execArgv: [...launch.execArgv, "--trace-gc"] }, 1, gc.consume)
+  const gc = traceGc(config.gcTrace)
+  const traceFlags = config.gcTrace === undefined ? ["--trace-gc"] : ["--trace-gc", "--trace-incremental-marking"]
+  const server: StressWorker = new Worker(`server-${attack}`, { ...launch, execArgv: [...launch.execArgv, ...traceFlags] }, 1, gc.consume)
   const legit: StressWorker = new Worker(`legit-${attack}`, launch)
   const attacker: StressWorker = new Worker(`attacker-${attack}`, launch)
   let fate: string | undefined
