@@ -18,7 +18,7 @@ import { progress } from "../bench/scenarios.js"
 import { prepareLaunch, Worker, type WorkerLaunch } from "../bench/workers.js"
 import { ATTACK_NAMES, ATTACKS, attacksOfItem, type AttackName } from "./attacks.js"
 import { now } from "./legit.js"
-import type { Answers, AttackReport, Command, LegitSamples, Ports } from "./protocol.js"
+import type { Answers, AttackReport, Command, LegitSamples, Ports, ServerMemory } from "./protocol.js"
 import { type AttackResult, computeResult, type GcSample, type Phases, renderDetails, renderTable, type RssSample } from "./report.js"
 
 const stressDir = Path.dirname(fileURLToPath(import.meta.url))
@@ -213,7 +213,9 @@ const runAttack = async (config: Config, launch: WorkerLaunch, attack: AttackNam
   // Its garbage collections are traced: a full collection pauses every connection at once, which is
   // what the legitimate round trips feel of an attack that makes the server allocate.
   const gc = traceGc(config.gcTrace)
-  const traceFlags = config.gcTrace === undefined ? ["--trace-gc"] : ["--trace-gc", "--trace-incremental-marking"]
+  // `--expose-gc` only lets `silent-sessions` ask for the live memory after a full collection; it
+  // changes nothing else.
+  const traceFlags = ["--trace-gc", "--expose-gc", ...(config.gcTrace === undefined ? [] : ["--trace-incremental-marking"])]
   const server: StressWorker = new Worker(`server-${attack}`, { ...launch, execArgv: [...launch.execArgv, ...traceFlags] }, 1, gc.consume)
   const legit: StressWorker = new Worker(`legit-${attack}`, launch)
   const attacker: StressWorker = new Worker(`attacker-${attack}`, launch)
@@ -228,6 +230,10 @@ const runAttack = async (config: Config, launch: WorkerLaunch, attack: AttackNam
   let setup = ""
   let samples: LegitSamples | undefined
   let report: AttackReport | undefined
+  // Idle sessions: the server's memory before the setup, with the sessions open, and once they are closed.
+  const idle = attack === "silent-sessions"
+  const memory: { before?: ServerMemory | undefined; open?: ServerMemory | undefined; closed?: ServerMemory | undefined } = {}
+  const readMemory = (collect: boolean) => server.call({ op: "memory", collect }, 30_000).catch(note("server memory"))
   try {
     await Promise.all([server.ready, legit.ready, attacker.ready])
     const ports: Ports = await server.call({ op: "startServer", password: config.password }, 30_000)
@@ -250,6 +256,7 @@ const runAttack = async (config: Config, launch: WorkerLaunch, attack: AttackNam
     const beforeStart = now()
     await sleep(config.beforeMs)
     const beforeEnd = now()
+    if (idle) memory.before = await readMemory(false)
     const setupStart = now()
     progress(`  ${attack}: attack starting`)
     // The legitimate handshakes would halve the rate at which the attacker's sessions open; the
@@ -278,11 +285,15 @@ const runAttack = async (config: Config, launch: WorkerLaunch, attack: AttackNam
       await sleep(200)
     }
     const duringEnd = now()
+    // After the RSS window: the full collection must not change what RSS measured.
+    if (idle) memory.open = await readMemory(true)
     report = await attacker.call({ op: "attackStop" }, 30_000).catch(note("attacker stop"))
     attacker.kill()
     const afterStart = now()
     await sleep(config.afterMs)
     phases = { beforeStart, beforeEnd, setupStart, duringStart, duringEnd, afterStart, afterEnd: now() }
+    // After the last RSS sample, for the same reason.
+    if (idle) memory.closed = await readMemory(true)
   } catch (error) {
     note("run")(error)
   } finally {
@@ -303,6 +314,7 @@ const runAttack = async (config: Config, launch: WorkerLaunch, attack: AttackNam
     startupRss,
     rss: rss.samples,
     gc: gc.samples(),
+    memory,
     fate,
     logLines: server.forwardedLines,
     legit: samples,

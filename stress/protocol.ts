@@ -57,6 +57,14 @@ export interface AttackReport {
   readonly ends: Readonly<Record<string, number>>
 }
 
+/** The server's memory at one moment (bytes). */
+export interface ServerMemory {
+  /** What V8 has committed for its young generation, read before any collection. */
+  readonly youngCommitted: number
+  /** JS heap in use plus external memory (ArrayBuffers, Node's buffers): after a full collection when asked for. */
+  readonly heapAndExternal: number
+}
+
 export type Command =
   | { readonly op: "startServer"; readonly password: string }
   | { readonly op: "legitStart"; readonly options: LegitOptions }
@@ -65,6 +73,8 @@ export type Command =
   | { readonly op: "attackStart"; readonly options: AttackOptions }
   | { readonly op: "attackStatus" }
   | { readonly op: "attackStop" }
+  /** The server's memory, for `silent-sessions`; `collect`: after a full collection (the server runs with `--expose-gc`). */
+  | { readonly op: "memory"; readonly collect: boolean }
   | { readonly op: "exit" }
 
 export interface Answers {
@@ -79,5 +89,6 @@ export interface Answers {
   /** `spent`: the attack has sent its whole byte budget (or has none) and only holds from here on. */
   readonly attackStatus: { readonly spent: boolean }
   readonly attackStop: AttackReport
+  readonly memory: ServerMemory
   readonly exit: null
 }

@@ -5,7 +5,7 @@
  */
 import { percentile } from "../bench/stats.js"
 import { ATTACKS, type AttackName } from "./attacks.js"
-import type { AttackReport, LegitSamples } from "./protocol.js"
+import type { AttackReport, LegitSamples, ServerMemory } from "./protocol.js"
 
 const MB = 1e6
 
@@ -56,6 +56,16 @@ export interface Target {
   readonly pass: boolean
 }
 
+/** What one idle session costs, KB (10^3 bytes) each, from the sessions the attacker opened. */
+export interface IdleSessionFigures {
+  /** The server's RSS growth from before the setup to the second half of the during phase. */
+  readonly rssKB: number
+  /** Of that growth, V8's young generation: sized by the handshakes' allocation, not by what is held. */
+  readonly youngKB: number | undefined
+  /** JS heap and external memory after a full collection, sessions open minus sessions closed. */
+  readonly liveKB: number | undefined
+}
+
 export interface AttackResult {
   readonly attack: AttackName
   readonly round: number
@@ -93,8 +103,8 @@ export interface AttackResult {
    * handshakes completed, failed, round-trip p99 ms, server max RSS MB]`, for plotting.
    */
   readonly series: ReadonlyArray<readonly [number, number, number, number, number]>
-  /** Idle sessions only: RSS growth per open session, KB. */
-  readonly perSessionKB: number | undefined
+  /** Idle sessions only. */
+  readonly idleSession: IdleSessionFigures | undefined
   /** The server's garbage collections in the during phase, and in the before phase for comparison. */
   readonly gc: { readonly before: GcFigures | undefined; readonly during: GcFigures | undefined }
   readonly attacker: AttackReport | undefined
@@ -191,6 +201,7 @@ export const computeResult = (input: {
   readonly startupRss: number
   readonly rss: ReadonlyArray<RssSample>
   readonly gc: ReadonlyArray<GcSample>
+  readonly memory: { readonly before?: ServerMemory | undefined; readonly open?: ServerMemory | undefined; readonly closed?: ServerMemory | undefined }
   readonly fate: string | undefined
   readonly logLines: number
   readonly legit: LegitSamples | undefined
@@ -215,9 +226,17 @@ export const computeResult = (input: {
     : recovery(legitSamples, phases, before.handshakesPerSecond)
 
   const opened = input.attacker?.counters["sessions opened"] ?? 0
-  const perSessionKB = input.attack === "silent-sessions" && phases !== undefined && opened > 0
-    ? (median(rssIn(rss, (phases.duringStart + phases.duringEnd) / 2, phases.duringEnd)) -
-      median(rssIn(rss, phases.beforeEnd - 1000, phases.setupStart))) / opened / 1000
+  const { before: memBefore, closed: memClosed, open: memOpen } = input.memory
+  const each = (bytes: number) => bytes / opened / 1000
+  const idleSession: IdleSessionFigures | undefined = input.attack === "silent-sessions" && phases !== undefined && opened > 0
+    ? {
+      rssKB: each(
+        median(rssIn(rss, (phases.duringStart + phases.duringEnd) / 2, phases.duringEnd)) -
+          median(rssIn(rss, phases.beforeEnd - 1000, phases.setupStart))
+      ),
+      youngKB: memBefore === undefined || memOpen === undefined ? undefined : each(memOpen.youngCommitted - memBefore.youngCommitted),
+      liveKB: memOpen === undefined || memClosed === undefined ? undefined : each(memOpen.heapAndExternal - memClosed.heapAndExternal)
+    }
     : undefined
 
   const peakAbove = (peak - startupRss) / MB
@@ -240,9 +259,16 @@ export const computeResult = (input: {
   if (input.attack === "silent-sessions") {
     targets.push({
       name: "RSS per idle session",
-      value: perSessionKB === undefined ? "no sessions" : `${perSessionKB.toFixed(1)} KB`,
+      value: idleSession === undefined ? "no sessions" : `${idleSession.rssKB.toFixed(1)} KB`,
       limit: "< 50 KB",
-      pass: perSessionKB !== undefined && perSessionKB < 50
+      pass: idleSession !== undefined && idleSession.rssKB < 50
+    })
+    const live = idleSession?.liveKB
+    targets.push({
+      name: "live memory per idle session (JS heap and buffers after a full collection)",
+      value: live === undefined ? "not measured" : `${live.toFixed(1)} KB`,
+      limit: "< 50 KB",
+      pass: live !== undefined && live < 50
     })
   }
 
@@ -274,7 +300,7 @@ export const computeResult = (input: {
       rttReconnects: legitSamples?.rttReconnects ?? 0
     },
     series: seriesOf(legitSamples, rss, phases),
-    perSessionKB,
+    idleSession,
     gc: { before: gcIn(input.gc, phases?.beforeStart, phases?.beforeEnd), during: gcIn(input.gc, phases?.duringStart, phases?.duringEnd) },
     attacker: input.attacker,
     targets,
@@ -341,7 +367,12 @@ export const renderDetails = (results: ReadonlyArray<AttackResult>): string =>
     .map((r) => {
       const lines = [`${r.attack}${r.round > 1 ? ` #${r.round}` : ""}: ${r.what}; ${r.setup}`]
       for (const t of r.targets) lines.push(`  ${t.pass ? "pass" : "FAIL"}  ${t.name}: ${t.value} (target ${t.limit})`)
-      if (r.perSessionKB !== undefined) lines.push(`  idle sessions: ${r.perSessionKB.toFixed(1)} KB each`)
+      const idle = r.idleSession
+      if (idle !== undefined) {
+        const young = idle.youngKB === undefined ? "" : `, of which ${idle.youngKB.toFixed(1)} KB is V8's young generation growing`
+        const live = idle.liveKB === undefined ? "" : `; live after a full collection ${idle.liveKB.toFixed(1)} KB (Node's native socket not included)`
+        lines.push(`  idle sessions, each: RSS ${idle.rssKB.toFixed(1)} KB${young}${live}`)
+      }
       const fails = Object.entries(r.legit.handshakeErrors).map(([k, v]) => `${k} x${v}`).join(", ")
       if (fails !== "") lines.push(`  legit handshake failures: ${fails}`)
       const rttFails = Object.entries(r.legit.rttErrors).map(([k, v]) => `${k} x${v}`).join(", ")

@@ -2,6 +2,7 @@
  * A stress worker process: the server under attack, the legitimate client or the attacker, on
  * command from main.ts over IPC (`bench/child.ts`). Each attack gets fresh processes.
  */
+import * as V8 from "node:v8"
 import { runChild } from "../bench/child.js"
 import { startAttack, type RunningAttack } from "./attacks.js"
 import { startLegit } from "./legit.js"
@@ -45,6 +46,19 @@ const run = async (command: Command): Promise<Answers[keyof Answers]> => {
     case "attackStop": {
       if (attack === undefined) throw new Error("attack not started")
       return attack.stop()
+    }
+    case "memory": {
+      // The young generation first: a collection would change it.
+      const youngCommitted = V8.getHeapSpaceStatistics()
+        .filter((space) => space.space_name === "new_space" || space.space_name === "new_large_object_space")
+        .reduce((sum, space) => sum + space.space_size, 0)
+      const collect = (globalThis as { gc?: () => void }).gc
+      if (command.collect) {
+        if (collect === undefined) throw new Error("the server runs without --expose-gc")
+        collect()
+      }
+      const usage = process.memoryUsage()
+      return { youngCommitted, heapAndExternal: usage.heapUsed + usage.external }
     }
     case "exit":
       setImmediate(() => shutdown(0))
