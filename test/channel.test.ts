@@ -50,7 +50,20 @@ const handshakeBytes = (options: Options) =>
  */
 const sendThroughFault = (faults: MemorySocket.FaultOptions, count: number, options: Options = {}) =>
   Effect.gen(function*() {
-    const result = yield* runPair(memory(faults), options, options)
+    // Writes from client to server, counted as they meet the fault (before it can drop them).
+    let writes = 0
+    const transform = faults.clientToServer?.transform
+    const counted: MemorySocket.FaultOptions = {
+      ...faults,
+      clientToServer: {
+        ...faults.clientToServer,
+        transform: (chunk) => {
+          writes++
+          return transform === undefined ? chunk : transform(chunk)
+        }
+      }
+    }
+    const result = yield* runPair(memory(counted), options, options)
     const client = succeeded(result.client, "client")
     const server = succeeded(result.server, "server")
     // The server is already receiving when the packets arrive: what a fault lets through is taken
@@ -64,12 +77,14 @@ const sendThroughFault = (faults: MemorySocket.FaultOptions, count: number, opti
       }
     }))
     yield* Effect.yieldNow()
-    // One frame per packet, as the faults below count frames: a pause (a timer, after which every
-    // ready fiber has run) lets the writer take each packet alone instead of sealing them together
-    // as one BATCH (PROTOCOL.md §7.3).
+    // One frame per packet, as the faults below count frames: the next packet is sent only once the
+    // writer has put this one on the wire, so that the two are never sealed together as one BATCH
+    // (PROTOCOL.md §7.3). A pause alone raced the writer on a loaded machine. Bounded, since a
+    // connection that failed writes nothing more.
     for (let id = 1; id <= count; id++) {
+      const before = writes
       yield* Effect.ignore(client.send(packet(id)))
-      yield* Effect.sleep("1 millis")
+      yield* Effect.sleep("1 millis").pipe(Effect.repeat({ until: () => writes > before, times: 500 }))
     }
     const { received, failure } = yield* Fiber.join(receiving)
     const serverEnd = yield* server.closed
