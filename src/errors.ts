@@ -118,7 +118,8 @@ export class HandshakeError extends Schema.TaggedError<HandshakeError>()("Handsh
 
 /**
  * This side found the peer breaking the wire protocol, or one of its own limits or timeouts ran out
- * (PROTOCOL.md §2, §8, §10); when the peer tells us it did, the error is `PeerAlert` instead.
+ * (PROTOCOL.md §2, §8, §10), or it could not seal a record with its own `Crypto` (`Internal`); when
+ * the peer tells us it did, the error is `PeerAlert` instead.
  * `cause` is the lower-level error it was made from, when there is one.
  */
 export class ProtocolError extends Schema.TaggedError<ProtocolError>()("ProtocolError", {
@@ -130,7 +131,8 @@ export class ProtocolError extends Schema.TaggedError<ProtocolError>()("Protocol
     "StreamIntegrity",
     "UnexpectedMessage",
     "LimitExceeded",
-    "Timeout"
+    "Timeout",
+    "Internal"
   ),
   detail: Schema.optional(Schema.String),
   cause: Schema.optional(Schema.Defect)

@@ -42,7 +42,8 @@ import { MemorySocket } from "../src/testing.js"
 import { ChunkFlags, encodeChunkStart, encodeStreamHead } from "../src/wire/Chunks.js"
 import { encodeFrame } from "../src/wire/Frame.js"
 import { AlertCode, ClientHello, encodeClientHello, MessageType, PROTOCOL_VERSION } from "../src/wire/Messages.js"
-import { memory, noHang, runPair, typedError } from "./support/pair.js"
+import type { Aead } from "../src/crypto/Crypto.js"
+import { memory, noHang, runPair, TYPED_TAGS, typedError } from "./support/pair.js"
 import { rawClient } from "./support/raw.js"
 import { memorySessions, startServer } from "./support/sessions.js"
 import { makeTaggingCrypto } from "./support/tagging.js"
@@ -81,6 +82,26 @@ const busyCrypto = cryptoWith(() => ({
 const failingAead = cryptoWith(() => ({
   aead: () => Either.left(new CryptoError({ reason: "Internal", detail: "no cipher (test)" }))
 }))
+
+/**
+ * `node:crypto` whose record sealing (encrypted and tagged alike) fails while `refuse.seal` is set:
+ * a local `Crypto` that breaks once the connection is up.
+ */
+const refusingSeal = () => {
+  const refuse = { seal: false }
+  const refused = () => Either.left(new CryptoError({ reason: "Internal", detail: "seal refused (test)" }))
+  const layer = cryptoWith((node) => ({
+    aead: (key) =>
+      Either.map(node.aead(key), (inner): Aead => ({
+        seal: (nonce, aad, plaintext) => (refuse.seal ? refused() : inner.seal(nonce, aad, plaintext)),
+        sealParts: (nonce, aad, parts) => (refuse.seal ? refused() : inner.sealParts(nonce, aad, parts)),
+        open: (nonce, aad, sealed) => inner.open(nonce, aad, sealed),
+        tagParts: (nonce, parts) => (refuse.seal ? refused() : inner.tagParts(nonce, parts)),
+        verifyParts: (nonce, parts, tag) => inner.verifyParts(nonce, parts, tag)
+      }))
+  }))
+  return { refuse, layer }
+}
 
 /**
  * A plaintext session pair whose client, once the session has started, writes `frames` of its own:
@@ -337,6 +358,19 @@ describe("ProtocolError", () => {
     }
     return out
   }
+  it.live("Aborted: a client whose Crypto cannot seal its ClientFinished; the CryptoError is its cause", () =>
+    Effect.gen(function*() {
+      const { layer, refuse } = refusingSeal()
+      // Sealing fails from the first sealed record on: the client's ClientFinished (§3.4).
+      refuse.seal = true
+      const result = yield* runPair(memory(), {}, {}, { client: layer })
+      const client = typedError(result.client, "client")
+      expect(client).toMatchObject({ _tag: "HandshakeError", reason: "Aborted", detail: "a handshake message could not be sealed" })
+      expect(client).toMatchObject({ cause: { _tag: "CryptoError", reason: "Internal", detail: "seal refused (test)" } })
+      // Its alert cannot be sealed either: the server sees the connection end, not a handshake timeout.
+      expect(TYPED_TAGS.has(typedError(result.server, "server")._tag)).toBe(true)
+    }).pipe(Effect.scoped, noHang(HANG_LIMIT, "the handshake")))
+
   const chunkStart = (flags: number) => encodeChunkStart({ streamId: 1, flags, id: 1, type: 0, total: 0 })
   for (const [what, type, body] of [
     ["a PACKET body under 5 bytes", MessageType.PACKET, Uint8Array.of(0, 0, 1)],
@@ -361,6 +395,26 @@ describe("ProtocolError", () => {
         expect(yield* server.closed).toMatchObject({ _tag: "ProtocolError", reason: "Malformed" })
         // The peer hears ALERT MALFORMED.
         expect(yield* client.closed).toMatchObject({ _tag: "PeerAlert", reason: "Malformed", phase: "Session" })
+      }).pipe(noHang(HANG_LIMIT, "the session")))
+  }
+
+  for (const mode of ["encrypted", "plaintext"] as const) {
+    it.scopedLive(`Internal: a record our own Crypto cannot seal ends the session, not the message alone (${mode})`, () =>
+      Effect.gen(function*() {
+        const { layer, refuse } = refusingSeal()
+        const options = mode === "plaintext" ? PLAINTEXT : {}
+        const { client, server } = yield* memorySessions({ client: options, server: options, clientCrypto: layer })
+        yield* client.send(new Packet({ id: 1, type: PacketType.COMMAND, payload: new Uint8Array([1]) }))
+        expect((yield* server.receive()).id).toBe(1)
+        refuse.seal = true
+        // Accepted, then sealed when the writer takes it: the session ends instead of dropping it.
+        yield* Effect.ignore(client.send(new Packet({ id: 2, type: PacketType.COMMAND, payload: new Uint8Array([2]) })))
+        const ended = yield* client.closed
+        expect(ended).toMatchObject({ _tag: "ProtocolError", reason: "Internal", detail: "a record could not be sealed" })
+        expect(ended).toMatchObject({ cause: { _tag: "CryptoError", reason: "Internal", detail: "seal refused (test)" } })
+        // No alert after the handshake means "our own failure" (§6): the server sees the connection end.
+        expect(yield* server.closed).toMatchObject({ _tag: "ConnectionClosed" })
+        expect(typedError(yield* Effect.exit(server.receive()), "server receive")._tag).toBe("ConnectionClosed")
       }).pipe(noHang(HANG_LIMIT, "the session")))
   }
 

@@ -35,8 +35,10 @@ export interface RecordLayer {
   /**
    * Frames one message whose body is `head ‖ data` (and a KEY_UPDATE before it when the key is due),
    * passing the frame to `emit` in pieces: the body is never concatenated, only the writer's batch is.
+   * Returns why when the local `Crypto` could not seal it: nothing of that record was emitted, and
+   * the caller must end the connection, since the peer will never see the message.
    */
-  readonly write: (type: number, head: Uint8Array, data: Uint8Array, emit: (part: Uint8Array) => void) => void
+  readonly write: (type: number, head: Uint8Array, data: Uint8Array, emit: (part: Uint8Array) => void) => CryptoError | undefined
   /** Opens one received frame and delivers the message inside; key updates are consumed here. */
   readonly read: (outerType: number, header: Uint8Array, body: Uint8Array, deliver: Deliver) => ProtocolError | undefined
 }
@@ -97,7 +99,7 @@ class KeyedRecordLayer implements RecordLayer {
    */
   private readonly nonce = new Uint8Array(12)
 
-  private seal(type: number, head: Uint8Array, data: Uint8Array, emit: (part: Uint8Array) => void): void {
+  private seal(type: number, head: Uint8Array, data: Uint8Array, emit: (part: Uint8Array) => void): CryptoError | undefined {
     const send = this.send
     // The inner type byte travels with the head, so the bulk `data` is encrypted straight from the caller's bytes.
     const prefix = new Uint8Array(1 + head.length)
@@ -108,51 +110,52 @@ class KeyedRecordLayer implements RecordLayer {
     const sealed = send.aead.sealParts(nonce, header, data.length > 0 ? [prefix, data] : [prefix])
     // The sequence number is taken only by a record that is emitted: a gap would make every later
     // record fail to open at the peer (DecryptFailed, PROTOCOL.md §4.4). The next record may reuse this
-    // nonce safely because nothing sealed under it left this function. Sealing fails only on wrong
-    // lengths or non-bytes, which the API edge refuses before this point.
-    if (Either.isLeft(sealed)) return
+    // nonce safely because nothing sealed under it left this function. Node's cipher fails only on
+    // wrong lengths or non-bytes, which the API edge refuses; a `Crypto` of the user's may fail anyway.
+    if (Either.isLeft(sealed)) return sealed.left
     send.sequence++
     count(recordsSealed, 1)
     emit(header)
     for (const part of sealed.right) emit(part)
+    return undefined
   }
 
   // Plaintext mode (§4.4): the frame keeps the message's own type and bytes; the tag authenticates
   // header and body, so neither the type, the length nor any byte can change unnoticed. The same
   // nonce rule holds as for sealing: a record that is not emitted does not take its number.
-  private tag(type: number, head: Uint8Array, data: Uint8Array, emit: (part: Uint8Array) => void): void {
+  private tag(type: number, head: Uint8Array, data: Uint8Array, emit: (part: Uint8Array) => void): CryptoError | undefined {
     const send = this.send
     const header = frameHeader(type, head.length + data.length + AEAD_TAG_LENGTH)
     const nonce = recordNonce(send.iv, send.sequence, this.nonce)
     const mac = send.aead.tagParts(nonce, [header, head, data])
-    if (Either.isLeft(mac)) return
+    if (Either.isLeft(mac)) return mac.left
     send.sequence++
     count(recordsSealed, 1)
     emit(header)
     if (head.length > 0) emit(head)
     if (data.length > 0) emit(data)
     emit(mac.right)
+    return undefined
   }
 
-  private frame(type: number, head: Uint8Array, data: Uint8Array, emit: (part: Uint8Array) => void): void {
-    if (this.encrypted) this.seal(type, head, data, emit)
-    else this.tag(type, head, data, emit)
+  private frame(type: number, head: Uint8Array, data: Uint8Array, emit: (part: Uint8Array) => void): CryptoError | undefined {
+    return this.encrypted ? this.seal(type, head, data, emit) : this.tag(type, head, data, emit)
   }
 
-  private installNext(dir: Direction): boolean {
+  private installNext(dir: Direction): CryptoError | undefined {
     const next = direction(this.crypto, nextTrafficKeys(this.crypto, dir))
-    if (Either.isLeft(next)) return false
+    if (Either.isLeft(next)) return next.left
     dir.secret = next.right.secret
     dir.iv = next.right.iv
     dir.aead = next.right.aead
     dir.sequence = 0
-    return true
+    return undefined
   }
 
   /** A received KEY_UPDATE: empty, then the next generation (§7.2). */
   private keyUpdate(body: Uint8Array): ProtocolError | undefined {
     if (body.length !== 0) return new ProtocolError({ reason: "Malformed", detail: "key update" })
-    return this.installNext(this.receive) ? undefined : decryptFailed
+    return this.installNext(this.receive) === undefined ? undefined : decryptFailed
   }
 
   private open(outerType: number, header: Uint8Array, body: Uint8Array, deliver: Deliver): ProtocolError | undefined {
@@ -181,14 +184,14 @@ class KeyedRecordLayer implements RecordLayer {
     return undefined
   }
 
-  write(type: number, head: Uint8Array, data: Uint8Array, emit: (part: Uint8Array) => void): void {
+  write(type: number, head: Uint8Array, data: Uint8Array, emit: (part: Uint8Array) => void): CryptoError | undefined {
     // The KEY_UPDATE takes the last sequence number of the old key, so the counter never wraps.
     if (this.send.sequence === this.limit - 1) {
-      this.frame(MessageType.KEY_UPDATE, EMPTY, EMPTY, emit)
-      this.installNext(this.send)
+      const failed = this.frame(MessageType.KEY_UPDATE, EMPTY, EMPTY, emit) ?? this.installNext(this.send)
+      if (failed !== undefined) return failed
       count(rekeys, 1)
     }
-    this.frame(type, head, data, emit)
+    return this.frame(type, head, data, emit)
   }
 
   read(outerType: number, header: Uint8Array, body: Uint8Array, deliver: Deliver): ProtocolError | undefined {

@@ -148,14 +148,24 @@ class Channel implements SecureChannel, FrameSink {
 
   constructor(private readonly framed: Framed, private readonly records: RecordLayer, readonly info: ChannelInfo) {}
 
+  /**
+   * Seals and queues one record. One that the local `Crypto` cannot seal ends the channel with
+   * `ProtocolError("Internal")` and no alert (PROTOCOL.md §6): the peer would never see the
+   * message, and carrying on would lose it silently.
+   */
+  private seal(type: number, head: Uint8Array, data: Uint8Array): void {
+    const failure = this.records.write(type, head, data, this.framed.enqueue)
+    if (failure !== undefined) this.fail(new ProtocolError({ reason: "Internal", detail: "a record could not be sealed", cause: failure }))
+  }
+
   private readonly sealHeld = (): void => {
     if (this.held.length === 0) return
     const items = this.held
     const length = this.heldBytes
     this.held = []
     this.heldBytes = 0
-    if (items.length === 1) this.records.write(items[0]!.type, items[0]!.head, items[0]!.data, this.framed.enqueue)
-    else this.records.write(MessageType.BATCH, encodeBatch(items, length), EMPTY, this.framed.enqueue)
+    if (items.length === 1) this.seal(items[0]!.type, items[0]!.head, items[0]!.data)
+    else this.seal(MessageType.BATCH, encodeBatch(items, length), EMPTY)
   }
 
   write(type: number, head: Uint8Array, data: Uint8Array = EMPTY): void {
@@ -164,10 +174,11 @@ class Channel implements SecureChannel, FrameSink {
     // A large message goes alone, as it would fill most of a batch anyway; what was held goes first.
     if (size > BATCH_LIMIT / 2 || !batchable(type)) {
       this.sealHeld()
-      this.records.write(type, head, data, this.framed.enqueue)
+      if (!this.closing) this.seal(type, head, data)
       return
     }
     if (this.heldBytes + size > BATCH_LIMIT) this.sealHeld()
+    if (this.closing) return
     this.held.push({ type, head, data })
     this.heldBytes += size
     if (this.held.length === 1) this.framed.enqueueLater(this.sealHeld)
@@ -182,14 +193,20 @@ class Channel implements SecureChannel, FrameSink {
   private sendClose(): void {
     if (this.closing) return
     this.sealHeld()
-    this.records.write(MessageType.CLOSE, EMPTY, EMPTY, this.framed.enqueue)
+    if (this.closing) return
+    this.seal(MessageType.CLOSE, EMPTY, EMPTY)
     this.closing = true
   }
 
   fail(error: ProtocolError | ConnectionClosed): void {
     if (!this.closing && this.ended === undefined) {
       this.sealHeld()
-      this.records.write(MessageType.ALERT, encodeAlert(new Alert({ code: errorToAlert(error) })), EMPTY, this.framed.enqueue)
+      // After the handshake no alert means "our own failure" (§6), and a side that cannot seal has
+      // no business sealing one more record: the peer sees the connection end.
+      const sealing = error._tag === "ProtocolError" && error.reason === "Internal"
+      if (!this.closing && !sealing) {
+        this.records.write(MessageType.ALERT, encodeAlert(new Alert({ code: errorToAlert(error) })), EMPTY, this.framed.enqueue)
+      }
       this.closing = true
     }
     this.finish(error)

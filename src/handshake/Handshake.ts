@@ -204,13 +204,28 @@ interface Context {
   readonly admission: Admission | undefined
 }
 
-/** Sends a handshake message, through the record layer once there is one, and records it. */
+/** Sends a handshake message before there are keys, and records it. */
 const send = (ctx: Context, type: number, body: Uint8Array): Uint8Array => {
   const frame = encodeFrame(type, body)
-  if (ctx.records === undefined) ctx.framed.enqueue(frame)
-  else ctx.records.write(type, body, EMPTY, ctx.framed.enqueue)
+  ctx.framed.enqueue(frame)
   ctx.transcript.add(frame)
   return frame
+}
+
+/**
+ * Sends a handshake message through the record layer (§3.3), and records it. A message this side's
+ * own `Crypto` cannot seal aborts the handshake (`HandshakeError("Aborted")`): the peer would wait
+ * for it until its timeout.
+ */
+const sendSealed = (ctx: Context, type: number, body: Uint8Array): Effect.Effect<void, HandshakeError> => {
+  // Only called once the handshake keys are installed (`installRecords`).
+  if (ctx.records === undefined) return Effect.dieMessage("a sealed handshake message before the handshake keys")
+  const failure = ctx.records.write(type, body, EMPTY, ctx.framed.enqueue)
+  if (failure !== undefined) {
+    return abort(ctx, new HandshakeError({ reason: "Aborted", detail: "a handshake message could not be sealed", cause: failure }))
+  }
+  ctx.transcript.add(encodeFrame(type, body))
+  return Effect.void
 }
 
 /**
@@ -700,7 +715,7 @@ const clientSteps = (ctx: Context, options: HandshakeSetup) =>
     }
 
     // §3.4 ClientFinished: our MAC over everything so far.
-    send(ctx, MessageType.CLIENT_FINISHED, crypto.hmacSha256(session.clientFinishedKey, ctx.transcript.hash()))
+    yield* sendSealed(ctx, MessageType.CLIENT_FINISHED, crypto.hmacSha256(session.clientFinishedKey, ctx.transcript.hash()))
 
     // §3.5 ServerAccept: the server accepted our MAC; the session starts under the traffic keys.
     const accept = yield* receive(ctx, MessageType.SERVER_ACCEPT)
@@ -789,11 +804,11 @@ const serverSteps = (ctx: Context, options: HandshakeOptions) =>
     if (identity !== undefined) {
       const proof = proveIdentity(crypto, identity, ctx.transcript.hash())
       if (Either.isLeft(proof)) return yield* abort(ctx, proof.left)
-      send(ctx, MessageType.SERVER_IDENTITY, encodeServerIdentity(proof.right))
+      yield* sendSealed(ctx, MessageType.SERVER_IDENTITY, encodeServerIdentity(proof.right))
     }
 
     // §3.3 ServerFinished: our MAC over everything so far, the identity included, keyed from ISK.
-    send(ctx, MessageType.SERVER_FINISHED, crypto.hmacSha256(session.serverFinishedKey, ctx.transcript.hash()))
+    yield* sendSealed(ctx, MessageType.SERVER_FINISHED, crypto.hmacSha256(session.serverFinishedKey, ctx.transcript.hash()))
 
     // §5 From here on a client holding a guess knows whether it was right (SERVER_FINISHED is keyed
     // from ISK), so in a CPace handshake any end short of success counts as one wrong password: one
@@ -823,7 +838,7 @@ const finishServer = (
     if (Option.isSome(password) && !withPake) return yield* abort(ctx, new AuthFailed({ reason: "MissingPassword" }))
 
     // §3.5 ServerAccept, then the session under the traffic keys.
-    send(ctx, MessageType.SERVER_ACCEPT, new Uint8Array(0))
+    yield* sendSealed(ctx, MessageType.SERVER_ACCEPT, new Uint8Array(0))
     const records = yield* startSession(ctx, encrypted, session, "server", options)
     // §10: the client is authenticated. It may send session frames as soon as it has SERVER_ACCEPT
     // (§3.5), so from this instant frames are session-sized and may wait for the session's sink.
