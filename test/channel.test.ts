@@ -77,14 +77,18 @@ const sendThroughFault = (faults: MemorySocket.FaultOptions, count: number, opti
       }
     }))
     yield* Effect.yieldNow()
+    let clientEnded = false
+    yield* Effect.fork(Effect.map(client.closed, () => {
+      clientEnded = true
+    }))
     // One frame per packet, as the faults below count frames: the next packet is sent only once the
     // writer has put this one on the wire, so that the two are never sealed together as one BATCH
-    // (PROTOCOL.md §7.3). A pause alone raced the writer on a loaded machine. Bounded, since a
-    // connection that failed writes nothing more.
+    // (PROTOCOL.md §7.3). A pause alone raced the writer on a loaded machine. A client whose session
+    // has ended writes nothing more, so that ends the wait too.
     for (let id = 1; id <= count; id++) {
       const before = writes
       yield* Effect.ignore(client.send(packet(id)))
-      yield* Effect.sleep("1 millis").pipe(Effect.repeat({ until: () => writes > before, times: 500 }))
+      yield* Effect.sleep("1 millis").pipe(Effect.repeat({ until: () => writes > before || clientEnded, times: 200 }))
     }
     const { received, failure } = yield* Fiber.join(receiving)
     const serverEnd = yield* server.closed

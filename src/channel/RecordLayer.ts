@@ -35,8 +35,9 @@ export interface RecordLayer {
   /**
    * Frames one message whose body is `head ‖ data` (and a KEY_UPDATE before it when the key is due),
    * passing the frame to `emit` in pieces: the body is never concatenated, only the writer's batch is.
-   * Returns why when the local `Crypto` could not seal it: nothing of that record was emitted, and
-   * the caller must end the connection, since the peer will never see the message.
+   * Returns why when the local `Crypto` could not seal it: the record was not emitted (a KEY_UPDATE
+   * before it may have been), and the caller must end the connection, since the peer will never see
+   * the message.
    */
   readonly write: (type: number, head: Uint8Array, data: Uint8Array, emit: (part: Uint8Array) => void) => CryptoError | undefined
   /** Opens one received frame and delivers the message inside; key updates are consumed here. */

@@ -15,6 +15,7 @@ import type { Framed, FrameSink, ReadEnd } from "../transport/Framed.js"
 import { BATCH_ITEM_HEADER, BATCH_LIMIT, type BatchItem, batchable, decodeBatch, encodeBatch } from "../wire/Batch.js"
 import { decodeAlert, encodeAlert, Alert, KEEP_ALIVE_BODY_LENGTH, MessageType } from "../wire/Messages.js"
 import { errorToAlert, sessionAlertToError } from "./Alerts.js"
+import type { CryptoError } from "../crypto/Crypto.js"
 import type { RecordLayer } from "./RecordLayer.js"
 
 const EMPTY = new Uint8Array(0)
@@ -149,23 +150,35 @@ class Channel implements SecureChannel, FrameSink {
   constructor(private readonly framed: Framed, private readonly records: RecordLayer, readonly info: ChannelInfo) {}
 
   /**
-   * Seals and queues one record. One that the local `Crypto` cannot seal ends the channel with
-   * `ProtocolError("Internal")` and no alert (PROTOCOL.md §6): the peer would never see the
-   * message, and carrying on would lose it silently.
+   * A record the local `Crypto` could not seal ends the channel with `ProtocolError("Internal")` and
+   * no alert (PROTOCOL.md §6): the peer would never see the message, and carrying on would lose it
+   * silently.
    */
-  private seal(type: number, head: Uint8Array, data: Uint8Array): void {
-    const failure = this.records.write(type, head, data, this.framed.enqueue)
-    if (failure !== undefined) this.fail(new ProtocolError({ reason: "Internal", detail: "a record could not be sealed", cause: failure }))
+  private sealingFailed(failure: CryptoError): void {
+    this.fail(new ProtocolError({ reason: "Internal", detail: "a record could not be sealed", cause: failure }))
   }
 
-  private readonly sealHeld = (): void => {
-    if (this.held.length === 0) return
+  /** Seals and queues one record. */
+  private seal(type: number, head: Uint8Array, data: Uint8Array): void {
+    const failure = this.records.write(type, head, data, this.framed.enqueue)
+    if (failure !== undefined) this.sealingFailed(failure)
+  }
+
+  /** Seals what is held as one record (a BATCH of several); why not, if it could not be sealed. */
+  private sealHeldRecord(): CryptoError | undefined {
+    if (this.held.length === 0) return undefined
     const items = this.held
     const length = this.heldBytes
     this.held = []
     this.heldBytes = 0
-    if (items.length === 1) this.seal(items[0]!.type, items[0]!.head, items[0]!.data)
-    else this.seal(MessageType.BATCH, encodeBatch(items, length), EMPTY)
+    return items.length === 1
+      ? this.records.write(items[0]!.type, items[0]!.head, items[0]!.data, this.framed.enqueue)
+      : this.records.write(MessageType.BATCH, encodeBatch(items, length), EMPTY, this.framed.enqueue)
+  }
+
+  private readonly sealHeld = (): void => {
+    const failure = this.sealHeldRecord()
+    if (failure !== undefined) this.sealingFailed(failure)
   }
 
   write(type: number, head: Uint8Array, data: Uint8Array = EMPTY): void {
@@ -200,14 +213,15 @@ class Channel implements SecureChannel, FrameSink {
 
   fail(error: ProtocolError | ConnectionClosed): void {
     if (!this.closing && this.ended === undefined) {
-      this.sealHeld()
-      // After the handshake no alert means "our own failure" (§6), and a side that cannot seal has
-      // no business sealing one more record: the peer sees the connection end.
+      this.closing = true
+      // What was held goes out before the alert. After the handshake no alert means "our own
+      // failure" (§6), and a side that could not seal a record has no business sealing one more:
+      // the peer then sees the connection end, and `error` stays the reason.
+      const unsealed = this.sealHeldRecord()
       const sealing = error._tag === "ProtocolError" && error.reason === "Internal"
-      if (!this.closing && !sealing) {
+      if (unsealed === undefined && !sealing) {
         this.records.write(MessageType.ALERT, encodeAlert(new Alert({ code: errorToAlert(error) })), EMPTY, this.framed.enqueue)
       }
-      this.closing = true
     }
     this.finish(error)
   }
@@ -337,8 +351,10 @@ class Channel implements SecureChannel, FrameSink {
 
   close(flushWithin: Duration.DurationInput): Effect.Effect<void> {
     return Effect.suspend(() => {
-      if (!this.closing && this.ended === undefined) this.initiatedClose = true
+      const opening = !this.closing && this.ended === undefined
       this.sendClose()
+      // Only a CLOSE that went out is waited on for its answer (`release`).
+      if (opening && this.ended === undefined) this.initiatedClose = true
       this.finish(new ConnectionClosed({ reason: "Closed" }))
       return this.release(flushWithin)
     })

@@ -119,7 +119,11 @@ class Mailroom implements Inbox {
 
   private waited(bytes: number): void {
     this.waitingBytes += bytes
-    const pace = this.paced ? this.waitingBytes >= PACE_BELOW : this.waitingBytes >= PACE_ABOVE
+    // Once the session has ended, what still arrives is dropped: nothing to be slow for, and after
+    // our CLOSE the peer's answering CLOSE comes behind whatever it had in flight.
+    const pace = this.ctx.ended !== undefined
+      ? false
+      : this.paced ? this.waitingBytes >= PACE_BELOW : this.waitingBytes >= PACE_ABOVE
     if (pace !== this.paced) {
       this.paced = pace
       this.ctx.channel.paceReading(pace)
@@ -177,8 +181,9 @@ class Mailroom implements Inbox {
     if (this.takers !== undefined) for (const taker of this.takers.splice(0)) taker(failure)
     if (!orderly) {
       this.items.length = 0
-      this.waited(-this.waitingBytes)
+      this.waitingBytes = 0
     }
+    this.waited(0)
     if (this.servers !== undefined) for (const server of [...this.servers]) server.ready()
   }
 }
