@@ -42,9 +42,9 @@ export interface EcdhPublicKey {
 /**
  * AES-256-GCM bound to one key, synchronous because it sits on the hot path of every frame
  * (docs/performance.md: no per-message Effects). It never throws: wrong lengths and bad tags come back as
- * `Left`. `NodeCrypto`'s is a class instance whose methods live on its prototype (one object per key,
- * docs/resources.md): a `Crypto` that wraps it calls them through the instance (`inner.open(...)`)
- * rather than spreading or detaching them.
+ * `Left`. `NodeCrypto`'s methods are functions shared by every key that read the key from the object
+ * they are called on (docs/resources.md): a `Crypto` that wraps one calls them on it, or on a spread
+ * copy (`inner.open(...)`, `{ ...inner, open }`), never detached (`const { open } = inner`).
  */
 export interface Aead {
   /** Returns `ciphertext ‖ tag`. */

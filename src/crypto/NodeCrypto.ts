@@ -276,7 +276,6 @@ interface KeyedAead extends Aead {
 }
 
 const aeadOperations = {
-
   seal(this: KeyedAead, nonce: Uint8Array, aad: Uint8Array, plaintext: Uint8Array): Either.Either<Uint8Array, CryptoError> {
     if (nonce.length !== AEAD_NONCE_LENGTH) return Either.left(invalidLength("AES-GCM nonce must be 12 bytes"))
     try {

@@ -82,11 +82,10 @@ class NetSocketHandle implements Socket.Socket {
   readonly [Socket.TypeId]: Socket.TypeId = Socket.TypeId
   readonly [NetConnection]: Net.Socket
   /** The platform's socket over the same connection, made when someone asks for `run` or `writer`. */
-  private platform: Socket.Socket | undefined
+  private platform: Socket.Socket | undefined = undefined
 
-  constructor(conn: Net.Socket, platform?: Socket.Socket) {
+  constructor(conn: Net.Socket) {
     this[NetConnection] = conn
-    this.platform = platform
   }
 
   private get platformSocket(): Effect.Effect<Socket.Socket> {
@@ -111,12 +110,10 @@ class NetSocketHandle implements Socket.Socket {
 }
 
 /**
- * The socket for a connected `net.Socket`. `platform`, when given, is the platform's own socket over
- * the same connection, reused rather than built again; without it, one is built only if `run` or
- * `writer` is used (the session never does).
+ * The socket for a connected `net.Socket`; the platform's own socket over it is built only if `run`
+ * or `writer` is used (the session never does).
  */
-export const netSocket = (conn: Net.Socket, platform?: Socket.Socket): Effect.Effect<Socket.Socket> =>
-  Effect.sync(() => new NetSocketHandle(conn, platform))
+export const netSocket = (conn: Net.Socket): Effect.Effect<Socket.Socket> => Effect.sync(() => new NetSocketHandle(conn))
 
 /** The live path for a socket from {@link netSocket}, the adapter for any other. */
 export const of = (socket: Socket.Socket): Effect.Effect<Transport, never, Scope.Scope> =>
